@@ -1,0 +1,187 @@
+"""AMI wire format: framing bytes into whole messages, and the message type.
+
+Framing and decoding are separate steps on purpose: panoramisk decodes every TCP
+chunk on its own, so a UTF-8 caller name split across two reads is mangled. Here
+bytes are buffered until a message is complete (blank line), and only then decoded.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator, Mapping
+
+BANNER_PREFIX = b"Asterisk Call Manager/"
+_END = b"\r\n\r\n"
+
+
+class AmiMessage(Mapping[str, str]):
+    """One AMI event or action reply: ordered `Key: Value` headers.
+
+    Lookups are exact first (Asterisk is consistent in its casing) and fall back to a
+    case-insensitive match. Repeated keys (`ChanVariable`, `Output`) keep their first
+    value in the mapping; `getall` returns every value.
+    """
+
+    __slots__ = ("_headers", "_pairs", "received_at")
+
+    def __init__(
+        self, pairs: list[tuple[str, str]], received_at: float | None = None
+    ) -> None:
+        self._pairs = pairs
+        headers: dict[str, str] = {}
+        for key, value in pairs:
+            headers.setdefault(key, value)
+        self._headers = headers
+        self.received_at = time.time() if received_at is None else received_at
+
+    @classmethod
+    def from_dict(cls, headers: Mapping[str, str], received_at: float | None = None) -> AmiMessage:
+        return cls(list(headers.items()), received_at)
+
+    # Mapping protocol
+    def __getitem__(self, key: str) -> str:
+        try:
+            return self._headers[key]
+        except KeyError:
+            lowered = key.lower()
+            for k, v in self._headers.items():
+                if k.lower() == lowered:
+                    return v
+            raise
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._headers)
+
+    def __len__(self) -> int:
+        return len(self._headers)
+
+    def __contains__(self, key: object) -> bool:
+        if key in self._headers:
+            return True
+        if isinstance(key, str):
+            lowered = key.lower()
+            return any(k.lower() == lowered for k in self._headers)
+        return False
+
+    def __repr__(self) -> str:
+        kind = self.event or f"Response:{self.response}"
+        return f"<AmiMessage {kind} {dict(self._pairs[:6])}>"
+
+    @property
+    def pairs(self) -> list[tuple[str, str]]:
+        return list(self._pairs)
+
+    def getall(self, key: str) -> list[str]:
+        lowered = key.lower()
+        return [v for k, v in self._pairs if k.lower() == lowered]
+
+    @property
+    def event(self) -> str | None:
+        return self._headers.get("Event")
+
+    @property
+    def response(self) -> str | None:
+        return self._headers.get("Response")
+
+    @property
+    def action_id(self) -> str | None:
+        return self._headers.get("ActionID")
+
+    @property
+    def is_event(self) -> bool:
+        return "Event" in self._headers
+
+    @property
+    def success(self) -> bool:
+        return self._headers.get("Response") in ("Success", "Follows", "Goodbye")
+
+    @property
+    def timestamp(self) -> float:
+        """When it happened on the PBX: the `Timestamp` header when sent, else arrival."""
+        raw = self._headers.get("Timestamp")
+        if raw:
+            try:
+                return float(raw)
+            except ValueError:
+                pass
+        return self.received_at
+
+
+def parse_message(text: str, received_at: float | None = None) -> AmiMessage:
+    """Parse one decoded message block (without its terminating blank line)."""
+    pairs: list[tuple[str, str]] = []
+    for line in text.split("\r\n"):
+        key, sep, value = line.partition(": ")
+        if sep:
+            pairs.append((key, value))
+        elif line.endswith(":"):
+            # `Key:` with nothing after it: an empty value.
+            pairs.append((line[:-1], ""))
+        elif line:
+            # Body lines of old `Response: Follows` command output.
+            pairs.append(("Output", line))
+    return AmiMessage(pairs, received_at)
+
+
+def encode_message(headers: Mapping[str, str] | list[tuple[str, str]]) -> bytes:
+    """Serialise headers to the wire: `Key: Value` CRLF lines and a blank line."""
+    items = headers.items() if isinstance(headers, Mapping) else headers
+    lines = []
+    for key, value in items:
+        if isinstance(value, (list, tuple)):
+            lines.extend(f"{key}: {v}" for v in value)
+        else:
+            lines.append(f"{key}: {value}")
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("utf-8")
+
+
+class AmiFramer:
+    """Incremental byte framer: feed TCP chunks, get whole decoded messages.
+
+    The banner (`Asterisk Call Manager/x.y.z` on one line) is reported through
+    `banner` rather than as a message. Invalid UTF-8 inside a complete message is
+    replaced (U+FFFD), never silently dropped.
+    """
+
+    def __init__(self) -> None:
+        self._buffer = bytearray()
+        self.banner: str | None = None
+
+    def feed(self, data: bytes, received_at: float | None = None) -> list[AmiMessage]:
+        buffer = self._buffer
+        buffer += data
+        if self.banner is None:
+            if len(buffer) < len(BANNER_PREFIX) and BANNER_PREFIX.startswith(bytes(buffer)):
+                return []
+            if buffer.startswith(BANNER_PREFIX):
+                end = buffer.find(b"\r\n")
+                if end < 0:
+                    return []
+                self.banner = buffer[:end].decode("utf-8", "replace")
+                del buffer[: end + 2]
+            else:
+                self.banner = ""
+        end = buffer.find(_END)
+        if end < 0:
+            return []
+        arrived = time.time() if received_at is None else received_at
+        messages = []
+        start = 0
+        while end >= 0:
+            block = buffer[start:end]
+            if block.strip():
+                messages.append(parse_message(block.decode("utf-8", "replace"), arrived))
+            start = end + 4
+            end = buffer.find(_END, start)
+        del buffer[:start]
+        return messages
+
+    @property
+    def pending_bytes(self) -> int:
+        return len(self._buffer)
+
+
+def iter_capture(data: bytes) -> Iterator[AmiMessage]:
+    """All messages of a raw capture (banner skipped), in order."""
+    framer = AmiFramer()
+    yield from framer.feed(data, received_at=0.0)
