@@ -1,0 +1,56 @@
+"""Resync after (re)connecting: the PBX's CoreShowChannels list is the truth.
+
+Calls we track that have no live channel left ended while we were away: they are closed
+(outcome kept where the events we saw settle it, `incomplete` where not). Channels we
+do not know belong to calls that started while we were away: they are attached.
+"""
+
+from __future__ import annotations
+
+from bridge.ami_message import AmiMessage
+from bridge.call_state import CallTracker
+from bridge.channel_names import leg_key
+
+
+def _duration_seconds(value: str | None) -> float:
+    """CoreShowChannel's `Duration: HH:MM:SS`."""
+    try:
+        hours, minutes, seconds = (int(part) for part in (value or "").split(":"))
+    except ValueError:
+        return 0.0
+    return float(hours * 3600 + minutes * 60 + seconds)
+
+
+def resync_calls(tracker: CallTracker, channels: list[AmiMessage], at: float) -> None:
+    live = {ch["Channel"]: ch for ch in channels if ch.get("Channel")}
+
+    for call in list(tracker.live_calls()):
+        gone = {name for name in call.channels if name not in live}
+        for name in gone:
+            call.channels.discard(name)
+            tracker.forget_channel(name, call.call_id)
+        if not call.channels:
+            tracker.end_call(call, at, incomplete=True)
+
+    bridges: dict[str, set[str]] = {}
+    for name, ch in live.items():
+        if ch.get("BridgeId"):
+            bridges.setdefault(ch["BridgeId"], set()).add(name)
+
+    for name, ch in live.items():
+        if tracker.call_of_channel(name) is not None:
+            continue
+        started = at - _duration_seconds(ch.get("Duration"))
+        call = tracker.attach_channel(ch, started)
+        if call is None:
+            continue
+        if ch.get("Uniqueid") == ch.get("Linkedid") and call.caller_leg is None:
+            call.caller_leg = leg_key(name)
+            tracker.learn_caller(call, name, ch.get("CallerIDNum"), ch.get("CallerIDName"), at)
+        if ch.get("Application") == "Queue" and call.caller_leg is None:
+            call.caller_leg = leg_key(name)
+            tracker.learn_caller(call, name, ch.get("CallerIDNum"), ch.get("CallerIDName"), at)
+        operator = tracker.operators.operator_of(name)
+        bridged = len(bridges.get(ch.get("BridgeId") or "", ())) > 1
+        if operator and bridged and call.answered_by is None and leg_key(name) != call.caller_leg:
+            tracker.attach_answered(call, name, operator, started)
