@@ -25,12 +25,9 @@ def resync_calls(tracker: CallTracker, channels: list[AmiMessage], at: float) ->
     live = {ch["Channel"]: ch for ch in channels if ch.get("Channel")}
 
     for call in list(tracker.live_calls()):
-        gone = {name for name in call.channels if name not in live}
-        for name in gone:
+        for name in [n for n in call.channels if n not in live]:
             call.channels.discard(name)
             tracker.forget_channel(name, call.call_id)
-        if not call.channels:
-            tracker.end_call(call, at, incomplete=True)
 
     bridges: dict[str, set[str]] = {}
     for name, ch in live.items():
@@ -54,3 +51,9 @@ def resync_calls(tracker: CallTracker, channels: list[AmiMessage], at: float) ->
         bridged = len(bridges.get(ch.get("BridgeId") or "", ())) > 1
         if operator and bridged and call.answered_by is None and leg_key(name) != call.caller_leg:
             tracker.attach_answered(call, name, operator, started)
+
+    # Last: whatever has no live channel now ended while we were away (restored calls
+    # from the log included, once the live channels had their chance to claim them).
+    for call in list(tracker.live_calls()):
+        if not call.channels:
+            tracker.end_call(call, at, incomplete=True)

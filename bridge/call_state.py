@@ -13,6 +13,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 
 from bridge.ami_message import AmiMessage
+from bridge.call_record import CallRecord
 from bridge.call_working import Call, Recording, Ring
 from bridge.channel_names import (
     DEFAULT_OPERATOR_PATTERN,
@@ -115,6 +116,13 @@ class CallTracker:
         self._ended[call.call_id] = None
         if len(self._ended) > _ENDED_MEMORY:
             self._ended.popitem(last=False)
+
+    def restore(self, records: list[CallRecord]) -> None:
+        """Calls the log says were live when the bridge last stopped. The next resync
+        re-attaches their channels, or closes them if they ended meanwhile."""
+        for record in records:
+            if record.ended_at is None and record.call_id not in self.calls:
+                self.calls[record.call_id] = Call.from_record(record)
 
     def forget_channel(self, channel: str, call_id: str) -> None:
         self._channel_call.pop(channel, None)

@@ -132,6 +132,22 @@ class Call:
         # which Asterisk's own CDR also reports as ANSWERED.
         return "answered"
 
+    @classmethod
+    def from_record(cls, record: CallRecord) -> Call:
+        call = cls(
+            call_id=record.call_id, entered_at=record.entered_at,
+            attached_mid_call=record.attached_mid_call, caller_number=record.caller_number,
+            caller_name=record.caller_name, queue=record.queue, dialed=record.dialed,
+            internal=record.internal, answered_at=record.answered_at,
+            answered_by=record.answered_by,
+        )
+        call.rings = [Ring(**r.model_dump()) for r in record.rings]
+        call.transfers = [Transfer(kind=t.kind, from_operator=t.from_operator,
+                                   to_operator=t.to_operator, at=t.at) for t in record.transfers]
+        call.recordings = [Recording(**r.model_dump()) for r in record.recordings]
+        call.current_operator = call.transfers[-1].to_operator if call.transfers else call.answered_by
+        return call
+
     def snapshot(self) -> CallRecord:
         return CallRecord(
             call_id=self.call_id,

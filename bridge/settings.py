@@ -1,0 +1,81 @@
+"""Configuration: a TOML file and/or `CALLBRIDGE_*` environment variables.
+
+Environment variables win over the file, so a secret can stay out of the file:
+`CALLBRIDGE_AMI__SECRET=...` (nested keys use a double underscore).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import BaseModel, Field, SecretStr, ValidationError
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+from bridge.channel_names import DEFAULT_OPERATOR_PATTERN
+
+DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///var/callbridge.sqlite3"
+
+
+class AmiSettings(BaseModel):
+    host: str = "127.0.0.1"
+    port: int = Field(5038, ge=1, le=65535)
+    username: str = "callbridge"
+    secret: SecretStr = SecretStr("callbridge")
+    ping_interval: float = Field(10.0, gt=0, description="seconds between keep-alive pings")
+    ping_timeout: float = Field(5.0, gt=0, description="a ping unanswered this long means a dead link")
+    action_timeout: float = Field(10.0, gt=0)
+    backoff_max: float = Field(30.0, gt=0, description="cap of the reconnect back-off")
+
+
+class CallbridgeSettings(BaseSettings):
+    model_config = SettingsConfigDict(
+        env_prefix="CALLBRIDGE_", env_nested_delimiter="__", extra="forbid"
+    )
+
+    ami: AmiSettings = Field(default_factory=AmiSettings)
+    database_url: str = DEFAULT_DATABASE_URL
+    # Which extensions are operators' phones (the rest are trunks, queues, IVRs).
+    operator_pattern: str = DEFAULT_OPERATOR_PATTERN
+    log_level: str = "INFO"
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        sources: list[PydanticBaseSettingsSource] = [init_settings, env_settings]
+        if settings_cls.model_config.get("toml_file"):
+            sources.append(TomlConfigSettingsSource(settings_cls))
+        return tuple(sources)
+
+
+class ConfigError(Exception):
+    """A configuration problem, worded for the admin who has to fix it."""
+
+
+def load_settings(config_file: Path | None = None, **overrides: object) -> CallbridgeSettings:
+    if config_file is not None and not config_file.is_file():
+        raise ConfigError(f"config file not found: {config_file}")
+
+    class _FromFile(CallbridgeSettings):
+        model_config = SettingsConfigDict(**{**CallbridgeSettings.model_config, "toml_file": config_file})
+
+    try:
+        return _FromFile(**overrides)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc']) or 'config'}: {err['msg']}" for err in exc.errors()
+        )
+        source = config_file or "environment"
+        raise ConfigError(f"invalid configuration ({source}): {problems}") from None
+    except ValueError as exc:  # malformed TOML
+        raise ConfigError(f"cannot read {config_file}: {exc}") from None

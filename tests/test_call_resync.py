@@ -1,0 +1,110 @@
+"""Resync after (re)connect: calls that started while we were away are attached, calls
+that ended while we were away are closed; none is lost, none is duplicated."""
+
+from __future__ import annotations
+
+from bridge.ami_message import iter_capture
+from bridge.domain_events import CallEnded
+from bridge.pipeline import CallPipeline
+from bridge.replay import FinishedCalls
+from tests.capture_facts import capture_bytes
+
+SNAPSHOT = "live_channels_snapshot"
+
+
+def split_at_snapshot():
+    """The capture's events before and after the CoreShowChannels reply, and the reply."""
+    before, after, channels = [], [], []
+    reached = False
+    for msg in iter_capture(capture_bytes(SNAPSHOT)):
+        if msg.event == "CoreShowChannel":
+            channels.append(msg)
+            reached = True
+        elif msg.is_event and "ActionID" not in msg:
+            (after if reached else before).append(msg)
+    return before, after, channels
+
+
+def pipeline_with_log() -> tuple[CallPipeline, FinishedCalls]:
+    pipeline = CallPipeline()
+    finished = FinishedCalls()
+    pipeline.subscribe(finished)
+    return pipeline, finished
+
+
+def test_call_already_up_when_we_connect_is_attached_and_finished_once() -> None:
+    before, after, channels = split_at_snapshot()
+    assert len(channels) == 4
+    pipeline, finished = pipeline_with_log()
+    at = before[-1].timestamp
+    pipeline.resync(channels, at)  # we connect mid-call: only the snapshot is known
+    (call,) = pipeline.tracker.live_calls()
+    assert call.call_id == "1795508402.68"
+    assert call.attached_mid_call
+    assert (call.caller_number, call.caller_name) == ("+74951230001", "Снимок Каналов")
+    assert call.answered_by == "101"  # Anna's member channel shares the caller's bridge
+    pipeline.feed_all(after)
+    (done,) = finished.calls
+    assert done.call_id == "1795508402.68"
+    assert done.outcome == "answered" and done.answered_by == "101"
+    assert done.attached_mid_call
+
+
+def test_call_that_ended_while_we_were_away_is_closed_with_known_outcome() -> None:
+    before, after, channels = split_at_snapshot()
+    pipeline, finished = pipeline_with_log()
+    pipeline.feed_all(before)  # saw it ring and be answered by Anna
+    assert [c.answered_by for c in pipeline.tracker.live_calls()] == ["101"]
+    pipeline.resync([], at=after[-1].timestamp)  # reconnect: the PBX has no channels
+    (done,) = finished.calls
+    assert done.outcome == "answered"
+    assert done.ended_at == after[-1].timestamp
+    pipeline.feed_all(after)  # late events of that call never resurrect it
+    assert len(finished.calls) == 1
+    assert pipeline.tracker.live_calls() == []
+
+
+def test_unanswered_call_gone_while_away_is_incomplete() -> None:
+    events = [m for m in iter_capture(capture_bytes("queue_answered")) if m.is_event]
+    join = next(i for i, m in enumerate(events) if m.event == "QueueCallerJoin")
+    pipeline, finished = pipeline_with_log()
+    pipeline.feed_all(events[: join + 1])
+    pipeline.resync([], at=events[join].timestamp + 30)
+    (done,) = finished.calls
+    assert done.outcome == "incomplete"  # we cannot know whether anybody answered
+
+
+def test_restored_calls_from_the_log_are_continued_or_closed() -> None:
+    before, after, channels = split_at_snapshot()
+    first, first_log = pipeline_with_log()
+    first.feed_all(before)
+    (live_record,) = [c.snapshot() for c in first.tracker.live_calls()]
+
+    # The bridge restarts while the call is still up: the log's live call is continued.
+    second, second_log = pipeline_with_log()
+    second.tracker.restore([live_record])
+    second.resync(channels, at=before[-1].timestamp + 1)
+    assert second_log.calls == []
+    second.feed_all(after)
+    (done,) = second_log.calls
+    assert done.call_id == live_record.call_id
+    assert done.rings[0].started_at == live_record.rings[0].started_at  # history kept
+    assert done.outcome == "answered" and not done.attached_mid_call
+
+    # The bridge restarts after the call ended: the log's live call is closed.
+    third, third_log = pipeline_with_log()
+    third.tracker.restore([live_record])
+    third.resync([], at=after[-1].timestamp + 5)
+    (closed,) = third_log.calls
+    assert closed.call_id == live_record.call_id and closed.outcome == "answered"
+
+
+def test_resync_events_reach_subscribers() -> None:
+    _, _, channels = split_at_snapshot()
+    pipeline = CallPipeline()
+    seen = []
+    pipeline.subscribe(seen.append)
+    pipeline.resync(channels, at=1.0)
+    pipeline.resync([], at=2.0)
+    assert [type(e).__name__ for e in seen][0] == "CallStarted"
+    assert isinstance(seen[-1], CallEnded)
