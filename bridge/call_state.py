@@ -14,7 +14,9 @@ from collections.abc import Callable
 
 from bridge.ami_message import AmiMessage
 from bridge.call_record import CallRecord
-from bridge.call_working import Call, Recording, Ring
+from bridge.call_recording_rules import RecordingRules
+from bridge.call_transfer_rules import TransferRules
+from bridge.call_working import Call, Ring
 from bridge.channel_names import (
     DEFAULT_OPERATOR_PATTERN,
     OperatorDirectory,
@@ -24,11 +26,9 @@ from bridge.channel_names import (
 from bridge.domain_events import (
     CallAnswered,
     CallEnded,
-    CallRecordingStarted,
     CallRingEnded,
     CallRinging,
     CallStarted,
-    CallTransferred,
     CallUpdated,
     DomainEvent,
 )
@@ -38,7 +38,7 @@ log = logging.getLogger(__name__)
 _ENDED_MEMORY = 20_000  # ended call ids remembered, so late events never resurrect a call
 
 
-class CallTracker:
+class CallTracker(TransferRules, RecordingRules):
     """Turns AMI events into calls. `handle(event)` returns the domain events it caused."""
 
     def __init__(self, operator_pattern: str = DEFAULT_OPERATOR_PATTERN) -> None:
@@ -348,69 +348,6 @@ class CallTracker:
             ring = self._ring_for(call, dest)
         if ring is not None and ring.answered_at is None:
             self._answer(call, ring, at)
-
-    def _on_blind_transfer(self, ev: AmiMessage, at: float) -> None:
-        if ev.get("Result") != "Success":
-            return
-        call = self._call_for(ev, at, ev.get("TransfereeChannel"), ev.get("TransfereeLinkedid"))
-        if call is None:
-            return
-        source = self._operator_on(call, ev.get("TransfererChannel"))
-        transfer = call.add_transfer("blind", source, ev.get("Extension"), at)
-        call.pending_blind = transfer
-        self._emit(CallTransferred, call, at, transfer=transfer.record())
-
-    def _on_attended_transfer(self, ev: AmiMessage, at: float) -> None:
-        if ev.get("Result") != "Success":
-            return
-        call = self._call_for(ev, at, ev.get("TransfereeChannel"), ev.get("TransfereeLinkedid"))
-        if call is None:
-            return
-        source = self._operator_on(call, ev.get("OrigTransfererChannel"))
-        target_channel = ev.get("TransferTargetChannel")
-        target_call = self.call_of_channel(target_channel) if target_channel else None
-        target = self._operator_on(target_call or call, target_channel)
-        if target is None and target_call is not None:
-            target = target_call.current_operator
-        transfer = call.add_transfer("attended", source, target, at)
-        if target is not None:
-            call.current_operator = target
-            if target not in call.rung:  # the consultation rang him in another call
-                call.rings.append(Ring(operator=target, started_at=at, answered_at=at,
-                                       ended_at=at, result="ANSWER"))
-        self._emit(CallTransferred, call, at, transfer=transfer.record())
-
-    def _on_varset(self, ev: AmiMessage, at: float) -> None:
-        if ev.get("Variable") != "MIXMONITOR_FILENAME":
-            if ev.get("Channel") not in (None, "none"):
-                self._call_for(ev, at)
-            return
-        channel, value = ev.get("Channel"), ev.get("Value") or None
-        call = self._call_for(ev, at)
-        if call is None or not channel or not value:
-            return
-        rec = call.open_recording(channel)
-        if rec is not None and rec.file is None:
-            rec.file = value
-        else:  # Asterisk sets the variable just before MixMonitorStart
-            self._pending_recording_file[channel] = value
-
-    def _on_mixmonitor_start(self, ev: AmiMessage, at: float) -> None:
-        call = self._call_for(ev, at)
-        if call is None:
-            return
-        channel = ev["Channel"]
-        rec = Recording(channel=channel, started_at=at, operator=call.current_operator,
-                        file=self._pending_recording_file.pop(channel, None))
-        call.recordings.append(rec)
-        self._emit(CallRecordingStarted, call, at, recording=rec.record())
-
-    def _on_mixmonitor_stop(self, ev: AmiMessage, at: float) -> None:
-        call = self._call_for(ev, at)
-        rec = call.open_recording(ev["Channel"]) if call else None
-        if call is not None and rec is not None:
-            rec.stopped_at = at
-            self._emit(CallUpdated, call, at)
 
     def _on_hangup(self, ev: AmiMessage, at: float) -> None:
         channel = ev["Channel"]
