@@ -1,0 +1,150 @@
+"""`callbridge` command line: serve, demo, replay, calls export."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import csv
+import json
+import logging
+import sys
+from datetime import UTC, datetime
+from pathlib import Path
+
+from bridge.call_record import REPLAY_KEYS, CallRecord
+from bridge.settings import ConfigError, load_settings
+
+log = logging.getLogger("callbridge")
+
+
+def _setup_logging(level: str) -> None:
+    logging.basicConfig(
+        level=getattr(logging, level.upper(), logging.INFO),
+        format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+
+
+def _parse_since(value: str) -> datetime:
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"--since wants an ISO date or time like 2026-11-24 or 2026-11-24T08:00, not {value!r}"
+        ) from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="callbridge", description=__doc__)
+    parser.add_argument("--config", type=Path, help="TOML configuration file")
+    parser.add_argument("--log-level", help="DEBUG, INFO, WARNING (default from config: INFO)")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    sub.add_parser("serve", help="run the bridge against the PBX named in the configuration")
+
+    demo = sub.add_parser("demo", help="run the bridge against the built-in AMI simulator")
+    demo.add_argument("--speed", type=float, default=1.0, help="replay speed (1 = recorded)")
+    demo.add_argument("--db", help="database URL (default: the configured SQLite file)")
+    demo.add_argument("--ami-port", type=int, default=0, help="simulator port (default: any free)")
+
+    replay = sub.add_parser("replay", help="feed a raw AMI capture through the pipeline offline")
+    replay.add_argument("file", type=Path, help="a .ami capture (banner, login reply, events)")
+    replay.add_argument("--db", help="also store the calls in this database URL")
+
+    calls = sub.add_parser("calls", help="the stored call log")
+    calls_sub = calls.add_subparsers(dest="calls_command", required=True)
+    export = calls_sub.add_parser("export", help="print the call log (replay's shape)")
+    export.add_argument("--since", type=_parse_since, help="only calls that started at or after")
+    export.add_argument("--format", choices=("jsonl", "csv"), default="jsonl")
+    export.add_argument("--db", help="database URL (default: from configuration)")
+    return parser
+
+
+def _print_calls(calls: list[CallRecord], fmt: str) -> None:
+    out = sys.stdout
+    if fmt == "jsonl":
+        for call in calls:
+            out.write(json.dumps(call.replay_dict(), ensure_ascii=False) + "\n")
+        return
+    writer = csv.DictWriter(out, fieldnames=REPLAY_KEYS)
+    writer.writeheader()
+    for call in calls:
+        row = call.replay_dict()
+        row["rung"] = " ".join(row["rung"])
+        row["transfers"] = json.dumps(row["transfers"], ensure_ascii=False) if row["transfers"] else ""
+        writer.writerow(row)
+
+
+async def _replay(args: argparse.Namespace, settings) -> int:
+    from bridge.replay import replay_bytes
+
+    if not args.file.is_file():
+        raise ConfigError(f"no such capture file: {args.file}")
+    calls = replay_bytes(args.file.read_bytes(), operator_pattern=settings.operator_pattern)
+    _print_calls(calls, "jsonl")
+    if args.db:
+        from bridge.call_log_store import CallLogStore
+
+        store = CallLogStore(args.db)
+        await store.open()
+        try:
+            await store.save(calls)
+        finally:
+            await store.close()
+        log.info("stored %d calls in %s", len(calls), args.db)
+    return 0
+
+
+async def _export(args: argparse.Namespace, settings) -> int:
+    from bridge.call_log_store import CallLogStore
+
+    store = CallLogStore(args.db or settings.database_url)
+    await store.open()
+    try:
+        calls = await store.export(since=args.since)
+    finally:
+        await store.close()
+    _print_calls([c for c in calls if c.ended_at is not None], args.format)
+    return 0
+
+
+async def _serve(settings) -> int:
+    from bridge.service import run_until_stopped
+
+    await run_until_stopped(settings)
+    return 0
+
+
+async def _demo(args: argparse.Namespace, settings) -> int:
+    from bridge.demo import run_demo
+
+    await run_demo(settings, speed=args.speed, db_url=args.db, ami_port=args.ami_port)
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        settings = load_settings(args.config)
+    except ConfigError as exc:
+        print(f"callbridge: {exc}", file=sys.stderr)
+        return 2
+    _setup_logging(args.log_level or settings.log_level)
+    runners = {
+        "serve": lambda: _serve(settings),
+        "demo": lambda: _demo(args, settings),
+        "replay": lambda: _replay(args, settings),
+        "calls": lambda: _export(args, settings),
+    }
+    try:
+        return asyncio.run(runners[args.command]())
+    except ConfigError as exc:
+        print(f"callbridge: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
