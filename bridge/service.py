@@ -1,0 +1,104 @@
+"""The running bridge: AMI connection -> pipeline -> subscribers (call log, log lines).
+
+`callbridge serve` runs this against a real PBX; `callbridge demo` against the AMI
+simulator. On every (re)connect it resyncs from CoreShowChannels/QueueStatus so calls
+that started or ended while we were away are neither lost nor duplicated.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import time
+
+from bridge.ami_actions import AmiError
+from bridge.ami_client import AmiClient
+from bridge.ami_message import AmiMessage
+from bridge.call_events_log import log_call_event
+from bridge.call_log_store import CallLogStore
+from bridge.call_log_writer import CallLogWriter
+from bridge.call_state import CallTracker
+from bridge.pipeline import CallPipeline
+from bridge.settings import CallbridgeSettings
+
+log = logging.getLogger("callbridge")
+
+
+class BridgeService:
+    def __init__(self, settings: CallbridgeSettings) -> None:
+        self.settings = settings
+        self.store = CallLogStore(settings.database_url)
+        self.writer = CallLogWriter(self.store)
+        self.pipeline = CallPipeline(CallTracker(settings.operator_pattern))
+        ami = settings.ami
+        self.client = AmiClient(
+            ami.host, ami.port, ami.username, ami.secret.get_secret_value(),
+            ping_interval=ami.ping_interval, ping_timeout=ami.ping_timeout,
+            action_timeout=ami.action_timeout, backoff_max=ami.backoff_max,
+        )
+        self.queue_status: list[AmiMessage] = []
+        # (PBX timestamp, our clock) of the last event: resync times use the PBX's clock.
+        self._last_event: tuple[float, float] | None = None
+
+    async def start(self) -> None:
+        await self.store.open()
+        live = await self.store.live_calls()
+        if live:
+            log.info("%d calls were live when the bridge last stopped; the PBX will tell", len(live))
+        self.pipeline.tracker.restore(live)
+        await self.writer.start()
+        self.pipeline.subscribe(self.writer.handle)
+        self.pipeline.subscribe(log_call_event)
+        self.client.on_event(self._on_event)
+        self.client.on_ready(self._resync)
+        self.client.on_disconnect(self._on_disconnect)
+        await self.client.start()
+        log.info("bridge started: AMI %s:%s, call log %s", self.settings.ami.host,
+                 self.settings.ami.port, self.store.engine.url.render_as_string(hide_password=True))
+
+    async def stop(self) -> None:
+        await self.client.stop()
+        await self.writer.stop()
+        await self.store.close()
+        log.info("bridge stopped")
+
+    def _on_event(self, event: AmiMessage) -> None:
+        self._last_event = (event.timestamp, time.time())
+        self.pipeline.feed(event)
+
+    def _pbx_now(self) -> float:
+        """Resync time in the PBX's clock: its last Timestamp moved on by our elapsed time."""
+        if self._last_event is None:
+            return time.time()
+        pbx_at, our_at = self._last_event
+        return pbx_at + (time.time() - our_at)
+
+    async def _resync(self) -> None:
+        try:
+            channels = await self.client.send_list_action({"Action": "CoreShowChannels"})
+            self.queue_status = list(await self.client.send_list_action({"Action": "QueueStatus"}))
+        except AmiError as exc:
+            log.warning("resync after connect failed: %s; live state may lag until the next one", exc)
+            return
+        before = len(self.pipeline.tracker.live_calls())
+        self.pipeline.resync(list(channels), self._pbx_now())
+        after = len(self.pipeline.tracker.live_calls())
+        log.info("resynced with the PBX: %d live channels, %d live calls (was %d), %d queue entries",
+                 len(channels), after, before, len(self.queue_status))
+
+    def _on_disconnect(self, reason: str) -> None:
+        log.warning("lost the PBX (%s); calls stay open until the resync after reconnecting", reason)
+
+
+async def run_until_stopped(settings: CallbridgeSettings, service: BridgeService | None = None) -> None:
+    service = service or BridgeService(settings)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await service.start()
+    try:
+        await stop.wait()
+    finally:
+        await service.stop()
