@@ -8,6 +8,7 @@ import random
 import socket
 import time
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -491,3 +492,40 @@ async def test_stop_fails_pending_actions_and_reports_disconnect(make_client):
         assert not client.connected and not client.logged_in and not client.ready
         with pytest.raises(AmiNotConnected):
             await client.send_action({"Action": "Ping"})
+
+
+# -- end to end against the project's AMI simulator ----------------------------------------------
+async def test_end_to_end_with_simulator_replay_reconnect_and_resync(make_client):
+    simulator = pytest.importorskip("bridge.ami_simulator")  # written in parallel; skip until present
+    capture = Path(__file__).parent / "fixtures" / "queue_answered.ami"
+    expected = [e.message for e in simulator.load_events([capture])]
+    cut = [m.event for m in expected].index("AgentConnect") + 1
+    # Cut the connection right after AgentConnect, in 7-byte writes: the client must
+    # reconnect, resync from CoreShowChannels (the call is up), and lose nothing.
+    async with simulator.AmiSimulator([capture], secret=SECRET, drop_after_events=cut,
+                                      chunk_size=7, speed=20) as sim:
+        client = make_client(sim.port)
+        seen = Recorder(client)
+        snapshots: list[list[str]] = []
+
+        async def resync() -> None:
+            channels = await client.send_list_action({"Action": "CoreShowChannels"})
+            snapshots.append([c["Channel"] for c in channels])
+            seen.seen.append("READY")
+
+        client.on_ready(resync)
+        await client.start()
+
+        def replayed() -> list[AmiMessage]:
+            return [e for e in seen.events if e.event != "FullyBooted"]
+
+        await until(lambda: len(replayed()) == len(expected), within=5.0)
+        assert [e.pairs for e in replayed()] == [m.pairs for m in expected]
+        assert "Иван Петров" in {e.get("CallerIDName") for e in replayed()}
+        markers = [s for s in seen.seen if s == "READY" or s.startswith("DISCONNECT")]
+        assert markers == ["READY", "DISCONNECT connection closed by the PBX", "READY"]
+        assert seen.seen.index("DISCONNECT connection closed by the PBX") == cut + 2  # FullyBooted, READY
+        assert sorted(snapshots[1]) == sorted([
+            "Local/support@inbound-00000000;1", "Local/support@inbound-00000000;2",
+            "Local/101@agents-00000001;1", "Local/101@agents-00000001;2"])
+        assert client.reconnects == 1
