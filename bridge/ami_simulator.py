@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import signal
 import socket
 import sys
 import time
@@ -422,8 +423,12 @@ async def _run(args: argparse.Namespace) -> None:
     print(f"login: Username={args.username} Secret={args.secret}", flush=True)
     print(f"replaying {len(sim.events)} events from {len(args.captures)} capture(s), "
           f"speed {args.speed or 'max'}{', looping' if args.loop else ''}", flush=True)
+    stopped = asyncio.Event()
+    for signum in (signal.SIGINT, signal.SIGTERM):  # also when started with SIGINT ignored (`&`)
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            asyncio.get_running_loop().add_signal_handler(signum, stopped.set)
     try:
-        await asyncio.Event().wait()
+        await stopped.wait()
     finally:
         await sim.stop()
 

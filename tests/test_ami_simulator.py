@@ -558,6 +558,9 @@ async def test_cli_prints_address_and_serves() -> None:
         removed = (await client.until(lambda m: m.event == "QueueMemberRemoved"))[-1]
         assert removed["MemberName"] == "Reserve Eve"
         client.close()
-    finally:
         proc.terminate()
-        await proc.wait()
+        assert await asyncio.wait_for(proc.wait(), 10) == 0  # SIGTERM: a clean stop
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
