@@ -45,6 +45,12 @@ class CrmTimeout(CrmUnavailable):
     kind = "timeout"
 
 
+class CrmCircuitOpen(CrmUnavailable):
+    """Not asked: the circuit breaker is open after repeated failures (raised by the lookup service)."""
+
+    kind = "circuit open"
+
+
 class CrmRateLimited(CrmUnavailable):
     """Too many requests (429). `retry_after` seconds if the CRM said so."""
 
