@@ -4,9 +4,9 @@
 internal extension), anonymous (withheld, empty, `<unknown>`), or invalid. Only
 customer numbers are ever looked up, so anonymous callers can never match a contact.
 
-We accept numbers phonenumbers calls *possible* (right length for the country), not
-only *valid* ones: its metadata lags behind new number ranges, and a real caller must
-still match the number the CRM holds for them.
+A number must be *valid* for phonenumbers (a real range of its country), not merely
+*possible*: for some countries "possible" admits any length up to 15 digits, which
+would turn typos into numbers. Keep the `phonenumbers` package current for new ranges.
 """
 
 from __future__ import annotations
@@ -68,7 +68,7 @@ def normalize(raw: str | None, default_region: str = "RU") -> str | None:
         parsed = phonenumbers.parse(_clean(raw), default_region.upper())
     except NumberParseException:
         return None
-    if not phonenumbers.is_possible_number(parsed):
+    if not phonenumbers.is_valid_number(parsed):
         return None
     return phonenumbers.format_number(parsed, PhoneNumberFormat.E164)
 
