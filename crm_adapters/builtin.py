@@ -137,7 +137,10 @@ class BuiltinCrm(CrmAdapter):
 
     @property
     def engine(self) -> AsyncEngine:
-        return self._store.engine
+        try:
+            return self._store.engine
+        except RuntimeError as exc:  # not open (it failed to): an outage, not a bug
+            raise CrmUnavailable("the database is not open", adapter=self.name) from exc
 
     @property
     def call_log(self) -> CallLogHistory:

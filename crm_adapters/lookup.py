@@ -320,12 +320,12 @@ class LookupService:
                 items = await self._call(adapter, "history", lambda: adapter.history(contact, limit))
         calls: list[Interaction] = []
         if self.settings.merge_call_log_history and not isinstance(adapter, BuiltinCrm):
-            history = self._call_log_history()
-            if history is not None:
-                try:
+            try:
+                history = self._call_log_history()
+                if history is not None:
                     calls = await history.calls(contact.phones, limit)
-                except Exception as exc:
-                    log.warning("call log history for %s failed: %s", contact.id, exc)
+            except Exception as exc:  # the CRM's own history still shows
+                log.warning("call log history for %s failed: %s", contact.id, exc)
         return merge_history(items, calls, limit)
 
     def _call_log_history(self) -> CallLogHistory | None:
