@@ -7,10 +7,12 @@ notes and logged calls, merged with the calls in the call log from any of its nu
 
 from __future__ import annotations
 
+import asyncio
+import json
 import logging
 from collections.abc import Iterable, Sequence
-from datetime import datetime
-from typing import Any
+from datetime import UTC, datetime
+from typing import Any, NamedTuple
 
 from sqlalchemy import Row, bindparam, false, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
@@ -54,6 +56,75 @@ def _contact_query(where: Any) -> Any:
 
 _BY_NUMBER = _contact_query(CONTACTS.c.id == _best)
 _BY_ID = _contact_query(CONTACTS.c.id == bindparam("contact_id"))
+
+
+class _ContactRow(NamedTuple):  # the columns of _BY_NUMBER, in order
+    id: int
+    display_name: str
+    email: str | None
+    tags: list[str]
+    updated_at: datetime
+    company: str | None
+    e164: str | None
+
+
+def _decode(row: Sequence[Any]) -> _ContactRow:
+    """What SQLAlchemy's types would make of a driver row: JSON tags, UTC-aware times."""
+    cid, name, email, tags, updated, company, e164 = row
+    if isinstance(tags, str):
+        tags = json.loads(tags)
+    if isinstance(updated, str):
+        updated = datetime.fromisoformat(updated)
+    if updated is not None:
+        updated = updated.replace(tzinfo=UTC) if updated.tzinfo is None else updated.astimezone(UTC)
+    return _ContactRow(cid, name, email, tags, updated, company, e164)
+
+
+class _LookupConnection:
+    """A connection kept open for caller lookups and queried through its driver.
+
+    A pool checkout (pre-ping, reset on return) and SQLAlchemy's async cursor adaption cost
+    several thread or network round trips each: ~0.6-1 ms against ~0.15 ms for the indexed
+    query alone on SQLite (bench/crm_lookup.py). aiosqlite and asyncpg only; other drivers
+    go through the pool.
+    """
+
+    DRIVERS = ("aiosqlite", "asyncpg")
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.engine = engine
+        self.fast = engine.dialect.driver in self.DRIVERS
+        compiled = _BY_NUMBER.compile(dialect=engine.dialect)
+        self._sql = str(compiled)
+        self._names, self._values = list(compiled.positiontup or []), compiled.params
+        self._conn: AsyncConnection | None = None
+        self._raw: Any = None
+        self._lock = asyncio.Lock()  # one statement at a time on the connection (asyncpg insists)
+
+    async def fetch(self, number: str) -> list[_ContactRow]:
+        params = tuple(number if n == "number" else self._values[n] for n in self._names)
+        async with self._lock:
+            try:
+                if self._raw is None:
+                    conn = await self.engine.connect()
+                    self._conn = await conn.execution_options(isolation_level="AUTOCOMMIT")
+                    self._raw = (await self._conn.get_raw_connection()).driver_connection
+                if self.engine.dialect.driver == "asyncpg":
+                    rows = await self._raw.fetch(self._sql, *params)
+                else:
+                    rows = await self._raw.execute_fetchall(self._sql, params)
+            except BaseException:
+                await self.close()  # a broken connection is replaced on the next lookup
+                raise
+        return [_decode(row) for row in rows]
+
+    async def close(self) -> None:
+        conn, self._conn, self._raw = self._conn, None, None
+        if conn is not None:
+            try:
+                await conn.close()
+            except Exception as exc:  # already broken: nothing more to release
+                log.debug("closing the lookup connection: %s", exc)
 
 
 def merge_history(primary: Iterable[Interaction], secondary: Iterable[Interaction],
@@ -134,6 +205,7 @@ class BuiltinCrm(CrmAdapter):
         self._owns_store = isinstance(database, str)
         self._store = CallLogStore(database, **engine_options) if isinstance(database, str) else database
         self._call_log: CallLogHistory | None = None
+        self._lookups: _LookupConnection | None = None
 
     @property
     def engine(self) -> AsyncEngine:
@@ -155,10 +227,13 @@ class BuiltinCrm(CrmAdapter):
             raise CrmUnavailable(f"cannot open the database: {exc}", adapter=self.name) from exc
 
     async def close(self) -> None:
+        if self._lookups is not None:
+            await self._lookups.close()
+            self._lookups = None
         if self._owns_store:
             await self._store.close()
 
-    def _contact(self, rows: Sequence[Row[Any]]) -> Contact | None:
+    def _contact(self, rows: Sequence[Row[Any] | _ContactRow]) -> Contact | None:
         if not rows:
             return None
         first = rows[0]
@@ -178,7 +253,14 @@ class BuiltinCrm(CrmAdapter):
             raise CrmUnavailable(f"database error: {exc}", adapter=self.name) from exc
 
     async def find_contact(self, number: str) -> Contact | None:
-        return self._contact(await self._run(_BY_NUMBER, {"number": number}))
+        if self._lookups is None:
+            self._lookups = _LookupConnection(self.engine)
+        if not self._lookups.fast:
+            return self._contact(await self._run(_BY_NUMBER, {"number": number}))
+        try:
+            return self._contact(await self._lookups.fetch(number))
+        except Exception as exc:  # sqlite3.Error, asyncpg errors, OSError, SQLAlchemyError
+            raise CrmUnavailable(f"database error: {exc}", adapter=self.name) from exc
 
     async def get_contact(self, contact_id: str | int) -> Contact | None:
         try:
