@@ -231,7 +231,7 @@ class LookupService:
 
     def _deliver(self, task: asyncio.Task[CallerCard], labels: dict[str, Any],
                  on_update: Listener | None) -> None:
-        if task.cancelled():
+        if task.cancelled() or task.exception() is not None:  # shutting down (_resolve never raises)
             return
         card = task.result().model_copy(update=labels)
         for queue in self._subscribers:

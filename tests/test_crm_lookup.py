@@ -336,3 +336,29 @@ def test_settings_validate_and_adapters_are_built_in_order() -> None:
     assert [(type(a).__name__, a.name) for a in adapters] == [("FakeCrm", "ext"), ("BuiltinCrm", "mine")]
     with pytest.raises(ValueError, match="unknown CRM adapter type 'nope'"):
         build_adapters(CrmSettings(adapters=[AdapterConfig(type="nope")]), CallLogStore("sqlite+aiosqlite://"))
+
+
+async def test_a_crm_down_at_start_or_a_failing_listener_never_crashes(
+        caplog: pytest.LogCaptureFixture) -> None:
+    class Unreachable(FakeCrm):
+        async def open(self) -> None:
+            raise CrmUnavailable("connection refused")
+
+    crm = Unreachable(contacts={IVAN: "Иван"})
+    lookups = service(crm, budget_ms=10)
+    with caplog.at_level(logging.WARNING):
+        await lookups.open()
+    assert "CRM adapter fake did not open: unavailable: connection refused" in caplog.text
+    assert lookups.breakers["fake"].failures == 1
+
+    def broken_listener(card: CallerCard) -> None:
+        raise RuntimeError("screen gone")
+
+    crm.gate = asyncio.Event()
+    card = await lookups.lookup(IVAN, on_update=broken_listener)
+    assert card.status == "pending"
+    crm.gate.set()
+    await asyncio.sleep(0.01)
+    assert "lookup update listener failed" in caplog.text
+    assert (await lookups.lookup(IVAN)).status == "found"  # the service carries on
+    await lookups.close()
