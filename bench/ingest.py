@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import re
 import tempfile
 import time
 from pathlib import Path
@@ -23,12 +22,11 @@ from panoramisk.manager import Manager
 from bridge.ami_message import AmiFramer
 from bridge.call_log_store import CallLogStore
 from bridge.call_log_writer import CallLogWriter
+from bridge.capture_relabel import relabel
 from bridge.pipeline import CallPipeline
 
 FIXTURES = Path(__file__).resolve().parent.parent / "tests" / "fixtures"
 CHUNK = 64 * 1024
-_ID = re.compile(rb"^((?:\w*Uniqueid|\w*Linkedid|UniqueID): \d+\.)(\d+)", re.M)
-_SEQ = re.compile(rb"(@[A-Za-z0-9_]+-)([0-9a-f]{8})")
 
 
 def build_stream(capture: str, repeat: int) -> bytes:
@@ -36,11 +34,7 @@ def build_stream(capture: str, repeat: int) -> bytes:
     banner_end = data.index(b"\r\n") + 2
     body = data[banner_end:]
     parts = [data[:banner_end]]
-    for i in range(repeat):
-        tag = str(i).encode()
-        part = _ID.sub(lambda m, t=tag: m[1] + t + b"0" + m[2], body)
-        part = _SEQ.sub(lambda m, t=tag: m[1] + t + m[2], part)
-        parts.append(part)
+    parts += [relabel(body, i) for i in range(repeat)]
     return b"".join(parts)
 
 

@@ -72,10 +72,13 @@ class AmiEventList(list[AmiMessage]):
     """The items of a list action, plus its `response` and closing `complete` event."""
 
     def __init__(self, items: list[AmiMessage], response: AmiMessage | None,
-                 complete: AmiMessage | None) -> None:
+                 complete: AmiMessage | None, stream_position: int = 0) -> None:
         super().__init__(items)
         self.response = response
         self.complete = complete
+        # How many events the client had dispatched when the list completed: the list
+        # describes the PBX right after those events (used to order a resync exactly).
+        self.stream_position = stream_position
 
 
 def is_list_end(message: AmiMessage) -> bool:
@@ -86,7 +89,8 @@ def is_list_end(message: AmiMessage) -> bool:
 class PendingAction:
     """One sent action waiting for its reply; `future` resolves to the action itself."""
 
-    __slots__ = ("action", "action_id", "is_list", "future", "response", "events", "complete")
+    __slots__ = ("action", "action_id", "is_list", "future", "response", "events", "complete",
+                 "stream_position")
 
     def __init__(self, action: str, action_id: str, is_list: bool, future: asyncio.Future[PendingAction]):
         self.action = action
@@ -96,9 +100,11 @@ class PendingAction:
         self.response: AmiMessage | None = None
         self.events: list[AmiMessage] = []
         self.complete: AmiMessage | None = None
+        self.stream_position = 0
 
-    def _finish(self) -> None:
+    def _finish(self, stream_position: int = 0) -> None:
         if not self.future.done():
+            self.stream_position = stream_position
             self.future.set_result(self)
 
     def checked_response(self, check: bool) -> AmiMessage:
@@ -114,7 +120,7 @@ class PendingAction:
         if response is None or not response.success:
             message = (response.get("Message") if response else None) or "no success response"
             raise AmiActionError(self.action, self.action_id, message, response)
-        return AmiEventList(self.events, response, self.complete)
+        return AmiEventList(self.events, response, self.complete, self.stream_position)
 
 
 def action_name(action: Mapping[str, Any]) -> str:
@@ -132,6 +138,7 @@ class ActionTracker:
         # should the PBX ever cross them, and from IDs the caller chooses.
         self._prefix = prefix or f"cb-{uuid.uuid4().hex[:8]}"
         self._counter = itertools.count(1)
+        self.stream_position = 0  # events dispatched so far; the client keeps it current
         self._pending: dict[str, PendingAction] = {}
         self._abandoned_lists: set[str] = set()
 
@@ -212,4 +219,4 @@ class ActionTracker:
 
     def _done(self, pending: PendingAction) -> None:
         del self._pending[pending.action_id]
-        pending._finish()
+        pending._finish(self.stream_position)

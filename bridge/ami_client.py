@@ -395,6 +395,7 @@ class AmiClient(Manager):
                 self._mark_ready()  # right behind FullyBooted in the queue
 
     def dispatch(self, event: AmiMessage) -> list[str]:  # type: ignore[override]
+        self._tracker.stream_position += 1
         self._queue.put_nowait(event)
         return []
 

@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bridge.ami_message import BANNER_PREFIX, AmiFramer, AmiMessage, encode_message, parse_message
+from bridge.capture_relabel import relabel
 from bridge.simulator_actions import Answer, Pairs, PbxState, reply
 
 BANNER = b"Asterisk Call Manager/13.0.0\r\n"
@@ -95,6 +96,12 @@ class ReplaySession:
         return self.events[self.position % len(self.events)]
 
 
+def _relabelled(item: CaptureEvent, pass_no: int, offset: float) -> CaptureEvent:
+    raw = relabel(item.raw, pass_no, offset)
+    stamp = None if item.timestamp is None else item.timestamp + offset
+    return CaptureEvent(raw, parse_message(raw[:-4].decode("utf-8", "replace"), 0.0), stamp, item.capture)
+
+
 class _Connection:
     def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.reader, self.writer = reader, writer
@@ -139,6 +146,10 @@ class AmiSimulator:
         if speed is not None and speed <= 0:
             raise ValueError("speed must be positive, or None for as fast as possible")
         self.events = load_events(captures)
+        # Looping: every pass after the first is relabelled (fresh ids, later timestamps)
+        # so a bridge sees new calls rather than repeats of the same Linkedids.
+        stamps = [e.timestamp for e in self.events if e.timestamp is not None]
+        self._pass_span = (max(stamps) - min(stamps) if stamps else 0.0) + capture_gap * (len(captures) + 1)
         self.username, self.secret = username, secret
         self.speed, self.loop, self.host, self.port = speed, loop, host, port
         self.drop_after_events = drop_after_events  # per connection; read at every event
@@ -364,6 +375,8 @@ class AmiSimulator:
                 conn.close()
                 return
             item = session.next_event()
+            if pass_no := session.position // len(session.events):
+                item = _relabelled(item, pass_no, pass_no * self._pass_span)
             if self.speed and item.timestamp is not None:
                 last = session.last
                 if last is not None and last.timestamp is not None:

@@ -38,6 +38,8 @@ def describe(event: DomainEvent) -> str | None:
         case CallRingEnded():
             return f"{head} stopped ringing {event.operator}: {event.result}"
         case CallAnswered():
+            if event.operator != call.answered_by:
+                return f"{head} now with operator {event.operator}"
             return f"{head} answered by {event.operator} after {call.wait_seconds:.1f}s"
         case CallTransferred():
             t = event.transfer

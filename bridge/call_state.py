@@ -209,22 +209,32 @@ class CallTracker(TransferRules, RecordingRules):
             return
         call = self.calls.get(linkedid)
         if call is None:
-            first = ev.get("Uniqueid") == linkedid
-            call = Call(call_id=linkedid, entered_at=at, attached_mid_call=not first)
-            if first:
-                call.caller_leg = leg_key(channel)
-                exten = ev.get("Exten") or ""
-                call.dialed = exten if exten not in ("", "s") else None
-                if not channel.startswith("Local/"):
-                    call.internal = self.operators.operator_of(channel) is not None
+            call = Call(call_id=linkedid, entered_at=at, attached_mid_call=True)
             self.calls[linkedid] = call
             call.channels.add(channel)
             self._channel_call[channel] = linkedid
-            self.learn_caller(call, channel, ev.get("CallerIDNum"), ev.get("CallerIDName"), at)
+            if ev.get("Uniqueid") == linkedid:
+                self._first_channel(call, ev, at)
             self._emit(CallStarted, call, at)
             return
         call.channels.add(channel)
         self._channel_call[channel] = linkedid
+        if ev.get("Uniqueid") == linkedid and call.caller_leg is None:
+            # The call's first channel, after a resync already attached the call: we did
+            # see its start after all (events queued behind the CoreShowChannels reply).
+            self._first_channel(call, ev, at)
+
+    def _first_channel(self, call: Call, ev: AmiMessage, at: float) -> None:
+        channel = ev["Channel"]
+        call.caller_leg = leg_key(channel)
+        call.attached_mid_call = False
+        call.entered_at = min(call.entered_at, at)
+        exten = ev.get("Exten") or ""
+        if call.queue is None:
+            call.dialed = exten if exten not in ("", "s") else None
+        if not channel.startswith("Local/"):
+            call.internal = self.operators.operator_of(channel) is not None
+        self.learn_caller(call, channel, ev.get("CallerIDNum"), ev.get("CallerIDName"), at)
 
     def _on_caller_id(self, ev: AmiMessage, at: float) -> None:
         call = self._call_for(ev, at)

@@ -23,6 +23,8 @@ def _setup_logging(level: str) -> None:
         format="%(asctime)s %(levelname)-7s %(name)s: %(message)s",
         stream=sys.stderr,
     )
+    # Alembic announces every plugin at INFO; the store logs the one line that matters.
+    logging.getLogger("alembic").setLevel(logging.WARNING)
 
 
 def _parse_since(value: str) -> datetime:

@@ -40,6 +40,10 @@ class BridgeService:
         self.queue_status: list[AmiMessage] = []
         # (PBX timestamp, our clock) of the last event: resync times use the PBX's clock.
         self._last_event: tuple[float, float] | None = None
+        # A resync snapshot waits for the events that reached us before it (they sit in
+        # the client's queue), so the model sees the PBX's history in its true order.
+        self._pending_resync: tuple[list[AmiMessage], int] | None = None
+        self._events_handled = 0
 
     async def start(self) -> None:
         await self.store.open()
@@ -64,6 +68,9 @@ class BridgeService:
         log.info("bridge stopped")
 
     def _on_event(self, event: AmiMessage) -> None:
+        if self._pending_resync is not None and self._events_handled >= self._pending_resync[1]:
+            self._apply_resync(self._pending_resync[0])
+        self._events_handled += 1
         self._last_event = (event.timestamp, time.time())
         self.pipeline.feed(event)
 
@@ -81,8 +88,17 @@ class BridgeService:
         except AmiError as exc:
             log.warning("resync after connect failed: %s; live state may lag until the next one", exc)
             return
+        # The snapshot is the PBX right after the events dispatched before its reply;
+        # those still queued behind this callback must reach the model first.
+        if channels.stream_position > self._events_handled:
+            self._pending_resync = (list(channels), channels.stream_position)
+        else:
+            self._apply_resync(list(channels))
+
+    def _apply_resync(self, channels: list[AmiMessage]) -> None:
+        self._pending_resync = None
         before = len(self.pipeline.tracker.live_calls())
-        self.pipeline.resync(list(channels), self._pbx_now())
+        self.pipeline.resync(channels, self._pbx_now())
         after = len(self.pipeline.tracker.live_calls())
         log.info("resynced with the PBX: %d live channels, %d live calls (was %d), %d queue entries",
                  len(channels), after, before, len(self.queue_status))

@@ -1,0 +1,43 @@
+"""`callbridge demo`: the bridge on the embedded default (SQLite) against the built-in
+AMI simulator replaying the recorded Asterisk captures in a loop."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from bridge.ami_simulator import AmiSimulator
+from bridge.service import run_until_stopped
+from bridge.settings import CallbridgeSettings, ConfigError
+
+log = logging.getLogger("callbridge.demo")
+
+CAPTURES_DIR = Path(__file__).resolve().parent.parent / "tests" / "fixtures"
+# Calls first, so something visible happens within seconds of starting.
+_FIRST = ("queue_answered", "ringall_two_agents", "blind_transfer", "attended_transfer")
+
+
+def demo_captures(directory: Path = CAPTURES_DIR) -> list[Path]:
+    captures = sorted(directory.glob("*.ami"), key=lambda p: (p.stem not in _FIRST, _FIRST.index(p.stem)
+                                                             if p.stem in _FIRST else 0, p.stem))
+    if not captures:
+        raise ConfigError(f"no AMI captures (*.ami) found in {directory}")
+    return captures
+
+
+async def run_demo(settings: CallbridgeSettings, *, speed: float = 1.0, db_url: str | None = None,
+                   ami_port: int = 0, captures_dir: Path = CAPTURES_DIR) -> None:
+    captures = demo_captures(captures_dir)
+    secret = settings.ami.secret.get_secret_value()
+    simulator = AmiSimulator(captures, username=settings.ami.username, secret=secret,
+                             speed=speed if speed > 0 else None, loop=True, port=ami_port)
+    host, port = await simulator.start()
+    ami = settings.ami.model_copy(update={"host": host, "port": port})
+    settings = settings.model_copy(update={"ami": ami, "database_url": db_url or settings.database_url})
+    log.info("AMI simulator listening on %s:%s (user %s, secret %s), replaying %d captures in a loop "
+             "at speed %s", host, port, settings.ami.username, secret, len(captures), speed)
+    log.info("call log: %s — see it with `callbridge calls export`; Ctrl-C stops", settings.database_url)
+    try:
+        await run_until_stopped(settings)
+    finally:
+        await simulator.stop()

@@ -1,0 +1,114 @@
+"""The running bridge end to end: AMI simulator -> client -> model -> call log (SQLite).
+
+A live run logs exactly what the offline replay of the same bytes gives; a dropped
+connection mid-call loses and duplicates nothing; a wrong secret is one clear line."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from pathlib import Path
+
+from bridge.ami_simulator import AmiSimulator
+from bridge.replay import capture_events, replay_bytes
+from bridge.service import BridgeService
+from bridge.settings import load_settings
+from tests.capture_facts import FIXTURES, capture_bytes
+
+CALLS = ["queue_answered", "ringall_two_agents", "blind_transfer", "attended_transfer",
+         "queue_abandoned", "direct_call", "recording"]
+
+
+def settings_for(host: str, port: int, db: Path, secret: str = "callbridge"):
+    return load_settings(database_url=f"sqlite+aiosqlite:///{db}",
+                         ami={"host": host, "port": port, "secret": secret, "ping_interval": 1.0,
+                              "ping_timeout": 1.0, "backoff_max": 0.5})
+
+
+async def ended_calls(service: BridgeService, count: int, limit: float = 20.0) -> list[dict]:
+    deadline = asyncio.get_running_loop().time() + limit
+    while True:
+        await service.writer.flush()
+        if await service.store.count(live=False) >= count:
+            return [c.replay_dict() for c in await service.store.export() if c.ended_at is not None]
+        assert asyncio.get_running_loop().time() < deadline, "calls never reached the log"
+        await asyncio.sleep(0.05)
+
+
+async def until(predicate, limit: float = 10.0) -> None:
+    async with asyncio.timeout(limit):
+        while not predicate():  # noqa: ASYNC110 (polls state the simulator does not signal)
+            await asyncio.sleep(0.02)
+
+
+def offline(names: list[str]) -> list[dict]:
+    calls = [c for name in names for c in replay_bytes(capture_bytes(name))]
+    return [c.replay_dict() for c in sorted(calls, key=lambda c: (c.entered_at, c.call_id))]
+
+
+async def test_live_run_logs_what_the_offline_replay_gives(tmp_path: Path) -> None:
+    async with AmiSimulator([FIXTURES / f"{n}.ami" for n in CALLS], speed=None) as sim:
+        service = BridgeService(settings_for(*sim.address, tmp_path / "log.sqlite3"))
+        await service.start()
+        try:
+            logged = await ended_calls(service, len(CALLS))
+        finally:
+            await service.stop()
+    assert logged == offline(CALLS)
+    assert sim.actions[1]["Action"] == "CoreShowChannels"  # resync right after login
+
+
+async def test_connection_dropped_mid_call_loses_and_duplicates_nothing(tmp_path: Path) -> None:
+    events = [m for m in capture_events(capture_bytes("queue_answered"))
+              if m.is_event and "ActionID" not in m and m.event != "FullyBooted"]
+    connect_at = next(i for i, m in enumerate(events) if m.event == "AgentConnect")
+    async with AmiSimulator([FIXTURES / "queue_answered.ami"], speed=None,
+                            drop_after_events=connect_at + 1) as sim:
+        service = BridgeService(settings_for(*sim.address, tmp_path / "log.sqlite3"))
+        await service.start()
+        try:
+            await until(lambda: sim.logins >= 2)
+            sim.drop_after_events = None  # the second session runs to the end
+            logged = await ended_calls(service, 1)
+            await asyncio.sleep(0.2)
+            assert await service.store.count() == 1
+        finally:
+            await service.stop()
+    assert service.client.reconnects >= 1
+    assert logged == offline(["queue_answered"])
+
+
+async def test_call_that_ended_while_bridge_was_down_is_closed_at_restart(tmp_path: Path) -> None:
+    db = tmp_path / "log.sqlite3"
+    events = [m for m in capture_events(capture_bytes("queue_answered"))
+              if m.is_event and "ActionID" not in m and m.event != "FullyBooted"]
+    connect_at = next(i for i, m in enumerate(events) if m.event == "AgentConnect")
+    async with AmiSimulator([FIXTURES / "queue_answered.ami"], speed=None,
+                            drop_after_events=connect_at + 1, resume=False) as sim:
+        first = BridgeService(settings_for(*sim.address, db))
+        await first.start()
+        await until(lambda: any(c.answered_by for c in first.pipeline.tracker.live_calls()))
+        await first.stop()  # bridge goes down mid-call; the call is live in the log
+    async with AmiSimulator([FIXTURES / "queue_ops.ami"], speed=None) as sim2:  # PBX: no calls now
+        second = BridgeService(settings_for(*sim2.address, db))
+        await second.start()
+        try:
+            (closed,) = await ended_calls(second, 1)
+        finally:
+            await second.stop()
+    assert closed["call_id"] == "1795508277.0"
+    assert (closed["outcome"], closed["answered_by"]) == ("answered", "101")
+
+
+async def test_wrong_secret_is_one_clear_line_and_retries(tmp_path: Path, caplog) -> None:
+    caplog.set_level(logging.INFO)
+    async with AmiSimulator([FIXTURES / "queue_ops.ami"], speed=None) as sim:
+        service = BridgeService(settings_for(*sim.address, tmp_path / "log.sqlite3", secret="wrong"))
+        await service.start()
+        try:
+            await until(lambda: sim.connections >= 2)  # it keeps retrying with back-off
+        finally:
+            await service.stop()
+    failures = [r for r in caplog.records if "failed: Authentication failed" in r.getMessage()]
+    assert failures and all(r.exc_info is None for r in failures)
+    assert "retrying in" in failures[0].getMessage()
