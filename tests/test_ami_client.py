@@ -496,7 +496,7 @@ async def test_stop_fails_pending_actions_and_reports_disconnect(make_client):
 
 # -- end to end against the project's AMI simulator ----------------------------------------------
 async def test_end_to_end_with_simulator_replay_reconnect_and_resync(make_client):
-    simulator = pytest.importorskip("bridge.ami_simulator")  # written in parallel; skip until present
+    from bridge import ami_simulator as simulator
     capture = Path(__file__).parent / "fixtures" / "queue_answered.ami"
     expected = [e.message for e in simulator.load_events([capture])]
     cut = [m.event for m in expected].index("AgentConnect") + 1
