@@ -63,7 +63,6 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
-from panoramisk.ami_protocol import AMIProtocol
 from panoramisk.manager import Manager
 
 from bridge.ami_actions import (
@@ -77,7 +76,8 @@ from bridge.ami_actions import (
     PendingAction,
     action_name,
 )
-from bridge.ami_message import AmiFramer, AmiMessage, encode_message
+from bridge.ami_message import AmiMessage
+from bridge.ami_protocol import AmiProtocol
 
 __all__ = [
     "AmiActionError", "AmiActionTimeout", "AmiClient", "AmiConnectionLost", "AmiError",
@@ -89,46 +89,6 @@ log = logging.getLogger(__name__)
 EventHandler = Callable[[AmiMessage], Awaitable[None] | None]
 ReadyCallback = Callable[[], Awaitable[None]]
 DisconnectCallback = Callable[[str], Awaitable[None] | None]
-
-
-class AmiProtocol(AMIProtocol):
-    """One TCP connection: frames bytes into whole messages, hands them to the client."""
-
-    def __init__(self, client: AmiClient) -> None:
-        self.client = client
-        self.framer = AmiFramer()
-        self._lost_reported = False
-
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        super().connection_made(transport)  # transport, closed, version...
-        self.factory = self.client
-        self.client._protocol_made(self)
-
-    def data_received(self, data: bytes) -> None:
-        # Bytes are buffered until a message is complete, and only then decoded.
-        for message in self.framer.feed(data):
-            self.handle_message(message)
-        if self.version is None and self.framer.banner is not None:
-            self.version = self.framer.banner
-
-    def handle_message(self, message: AmiMessage) -> None:  # type: ignore[override]
-        self.client._message_received(self, message)
-
-    def send(self, data: Mapping[str, Any], as_list: bool | None = None) -> None:  # type: ignore[override]
-        self.transport.write(encode_message(data))
-
-    def close(self) -> None:
-        # No re-queueing of unanswered actions (panoramisk's awaiting_actions).
-        if not self.closed:
-            self.closed = True
-            self.transport.abort()  # abort: a half-open peer would never drain a close()
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        # Always report, even after our own close() (panoramisk stays silent then).
-        self.closed = True
-        if not self._lost_reported:
-            self._lost_reported = True
-            self.client.connection_lost(exc)
 
 
 @dataclass(frozen=True)
