@@ -34,7 +34,10 @@ def ts(offset: float, base: float = T0) -> float:
     (The log keeps microseconds: such times come back bit for bit; see the next test.)"""
     return round(base + offset, 6)
 
-TABLES = {"calls", "call_rings", "call_transfers", "call_recordings", "alembic_version"}
+import crm_adapters.builtin_tables  # noqa: E402,F401  # the built-in CRM shares the schema (migration 0002)
+
+CALL_LOG_TABLES = {"calls", "call_rings", "call_transfers", "call_recordings"}
+TABLES = set(Base.metadata.tables) | {"alembic_version"}
 
 
 def answered_call(call_id: str = "1795508340.50", at: float = T0) -> CallRecord:
@@ -111,10 +114,10 @@ async def test_migration_creates_exactly_the_tables_at_head(store: CallLogStore)
             return out.getvalue().strip()
 
         shown = await conn.run_sync(current)
-    assert tables == TABLES
+    assert tables == TABLES and tables >= CALL_LOG_TABLES
     assert {"ix_calls_entered_at", "ix_calls_caller_number"} <= indexes
     assert diff == []  # the migration builds what the ORM tables describe
-    assert await store.revision() == head_revision() == "0001"
+    assert await store.revision() == head_revision()
     assert shown == f"{head_revision()} (head)"
 
 
