@@ -18,6 +18,7 @@ from alembic.runtime.migration import MigrationContext
 from sqlalchemy import func, inspect, select, text
 from sqlalchemy.exc import DataError, OperationalError
 
+import crm_adapters.builtin_tables  # noqa: F401  # the built-in CRM shares the schema (migration 0002)
 from bridge.call_log_store import CallLogStore, alembic_config, head_revision
 from bridge.call_log_tables import Base, RecordingRow, RingRow, TransferRow
 from bridge.call_log_writer import CallLogWriter
@@ -33,8 +34,6 @@ def ts(offset: float, base: float = T0) -> float:
     """A time `offset` seconds after `base`, as the AMI gives it: whole microseconds.
     (The log keeps microseconds: such times come back bit for bit; see the next test.)"""
     return round(base + offset, 6)
-
-import crm_adapters.builtin_tables  # noqa: E402,F401  # the built-in CRM shares the schema (migration 0002)
 
 CALL_LOG_TABLES = {"calls", "call_rings", "call_transfers", "call_recordings"}
 TABLES = set(Base.metadata.tables) | {"alembic_version"}
