@@ -60,6 +60,9 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--since", type=_parse_since, help="only calls that started at or after")
     export.add_argument("--format", choices=("jsonl", "csv"), default="jsonl")
     export.add_argument("--db", help="database URL (default: from configuration)")
+    from crm_adapters.cli import add_crm_commands
+
+    add_crm_commands(sub)
     return parser
 
 
@@ -133,7 +136,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"callbridge: {exc}", file=sys.stderr)
         return 2
     _setup_logging(args.log_level or settings.log_level)
-    runners = {
+    if args.command in ("crm", "lookup"):
+        from crm_adapters.cli import run_crm_command
+
+        runners = {args.command: lambda: run_crm_command(args, settings)}
+    else:
+        runners = {}
+    runners |= {
         "serve": lambda: _serve(settings),
         "demo": lambda: _demo(args, settings),
         "replay": lambda: _replay(args, settings),

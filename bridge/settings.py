@@ -17,6 +17,7 @@ from pydantic_settings import (
 )
 
 from bridge.channel_names import DEFAULT_OPERATOR_PATTERN
+from crm_adapters.settings import CrmSettings
 
 DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///var/callbridge.sqlite3"
 
@@ -42,6 +43,7 @@ class CallbridgeSettings(BaseSettings):
     # Which extensions are operators' phones (the rest are trunks, queues, IVRs).
     operator_pattern: str = DEFAULT_OPERATOR_PATTERN
     log_level: str = "INFO"
+    crm: CrmSettings = Field(default_factory=CrmSettings)
 
     @classmethod
     def settings_customise_sources(
