@@ -140,7 +140,7 @@ class CallTracker(TransferRules, RecordingRules):
         self._start_ring(call, channel, operator, at)
         ring = self._ring_for(call, channel)
         if ring is not None and ring.answered_at is None:
-            self._answer(call, ring, at)
+            self._answer(call, ring, at, channel)
 
     def take_events(self) -> list[DomainEvent]:
         """Domain events produced outside `handle` (by resync)."""
@@ -320,12 +320,12 @@ class CallTracker(TransferRules, RecordingRules):
             return
         status = ev.get("DialStatus") or "UNKNOWN"
         if status == "ANSWER":
-            self._answer(call, ring, at)
+            self._answer(call, ring, at, dest)
         else:
             ring.ended_at, ring.result = at, status
             self._emit(CallRingEnded, call, at, operator=ring.operator, result=status)
 
-    def _answer(self, call: Call, ring: Ring, at: float) -> None:
+    def _answer(self, call: Call, ring: Ring, at: float, channel: str | None = None) -> None:
         ring.answered_at = ring.ended_at = at
         ring.result = "ANSWER"
         if call.answered_at is None:
@@ -334,7 +334,7 @@ class CallTracker(TransferRules, RecordingRules):
         if call.pending_blind is not None:
             call.pending_blind.to_operator = ring.operator
             call.pending_blind = None
-        self._emit(CallAnswered, call, at, operator=ring.operator)
+        self._emit(CallAnswered, call, at, operator=ring.operator, channel=channel)
 
     def _on_ring_no_answer(self, ev: AmiMessage, at: float) -> None:
         call = self._call_for(ev, at)
@@ -357,7 +357,7 @@ class CallTracker(TransferRules, RecordingRules):
             self._start_ring(call, dest, operator, at, ev.get("Queue"), ev.get("MemberName"))
             ring = self._ring_for(call, dest)
         if ring is not None and ring.answered_at is None:
-            self._answer(call, ring, at)
+            self._answer(call, ring, at, dest)
 
     def _on_hangup(self, ev: AmiMessage, at: float) -> None:
         channel = ev["Channel"]

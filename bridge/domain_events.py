@@ -44,6 +44,9 @@ class CallRingEnded(CallEvent):
 
 class CallAnswered(CallEvent):
     operator: str
+    # The operator's leg channel that answered (bridged with the caller): where a
+    # per-operator recording (MixMonitor) goes.
+    channel: str | None = None
 
 
 class CallTransferred(CallEvent):
