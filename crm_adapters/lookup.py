@@ -390,6 +390,13 @@ def _builtin(config: AdapterConfig, settings: CrmSettings, store: CallLogStore) 
 
 register_adapter_type("builtin", _builtin)
 
+# Short names for the adapters shipped with callbridge (`type = "odoo"` in [[crm.adapters]]).
+SHIPPED_ADAPTERS = {
+    "http_json": "crm_adapters.http_json:HttpJsonAdapter",
+    "odoo": "crm_adapters.odoo:OdooAdapter",
+    "bitrix24": "crm_adapters.bitrix24:Bitrix24Adapter",
+}
+
 
 def build_adapters(settings: CrmSettings, store: CallLogStore) -> list[CrmAdapter]:
     """The enabled adapters, in order. `module:Class` types get `Class.from_config(config, settings,
@@ -398,15 +405,16 @@ def build_adapters(settings: CrmSettings, store: CallLogStore) -> list[CrmAdapte
     for config in settings.adapters:
         if not config.enabled:
             continue
-        if config.type in ADAPTER_TYPES:
-            adapter = ADAPTER_TYPES[config.type](config, settings, store)
-        elif ":" in config.type:
-            module, _, attr = config.type.partition(":")
+        kind = SHIPPED_ADAPTERS.get(config.type, config.type)
+        if kind in ADAPTER_TYPES:
+            adapter = ADAPTER_TYPES[kind](config, settings, store)
+        elif ":" in kind:
+            module, _, attr = kind.partition(":")
             cls = getattr(importlib.import_module(module), attr)
             adapter = (cls.from_config(config, settings, store) if hasattr(cls, "from_config")
                        else cls(**config.options))
         else:
-            known = ", ".join(sorted(ADAPTER_TYPES))
+            known = ", ".join(sorted({*ADAPTER_TYPES, *SHIPPED_ADAPTERS}))
             raise ValueError(f"unknown CRM adapter type {config.type!r} (known: {known}, or module:Class)")
         adapter.name = config.display_name
         adapters.append(adapter)

@@ -362,3 +362,22 @@ async def test_a_crm_down_at_start_or_a_failing_listener_never_crashes(
     assert "lookup update listener failed" in caplog.text
     assert (await lookups.lookup(IVAN)).status == "found"  # the service carries on
     await lookups.close()
+
+
+def test_shipped_adapters_have_short_type_names(tmp_path) -> None:
+    from bridge.call_log_store import CallLogStore
+    from crm_adapters.bitrix24 import Bitrix24Adapter
+    from crm_adapters.lookup import build_adapters
+    from crm_adapters.odoo import OdooAdapter
+    from crm_adapters.settings import CrmSettings
+
+    settings = CrmSettings.model_validate({"adapters": [
+        {"type": "odoo", "options": {"url": "https://odoo.example", "database": "db", "login": "bot",
+                                     "password": "secret"}},
+        {"type": "bitrix24", "options": {"webhook_url": "https://b24.example/rest/1/abcdef123456/"}},
+        {"type": "builtin"},
+    ]})
+    store = CallLogStore(f"sqlite+aiosqlite:///{tmp_path}/x.sqlite3")
+    adapters = build_adapters(settings, store)
+    assert [type(a) for a in adapters[:2]] == [OdooAdapter, Bitrix24Adapter]
+    assert [a.name for a in adapters] == ["odoo", "bitrix24", "builtin"]
