@@ -1,0 +1,616 @@
+// Callbridge operator console: shows one card per call for this operator.
+//
+// Contract: screenpop/messages.py. The server pushes `hello` (every card the operator
+// should see now), `card` (the whole card, replaced by card_id; version only grows) and
+// `card_removed` over /ws/console. Everything the operator does goes through JSON POSTs
+// carrying the session's CSRF token (from GET /api/session).
+//
+// Safety rule for this file: every string from a caller, a CRM or the server is data.
+// It reaches the page only through textContent / text nodes / checked attributes, never
+// through innerHTML, so a caller named "<img src=x onerror=alert(1)>" shows just that.
+"use strict";
+
+(() => {
+  // ---- tunables -------------------------------------------------------------------
+
+  const WITHDRAWN_VISIBLE_MS = 3000; // long enough to read "answered by Anna"
+  const FADE_MS = 600; // matches the .card.fading transition in console.css
+  const AUTOSAVE_MS = 1000; // debounce: save a note one second after the last keystroke
+  const BACKOFF_MS = [500, 1000, 2000, 4000, 8000, 15000]; // reconnect delays, then the last
+  const HISTORY_ROWS = 8;
+  const LOGIN_URL = "/login";
+
+  const STATE_LABELS = {
+    ringing: "Ringing",
+    live: "On call",
+    after_call: "After-call work",
+    withdrawn: "Taken",
+  };
+
+  const LOOKUP_BADGES = {
+    pending: ["Looking up…", "badge-muted"],
+    not_found: ["New caller", "badge-info"],
+    unavailable: ["CRM unavailable", "badge-warn"],
+    colleague: ["Colleague", "badge-info"],
+    anonymous: ["Anonymous", "badge-muted"],
+    invalid: ["Unusual number", "badge-muted"],
+  };
+
+  // ---- page state -----------------------------------------------------------------
+
+  const app = {
+    views: new Map(), // card_id -> view (see createView)
+    csrf: null,
+    clockOffset: 0, // server epoch seconds minus ours, from hello.server_time
+    ws: null,
+    attempt: 0, // consecutive failed connections, picks the backoff delay
+    everConnected: false,
+  };
+
+  const $ = (id) => document.getElementById(id);
+
+  // ---- small DOM helpers (text only) ----------------------------------------------
+
+  // el("p", {class: "x", "data-y": v}, child, "text", ...): strings become text nodes.
+  function el(tag, attrs, ...children) {
+    const node = document.createElement(tag);
+    for (const [key, value] of Object.entries(attrs || {})) {
+      if (value === null || value === undefined || value === false) continue;
+      if (key === "class") node.className = value;
+      else node.setAttribute(key, value === true ? "" : String(value));
+    }
+    for (const child of children) {
+      if (child === null || child === undefined || child === false) continue;
+      node.append(child); // append(string) inserts a Text node, never markup
+    }
+    return node;
+  }
+
+  // replaceChildren() would turn a null into the text "null": drop the gaps first.
+  function setChildren(node, children) {
+    node.replaceChildren(...children.filter((c) => c !== null && c !== undefined && c !== false));
+  }
+
+  // A CRM link only for http(s) URLs: "javascript:", "data:" and friends stay plain text.
+  function safeHttpUrl(raw) {
+    if (typeof raw !== "string" || raw === "") return null;
+    try {
+      const url = new URL(raw, window.location.href);
+      return url.protocol === "http:" || url.protocol === "https:" ? url.href : null;
+    } catch {
+      return null;
+    }
+  }
+
+  function externalLink(url, text, cls) {
+    const href = safeHttpUrl(url);
+    if (!href) return null;
+    return el("a", { class: cls, href, target: "_blank", rel: "noopener noreferrer" }, text);
+  }
+
+  // ---- time -----------------------------------------------------------------------
+
+  const serverNow = () => Date.now() / 1000 + app.clockOffset;
+
+  function formatDuration(seconds) {
+    const s = Math.max(0, Math.floor(seconds));
+    const h = Math.floor(s / 3600);
+    const m = Math.floor((s % 3600) / 60);
+    const pad = (n) => String(n).padStart(2, "0");
+    return h > 0 ? `${h}:${pad(m)}:${pad(s % 60)}` : `${m}:${pad(s % 60)}`;
+  }
+
+  // History dates in one fixed, unambiguous shape ("2024-03-12 14:05"), local time.
+  function formatWhen(iso) {
+    const d = new Date(iso);
+    if (Number.isNaN(d.getTime())) return String(iso || "");
+    const pad = (n) => String(n).padStart(2, "0");
+    return `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())} ${pad(d.getHours())}:${pad(d.getMinutes())}`;
+  }
+
+  // What the big timer of a card counts, by state: null when it shows none.
+  function timerSpec(card) {
+    if (card.state === "ringing") return { label: "Waiting", from: card.entered_at };
+    if (card.state === "live") return { label: "Talking", from: card.answered_at || card.entered_at };
+    if (card.state === "after_call" && card.answered_at) {
+      return { label: "Talked", fixed: (card.ended_at || serverNow()) - card.answered_at };
+    }
+    return null;
+  }
+
+  // One interval for every running timer, so they tick together.
+  function tickTimers() {
+    for (const node of document.querySelectorAll(".timer-value[data-from]")) {
+      node.textContent = formatDuration(serverNow() - Number(node.dataset.from));
+    }
+  }
+
+  // ---- connection status ----------------------------------------------------------
+
+  function setConnection(status, detail) {
+    document.body.dataset.conn = status;
+    const text = { connecting: "connecting…", connected: "connected", reconnecting: "reconnecting…" }[status];
+    $("conn-text").textContent = text || status;
+    $("conn").title = detail || "";
+  }
+
+  // ---- HTTP -----------------------------------------------------------------------
+
+  async function loadSession() {
+    const resp = await fetch("/api/session", { credentials: "same-origin", cache: "no-store" });
+    if (resp.status === 401 || resp.status === 403) {
+      window.location.assign(LOGIN_URL);
+      throw new Error("not logged in");
+    }
+    if (!resp.ok) throw new Error(`session: HTTP ${resp.status}`);
+    const body = await resp.json();
+    app.csrf = body.csrf_token || body.csrf || body.token || null;
+    return body;
+  }
+
+  // POST JSON with the CSRF header; one retry with a fresh token if it was refused.
+  async function postJson(path, payload, retried = false) {
+    if (!app.csrf) await loadSession();
+    const resp = await fetch(path, {
+      method: "POST",
+      credentials: "same-origin",
+      headers: { "Content-Type": "application/json", "X-CSRF-Token": app.csrf || "" },
+      body: JSON.stringify(payload),
+    });
+    if (resp.status === 403 && !retried) {
+      await loadSession();
+      return postJson(path, payload, true);
+    }
+    if (resp.status === 401) window.location.assign(LOGIN_URL);
+    if (!resp.ok) throw new Error(`${path}: HTTP ${resp.status}`);
+    return resp;
+  }
+
+  // ---- WebSocket with reconnect -----------------------------------------------------
+
+  function connect() {
+    const scheme = window.location.protocol === "https:" ? "wss:" : "ws:";
+    const ws = new WebSocket(`${scheme}//${window.location.host}/ws/console`);
+    app.ws = ws;
+    ws.addEventListener("message", (event) => onMessage(event.data));
+    ws.addEventListener("close", () => {
+      if (app.ws === ws) scheduleReconnect();
+    });
+    // An error is always followed by close; nothing more to do here.
+  }
+
+  function scheduleReconnect() {
+    app.ws = null;
+    const base = BACKOFF_MS[Math.min(app.attempt, BACKOFF_MS.length - 1)];
+    app.attempt += 1;
+    // A little jitter so a whole call centre does not reconnect in the same instant.
+    const delay = base + Math.floor(Math.random() * base * 0.2);
+    setConnection(app.everConnected ? "reconnecting" : "connecting", `next try in ${Math.round(delay / 1000)} s`);
+    window.setTimeout(reconnect, delay);
+  }
+
+  // Re-read the session first: it renews the CSRF token and sends an expired login
+  // to the login page instead of retrying the socket forever.
+  async function reconnect() {
+    try {
+      await loadSession();
+    } catch {
+      if (!app.ws) scheduleReconnect();
+      return;
+    }
+    connect();
+  }
+
+  function onMessage(data) {
+    let msg;
+    try {
+      msg = JSON.parse(data);
+    } catch {
+      return; // not ours; the contract only sends JSON
+    }
+    if (msg.type === "hello") onHello(msg);
+    else if (msg.type === "card") upsertCard(msg, false);
+    else if (msg.type === "card_removed") removeCard(msg.card_id, false);
+  }
+
+  function onHello(hello) {
+    app.attempt = 0;
+    app.everConnected = true;
+    app.clockOffset = Number(hello.server_time) - Date.now() / 1000 || 0;
+    setConnection("connected");
+    const exts = (hello.extensions || []).join(", ");
+    setChildren($("whoami"), [
+      el("span", { class: "who-name" }, hello.display_name || hello.user || ""),
+      exts ? el("span", { class: "who-ext" }, `ext ${exts}`) : null,
+    ]);
+    // hello is the server's whole truth: drop cards it no longer has, restore the rest.
+    const keep = new Set((hello.cards || []).map((c) => c.card_id));
+    for (const id of [...app.views.keys()]) if (!keep.has(id)) removeCard(id, false);
+    for (const card of hello.cards || []) upsertCard(card, true);
+  }
+
+  // ---- cards ------------------------------------------------------------------------
+
+  function upsertCard(card, fromHello) {
+    const view = app.views.get(card.card_id);
+    if (view) {
+      // version only grows: a late frame must never undo a newer one (hello may repeat it).
+      if (card.version < view.card.version || (card.version === view.card.version && !fromHello)) return;
+      view.card = card;
+      renderView(view);
+      return;
+    }
+    const created = createView(card);
+    app.views.set(card.card_id, created);
+    insertInOrder(created.root, card);
+    renderView(created);
+    refreshBoard();
+  }
+
+  // Oldest call first; existing cards never move (moving a node would blur a note
+  // the operator is typing).
+  function insertInOrder(root, card) {
+    const list = $("cards");
+    for (const other of list.children) {
+      const view = app.views.get(other.dataset.cardId);
+      if (view && view.card.entered_at > card.entered_at) {
+        list.insertBefore(root, other);
+        return;
+      }
+    }
+    list.append(root);
+  }
+
+  function removeCard(cardId, fade) {
+    const view = app.views.get(cardId);
+    if (!view) return;
+    app.views.delete(cardId);
+    window.clearTimeout(view.removeTimer);
+    window.clearTimeout(view.note.timer);
+    if (fade) {
+      view.root.classList.add("fading");
+      window.setTimeout(() => {
+        view.root.remove();
+        refreshBoard();
+      }, FADE_MS);
+    } else {
+      view.root.remove();
+    }
+    refreshBoard();
+  }
+
+  // Empty-state text and the tab title ("(2) ringing") for a glance from another window.
+  function refreshBoard() {
+    $("empty").hidden = app.views.size > 0;
+    let ringing = 0;
+    for (const view of app.views.values()) if (view.card.state === "ringing") ringing += 1;
+    document.title = ringing ? `(${ringing}) ringing — Callbridge` : "Callbridge console";
+  }
+
+  // A view keeps its interactive parts (note box, contact form) across updates, so a
+  // card frame arriving mid-typing never eats the operator's text; the read-only parts
+  // are rebuilt from the card on every update.
+  function createView(card) {
+    const view = { card, removeTimer: null };
+    view.head = el("div", { class: "card-head" });
+    view.banner = el("div", { class: "transfer-banner", hidden: true });
+    view.identity = el("div", { class: "identity" });
+    view.reason = el("p", { class: "state-reason", hidden: true });
+    view.history = el("section", { class: "history" });
+    view.note = createNoteBox(view);
+    view.contact = createContactForm(view);
+    view.actions = createActions(view);
+    view.root = el(
+      "article",
+      { class: "card", "data-card-id": card.card_id },
+      view.head,
+      view.reason, // "answered by Anna" is the news on a withdrawn card: first
+      view.banner,
+      view.identity,
+      view.contact.root,
+      view.note.root,
+      view.history,
+    );
+    // "Done" sits at the end of the note's bar: write the note, then close the card.
+    view.note.bar.append(view.actions.root);
+    return view;
+  }
+
+  function renderView(view) {
+    const card = view.card;
+    view.root.dataset.state = card.state;
+    view.root.classList.toggle("vip", Boolean(card.caller && card.caller.vip));
+    setChildren(view.head, renderHead(card));
+    renderBanner(view.banner, card.transfer);
+    setChildren(view.identity, renderIdentity(card.caller || {}));
+    view.reason.hidden = card.state !== "withdrawn";
+    view.reason.textContent = card.state === "withdrawn" ? withdrawnText(card) : "";
+    setChildren(view.history, renderHistory(card));
+    updateNoteBox(view);
+    updateContactForm(view);
+    view.actions.root.hidden = card.state !== "after_call";
+    scheduleWithdrawal(view);
+    tickTimers();
+    refreshBoard();
+  }
+
+  function renderHead(card) {
+    const where = [];
+    if (card.queue) where.push(el("span", { class: "queue" }, `Queue ${card.queue}`));
+    if (card.dialed) where.push(el("span", { class: "dialed" }, `Dialled ${card.dialed}`));
+    if (card.state !== "ringing" && card.wait_seconds > 0) {
+      where.push(el("span", { class: "waited" }, `waited ${formatDuration(card.wait_seconds)}`));
+    }
+    if (card.recording) where.push(el("span", { class: "recording" }, "● REC"));
+    return [
+      el("span", { class: "state-label" }, STATE_LABELS[card.state] || card.state),
+      el("span", { class: "where" }, ...where),
+      renderTimer(card),
+    ];
+  }
+
+  function renderTimer(card) {
+    const spec = timerSpec(card);
+    if (!spec) return el("span", { class: "timer", hidden: true });
+    const value = el("span", { class: "timer-value" });
+    if (spec.fixed !== undefined) value.textContent = formatDuration(spec.fixed);
+    else value.dataset.from = String(spec.from);
+    return el("span", { class: "timer" }, el("span", { class: "timer-label" }, spec.label), value);
+  }
+
+  function renderBanner(banner, transfer) {
+    banner.hidden = !transfer;
+    if (!transfer) {
+      banner.replaceChildren();
+      return;
+    }
+    const who = transfer.from_name
+      ? `${transfer.from_name} (${transfer.from_operator || "?"})`
+      : transfer.from_operator || "a colleague";
+    const text = `Transferred by ${who}${transfer.note ? ": " : ""}`;
+    setChildren(banner, [
+      el("span", { class: "transfer-who" }, text),
+      transfer.note ? el("span", { class: "transfer-note" }, transfer.note) : null,
+    ]);
+  }
+
+  function renderIdentity(caller) {
+    const anonymous = caller.lookup === "anonymous";
+    const name = caller.name || (anonymous ? "Anonymous caller" : caller.number_display || "Unknown number");
+    const badges = [];
+    if (caller.vip) badges.push(el("span", { class: "badge badge-vip vip-badge" }, "VIP"));
+    for (const tag of caller.tags || []) badges.push(el("span", { class: "badge badge-tag tag" }, tag));
+    const lookup = LOOKUP_BADGES[caller.lookup];
+    if (lookup) badges.push(el("span", { class: `badge lookup ${lookup[1]}` }, lookup[0]));
+    if (caller.stale) badges.push(el("span", { class: "badge badge-warn stale" }, "CRM down: last known"));
+
+    const sub = [];
+    if (caller.company) sub.push(el("span", { class: "company" }, caller.company));
+    // The number goes under the name, unless the name already is the number.
+    if (caller.name && caller.number_display) sub.push(el("span", { class: "number" }, caller.number_display));
+    const crm = externalLink(caller.crm_url, "Open in CRM ↗", "crm-link");
+    if (crm) sub.push(crm);
+
+    return [
+      el("h2", { class: "caller-name" }, name),
+      badges.length ? el("div", { class: "badges" }, ...badges) : null,
+      sub.length ? el("div", { class: "caller-sub" }, ...sub) : null,
+    ];
+  }
+
+  function withdrawnText(card) {
+    const reason = card.state_reason || "taken by a colleague";
+    return reason.charAt(0).toUpperCase() + reason.slice(1);
+  }
+
+  // A withdrawn card says who answered, then fades away by itself.
+  function scheduleWithdrawal(view) {
+    window.clearTimeout(view.removeTimer);
+    view.removeTimer = null;
+    if (view.card.state !== "withdrawn") return;
+    const id = view.card.card_id;
+    view.removeTimer = window.setTimeout(() => removeCard(id, true), WITHDRAWN_VISIBLE_MS);
+  }
+
+  // ---- history ----------------------------------------------------------------------
+
+  function renderHistory(card) {
+    const title = el("h3", {}, "Recent interactions");
+    const items = (card.history || []).slice(0, HISTORY_ROWS);
+    if (!items.length) {
+      const pending = card.caller && card.caller.lookup === "pending";
+      return [title, el("p", { class: "history-empty" }, pending ? "Looking up…" : "No earlier interactions")];
+    }
+    const head = el(
+      "tr",
+      {},
+      el("th", { scope: "col" }, "When"),
+      el("th", { scope: "col" }, "Operator"),
+      el("th", { scope: "col" }, "Outcome"),
+      el("th", { scope: "col" }, "Note"),
+    );
+    const rows = items.map(renderHistoryRow);
+    return [title, el("table", { class: "history-table" }, el("thead", {}, head), el("tbody", {}, ...rows))];
+  }
+
+  function renderHistoryRow(item) {
+    const summary = item.summary || "";
+    const link = externalLink(item.url, summary || "open ↗", "history-link");
+    return el(
+      "tr",
+      { class: "history-row" },
+      el("td", { class: "h-when" }, formatWhen(item.at)),
+      el("td", { class: "h-operator" }, item.operator || "—"),
+      el("td", { class: "h-outcome" }, item.outcome || item.kind || ""),
+      el("td", { class: "h-note" }, link || summary),
+    );
+  }
+
+  // ---- note box: debounced autosave + explicit save ----------------------------------
+
+  function createNoteBox(view) {
+    const note = { saved: view.card.note || "", timer: null, inFlight: null, dirty: false };
+    note.textarea = el("textarea", {
+      class: "note-text",
+      rows: 3,
+      maxlength: 4000,
+      placeholder: "Note for this call: saved as you type",
+      "aria-label": "Note for this call",
+    });
+    note.textarea.value = note.saved;
+    note.button = el("button", { type: "button", class: "btn note-save" }, "Save note");
+    note.status = el("span", { class: "note-status", role: "status" });
+    note.bar = el("div", { class: "note-bar" }, note.button, note.status);
+    note.root = el("div", { class: "note", hidden: true }, el("h3", {}, "Note"), note.textarea, note.bar);
+
+    note.textarea.addEventListener("input", () => {
+      note.dirty = note.textarea.value !== note.saved;
+      setNoteStatus(note, note.dirty ? "unsaved" : "saved");
+      window.clearTimeout(note.timer);
+      note.timer = window.setTimeout(() => saveNote(view), AUTOSAVE_MS);
+    });
+    note.button.addEventListener("click", () => saveNote(view));
+    return note;
+  }
+
+  function setNoteStatus(note, status) {
+    const text = { unsaved: "Unsaved changes", saving: "Saving…", saved: "Saved", failed: "Not saved: retry" }[status];
+    note.status.textContent = note.saved === "" && status === "saved" ? "" : text || "";
+    note.status.dataset.status = status;
+  }
+
+  // Saves the textarea if it differs from the last saved text. Saves never overlap: one
+  // started while another runs waits for it, then sends the newest text.
+  async function saveNote(view) {
+    const note = view.note;
+    window.clearTimeout(note.timer);
+    if (note.inFlight) await note.inFlight.catch(() => {});
+    const text = note.textarea.value;
+    if (text === note.saved) {
+      note.dirty = false;
+      if (note.status.dataset.status !== "failed") setNoteStatus(note, "saved");
+      return true;
+    }
+    setNoteStatus(note, "saving");
+    note.inFlight = postJson("/api/notes", { call_id: view.card.call_id, text });
+    try {
+      await note.inFlight;
+      note.saved = text;
+      note.dirty = note.textarea.value !== text;
+      setNoteStatus(note, note.dirty ? "unsaved" : "saved");
+      return true;
+    } catch {
+      setNoteStatus(note, "failed");
+      return false;
+    } finally {
+      note.inFlight = null;
+    }
+  }
+
+  function updateNoteBox(view) {
+    const note = view.note;
+    const { state } = view.card;
+    note.root.hidden = !(state === "live" || state === "after_call");
+    // Take the server's text only while the operator is not editing it here.
+    const serverNote = view.card.note || "";
+    if (!note.dirty && document.activeElement !== note.textarea && serverNote !== note.textarea.value) {
+      note.textarea.value = serverNote;
+      note.saved = serverNote;
+    }
+  }
+
+  // ---- "create contact" for an unknown caller -----------------------------------------
+
+  function createContactForm(view) {
+    const form = {};
+    form.name = el("input", { type: "text", name: "name", required: true, maxlength: 200, autocomplete: "off" });
+    form.company = el("input", { type: "text", name: "company", maxlength: 200, autocomplete: "off" });
+    form.button = el("button", { type: "submit", class: "btn" }, "Create contact");
+    form.status = el("span", { class: "contact-status", role: "status" });
+    form.root = el(
+      "form",
+      { class: "new-contact", hidden: true },
+      el("span", { class: "new-contact-title" }, "Unknown caller: create a contact"),
+      el("label", {}, "Name", form.name),
+      el("label", {}, "Company", form.company),
+      el("div", { class: "new-contact-bar" }, form.button, form.status),
+    );
+    form.root.addEventListener("submit", (event) => {
+      event.preventDefault();
+      createContact(view);
+    });
+    return form;
+  }
+
+  function updateContactForm(view) {
+    const { card, contact } = view;
+    const unknown = card.caller && card.caller.lookup === "not_found";
+    contact.root.hidden = !(unknown && (card.state === "live" || card.state === "after_call"));
+    // Offer the caller-id name as a start, once, if the operator has typed nothing yet.
+    if (!contact.name.value && card.caller && card.caller.name && document.activeElement !== contact.name) {
+      contact.name.value = card.caller.name;
+    }
+  }
+
+  async function createContact(view) {
+    const { contact } = view;
+    const name = contact.name.value.trim();
+    if (!name) {
+      contact.status.textContent = "A name is needed";
+      return;
+    }
+    contact.button.disabled = true;
+    contact.status.textContent = "Creating…";
+    try {
+      const company = contact.company.value.trim() || null;
+      await postJson("/api/contacts", { call_id: view.card.call_id, name, company });
+      contact.status.textContent = "Contact created";
+    } catch {
+      contact.status.textContent = "Not created: retry";
+    } finally {
+      contact.button.disabled = false;
+    }
+  }
+
+  // ---- "done" (after-call work finished) ----------------------------------------------
+
+  function createActions(view) {
+    const actions = {};
+    actions.done = el("button", { type: "button", class: "btn btn-primary done" }, "Done");
+    actions.status = el("span", { class: "done-status", role: "status" });
+    actions.root = el("div", { class: "actions", hidden: true }, actions.done, actions.status);
+    actions.done.addEventListener("click", () => finishCall(view));
+    return actions;
+  }
+
+  // Save the note first: "done" must never lose what the operator wrote.
+  async function finishCall(view) {
+    const { actions } = view;
+    actions.done.disabled = true;
+    actions.status.textContent = "";
+    try {
+      if (!(await saveNote(view))) throw new Error("note not saved");
+      await postJson("/api/cards/dismiss", { call_id: view.card.call_id });
+      removeCard(view.card.card_id, true);
+    } catch {
+      actions.status.textContent = "Could not close the card: retry";
+      actions.done.disabled = false;
+    }
+  }
+
+  // ---- start ------------------------------------------------------------------------
+
+  async function start() {
+    window.setInterval(tickTimers, 1000);
+    setConnection("connecting");
+    try {
+      await loadSession();
+    } catch {
+      scheduleReconnect();
+      return;
+    }
+    connect();
+  }
+
+  start();
+})();

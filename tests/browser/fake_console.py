@@ -1,0 +1,179 @@
+"""A stand-in for the console's server side, for testing the page alone.
+
+It serves screenpop/static/ the way the real app does (page at `/`, assets under
+`/static/`, with a strict Content-Security-Policy), a fake `GET /api/session`, and a fake
+`GET /ws/console` that sends `hello` with the cards it holds and then every `card` /
+`card_removed` the test pushes. Every POST is recorded with its CSRF header. The frames are
+built with the pydantic models of screenpop/messages.py, so the page is tested against the
+contract itself.
+
+All of it runs on a `LoopThread`; the synchronous helpers (`push`, `drop`, ...) hop onto
+that loop so tests can call them between Playwright steps.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import WSMsgType, web
+
+from screenpop.messages import Card, CardRemoved, Hello
+from tests.browser.harness import STATIC, LoopThread
+
+CSRF_TOKEN = "csrf-test-token-1"
+
+# As strict as a policy gets for this page: nothing inline, nothing from elsewhere.
+CSP = (
+    "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; "
+    "img-src 'self'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+)
+
+
+@dataclass
+class Post:
+    path: str
+    csrf: str | None
+    json: Any
+
+
+@dataclass
+class FakeConsoleServer:
+    loop_thread: LoopThread
+    cards: dict[str, Card] = field(default_factory=dict)
+    posts: list[Post] = field(default_factory=list)
+    refuse_ws: bool = False  # answer /ws/console with 503, as while the server is away
+    fail_posts: bool = False
+    base_url: str = ""
+    _sockets: set[web.WebSocketResponse] = field(default_factory=set)
+    _runner: web.AppRunner | None = None
+
+    # ---- lifecycle (called from the test thread) ----
+
+    def start(self) -> str:
+        self.base_url = self.loop_thread.run(self._start())
+        return self.base_url
+
+    def stop(self) -> None:
+        self.loop_thread.run(self._stop())
+
+    async def _start(self) -> str:
+        app = web.Application(middlewares=[self._csp_middleware])
+        app.router.add_get("/", self._page)
+        app.router.add_static("/static/", STATIC)
+        app.router.add_get("/api/session", self._session)
+        app.router.add_get("/ws/console", self._ws)
+        for path in ("/api/notes", "/api/contacts", "/api/cards/dismiss"):
+            app.router.add_post(path, self._post)
+        self._runner = web.AppRunner(app)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        await site.start()
+        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        return f"http://127.0.0.1:{port}"
+
+    async def _stop(self) -> None:
+        await self._drop()
+        if self._runner is not None:
+            await self._runner.cleanup()
+
+    # ---- what tests do (called from the test thread) ----
+
+    def push(self, card: Card) -> None:
+        """The server's card changed: keep it (for the next hello) and send it."""
+        self.loop_thread.run(self._push(card))
+
+    def remove(self, card_id: str) -> None:
+        self.loop_thread.run(self._remove(card_id))
+
+    def drop(self, refuse: bool = True) -> None:
+        """Close every console socket; with `refuse`, new ones fail until `accept()`."""
+        self.loop_thread.call(setattr, self, "refuse_ws", refuse)
+        self.loop_thread.run(self._drop())
+
+    def accept(self) -> None:
+        self.loop_thread.call(setattr, self, "refuse_ws", False)
+
+    def set_card(self, card: Card) -> None:
+        """Change the server's state without telling anybody (as while a browser is away)."""
+        self.loop_thread.call(self.cards.__setitem__, card.card_id, card)
+
+    def forget_card(self, card_id: str) -> None:
+        self.loop_thread.call(self.cards.pop, card_id, None)
+
+    def posts_to(self, path: str) -> list[Post]:
+        return [p for p in self.loop_thread.call(list, self.posts) if p.path == path]
+
+    def connections(self) -> int:
+        return self.loop_thread.call(len, self._sockets)
+
+    # ---- on the loop ----
+
+    async def _push(self, card: Card) -> None:
+        self.cards[card.card_id] = card
+        await self._broadcast(card.model_dump_json())
+
+    async def _remove(self, card_id: str) -> None:
+        self.cards.pop(card_id, None)
+        await self._broadcast(CardRemoved(card_id=card_id).model_dump_json())
+
+    async def _broadcast(self, text: str) -> None:
+        for ws in list(self._sockets):
+            if not ws.closed:
+                await ws.send_str(text)
+
+    async def _drop(self) -> None:
+        for ws in list(self._sockets):
+            await ws.close(code=1012, message=b"restarting")
+        self._sockets.clear()
+
+    # ---- HTTP handlers ----
+
+    @web.middleware
+    async def _csp_middleware(self, request: web.Request, handler: Any) -> web.StreamResponse:
+        response = await handler(request)
+        response.headers["Content-Security-Policy"] = CSP
+        return response
+
+    async def _page(self, request: web.Request) -> web.StreamResponse:
+        return web.FileResponse(STATIC / "console.html")
+
+    async def _session(self, request: web.Request) -> web.Response:
+        return web.json_response({"user": "anna", "csrf_token": CSRF_TOKEN})
+
+    async def _ws(self, request: web.Request) -> web.StreamResponse:
+        if self.refuse_ws:
+            raise web.HTTPServiceUnavailable()
+        ws = web.WebSocketResponse(heartbeat=None)
+        await ws.prepare(request)
+        hello = Hello(
+            user="anna",
+            display_name="Anna Operator",
+            role="operator",
+            extensions=["101"],
+            cards=sorted(self.cards.values(), key=lambda c: c.entered_at),
+            server_time=time.time(),
+        )
+        await ws.send_str(hello.model_dump_json())
+        self._sockets.add(ws)
+        try:
+            async for msg in ws:  # the browser sends nothing; wait for the close
+                if msg.type == WSMsgType.ERROR:
+                    break
+        finally:
+            self._sockets.discard(ws)
+        return ws
+
+    async def _post(self, request: web.Request) -> web.Response:
+        csrf = request.headers.get("X-CSRF-Token")
+        try:
+            body = await request.json()
+        except ValueError:
+            body = None
+        self.posts.append(Post(request.path, csrf, body))
+        if csrf != CSRF_TOKEN:
+            return web.json_response({"error": "csrf"}, status=403)
+        if self.fail_posts:
+            return web.json_response({"error": "boom"}, status=500)
+        return web.json_response({"ok": True})
