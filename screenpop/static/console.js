@@ -19,6 +19,7 @@
   const BACKOFF_MS = [500, 1000, 2000, 4000, 8000, 15000]; // reconnect delays, then the last
   const HISTORY_ROWS = 8;
   const LOGIN_URL = "/login";
+  const LOGOUT_URL = "/logout";
 
   const STATE_LABELS = {
     ringing: "Ringing",
@@ -136,10 +137,16 @@
 
   // ---- HTTP -----------------------------------------------------------------------
 
+  // The login page sends the operator back here afterwards (it accepts local paths only).
+  function goToLogin() {
+    const back = window.location.pathname + window.location.search;
+    window.location.assign(`${LOGIN_URL}?next=${encodeURIComponent(back)}`);
+  }
+
   async function loadSession() {
     const resp = await fetch("/api/session", { credentials: "same-origin", cache: "no-store" });
     if (resp.status === 401 || resp.status === 403) {
-      window.location.assign(LOGIN_URL);
+      goToLogin();
       throw new Error("not logged in");
     }
     if (!resp.ok) throw new Error(`session: HTTP ${resp.status}`);
@@ -149,21 +156,40 @@
   }
 
   // POST JSON with the CSRF header; one retry with a fresh token if it was refused.
+  // A refusal throws an Error carrying the server's own message (shown as text).
   async function postJson(path, payload, retried = false) {
     if (!app.csrf) await loadSession();
     const resp = await fetch(path, {
       method: "POST",
       credentials: "same-origin",
-      headers: { "Content-Type": "application/json", "X-CSRF-Token": app.csrf || "" },
+      headers: { "Content-Type": "application/json", Accept: "application/json", "X-CSRF-Token": app.csrf || "" },
       body: JSON.stringify(payload),
     });
     if (resp.status === 403 && !retried) {
       await loadSession();
       return postJson(path, payload, true);
     }
-    if (resp.status === 401) window.location.assign(LOGIN_URL);
-    if (!resp.ok) throw new Error(`${path}: HTTP ${resp.status}`);
+    if (resp.status === 401) goToLogin();
+    if (!resp.ok) throw new Error(await serverMessage(resp));
     return resp;
+  }
+
+  async function serverMessage(resp) {
+    try {
+      const body = await resp.json();
+      if (body && typeof body.message === "string" && body.message) return body.message;
+    } catch {
+      // not JSON: fall through to the status
+    }
+    return `HTTP ${resp.status}`;
+  }
+
+  async function signOut() {
+    try {
+      await postJson(LOGOUT_URL, {});
+    } finally {
+      window.location.assign(LOGIN_URL);
+    }
   }
 
   // ---- WebSocket with reconnect -----------------------------------------------------
@@ -565,8 +591,8 @@
       const company = contact.company.value.trim() || null;
       await postJson("/api/contacts", { call_id: view.card.call_id, name, company });
       contact.status.textContent = "Contact created";
-    } catch {
-      contact.status.textContent = "Not created: retry";
+    } catch (err) {
+      contact.status.textContent = `Not created: ${err.message}`;
     } finally {
       contact.button.disabled = false;
     }
@@ -592,8 +618,8 @@
       if (!(await saveNote(view))) throw new Error("note not saved");
       await postJson("/api/cards/dismiss", { call_id: view.card.call_id });
       removeCard(view.card.card_id, true);
-    } catch {
-      actions.status.textContent = "Could not close the card: retry";
+    } catch (err) {
+      actions.status.textContent = `Could not close the card: ${err.message}`;
       actions.done.disabled = false;
     }
   }
@@ -602,6 +628,7 @@
 
   async function start() {
     window.setInterval(tickTimers, 1000);
+    $("signout").addEventListener("click", signOut);
     setConnection("connecting");
     try {
       await loadSession();

@@ -1,7 +1,8 @@
 """A stand-in for the console's server side, for testing the page alone.
 
-It serves screenpop/static/ the way the real app does (page at `/`, assets under
-`/static/`, with a strict Content-Security-Policy), a fake `GET /api/session`, and a fake
+It serves screenpop/static/ the way the real app does (page at `/console`, assets under
+`/static/`, with a strict Content-Security-Policy), a fake `GET /api/session` (401 once
+`logged_in` is off, as after a logout), a stub `/login`, and a fake
 `GET /ws/console` that sends `hello` with the cards it holds and then every `card` /
 `card_removed` the test pushes. Every POST is recorded with its CSRF header. The frames are
 built with the pydantic models of screenpop/messages.py, so the page is tested against the
@@ -45,6 +46,7 @@ class FakeConsoleServer:
     posts: list[Post] = field(default_factory=list)
     refuse_ws: bool = False  # answer /ws/console with 503, as while the server is away
     fail_posts: bool = False
+    logged_in: bool = True
     base_url: str = ""
     _sockets: set[web.WebSocketResponse] = field(default_factory=set)
     _runner: web.AppRunner | None = None
@@ -60,11 +62,12 @@ class FakeConsoleServer:
 
     async def _start(self) -> str:
         app = web.Application(middlewares=[self._csp_middleware])
-        app.router.add_get("/", self._page)
+        app.router.add_get("/console", self._page)
+        app.router.add_get("/login", self._login)
         app.router.add_static("/static/", STATIC)
         app.router.add_get("/api/session", self._session)
         app.router.add_get("/ws/console", self._ws)
-        for path in ("/api/notes", "/api/contacts", "/api/cards/dismiss"):
+        for path in ("/api/notes", "/api/contacts", "/api/cards/dismiss", "/logout"):
             app.router.add_post(path, self._post)
         self._runner = web.AppRunner(app)
         await self._runner.setup()
@@ -139,7 +142,14 @@ class FakeConsoleServer:
     async def _page(self, request: web.Request) -> web.StreamResponse:
         return web.FileResponse(STATIC / "console.html")
 
+    async def _login(self, request: web.Request) -> web.Response:
+        return web.Response(
+            text="<!doctype html><title>Sign in</title><h1>Sign in</h1>", content_type="text/html"
+        )
+
     async def _session(self, request: web.Request) -> web.Response:
+        if not self.logged_in:
+            return web.json_response({"error": "unauthenticated"}, status=401)
         return web.json_response({"user": "anna", "csrf_token": CSRF_TOKEN})
 
     async def _ws(self, request: web.Request) -> web.StreamResponse:
@@ -175,5 +185,8 @@ class FakeConsoleServer:
         if csrf != CSRF_TOKEN:
             return web.json_response({"error": "csrf"}, status=403)
         if self.fail_posts:
-            return web.json_response({"error": "boom"}, status=500)
+            return web.json_response({"error": "unavailable", "message": "The CRM is down."}, status=503)
+        if request.path == "/logout":
+            self.logged_in = False
+            return web.json_response({"logged_out": True})
         return web.json_response({"ok": True})

@@ -71,7 +71,7 @@ def server(loop_thread: LoopThread) -> Iterator[FakeConsoleServer]:
 
 
 def open_console(page: Any, server: FakeConsoleServer) -> None:
-    page.goto(server.base_url + "/")
+    page.goto(server.base_url + "/console")
     expect(page.locator("#conn-text")).to_have_text("connected")
 
 
@@ -275,12 +275,16 @@ def test_unknown_caller_can_be_created_as_a_contact(page: Any, server: FakeConso
     expect(form).to_be_visible()
     form.locator('input[name="name"]').fill("Olga Smirnova")
     form.locator('input[name="company"]').fill("Vector JSC")
+    # A refusal shows the server's own words; a retry goes through.
+    server.loop_thread.call(setattr, server, "fail_posts", True)
+    form.locator('button[type="submit"]').click()
+    expect(form.locator(".contact-status")).to_have_text("Not created: The CRM is down.")
+    server.loop_thread.call(setattr, server, "fail_posts", False)
     form.locator('button[type="submit"]').click()
     expect(form.locator(".contact-status")).to_have_text("Contact created")
     posts = server.posts_to("/api/contacts")
-    assert [(p.csrf, p.json) for p in posts] == [
-        (CSRF_TOKEN, {"call_id": card.call_id, "name": "Olga Smirnova", "company": "Vector JSC"})
-    ]
+    expected = {"call_id": card.call_id, "name": "Olga Smirnova", "company": "Vector JSC"}
+    assert [(p.csrf, p.json) for p in posts] == [(CSRF_TOKEN, expected)] * 2
 
 
 def test_hostile_caller_text_is_shown_as_text(page: Any, server: FakeConsoleServer) -> None:
@@ -365,3 +369,14 @@ def test_reconnect_restores_the_cards_from_hello(page: Any, server: FakeConsoleS
     expect(card_locator(page, ringing).locator(".caller-name")).to_have_text("Ivan Petrov")
     expect(page.locator("article.card")).to_have_count(1)
     assert server.connections() == 1
+
+
+def test_sign_out_and_an_expired_session_lead_to_the_login_page(page: Any, server: FakeConsoleServer) -> None:
+    open_console(page, server)
+    page.locator("#signout").click()
+    expect(page).to_have_url(re.compile(r"/login$"))
+    assert [(p.csrf, p.json) for p in server.posts_to("/logout")] == [(CSRF_TOKEN, {})]
+
+    # Logged out (or expired): the page goes to the login form, which will send it back.
+    page.goto(server.base_url + "/console")
+    expect(page).to_have_url(re.compile(r"/login\?next=%2Fconsole$"))
