@@ -33,6 +33,16 @@ class AmiSettings(BaseModel):
     backoff_max: float = Field(30.0, gt=0, description="cap of the reconnect back-off")
 
 
+class HttpSettings(BaseModel):
+    """The web server for the operator console, wallboard and review pages."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(8080, ge=0, le=65535)
+    # Secure cookies need HTTPS (put a TLS proxy in front); the localhost demo turns it off.
+    secure_cookie: bool = True
+    session_max_age: int = Field(12 * 3600, gt=0, description="seconds a login lasts at most")
+
+
 class CallbridgeSettings(BaseSettings):
     model_config = SettingsConfigDict(
         env_prefix="CALLBRIDGE_", env_nested_delimiter="__", extra="forbid"
@@ -44,6 +54,7 @@ class CallbridgeSettings(BaseSettings):
     operator_pattern: str = DEFAULT_OPERATOR_PATTERN
     log_level: str = "INFO"
     crm: CrmSettings = Field(default_factory=CrmSettings)
+    http: HttpSettings = Field(default_factory=HttpSettings)
 
     @classmethod
     def settings_customise_sources(
