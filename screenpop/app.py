@@ -1,0 +1,100 @@
+"""The console's aiohttp application: auth, the console routes and the screen-pop service.
+
+    app = create_web_app(service.pipeline, lookup, user_store=users, auth_options={"secure_cookie": False})
+    runner = web.AppRunner(app); await runner.setup(); await web.TCPSite(runner, host, port).start()
+
+The app subscribes the screen-pop to the pipeline at once; its startup/cleanup start and
+stop the after-call timer, the operator-name directory and the browser connections. The
+lookup service (and the user store) are opened and closed by whoever made them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+from bridge.pipeline import CallPipeline
+from crm_adapters.lookup import LookupService
+from screenpop.console_http import SCREENPOP_KEY, STATIC_DIR, add_console_routes
+from screenpop.screenpop_service import ScreenPopService, ScreenPopSettings
+
+log = logging.getLogger(__name__)
+
+NAMES_REFRESH_SECONDS = 60.0
+
+
+class OperatorDirectory:
+    """Extension -> the operator's display name, from the user store, refreshed now and then
+    (the pop rules ask synchronously: "answered by Anna Operator (101)")."""
+
+    def __init__(self, user_store: Any) -> None:
+        self.user_store = user_store
+        self.names: dict[str, str] = {}
+
+    def __call__(self, extension: str) -> str | None:
+        return self.names.get(extension)
+
+    async def refresh(self) -> None:
+        try:
+            users = await self.user_store.list(include_inactive=False)
+        except Exception as exc:  # names are a nicety: the queue's member names still show
+            log.warning("operator names not refreshed: %s", exc)
+            return
+        self.names = {ext: u.display_name for u in users for ext in u.extensions}
+
+    async def run(self) -> None:
+        while True:
+            await self.refresh()
+            await asyncio.sleep(NAMES_REFRESH_SECONDS)
+
+
+def create_web_app(pipeline: CallPipeline | None, lookup: LookupService | None = None, *,
+                   user_store: Any | None = None, screenpop: ScreenPopService | None = None,
+                   settings: ScreenPopSettings | None = None, auth_options: Mapping[str, Any] | None = None,
+                   middlewares: Iterable[Any] = (), static_dir: Path = STATIC_DIR) -> web.Application:
+    """The console app. Give `lookup` (a ScreenPopService is made around it) or a ready
+    `screenpop`; `pipeline` (if given) gets it as a subscriber. With `user_store`, the auth
+    of screenpop.auth_http is installed (`auth_options` go to `setup_auth`); without it,
+    `middlewares` must set `request["user"]`, or every console request is a 401."""
+    directory = OperatorDirectory(user_store) if user_store is not None else None
+    if screenpop is None:
+        if lookup is None:
+            raise ValueError("create_web_app needs a lookup service or a screen-pop service")
+        screenpop = ScreenPopService(lookup, settings=settings, operator_names=directory)
+    elif directory is not None and screenpop.book.operator_names is None:
+        screenpop.book.operator_names = directory
+    if pipeline is not None:
+        screenpop.attach(pipeline)
+
+    app = web.Application(middlewares=list(middlewares))
+    if user_store is not None:
+        from screenpop.auth_http import setup_auth  # here: the console runs without it in tests
+
+        setup_auth(app, user_store, **dict(auth_options or {}))
+    add_console_routes(app, screenpop, static_dir=static_dir)
+
+    async def lifecycle(app: web.Application) -> AsyncIterator[None]:
+        service = app[SCREENPOP_KEY]
+        await service.start()
+        names = asyncio.create_task(directory.run()) if directory is not None else None
+        try:
+            yield
+        finally:
+            if names is not None:
+                names.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await names
+            await service.stop()
+
+    async def close_browsers(app: web.Application) -> None:
+        await app[SCREENPOP_KEY].hub.close_all()
+
+    app.cleanup_ctx.append(lifecycle)
+    app.on_shutdown.append(close_browsers)
+    return app

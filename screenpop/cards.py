@@ -1,0 +1,390 @@
+"""The pop rules: which operator sees which card of which call, in which state. Pure: no I/O.
+
+`CardBook` is fed the call-state model's domain events and what the CRM says about the
+caller, and answers with the `Card`/`CardRemoved` messages to send. A card belongs to one
+call and one operator extension (`card_id` = "<call_id>:<extension>"):
+
+- ring -> a `ringing` card for that operator (ring-all: one per rung phone);
+- answered -> the answering operator's card turns `live`; every other ringing card of
+  the call is `withdrawn` ("answered by Anna Operator (101)");
+- a phone that stops ringing (busy, no answer, caller gone) -> its card is `withdrawn`;
+- hang-up -> `live` cards move to `after_call` (the operator finishes his note there);
+- transfer -> the transferer's card moves to `after_call`; the next operator's card carries
+  a `TransferView` with who transferred it and that operator's note (kept current).
+
+A card is only ever sent to its own operator. Withdrawn cards are sent once and forgotten;
+after-call cards stay until dismissed or `after_call_seconds` pass. A card is re-sent
+(same id, a higher version) only when something on it changed.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import UTC
+
+import phonenumbers
+
+from bridge.call_record import CallRecord, TransferKind
+from bridge.domain_events import (
+    CallAnswered,
+    CallEnded,
+    CallRingEnded,
+    CallRinging,
+    CallTransferred,
+    DomainEvent,
+)
+from crm_adapters.contract import Interaction
+from crm_adapters.lookup import CallerCard
+from crm_adapters.phone_numbers import ANONYMOUS_IDS, is_anonymous, normalize
+from screenpop.messages import CallerView, Card, CardRemoved, CardState, HistoryItem, TransferView
+
+Clock = Callable[[], float]
+OperatorNames = Callable[[str], str | None]
+Outgoing = Card | CardRemoved
+
+UNKNOWN_NUMBER = "Unknown number"
+# Asterisk's DialStatus of a ring that ended without the operator answering, for people.
+RING_END_REASONS = {
+    "BUSY": "phone busy",
+    "NOANSWER": "not answered",
+    "CANCEL": "ringing stopped",
+    "CHANUNAVAIL": "phone unavailable",
+    "CONGESTION": "phone unavailable",
+    "DONTCALL": "refused",
+    "TORTURE": "refused",
+}
+
+
+def card_id(call_id: str, operator: str) -> str:
+    return f"{call_id}:{operator}"
+
+
+def operator_of(card_id_: str) -> str:
+    return card_id_.rsplit(":", 1)[1]
+
+
+def call_of(card_id_: str) -> str:
+    return card_id_.rsplit(":", 1)[0]
+
+
+def format_number(raw: str | None, region: str = "RU") -> str:
+    """"+7 495 123-45-67" for a phone number, the raw text for anything else (an extension)."""
+    if raw is None or is_anonymous(raw):
+        return UNKNOWN_NUMBER
+    e164 = normalize(raw, region)
+    if e164 is None:
+        return raw.strip()
+    return phonenumbers.format_number(phonenumbers.parse(e164), phonenumbers.PhoneNumberFormat.INTERNATIONAL)
+
+
+def caller_view(record: CallRecord, found: CallerCard | None, region: str = "RU") -> CallerView:
+    number = record.caller_number
+    cid_name = (record.caller_name or "").strip()
+    # The PBX's caller-id name is shown until a CRM knows better ("<unknown>" is no name).
+    name = None if cid_name.casefold() in ANONYMOUS_IDS or cid_name == (number or "").strip() else cid_name
+    if found is None:
+        return CallerView(number=number, number_display=format_number(number, region), name=name,
+                          lookup="anonymous" if is_anonymous(number) else "pending")
+    contact = found.contact
+    return CallerView(
+        number=number, number_display=format_number(number, region),
+        name=contact.display_name if contact else name,
+        company=contact.company if contact else None,
+        tags=list(contact.tags) if contact else [],
+        vip=contact.vip if contact else False,
+        crm_url=contact.url if contact else None,
+        contact_id=contact.id if contact else None,
+        contact_source=contact.source if contact else None,
+        lookup=found.status, stale=found.stale,
+    )
+
+
+def history_item(item: Interaction) -> HistoryItem:
+    return HistoryItem(at=item.at.astimezone(UTC).isoformat(), kind=item.kind, operator=item.operator,
+                       outcome=item.outcome, summary=item.summary, url=item.url)
+
+
+@dataclass
+class _Slot:
+    """One operator's card of one call, while it is shown."""
+
+    operator: str
+    state: CardState
+    reason: str | None = None
+    queue: str | None = None
+    ring_started_at: float | None = None
+    answered_at: float | None = None
+    ended_at: float | None = None
+    transfer: tuple[TransferKind, str | None] | None = None  # (kind, from operator)
+    after_call_since: float | None = None  # our clock, for the after-call timeout
+    sent: Card | None = None  # what the operator has now
+
+
+@dataclass
+class _Call:
+    record: CallRecord
+    caller: CallerCard | None = None
+    history: list[HistoryItem] = field(default_factory=list)
+    slots: dict[str, _Slot] = field(default_factory=dict)  # extension -> card shown
+    versions: dict[str, int] = field(default_factory=dict)  # survive a card's removal: only grow
+    notes: dict[str, str] = field(default_factory=dict)  # extension -> his note on this call
+    pending_transfer: tuple[TransferKind, str | None, str | None] | None = None  # kind, from, to
+
+
+def _contact_key(found: CallerCard | None) -> str | None:
+    if found is None:
+        return None
+    return found.contact.id if found.contact is not None else found.e164
+
+
+class CardBook:
+    def __init__(self, *, default_region: str = "RU", after_call_seconds: float = 1800.0,
+                 history_items: int = 10, operator_names: OperatorNames | None = None,
+                 clock: Clock = time.monotonic) -> None:
+        self.default_region = default_region
+        self.after_call_seconds = after_call_seconds
+        self.history_items = history_items
+        self.operator_names = operator_names  # extension -> display name (may be set later)
+        self._clock = clock
+        self._calls: dict[str, _Call] = {}
+        self._member_names: dict[str, str] = {}  # extension -> queue member name seen on a ring
+
+    # -- inputs -------------------------------------------------------------------------
+
+    def on_event(self, event: DomainEvent) -> list[Outgoing]:
+        call = self._calls.get(event.call_id)
+        if call is None:
+            if not event.call.live:  # nothing was shown for it: nothing to take back
+                return []
+            call = self._calls[event.call_id] = _Call(event.call)
+        call.record = event.call
+        if isinstance(event, CallRinging):  # remembered for "transferred to Clara Operator (103)"
+            self._member_names.update((r.operator, r.member_name) for r in event.call.rings if r.member_name)
+        if isinstance(event, CallRinging):
+            self._ring(call, event)
+        elif isinstance(event, CallRingEnded):
+            slot = call.slots.get(event.operator)
+            if slot is not None and slot.state == "ringing":
+                slot.state = "withdrawn"
+                slot.reason = RING_END_REASONS.get(event.result, "ringing stopped")
+        elif isinstance(event, CallAnswered):
+            self._answer(call, event)
+        elif isinstance(event, CallTransferred):
+            self._transfer(call, event)
+        elif isinstance(event, CallEnded):
+            self._end(call, event)
+        out = self._refresh(call, list(call.slots))
+        self._forget_if_done(call)
+        return out
+
+    def on_caller(self, call_id: str, found: CallerCard) -> list[Outgoing]:
+        """What the CRM says about the caller (within the budget, later, or a new contact)."""
+        call = self._calls.get(call_id)
+        if call is None or found.number != call.record.caller_number:
+            return []  # a call gone, or an answer about a number the call no longer has
+        current = call.caller
+        if current is not None and current.final and not found.final and current.lookup_id == found.lookup_id:
+            return []  # the in-budget answer racing behind its own final update
+        if _contact_key(current) != _contact_key(found):
+            call.history = []
+        call.caller = found
+        return self._refresh(call, list(call.slots))
+
+    def on_history(self, call_id: str, items: Iterable[Interaction],
+                   contact_key: str | None) -> list[Outgoing]:
+        call = self._calls.get(call_id)
+        if call is None or contact_key != _contact_key(call.caller):
+            return []
+        call.history = [history_item(i) for i in list(items)[: self.history_items]]
+        return self._refresh(call, list(call.slots))
+
+    def set_note(self, call_id: str, operator: str, text: str) -> list[Outgoing]:
+        """An operator's note: on his card, and on the card of whoever he transferred it to."""
+        call = self._calls.get(call_id)
+        if call is None:
+            return []
+        call.notes[operator] = text
+        touched = [op for op, s in call.slots.items()
+                   if op == operator or (s.transfer is not None and s.transfer[1] == operator)]
+        return self._refresh(call, touched)
+
+    def dismiss(self, call_id: str, operator: str) -> CardRemoved | None:
+        """The operator closes his after-call card (None when there is no such card)."""
+        call = self._calls.get(call_id)
+        slot = call.slots.get(operator) if call else None
+        if call is None or slot is None or slot.state != "after_call":
+            return None
+        del call.slots[operator]
+        self._forget_if_done(call)
+        return CardRemoved(card_id=card_id(call_id, operator))
+
+    def expire(self) -> list[CardRemoved]:
+        """After-call cards left open longer than `after_call_seconds` close themselves."""
+        now = self._clock()
+        out: list[CardRemoved] = []
+        for call in list(self._calls.values()):
+            for op, slot in list(call.slots.items()):
+                since = slot.after_call_since
+                if since is not None and now - since >= self.after_call_seconds:
+                    del call.slots[op]
+                    out.append(CardRemoved(card_id=card_id(call.record.call_id, op)))
+            self._forget_if_done(call)
+        return out
+
+    # -- what is shown ----------------------------------------------------------------------
+
+    def cards_for(self, extensions: Iterable[str]) -> list[Card]:
+        """Every card these extensions have now (for a browser that (re)connects)."""
+        wanted = set(extensions)
+        cards = [s.sent for c in self._calls.values() for op, s in c.slots.items()
+                 if op in wanted and s.sent is not None]
+        return sorted(cards, key=lambda c: (c.entered_at, c.card_id))
+
+    def card(self, call_id: str, operator: str) -> Card | None:
+        call = self._calls.get(call_id)
+        slot = call.slots.get(operator) if call else None
+        return slot.sent if slot else None
+
+    def knows(self, call_id: str) -> bool:
+        return call_id in self._calls
+
+    def rang(self, call_id: str, operator: str) -> bool:
+        """Did this call ring (or reach) this extension? Who may act on a call."""
+        call = self._calls.get(call_id)
+        return call is not None and (operator in call.record.rung or operator in call.slots)
+
+    def record(self, call_id: str) -> CallRecord | None:
+        call = self._calls.get(call_id)
+        return call.record if call else None
+
+    def caller(self, call_id: str) -> CallerCard | None:
+        call = self._calls.get(call_id)
+        return call.caller if call else None
+
+    def notes(self, call_id: str) -> dict[str, str]:
+        call = self._calls.get(call_id)
+        return dict(call.notes) if call else {}
+
+    def operator_label(self, call_id: str, operator: str | None) -> str:
+        call = self._calls.get(call_id)
+        return self._label(call.record, operator) if call else (operator or "?")
+
+    @property
+    def open_calls(self) -> int:
+        """Calls the book still holds (live, or with cards left open)."""
+        return len(self._calls)
+
+    # -- rules --------------------------------------------------------------------------
+
+    def _ring(self, call: _Call, ev: CallRinging) -> None:
+        slot = call.slots.get(ev.operator)
+        if slot is not None and slot.state in ("ringing", "live"):
+            return  # the same ring seen twice, or a phone already talking
+        call.slots.pop(ev.operator, None)  # rung again after his part ended: a new card state
+        call.slots[ev.operator] = _Slot(ev.operator, "ringing", queue=ev.queue, ring_started_at=ev.at,
+                                        transfer=self._transfer_into(call, ev.operator))
+
+    def _transfer_into(self, call: _Call, operator: str) -> tuple[TransferKind, str | None] | None:
+        pending = call.pending_transfer
+        if pending is not None and pending[2] in (operator, None) and pending[1] != operator:
+            call.pending_transfer = None
+            return pending[0], pending[1]
+        # A phone rung while a colleague talks to the caller: he is consulting before an
+        # attended transfer (AttendedTransfer itself only comes when it completes).
+        talking = [op for op, s in call.slots.items() if s.state == "live" and op != operator]
+        return ("attended", talking[-1]) if talking else None
+
+    def _answer(self, call: _Call, ev: CallAnswered) -> None:
+        slot = call.slots.get(ev.operator)
+        if slot is None or slot.state not in ("ringing", "live"):  # attached mid-call: no ring seen
+            call.slots.pop(ev.operator, None)
+            ring = next((r for r in reversed(call.record.rings) if r.operator == ev.operator), None)
+            slot = call.slots[ev.operator] = _Slot(
+                ev.operator, "live", queue=ring.queue if ring else None,
+                ring_started_at=ring.started_at if ring else None,
+                transfer=self._transfer_into(call, ev.operator))
+        slot.state, slot.reason = "live", None
+        slot.answered_at = slot.answered_at or ev.at
+        who = self._label(call.record, ev.operator)
+        for other in call.slots.values():
+            if other.state == "ringing":
+                other.state, other.reason = "withdrawn", f"answered by {who}"
+
+    def _transfer(self, call: _Call, ev: CallTransferred) -> None:
+        t = ev.transfer
+        source = call.slots.get(t.from_operator or "")
+        if source is not None and source.state == "live":
+            self._after_call(source, t.at, f"transferred to {self._label(call.record, t.to_operator)}")
+        target = call.slots.get(t.to_operator or "")
+        if target is not None and target.state in ("ringing", "live"):
+            target.transfer = (t.kind, t.from_operator)
+        else:
+            call.pending_transfer = (t.kind, t.from_operator, t.to_operator)
+
+    def _end(self, call: _Call, ev: CallEnded) -> None:
+        for slot in call.slots.values():
+            if slot.state == "ringing":
+                slot.state = "withdrawn"
+                slot.reason = "caller hung up" if call.record.answered_at is None else "call ended"
+            elif slot.state == "live":
+                self._after_call(slot, ev.at, None)
+
+    def _after_call(self, slot: _Slot, at: float, reason: str | None) -> None:
+        slot.state, slot.reason, slot.ended_at = "after_call", reason, at
+        slot.after_call_since = self._clock()
+
+    # -- rendering ----------------------------------------------------------------------------
+
+    def _refresh(self, call: _Call, operators: list[str]) -> list[Outgoing]:
+        """Send the cards that changed; a withdrawn card is sent once, then forgotten."""
+        out: list[Outgoing] = []
+        for op in operators:
+            slot = call.slots.get(op)
+            if slot is None:
+                continue
+            card = self._render(call, slot, call.versions.get(op, 0))
+            if slot.sent is None or card != slot.sent:
+                version = call.versions[op] = call.versions.get(op, 0) + 1
+                slot.sent = card.model_copy(update={"version": version})
+                out.append(slot.sent)
+            if slot.state == "withdrawn":
+                del call.slots[op]
+        return out
+
+    def _render(self, call: _Call, slot: _Slot, version: int) -> Card:
+        record = call.record
+        transfer = None
+        if slot.transfer is not None:
+            kind, source = slot.transfer
+            transfer = TransferView(kind=kind, from_operator=source, from_name=self._name(record, source),
+                                    note=call.notes.get(source or "") or None)
+        return Card(
+            card_id=card_id(record.call_id, slot.operator), version=version, call_id=record.call_id,
+            operator=slot.operator, state=slot.state, state_reason=slot.reason,
+            caller=caller_view(record, call.caller, self.default_region),
+            queue=record.queue or slot.queue, dialed=record.dialed, entered_at=record.entered_at,
+            ring_started_at=slot.ring_started_at, answered_at=slot.answered_at, ended_at=slot.ended_at,
+            wait_seconds=record.wait_seconds, transfer=transfer, history=call.history,
+            note=call.notes.get(slot.operator, ""),
+            recording=record.live and any(r.stopped_at is None for r in record.recordings),
+        )
+
+    def _name(self, record: CallRecord, operator: str | None) -> str | None:
+        if operator is None:
+            return None
+        if self.operator_names is not None and (name := self.operator_names(operator)):
+            return name
+        return next((r.member_name for r in reversed(record.rings)
+                     if r.operator == operator and r.member_name), self._member_names.get(operator))
+
+    def _label(self, record: CallRecord, operator: str | None) -> str:
+        name = self._name(record, operator)
+        if operator is None:
+            return "another operator"
+        return f"{name} ({operator})" if name else operator
+
+    def _forget_if_done(self, call: _Call) -> None:
+        if not call.record.live and not call.slots:
+            self._calls.pop(call.record.call_id, None)

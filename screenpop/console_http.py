@@ -1,0 +1,193 @@
+"""The operator console's HTTP side: the page, its WebSocket, its JSON actions, its static files.
+
+- `GET /console`: the page (screenpop/static/console.html; a placeholder if it is missing).
+- `GET /ws/console`: the WebSocket. First frame `hello` (user + every card he has now),
+  then `card` / `card_removed` frames for the extensions bound to the user, whatever his
+  role (a supervisor sees the cards of the extensions bound to him, no others).
+- `POST /api/notes` {call_id, text}, `POST /api/contacts` {call_id, name, company},
+  `POST /api/cards/dismiss` {call_id}: JSON bodies checked by the pydantic models of
+  screenpop.messages. 400: bad JSON or fields (the message says which); 403: the call
+  did not ring one of the user's extensions; 404: no such open call; 409: not possible in
+  the card's state; 503: the CRM or database failed.
+- `GET /static/<file>`: the console's assets.
+
+Who the user is comes from `request["user"]` (set by the auth middleware, screenpop.auth);
+every route is under `require_role` when that module is present. CSRF checks of the POSTs
+are the middleware's too.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+from aiohttp import WSCloseCode, web
+from pydantic import BaseModel, ValidationError
+
+from screenpop.hub import ConsoleUser
+from screenpop.messages import DismissRequest, NewContactRequest, NoteRequest
+from screenpop.screenpop_service import ScreenPopError, ScreenPopService
+
+try:  # the auth module is optional at import time (tests may stand in for it)
+    from screenpop.auth import require_role, revalidate
+    from screenpop.users import ROLES
+except ImportError:  # pragma: no cover - only before auth is installed
+    require_role = None  # type: ignore[assignment]
+    revalidate = None  # type: ignore[assignment]
+    ROLES = ("operator", "supervisor", "trainer", "admin")  # type: ignore[assignment]
+
+log = logging.getLogger(__name__)
+
+STATIC_DIR = Path(__file__).resolve().parent / "static"
+SCREENPOP_KEY = web.AppKey("screenpop", ScreenPopService)
+STATIC_KEY = web.AppKey("screenpop_static", Path)
+REVALIDATE_SECONDS = 60.0  # a logged-out or re-bound user's socket closes within this
+
+PLACEHOLDER = ("<!doctype html><html lang=\"en\"><meta charset=\"utf-8\"><title>Callbridge console</title>"
+               "<main><h1>Callbridge console</h1><p>The console page is not installed "
+               "(screenpop/static/console.html).</p></main></html>")
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+Action = Callable[[web.Request, ScreenPopService, ConsoleUser], Awaitable[dict[str, Any]]]
+Model = TypeVar("Model", bound=BaseModel)
+_ERRORS = {400: "bad_request", 401: "unauthenticated", 403: "forbidden", 404: "not_found",
+           409: "conflict", 503: "unavailable"}
+
+
+def _any_role(handler: Handler) -> Handler:
+    """Every signed-in role may use the console; what he sees depends on his extensions."""
+    return require_role(*ROLES)(handler) if require_role is not None else handler
+
+
+def error(status: int, message: str) -> web.Response:
+    return web.json_response({"error": _ERRORS.get(status, "error"), "message": message}, status=status,
+                             headers={"Cache-Control": "no-store"})
+
+
+def _user(request: web.Request) -> ConsoleUser | None:
+    return request.get("user")
+
+
+async def _body(request: web.Request, model: type[Model]) -> Model:
+    try:
+        data = await request.json()
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise ScreenPopError("the body must be a JSON object") from None
+    try:
+        return model.model_validate(data)
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc']) or 'body'}: {e['msg']}"
+                             for e in exc.errors())
+        raise ScreenPopError(f"invalid request: {problems}") from None
+
+
+def _dump(value: Any) -> Any:
+    return value.model_dump(mode="json") if isinstance(value, BaseModel) else value
+
+
+def _action(run: Action) -> Handler:
+    """A JSON action: the user, the service, errors as JSON with their status."""
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        user = _user(request)
+        if user is None:
+            return error(401, "Please sign in.")
+        try:
+            result = await run(request, request.app[SCREENPOP_KEY], user)
+        except ScreenPopError as exc:
+            if exc.status == 403:
+                log.warning("user %s refused: %s", user.username, exc.message)
+            return error(exc.status, exc.message)
+        return web.json_response({"ok": True, **{k: _dump(v) for k, v in result.items()}},
+                                 headers={"Cache-Control": "no-store"})
+
+    handler.__name__ = run.__name__
+    return _any_role(handler)
+
+
+@_action
+async def post_note(request: web.Request, service: ScreenPopService, user: ConsoleUser) -> dict[str, Any]:
+    body = await _body(request, NoteRequest)
+    return await service.save_note(user, body.call_id, body.text)
+
+
+@_action
+async def post_contact(request: web.Request, service: ScreenPopService, user: ConsoleUser) -> dict[str, Any]:
+    body = await _body(request, NewContactRequest)
+    if not body.name.strip():
+        raise ScreenPopError("invalid request: name: the name is empty")
+    return await service.create_contact(user, body.call_id, body.name, body.company)
+
+
+@_action
+async def post_dismiss(request: web.Request, service: ScreenPopService, user: ConsoleUser) -> dict[str, Any]:
+    body = await _body(request, DismissRequest)
+    return {"removed": service.dismiss(user, body.call_id)}
+
+
+async def console_page(request: web.Request) -> web.StreamResponse:
+    page = request.app[STATIC_KEY] / "console.html"
+    if page.is_file():
+        return web.FileResponse(page, headers={"Cache-Control": "no-cache"})
+    return web.Response(text=PLACEHOLDER, content_type="text/html")
+
+
+async def static_file(request: web.Request) -> web.StreamResponse:
+    root = request.app[STATIC_KEY].resolve()
+    path = (root / request.match_info["path"]).resolve()
+    if not path.is_relative_to(root) or not path.is_file():
+        raise web.HTTPNotFound()
+    return web.FileResponse(path, headers={"Cache-Control": "no-cache"})
+
+
+async def console_ws(request: web.Request) -> web.StreamResponse:
+    user = _user(request)
+    if user is None:
+        return error(401, "Please sign in.")
+    service = request.app[SCREENPOP_KEY]
+    ws = web.WebSocketResponse(heartbeat=service.hub.heartbeat, max_msg_size=64 * 1024)
+    await ws.prepare(request)
+    conn = service.hub.attach(ws, user, service.hello(user), transport=request.transport)
+    watchdog = asyncio.create_task(_watch_session(request, ws, user))
+    try:
+        await conn.run()
+    finally:
+        service.hub.detach(conn)
+        watchdog.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await watchdog
+    return ws
+
+
+async def _watch_session(request: web.Request, ws: web.WebSocketResponse, user: ConsoleUser) -> None:
+    """Close the socket once the session ends or the user's extensions change (the
+    browser then reconnects, or goes to the login page)."""
+    if revalidate is None or request.get("session") is None:
+        return
+    while not ws.closed:
+        await asyncio.sleep(REVALIDATE_SECONDS)
+        try:
+            fresh = await revalidate(request)
+        except Exception as exc:  # the database hiccups: keep the socket, try again later
+            log.warning("session check for %s failed: %s", user.username, exc)
+            continue
+        if fresh is None or sorted(fresh.extensions) != sorted(user.extensions):
+            await ws.close(code=WSCloseCode.POLICY_VIOLATION, message=b"session changed")
+            return
+
+
+def add_console_routes(app: web.Application, service: ScreenPopService, *,
+                       static_dir: Path = STATIC_DIR) -> None:
+    app[SCREENPOP_KEY] = service
+    app[STATIC_KEY] = static_dir
+    app.router.add_get("/console", _any_role(console_page))
+    app.router.add_get("/ws/console", _any_role(console_ws))
+    app.router.add_post("/api/notes", post_note)
+    app.router.add_post("/api/contacts", post_contact)
+    app.router.add_post("/api/cards/dismiss", post_dismiss)
+    app.router.add_get("/static/{path:.+}", _any_role(static_file))

@@ -1,0 +1,190 @@
+"""Browser connections of the operator console, and fan-out of card frames to them.
+
+One WebSocket per browser tab; a user may have several. Each connection receives the
+cards of the extensions bound to its user. `Hub.push` is synchronous and never waits on
+a socket (it runs inside the call pipeline): frames go to a bounded per-connection buffer
+that a writer task drains. The buffer keeps only the newest frame per card (a card
+frame is the whole card, so an older one is worthless once a newer one waits), and a
+connection that still falls `queue_size` cards behind, or whose socket does not take a
+frame within `send_timeout`, is closed: the browser reconnects and its `Hello` brings
+it up to date. Dead peers are found by WebSocket ping/pong (`heartbeat`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections import OrderedDict
+from collections.abc import Iterable
+from typing import Any, Protocol
+
+from aiohttp import WSCloseCode, WSMsgType, web
+
+from screenpop.cards import operator_of
+from screenpop.messages import Card, CardRemoved, Hello
+
+log = logging.getLogger(__name__)
+
+_HELLO = "\0hello"  # buffer key of the Hello frame (card ids never start with NUL)
+
+
+class ConsoleUser(Protocol):
+    """What the console needs of a logged-in user (screenpop.users.User has it)."""
+
+    username: str
+    display_name: str
+    role: Any
+    extensions: list[str]
+
+
+class Connection:
+    def __init__(self, ws: web.WebSocketResponse, user: ConsoleUser, *, queue_size: int,
+                 send_timeout: float, transport: asyncio.BaseTransport | None = None) -> None:
+        self.ws = ws
+        self.user = user
+        self.extensions = frozenset(user.extensions)
+        self.queue_size = queue_size
+        self.send_timeout = send_timeout
+        self._transport = transport
+        # card id -> (frame text, card state or None for a removal)
+        self._pending: OrderedDict[str, tuple[str, str | None]] = OrderedDict()
+        self._wake = asyncio.Event()
+        self.shown: set[str] = set()  # card ids this browser has on screen
+        self.closing: str | None = None  # why we are closing it
+        self.frames_sent = 0
+
+    def offer(self, key: str, text: str, state: str | None) -> bool:
+        """Queue a frame; False when this connection is too far behind (then it is dropped)."""
+        if self.closing is not None:
+            return True
+        if key in self._pending:
+            self._pending[key] = (text, state)  # the newer version replaces the waiting one
+        elif len(self._pending) >= self.queue_size:
+            return False
+        else:
+            self._pending[key] = (text, state)
+        self._wake.set()
+        return True
+
+    def drop(self, reason: str) -> None:
+        if self.closing is None:
+            self.closing = reason
+            self._pending.clear()
+            self._wake.set()
+
+    async def run(self) -> None:
+        """Write queued frames and read (and ignore) what the browser sends, until closed."""
+        writer = asyncio.create_task(self._write_loop(), name=f"console-ws {self.user.username}")
+        try:
+            async for msg in self.ws:
+                if msg.type == WSMsgType.ERROR:
+                    break  # TEXT/BINARY: the console sends nothing we act on (actions are POSTs)
+        finally:
+            writer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await writer
+
+    async def _write_loop(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            while self._pending and self.closing is None:
+                key, (text, state) = self._pending.popitem(last=False)
+                if not self._want(key, state):
+                    continue
+                try:
+                    async with asyncio.timeout(self.send_timeout):
+                        await self.ws.send_str(text)
+                except TimeoutError:
+                    self.drop(f"socket took no frame for {self.send_timeout:g} s")
+                except (ConnectionError, RuntimeError) as exc:  # closed under us
+                    self.drop(f"send failed: {exc}")
+                else:
+                    self.frames_sent += 1
+            if self.closing is not None:
+                await self._close()
+                return
+
+    def _want(self, key: str, state: str | None) -> bool:
+        """Frames about a card this browser never had on screen are skipped: a ring that
+        was over (busy, answered elsewhere) before the frame left shows nothing at all."""
+        if key == _HELLO:
+            return True
+        if state == "withdrawn" or state is None:
+            if key not in self.shown:
+                return False
+            self.shown.discard(key)
+        else:
+            self.shown.add(key)
+        return True
+
+    async def _close(self) -> None:
+        log.warning("console connection of %s dropped: %s", self.user.username, self.closing)
+        try:
+            async with asyncio.timeout(1.0):
+                await self.ws.close(code=WSCloseCode.TRY_AGAIN_LATER, message=b"too slow, reconnect")
+        except (TimeoutError, ConnectionError, RuntimeError):
+            if self._transport is not None:
+                self._transport.abort()  # a peer that reads nothing: cut the TCP connection
+
+
+class Hub:
+    def __init__(self, *, queue_size: int = 256, heartbeat: float = 20.0, send_timeout: float = 10.0) -> None:
+        self.queue_size = queue_size
+        self.heartbeat = heartbeat
+        self.send_timeout = send_timeout
+        self._by_extension: dict[str, set[Connection]] = {}
+        self._all: set[Connection] = set()
+        self.dropped = 0
+
+    def attach(self, ws: web.WebSocketResponse, user: ConsoleUser, hello: Hello,
+               transport: asyncio.BaseTransport | None = None) -> Connection:
+        """Register a prepared WebSocket; its first frame is `hello`. Synchronous, so the
+        `Hello` snapshot and the frames pushed after it cannot cross."""
+        conn = Connection(ws, user, queue_size=self.queue_size, send_timeout=self.send_timeout,
+                          transport=transport)
+        conn.offer(_HELLO, hello.model_dump_json(), None)
+        conn.shown.update(card.card_id for card in hello.cards)
+        self._all.add(conn)
+        for ext in conn.extensions:
+            self._by_extension.setdefault(ext, set()).add(conn)
+        return conn
+
+    def detach(self, conn: Connection) -> None:
+        self._all.discard(conn)
+        for ext in conn.extensions:
+            conns = self._by_extension.get(ext)
+            if conns is not None:
+                conns.discard(conn)
+                if not conns:
+                    del self._by_extension[ext]
+
+    def push(self, messages: Iterable[Card | CardRemoved]) -> None:
+        """Send each card to the connections of its operator's extension. Never blocks."""
+        for message in messages:
+            if isinstance(message, Card):
+                ext, state = message.operator, message.state
+            else:
+                ext, state = operator_of(message.card_id), None
+            conns = self._by_extension.get(ext)
+            if not conns:
+                continue
+            text = message.model_dump_json()
+            for conn in list(conns):
+                if not conn.offer(message.card_id, text, state):
+                    self.dropped += 1
+                    conn.drop(f"more than {self.queue_size} cards waiting")
+
+    def connections(self, extension: str | None = None) -> list[Connection]:
+        if extension is None:
+            return list(self._all)
+        return list(self._by_extension.get(extension, ()))
+
+    async def close_all(self) -> None:
+        """Server shutdown: say goodbye to every browser (they reconnect to the next run)."""
+        conns = list(self._all)
+        for conn in conns:
+            conn.closing = conn.closing or "server shutdown"
+        await asyncio.gather(*(c.ws.close(code=WSCloseCode.GOING_AWAY, message=b"server shutdown")
+                               for c in conns), return_exceptions=True)

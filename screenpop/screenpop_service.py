@@ -1,0 +1,326 @@
+"""Screen-pop glue: call pipeline -> pop rules (CardBook) -> browser hub, with the CRM around.
+
+- A pipeline subscriber (synchronous, never waits) feeds the CardBook and pushes the
+  cards it returns to the hub.
+- One CRM lookup per call, started as soon as the caller's number is known (usually
+  before any phone rings) and shared by every operator it rings. While that lookup is
+  within its time budget the call's first cards are held back, so the card normally pops
+  with the caller's name; a later (final) answer updates the cards in place. A found
+  caller's history follows as another in-place update.
+- Notes: kept on the card (and carried to the next operator on a transfer), stored in the
+  built-in CRM as a note interaction (by contact, or by number for an unknown caller) and,
+  once the call has ended, logged to the CRM with the call (`LookupService.log_call`).
+- New contacts from the card of an unknown caller go through `LookupService.create_contact`
+  (which drops the cached "not found") and turn the card into the found caller's.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable, Coroutine
+from datetime import UTC, datetime
+from typing import Any
+
+from pydantic import BaseModel, Field
+from sqlalchemy import delete, insert, update
+from sqlalchemy.exc import SQLAlchemyError
+
+from bridge.call_record import CallRecord
+from bridge.domain_events import CallEnded, DomainEvent
+from bridge.pipeline import CallPipeline
+from crm_adapters.builtin import BuiltinCrm
+from crm_adapters.builtin_tables import INTERACTIONS
+from crm_adapters.contract import Contact, FinishedCall, NewContact
+from crm_adapters.errors import CrmError, CrmNotSupported, CrmRejected, CrmUnavailable
+from crm_adapters.lookup import CallerCard, LogResult, LookupService
+from crm_adapters.phone_numbers import normalize
+from screenpop.cards import CardBook, Outgoing, call_of, operator_of
+from screenpop.hub import ConsoleUser, Hub
+from screenpop.messages import Card, CardRemoved, Hello
+
+log = logging.getLogger(__name__)
+
+
+class ScreenPopSettings(BaseModel):
+    after_call_seconds: float = Field(1800.0, gt=0, description="an after-call card left open closes itself")
+    history_items: int = Field(10, ge=0, le=100, description="interactions shown on a card")
+    queue_size: int = Field(256, ge=8, description="cards waiting per browser before it counts as dead")
+    heartbeat_seconds: float = Field(20.0, gt=0, description="WebSocket ping interval")
+    send_timeout_seconds: float = Field(10.0, gt=0, description="a socket that takes no frame this long "
+                                        "is dropped")
+
+
+class ScreenPopError(Exception):
+    """A refused console action; `status` is the HTTP status it maps to."""
+
+    status = 400
+
+    def __init__(self, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        if status is not None:
+            self.status = status
+
+
+class ScreenPopService:
+    def __init__(self, lookup: LookupService, *, settings: ScreenPopSettings | None = None,
+                 hub: Hub | None = None, notes: BuiltinCrm | None = None,
+                 operator_names: Callable[[str], str | None] | None = None,
+                 clock: Callable[[], float] = time.monotonic) -> None:
+        self.lookup = lookup
+        self.settings = settings or ScreenPopSettings()
+        s = self.settings
+        self.hub = hub or Hub(queue_size=s.queue_size, heartbeat=s.heartbeat_seconds,
+                              send_timeout=s.send_timeout_seconds)
+        self.region = lookup.settings.default_region
+        self.book = CardBook(default_region=self.region, after_call_seconds=s.after_call_seconds,
+                             history_items=s.history_items, operator_names=operator_names, clock=clock)
+        # Notes go to the built-in CRM: the one given, else the first configured.
+        self.notes = notes or next((a for a in lookup.adapters if isinstance(a, BuiltinCrm)), None)
+        self._looked_up: dict[str, str | None] = {}  # call id -> number asked about
+        self._held: dict[str, set[str]] = {}  # call id -> card ids waiting for the first lookup
+        self._note_rows: dict[tuple[str, str], int] = {}  # (call id, extension) -> interaction id
+        self._log_locks: dict[str, asyncio.Lock] = {}
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._expiry: asyncio.Task[None] | None = None
+
+    def attach(self, pipeline: CallPipeline) -> None:
+        pipeline.subscribe(self)
+
+    async def start(self) -> None:
+        self._expiry = asyncio.create_task(self._expire_loop(), name="screenpop after-call expiry")
+
+    async def stop(self) -> None:
+        tasks = [*self._tasks, *([self._expiry] if self._expiry else [])]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        self._expiry = None
+
+    # -- the pipeline subscriber ----------------------------------------------------------
+
+    def __call__(self, event: DomainEvent) -> None:
+        call_id = event.call_id
+        if isinstance(event, CallEnded) and any(self.book.notes(call_id).values()):
+            # Taken before the book may forget the call (its last card gone at hang-up).
+            self._loop_task(self._log_finished(event.call, self.book.notes(call_id),
+                                               self.book.caller(call_id)), f"log call {call_id}")
+        messages = self.book.on_event(event)
+        self._start_lookup(event)  # first, so this event's cards wait for the lookup
+        self._push(messages)
+        if isinstance(event, CallEnded):
+            self._looked_up.pop(call_id, None)
+
+    def _start_lookup(self, event: DomainEvent) -> None:
+        call = event.call
+        if not call.live:
+            return
+        number = call.caller_number
+        asked = self._looked_up.get(call.call_id, "")  # "" = not asked yet (None is "anonymous")
+        if asked == number or (number is None and not call.rung):
+            return  # asked already; or wait for the number, unless a phone rings without one
+        if asked == "":
+            self._held[call.call_id] = set()  # only the call's first cards wait, never shown ones
+        self._looked_up[call.call_id] = number
+        self._loop_task(self._lookup(call.call_id, number), f"lookup {call.call_id}")
+
+    async def _lookup(self, call_id: str, number: str | None) -> None:
+        try:
+            found = await self.lookup.lookup(number, on_update=lambda c: self._on_caller(call_id, c))
+        except Exception:  # the lookup service answers errors as cards; this is a bug
+            log.exception("caller lookup for call %s failed", call_id)
+            found = CallerCard(number=number, status="unavailable")
+        finally:
+            held = self._held.pop(call_id, set())
+        changed = self.book.on_caller(call_id, found)
+        # The held cards as they are now (a ring that ended meanwhile shows nothing).
+        waiting = held - {m.card_id for m in changed}
+        self.hub.push([*changed, *(c for cid in waiting if (c := self.book.card(call_id, operator_of(cid))))])
+        self._follow_up(call_id, found)
+
+    def _on_caller(self, call_id: str, found: CallerCard) -> None:
+        self._push(self.book.on_caller(call_id, found))
+        self._follow_up(call_id, found)
+
+    def _follow_up(self, call_id: str, found: CallerCard) -> None:
+        """A final answer about the caller: fetch his history for the card."""
+        if not found.final or not self.settings.history_items or not self.book.knows(call_id):
+            return
+        contact = found.contact
+        if contact is None and found.status == "not_found" and found.e164 and self.notes is not None:
+            # Unknown caller: the built-in CRM still has notes and calls from his number.
+            contact = Contact(id="", display_name=found.e164, phones=[found.e164], source=self.notes.name)
+        if contact is not None:
+            self._loop_task(self._history(call_id, contact, contact.id or found.e164), f"history {call_id}")
+
+    async def _history(self, call_id: str, contact: Contact, key: str | None) -> None:
+        items = await self.lookup.history(contact, self.settings.history_items)
+        self._push(self.book.on_history(call_id, items, key))
+
+    def _push(self, messages: list[Outgoing]) -> None:
+        free: list[Outgoing] = []
+        for message in messages:
+            call_id = message.call_id if isinstance(message, Card) else call_of(message.card_id)
+            held = self._held.get(call_id)
+            if held is not None:
+                held.add(message.card_id)
+            else:
+                free.append(message)
+        if free:
+            self.hub.push(free)
+
+    def _loop_task(self, coro: Coroutine[Any, Any, None], name: str) -> None:
+        try:
+            task = asyncio.get_running_loop().create_task(coro, name=name)
+        except RuntimeError:  # no loop (an offline replay): no CRM work to do
+            coro.close()
+            return
+        self._tasks.add(task)
+        task.add_done_callback(self._task_done)
+
+    def _task_done(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("screen-pop task %s failed", task.get_name(), exc_info=task.exception())
+
+    async def _expire_loop(self) -> None:
+        period = min(30.0, self.settings.after_call_seconds / 4)
+        while True:
+            await asyncio.sleep(period)
+            self.expire_now()
+
+    def expire_now(self) -> list[CardRemoved]:
+        removed = self.book.expire()
+        self._push(list(removed))
+        self._note_rows = {k: v for k, v in self._note_rows.items() if self.book.knows(k[0])}
+        return removed
+
+    # -- the console --------------------------------------------------------------------------
+
+    def hello(self, user: ConsoleUser) -> Hello:
+        return Hello(user=user.username, display_name=user.display_name, role=user.role,
+                     extensions=list(user.extensions), cards=self.book.cards_for(user.extensions),
+                     server_time=time.time())
+
+    def extension_for(self, user: ConsoleUser, call_id: str) -> str:
+        """The user's extension this call rang (his card's, if he has one); else 403/404."""
+        if not self.book.knows(call_id):
+            raise ScreenPopError(f"no open call {call_id}", 404)
+        rung = [ext for ext in user.extensions if self.book.rang(call_id, ext)]
+        if not rung:
+            raise ScreenPopError(f"call {call_id} did not ring your extension", 403)
+        with_card = [ext for ext in rung if self.book.card(call_id, ext) is not None]
+        return (with_card or rung)[0]
+
+    async def save_note(self, user: ConsoleUser, call_id: str, text: str) -> dict[str, Any]:
+        ext = self.extension_for(user, call_id)
+        text = text.strip()
+        if self.notes is not None:
+            await self._store_note(call_id, ext, text)
+        self._push(self.book.set_note(call_id, ext, text))
+        record = self.book.record(call_id)
+        logged: LogResult | None = None
+        if record is not None and not record.live:
+            logged = await self._log_finished(record, self.book.notes(call_id), self.book.caller(call_id))
+        return {"card": self.book.card(call_id, ext), "crm": logged}
+
+    async def _store_note(self, call_id: str, ext: str, text: str) -> None:
+        """One note interaction per operator and call, updated as he edits it."""
+        assert self.notes is not None
+        record, found = self.book.record(call_id), self.book.caller(call_id)
+        contact = found.contact if found is not None else None
+        mine = contact is not None and contact.source == self.notes.name and contact.id.isdigit()
+        number = (found.e164 if found else None) or normalize(record.caller_number if record else None,
+                                                               self.region)
+        row_id = self._note_rows.get((call_id, ext))
+        values = {"summary": text, "at": datetime.now(UTC)}
+        try:
+            async with self.notes.engine.begin() as conn:
+                if row_id is not None and not text:
+                    await conn.execute(delete(INTERACTIONS).where(INTERACTIONS.c.id == row_id))
+                    self._note_rows.pop((call_id, ext), None)
+                    return
+                if row_id is not None:
+                    done = await conn.execute(update(INTERACTIONS).where(INTERACTIONS.c.id == row_id)
+                                              .values(**values))
+                    if done.rowcount:
+                        return
+                if not text:
+                    return
+                self._note_rows[(call_id, ext)] = (await conn.execute(
+                    insert(INTERACTIONS).returning(INTERACTIONS.c.id),
+                    {**values, "contact_id": int(contact.id) if mine and contact else None, "number": number,
+                     "kind": "note", "operator": ext})).scalar_one()
+        except (OSError, SQLAlchemyError) as exc:
+            raise ScreenPopError(f"the note was not saved (database error: {exc})", 503) from exc
+        except CrmUnavailable as exc:
+            raise ScreenPopError(f"the note was not saved ({exc})", 503) from exc
+
+    async def _log_finished(self, record: CallRecord, notes: dict[str, str],
+                            found: CallerCard | None) -> LogResult | None:
+        """Log the finished call with its notes to the CRM (again, when a note changes)."""
+        texts = {ext: t for ext, t in notes.items() if t}
+        if not texts or not record.caller_number:
+            return None
+        call_id = record.call_id
+        contact = found.contact if found is not None else None
+        if len(texts) == 1:
+            note = next(iter(texts.values()))
+        else:
+            note = "\n".join(f"{self.book.operator_label(call_id, ext)}: {t}" for ext, t in texts.items())
+        talked = [r.operator for r in record.rings if r.answered_at is not None]
+        adapter = next((a.name for a in self.lookup.adapters
+                        if contact is not None and a.name == contact.source and a.can_log_calls), None)
+        finished = FinishedCall(
+            call_id=record.call_id, direction="inbound", number=record.caller_number,
+            operator=talked[-1] if talked else record.answered_by,
+            started_at=datetime.fromtimestamp(record.entered_at, UTC), duration_seconds=record.talk_seconds,
+            outcome=record.outcome or "incomplete", recording_url=record.recording, note=note,
+            contact_id=contact.id if contact is not None and adapter else None)
+        lock = self._log_locks.setdefault(call_id, asyncio.Lock())
+        try:
+            async with lock:  # a note saved while the hang-up's log runs must not race it
+                result = await self.lookup.log_call(finished, adapter=adapter)
+        finally:
+            if not lock.locked():
+                self._log_locks.pop(call_id, None)
+        if result.error:
+            log.warning("call %s with its note not logged to the CRM: %s", call_id, result.error)
+        return result
+
+    async def create_contact(self, user: ConsoleUser, call_id: str, name: str,
+                             company: str | None) -> dict[str, Any]:
+        ext = self.extension_for(user, call_id)
+        record, found = self.book.record(call_id), self.book.caller(call_id)
+        assert record is not None
+        if found is not None and found.contact is not None and not found.stale:
+            raise ScreenPopError(f"the caller is already a contact: {found.contact.display_name}", 409)
+        e164 = normalize(record.caller_number, self.region)
+        if e164 is None:
+            raise ScreenPopError("the caller's number is withheld or not a phone number: "
+                                 "a contact needs one", 400)
+        new = NewContact(display_name=name.strip(), phones=[e164], company=(company or "").strip() or None)
+        try:
+            contact = await self.lookup.create_contact(new)
+        except (CrmRejected, CrmNotSupported) as exc:
+            raise ScreenPopError(f"the CRM did not create the contact: {exc}", 400) from exc
+        except CrmError as exc:
+            raise ScreenPopError(f"the CRM did not create the contact: {exc}", 503) from exc
+        card = CallerCard(number=record.caller_number, e164=e164, status="found", contact=contact,
+                          source=contact.source)
+        self._on_caller(call_id, card)
+        return {"contact": contact, "card": self.book.card(call_id, ext)}
+
+    def dismiss(self, user: ConsoleUser, call_id: str) -> bool:
+        """Close the user's after-call card of this call (False: nothing left to close)."""
+        ext = self.extension_for(user, call_id)
+        card = self.book.card(call_id, ext)
+        if card is not None and card.state != "after_call":
+            raise ScreenPopError(f"the call is still {card.state.replace('_', ' ')}: "
+                                 "only an after-call card can be closed", 409)
+        removed = self.book.dismiss(call_id, ext)
+        if removed is not None:
+            self._push([removed])
+        return removed is not None
