@@ -48,9 +48,12 @@ def loop_thread() -> Iterator[LoopThread]:
     lt.stop()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def browser_context(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
-    """One Chromium for the whole session, with a fresh user-data dir; tests get tabs."""
+    """One Chromium for this package's tests, with a fresh user-data dir; tests get tabs.
+
+    Package scope, not session: while sync Playwright is up, its event loop counts as
+    running on the main thread, and every pytest-asyncio test after it would fail."""
     from playwright.sync_api import sync_playwright
 
     user_data = tmp_path_factory.mktemp("chromium-profile")
