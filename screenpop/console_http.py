@@ -48,6 +48,15 @@ SCREENPOP_KEY = web.AppKey("screenpop", ScreenPopService)
 STATIC_KEY = web.AppKey("screenpop_static", Path)
 REVALIDATE_SECONDS = 60.0  # a logged-out or re-bound user's socket closes within this
 
+# The page has no inline script or style: it runs under the strictest policy.
+PAGE_HEADERS = {
+    "Content-Security-Policy": "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; "
+                               "img-src 'self'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "same-origin",
+    "Cache-Control": "no-cache",
+}
+
 PLACEHOLDER = ("<!doctype html><html lang=\"en\"><meta charset=\"utf-8\"><title>Callbridge console</title>"
                "<main><h1>Callbridge console</h1><p>The console page is not installed "
                "(screenpop/static/console.html).</p></main></html>")
@@ -133,8 +142,8 @@ async def post_dismiss(request: web.Request, service: ScreenPopService, user: Co
 async def console_page(request: web.Request) -> web.StreamResponse:
     page = request.app[STATIC_KEY] / "console.html"
     if page.is_file():
-        return web.FileResponse(page, headers={"Cache-Control": "no-cache"})
-    return web.Response(text=PLACEHOLDER, content_type="text/html")
+        return web.FileResponse(page, headers=PAGE_HEADERS)
+    return web.Response(text=PLACEHOLDER, content_type="text/html", headers=PAGE_HEADERS)
 
 
 async def static_file(request: web.Request) -> web.StreamResponse:
@@ -142,7 +151,7 @@ async def static_file(request: web.Request) -> web.StreamResponse:
     path = (root / request.match_info["path"]).resolve()
     if not path.is_relative_to(root) or not path.is_file():
         raise web.HTTPNotFound()
-    return web.FileResponse(path, headers={"Cache-Control": "no-cache"})
+    return web.FileResponse(path, headers=PAGE_HEADERS)
 
 
 async def console_ws(request: web.Request) -> web.StreamResponse:

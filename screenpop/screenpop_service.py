@@ -108,7 +108,7 @@ class ScreenPopService:
             self._loop_task(self._log_finished(event.call, self.book.notes(call_id),
                                                self.book.caller(call_id)), f"log call {call_id}")
         messages = self.book.on_event(event)
-        self._start_lookup(event)  # first, so this event's cards wait for the lookup
+        self._start_lookup(event)  # before the push: a new call's first cards wait for the lookup
         self._push(messages)
         if isinstance(event, CallEnded):
             self._looked_up.pop(call_id, None)
@@ -121,10 +121,9 @@ class ScreenPopService:
         asked = self._looked_up.get(call.call_id, "")  # "" = not asked yet (None is "anonymous")
         if asked == number or (number is None and not call.rung):
             return  # asked already; or wait for the number, unless a phone rings without one
-        if asked == "":
-            self._held[call.call_id] = set()  # only the call's first cards wait, never shown ones
         self._looked_up[call.call_id] = number
-        self._loop_task(self._lookup(call.call_id, number), f"lookup {call.call_id}")
+        if self._loop_task(self._lookup(call.call_id, number), f"lookup {call.call_id}") and asked == "":
+            self._held[call.call_id] = set()  # only the call's first cards wait, never shown ones
 
     async def _lookup(self, call_id: str, number: str | None) -> None:
         try:
@@ -171,14 +170,15 @@ class ScreenPopService:
         if free:
             self.hub.push(free)
 
-    def _loop_task(self, coro: Coroutine[Any, Any, None], name: str) -> None:
+    def _loop_task(self, coro: Coroutine[Any, Any, None], name: str) -> bool:
         try:
             task = asyncio.get_running_loop().create_task(coro, name=name)
         except RuntimeError:  # no loop (an offline replay): no CRM work to do
             coro.close()
-            return
+            return False
         self._tasks.add(task)
         task.add_done_callback(self._task_done)
+        return True
 
     def _task_done(self, task: asyncio.Task[Any]) -> None:
         self._tasks.discard(task)

@@ -419,3 +419,83 @@ async def test_hub_sends_the_newest_version_and_nothing_of_a_ring_over_before_it
     assert json.loads(sock.sent[2]) == {"type": "card_removed", "card_id": "a:103"}
     await sock.close()
     await run
+
+
+# -- the page, and the real auth in front of it ------------------------------------------------
+
+
+async def test_console_page_and_assets_under_a_strict_csp(tmp_path: Path) -> None:
+    app = create_web_app(None, LookupService([]), middlewares=[stand_in_auth])
+    async with TestClient(TestServer(app)) as client:
+        page = await client.get("/console", headers={"X-Test-User": "anna"})
+        assert page.status == 200 and "console.js" in await page.text()
+        assert "default-src 'none'" in page.headers["Content-Security-Policy"]
+        assert (await client.get("/static/console.js", headers={"X-Test-User": "anna"})).status == 200
+        assert (await client.get("/static/..%2Fapp.py", headers={"X-Test-User": "anna"})).status == 404
+        assert (await client.get("/console")).status == 401  # nobody signed in
+    bare = create_web_app(None, LookupService([]), middlewares=[stand_in_auth], static_dir=tmp_path)
+    async with TestClient(TestServer(bare)) as client:
+        page = await client.get("/console", headers={"X-Test-User": "anna"})
+        assert page.status == 200 and "not installed" in await page.text()
+
+
+async def test_through_the_real_auth_login_csrf_and_roles(tmp_path: Path) -> None:
+    auth_http = pytest.importorskip("screenpop.auth_http")
+    from argon2 import PasswordHasher
+
+    from bridge.call_log_store import CallLogStore
+    from bridge.pipeline import CallPipeline
+    from bridge.replay import capture_events
+    from screenpop.auth import unguarded_routes
+    from screenpop.users import UserStore
+
+    store = CallLogStore(f"sqlite+aiosqlite:///{tmp_path / 'cb.sqlite3'}")
+    users = UserStore(store, hasher=PasswordHasher(time_cost=1, memory_cost=8, parallelism=1))
+    await users.open()
+    for name, ext in (("anna", "101"), ("boris", "102")):
+        await users.add(name, "correct horse battery", role="operator", display_name=name.title(),
+                        extensions=[ext])
+    lookup = LookupService([BuiltinCrm(store)])
+    await lookup.open()
+    pipeline = CallPipeline()
+    app = create_web_app(pipeline, lookup, user_store=users, auth_options={"secure_cookie": False})
+    assert auth_http.setup_auth is not None and unguarded_routes(app) == []
+    clients = {u: TestClient(TestServer(app)) for u in ("anna", "boris")}
+    try:
+        anon = clients["anna"]
+        await anon.start_server()
+        assert (await anon.get("/ws/console")).status == 401
+        assert (await anon.post("/api/notes", json={"call_id": "x", "text": "y"})).status == 401
+        csrf = {}
+        for name, client in clients.items():
+            if client is not anon:
+                await client.start_server()
+            form = await (await client.get("/login")).text()
+            token = form.split('name="csrf_token" value="', 1)[1].split('"', 1)[0]
+            resp = await client.post("/login", data={"username": name, "password": "correct horse battery",
+                                                     "csrf_token": token}, allow_redirects=False)
+            assert resp.status == 303
+            csrf[name] = (await (await client.get("/api/session")).json())["csrf_token"]
+        ws = await clients["anna"].ws_connect("/ws/console")
+        browser = Browser(ws)
+        await until(lambda: browser.frames)
+        assert (browser.hello.user, browser.hello.extensions) == ("anna", ["101"])
+        for message in capture_events(capture_bytes("queue_answered")):
+            if message.is_event:
+                pipeline.feed(message)
+        call_id = call_id_of("queue_answered")
+        await until(lambda: browser.states(call_id)[-1:] == ["after_call"])
+        note = {"call_id": call_id, "text": "Sent the invoice"}
+        assert (await clients["anna"].post("/api/notes", json=note)).status == 403  # no CSRF token
+        refused = await clients["boris"].post("/api/notes", json=note,
+                                              headers={"X-CSRF-Token": csrf["boris"]})
+        assert refused.status == 403 and "did not ring" in (await refused.json())["message"]
+        saved = await clients["anna"].post("/api/notes", json=note, headers={"X-CSRF-Token": csrf["anna"]})
+        assert saved.status == 200 and (await saved.json())["card"]["note"] == "Sent the invoice"
+        await browser.close()
+    finally:
+        for client in clients.values():
+            await client.close()
+        await lookup.close()
+        await users.close()
+        await store.close()
