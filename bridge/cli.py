@@ -61,8 +61,10 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--format", choices=("jsonl", "csv"), default="jsonl")
     export.add_argument("--db", help="database URL (default: from configuration)")
     from crm_adapters.cli import add_crm_commands
+    from screenpop.user_cli import add_user_commands
 
     add_crm_commands(sub)
+    add_user_commands(sub)
     return parser
 
 
@@ -140,6 +142,10 @@ def main(argv: list[str] | None = None) -> int:
         from crm_adapters.cli import run_crm_command
 
         runners = {args.command: lambda: run_crm_command(args, settings)}
+    elif args.command == "user":
+        from screenpop.user_cli import run_user_command
+
+        runners = {"user": lambda: run_user_command(args, settings)}
     else:
         runners = {}
     runners |= {

@@ -18,7 +18,7 @@ from alembic.runtime.migration import MigrationContext
 from sqlalchemy import func, inspect, select, text
 from sqlalchemy.exc import DataError, OperationalError
 
-import crm_adapters.builtin_tables  # noqa: F401  # the built-in CRM shares the schema (migration 0002)
+import bridge.schema  # noqa: F401  # every table shares the one schema (CRM, users, audit, ...)
 from bridge.call_log_store import CallLogStore, alembic_config, head_revision
 from bridge.call_log_tables import Base, RecordingRow, RingRow, TransferRow
 from bridge.call_log_writer import CallLogWriter

@@ -20,8 +20,7 @@ from sqlalchemy import Connection, create_engine, pool
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import create_async_engine
 
-import crm_adapters.builtin_tables  # noqa: F401  # every table of the schema on Base.metadata
-from bridge.call_log_tables import Base
+from bridge.schema import Base  # every table of the schema on Base.metadata
 
 config = context.config
 target_metadata = Base.metadata
