@@ -49,6 +49,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--speed", type=float, default=1.0, help="replay speed (1 = recorded)")
     demo.add_argument("--db", help="database URL (default: the configured SQLite file)")
     demo.add_argument("--ami-port", type=int, default=0, help="simulator port (default: any free)")
+    demo.add_argument("--http-port", type=int, help="web console port (default: from config, 8080)")
 
     replay = sub.add_parser("replay", help="feed a raw AMI capture through the pipeline offline")
     replay.add_argument("file", type=Path, help="a .ami capture (banner, login reply, events)")
@@ -126,7 +127,8 @@ async def _serve(settings) -> int:
 async def _demo(args: argparse.Namespace, settings) -> int:
     from bridge.demo import run_demo
 
-    await run_demo(settings, speed=args.speed, db_url=args.db, ami_port=args.ami_port)
+    await run_demo(settings, speed=args.speed, db_url=args.db, ami_port=args.ami_port,
+                   http_port=args.http_port)
     return 0
 
 

@@ -7,7 +7,8 @@ import logging
 from pathlib import Path
 
 from bridge.ami_simulator import AmiSimulator
-from bridge.service import run_until_stopped
+from bridge.demo_data import login_help, seed_demo
+from bridge.service import BridgeService, run_until_stopped
 from bridge.settings import CallbridgeSettings, ConfigError
 
 log = logging.getLogger("callbridge.demo")
@@ -26,18 +27,35 @@ def demo_captures(directory: Path = CAPTURES_DIR) -> list[Path]:
 
 
 async def run_demo(settings: CallbridgeSettings, *, speed: float = 1.0, db_url: str | None = None,
-                   ami_port: int = 0, captures_dir: Path = CAPTURES_DIR) -> None:
+                   ami_port: int = 0, http_port: int | None = None,
+                   captures_dir: Path = CAPTURES_DIR) -> None:
     captures = demo_captures(captures_dir)
     secret = settings.ami.secret.get_secret_value()
     simulator = AmiSimulator(captures, username=settings.ami.username, secret=secret,
                              speed=speed if speed > 0 else None, loop=True, port=ami_port)
     host, port = await simulator.start()
     ami = settings.ami.model_copy(update={"host": host, "port": port})
-    settings = settings.model_copy(update={"ami": ami, "database_url": db_url or settings.database_url})
+    # The demo serves plain http on localhost: a Secure cookie would never come back.
+    http = settings.http.model_copy(update={"secure_cookie": False,
+                                            **({"port": http_port} if http_port is not None else {})})
+    settings = settings.model_copy(update={"ami": ami, "http": http,
+                                           "database_url": db_url or settings.database_url})
     log.info("AMI simulator listening on %s:%s (user %s, secret %s), replaying %d captures in a loop "
              "at speed %s", host, port, settings.ami.username, secret, len(captures), speed)
     log.info("call log: %s — see it with `callbridge calls export`; Ctrl-C stops", settings.database_url)
+    service = DemoService(settings)
     try:
-        await run_until_stopped(settings)
+        await run_until_stopped(settings, service)
     finally:
         await simulator.stop()
+
+
+class DemoService(BridgeService):
+    """The bridge plus demo users and contacts, created before the first call rings."""
+
+    async def _start_web(self) -> None:
+        await super()._start_web()
+        await seed_demo(self.users, self.lookup)
+        host, port = self.web_address or (self.settings.http.host, self.settings.http.port)
+        for line in login_help(f"http://{host}:{port}").splitlines():
+            log.info("%s", line)

@@ -12,6 +12,8 @@ import logging
 import signal
 import time
 
+from aiohttp import web
+
 from bridge.ami_actions import AmiError
 from bridge.ami_client import AmiClient
 from bridge.ami_message import AmiMessage
@@ -21,6 +23,7 @@ from bridge.call_log_writer import CallLogWriter
 from bridge.call_state import CallTracker
 from bridge.pipeline import CallPipeline
 from bridge.settings import CallbridgeSettings
+from crm_adapters.lookup import LookupService
 
 log = logging.getLogger("callbridge")
 
@@ -38,6 +41,9 @@ class BridgeService:
             action_timeout=ami.action_timeout, backoff_max=ami.backoff_max,
         )
         self.queue_status: list[AmiMessage] = []
+        self.lookup = LookupService.from_settings(settings.crm, self.store)
+        self.web_runner: web.AppRunner | None = None
+        self.web_address: tuple[str, int] | None = None
         # (PBX timestamp, our clock) of the last event: resync times use the PBX's clock.
         self._last_event: tuple[float, float] | None = None
         # A resync snapshot waits for the events that reached us before it (they sit in
@@ -54,6 +60,8 @@ class BridgeService:
         await self.writer.start()
         self.pipeline.subscribe(self.writer.handle)
         self.pipeline.subscribe(log_call_event)
+        await self.lookup.open()
+        await self._start_web()
         self.client.on_event(self._on_event)
         self.client.on_ready(self._resync)
         self.client.on_disconnect(self._on_disconnect)
@@ -61,9 +69,30 @@ class BridgeService:
         log.info("bridge started: AMI %s:%s, call log %s", self.settings.ami.host,
                  self.settings.ami.port, self.store.engine.url.render_as_string(hide_password=True))
 
+    async def _start_web(self) -> None:
+        from screenpop.app import create_web_app
+        from screenpop.users import UserStore
+
+        self.users = UserStore(self.store)
+        http = self.settings.http
+        app = create_web_app(self.pipeline, self.lookup, user_store=self.users,
+                             auth_options={"secure_cookie": http.secure_cookie,
+                                           "session_max_age": http.session_max_age})
+        self.web_runner = web.AppRunner(app, access_log=None)
+        await self.web_runner.setup()
+        site = web.TCPSite(self.web_runner, http.host, http.port)
+        await site.start()
+        server = site._server
+        sockets = getattr(server, "sockets", None) or []
+        self.web_address = sockets[0].getsockname()[:2] if sockets else (http.host, http.port)
+        log.info("web console on http://%s:%s/ (operators: /console)", *self.web_address)
+
     async def stop(self) -> None:
         await self.client.stop()
+        if self.web_runner is not None:
+            await self.web_runner.cleanup()
         await self.writer.stop()
+        await self.lookup.close()
         await self.store.close()
         log.info("bridge stopped")
 

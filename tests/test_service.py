@@ -22,7 +22,8 @@ CALLS = ["queue_answered", "ringall_two_agents", "blind_transfer", "attended_tra
 def settings_for(host: str, port: int, db: Path, secret: str = "callbridge"):
     return load_settings(database_url=f"sqlite+aiosqlite:///{db}",
                          ami={"host": host, "port": port, "secret": secret, "ping_interval": 1.0,
-                              "ping_timeout": 1.0, "backoff_max": 0.5})
+                              "ping_timeout": 1.0, "backoff_max": 0.5},
+                         http={"port": 0})
 
 
 async def ended_calls(service: BridgeService, count: int, limit: float = 20.0) -> list[dict]:
