@@ -24,10 +24,16 @@ class CallPipeline:
     def __init__(self, tracker: CallTracker | None = None) -> None:
         self.tracker = tracker or CallTracker()
         self._subscribers: list[Subscriber] = []
+        self._raw_subscribers: list[Callable[[AmiMessage], None]] = []
         self.events_in = 0
 
     def subscribe(self, subscriber: Subscriber) -> None:
         self._subscribers.append(subscriber)
+
+    def subscribe_raw(self, subscriber: Callable[[AmiMessage], None]) -> None:
+        """Also see every AMI event, after the call-state model (queue and spy events
+        that are not about calls: the wallboard's queue figures, ChanSpy sessions)."""
+        self._raw_subscribers.append(subscriber)
 
     def feed(self, event: AmiMessage) -> None:
         self.events_in += 1
@@ -37,6 +43,11 @@ class CallPipeline:
             log.exception("call-state model failed on %r; event skipped", event)
             return
         self._publish(produced)
+        for subscriber in self._raw_subscribers:
+            try:
+                subscriber(event)
+            except Exception:
+                log.exception("raw subscriber %r failed on %s", subscriber, event.event)
 
     def feed_all(self, events: Iterable[AmiMessage]) -> None:
         for event in events:

@@ -43,6 +43,9 @@ class BridgeService:
         self.queue_status: list[AmiMessage] = []
         self.lookup = LookupService.from_settings(settings.crm, self.store)
         self.web_runner: web.AppRunner | None = None
+        # Called after each resync with (channels, queue status, PBX time): the wallboard
+        # replaces its queue picture from the QueueStatus answer.
+        self.resync_listeners: list = []
         self.web_address: tuple[str, int] | None = None
         # (PBX timestamp, our clock) of the last event: resync times use the PBX's clock.
         self._last_event: tuple[float, float] | None = None
@@ -129,6 +132,11 @@ class BridgeService:
         before = len(self.pipeline.tracker.live_calls())
         self.pipeline.resync(channels, self._pbx_now())
         after = len(self.pipeline.tracker.live_calls())
+        for listener in self.resync_listeners:
+            try:
+                listener(channels, self.queue_status, self._pbx_now())
+            except Exception:
+                log.exception("resync listener %r failed", listener)
         log.info("resynced with the PBX: %d live channels, %d live calls (was %d), %d queue entries",
                  len(channels), after, before, len(self.queue_status))
 
