@@ -1,24 +1,25 @@
-"""The console end to end: AMI simulator -> bridge -> screen-pop -> the real app -> Chromium.
+"""The console end to end: AMI simulator -> the real bridge (its web app) -> Chromium.
 
-The real web app (`create_web_app` with the real auth) runs on SQLite with the built-in
-CRM, which knows +74951234567 as "Ivan Petrov" (the PBX's caller-id name is
-"Иван Петров", so a card saying "Ivan Petrov" came from the CRM). Anna logs in through
-the real login page as the operator bound to extension 101; the simulator plays
-queue_answered.ami (the queue rings 101, Anna answers), relabelled to today's clock.
-The note she types on the card is in the caller's history when he calls again (the same
-capture replayed as a new call: relabelled with a new pass number).
+`BridgeService` runs as in production: call log, CRM lookup (the built-in CRM) and the
+console's web app with the real auth, on SQLite. The built-in CRM knows +74951234567 as
+"Ivan Petrov" (the PBX's caller-id name is "Иван Петров", so a card saying "Ivan Petrov"
+came from the CRM). Anna logs in through the real login page as the operator bound to
+extension 101; only then does "the PBX" (the simulator, on the port the bridge keeps
+trying) come up and play queue_answered.ami, relabelled to today's clock: the queue rings
+101, Anna answers. The note she types on the card is in the caller's history when he
+calls again: the PBX restarts and plays the same capture relabelled as a new call.
 """
 
 from __future__ import annotations
 
 import re
+import socket
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
-from aiohttp import web
 from argon2 import PasswordHasher
 from playwright.sync_api import expect
 
@@ -29,11 +30,7 @@ from bridge.service import BridgeService
 from bridge.settings import load_settings
 from crm_adapters.builtin import BuiltinCrm
 from crm_adapters.contract import NewContact
-from crm_adapters.lookup import LookupService
-from screenpop.app import create_web_app
-from screenpop.console_http import SCREENPOP_KEY
 from screenpop.users import UserStore
-from tests.browser.fake_console import CSP
 from tests.browser.harness import LoopThread, screenshot
 
 CAPTURE = Path(__file__).resolve().parents[1] / "fixtures" / "queue_answered.ami"
@@ -56,23 +53,22 @@ RECORD_CARDS = """() => {
 }"""
 
 
-@web.middleware
-async def strict_csp(request: web.Request, handler: Any) -> web.StreamResponse:
-    """The console as it should be deployed: the strictest policy the page allows."""
-    response = await handler(request)
-    response.headers.setdefault("Content-Security-Policy", CSP)
-    return response
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
 
 
 @dataclass
 class ConsoleStack:
-    """Database, built-in CRM, users, the web app; bridges to simulators come and go."""
+    """The bridge with its web app; the PBX (a simulator) comes and goes."""
 
     loop_thread: LoopThread
     db: Path
+    ami_port: int = 0
     base_url: str = ""
-    contact_id: str = ""
-    _closers: list[Any] = field(default_factory=list)
+    bridge: BridgeService | None = None
+    pbx: AmiSimulator | None = None
 
     @property
     def url(self) -> str:
@@ -85,58 +81,54 @@ class ConsoleStack:
         self.loop_thread.run(self._stop())
 
     def play(self, pass_no: int, speed: float | None) -> None:
-        """Replay the capture as a new call (`pass_no` relabels it), its clock moved to now."""
+        """(Re)start the PBX replaying the capture as a new call (`pass_no` relabels it),
+        its clock moved to now; the bridge reconnects to it by itself."""
         self.loop_thread.run(self._play(pass_no, speed))
 
-    async def _start(self) -> None:
+    async def _seed(self) -> None:
         store = CallLogStore(self.url)
         await store.open()
-        self._closers.append(store.close)
-        crm = BuiltinCrm(store)
-        lookup = LookupService([crm], call_log=store)
-        await lookup.open()
-        self._closers.append(lookup.close)
-        contact = await crm.create_contact(
-            NewContact(
-                display_name="Ivan Petrov", phones=[CALLER], company="Romashka LLC", tags=["wholesale"]
+        try:
+            await BuiltinCrm(store).create_contact(
+                NewContact(
+                    display_name="Ivan Petrov", phones=[CALLER], company="Romashka LLC", tags=["wholesale"]
+                )
             )
-        )
-        self.contact_id = contact.id
-        # A cheap hash: the login is what is tested here, not argon2's cost.
-        users = UserStore(store, hasher=PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1))
-        await users.add("anna", PASSWORD, role="operator", display_name="Anna Operator", extensions=["101"])
+            # A cheap hash to seed with: the login is what is tested here, not argon2's cost.
+            users = UserStore(store, hasher=PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1))
+            await users.add(
+                "anna", PASSWORD, role="operator", display_name="Anna Operator", extensions=["101"]
+            )
+        finally:
+            await store.close()
 
-        self.app = create_web_app(
-            None, lookup, user_store=users, auth_options={"secure_cookie": False}, middlewares=[strict_csp]
-        )
-        runner = web.AppRunner(self.app)
-        await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        await site.start()
-        self._closers.append(runner.cleanup)
-        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-        self.base_url = f"http://127.0.0.1:{port}"
-
-    async def _play(self, pass_no: int, speed: float | None) -> None:
-        raw = CAPTURE.read_bytes()
-        first = next(e.timestamp for e in load_events([raw]) if e.timestamp is not None)
-        sim = AmiSimulator([relabel(raw, pass_no, time.time() - first)], speed=speed)
-        await sim.start()
-        self._closers.append(sim.stop)
-        host, port = sim.address
+    async def _start(self) -> None:
+        await self._seed()
+        self.ami_port = free_port()  # nobody listens there until play()
         settings = load_settings(
             database_url=self.url,
-            ami={"host": host, "port": port, "secret": "callbridge", "backoff_max": 0.5},
+            ami={"host": "127.0.0.1", "port": self.ami_port, "secret": "callbridge", "backoff_max": 0.5},
+            http={"host": "127.0.0.1", "port": 0, "secure_cookie": False},
         )
-        bridge = BridgeService(settings)
-        self.app[SCREENPOP_KEY].attach(bridge.pipeline)
-        await bridge.start()
-        self._closers.append(bridge.stop)
+        self.bridge = BridgeService(settings)
+        await self.bridge.start()
+        assert self.bridge.web_address is not None
+        host, port = self.bridge.web_address
+        self.base_url = f"http://{host}:{port}"
+
+    async def _play(self, pass_no: int, speed: float | None) -> None:
+        if self.pbx is not None:
+            await self.pbx.stop()
+        raw = CAPTURE.read_bytes()
+        first = next(e.timestamp for e in load_events([raw]) if e.timestamp is not None)
+        self.pbx = AmiSimulator([relabel(raw, pass_no, time.time() - first)], speed=speed, port=self.ami_port)
+        await self.pbx.start()
 
     async def _stop(self) -> None:
-        for close in reversed(self._closers):
-            await close()
-        self._closers.clear()
+        if self.bridge is not None:
+            await self.bridge.stop()
+        if self.pbx is not None:
+            await self.pbx.stop()
 
 
 @pytest.fixture
