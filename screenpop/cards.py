@@ -101,9 +101,20 @@ def caller_view(record: CallRecord, found: CallerCard | None, region: str = "RU"
     )
 
 
-def history_item(item: Interaction) -> HistoryItem:
-    return HistoryItem(at=item.at.astimezone(UTC).isoformat(), kind=item.kind, operator=item.operator,
+def history_item(item: Interaction, names: OperatorNames | None = None) -> HistoryItem:
+    operator = item.operator
+    if operator and names is not None and (name := names(operator)):
+        operator = name  # people read "Anna Operator", not "101"
+    return HistoryItem(at=item.at.astimezone(UTC).isoformat(), kind=item.kind, operator=operator,
                        outcome=item.outcome, summary=item.summary, url=item.url)
+
+
+def without_echoed_notes(items: Iterable[Interaction]) -> list[Interaction]:
+    """A note saved during a call is also logged with that call (same operator, same text):
+    show it once, on the call."""
+    items = list(items)
+    logged = {(i.operator, i.summary) for i in items if i.kind == "call" and i.summary}
+    return [i for i in items if not (i.kind == "note" and (i.operator, i.summary) in logged)]
 
 
 @dataclass
@@ -197,7 +208,8 @@ class CardBook:
         call = self._calls.get(call_id)
         if call is None or contact_key != _contact_key(call.caller):
             return []
-        call.history = [history_item(i) for i in list(items)[: self.history_items]]
+        shown = without_echoed_notes(items)[: self.history_items]
+        call.history = [history_item(i, self.operator_names) for i in shown]
         return self._refresh(call, list(call.slots))
 
     def set_note(self, call_id: str, operator: str, text: str) -> list[Outgoing]:

@@ -265,3 +265,23 @@ def test_cards_are_only_for_their_operator_and_hello_lists_live_cards() -> None:
 ])
 def test_number_formatting(raw: str | None, shown: str) -> None:
     assert format_number(raw, "RU") == shown
+
+
+def test_history_shows_a_logged_note_once_and_operators_by_name() -> None:
+    from datetime import UTC, datetime
+
+    from crm_adapters.contract import Interaction
+    from screenpop.cards import history_item, without_echoed_notes
+
+    at = datetime(2026, 11, 24, 9, 45, tzinfo=UTC)
+    items = [
+        Interaction(id="n1", kind="note", at=at, summary="Wants the invoice re-sent", operator="101"),
+        Interaction(id="c1", kind="call", at=at, summary="Wants the invoice re-sent", operator="101",
+                    outcome="answered", call_id="1795508277.0"),
+        Interaction(id="n0", kind="note", at=at, summary="Prefers e-mail", operator="102"),
+    ]
+    shown = without_echoed_notes(items)
+    assert [i.id for i in shown] == ["c1", "n0"]
+    names = {"101": "Anna Operator"}.get
+    assert history_item(shown[0], names).operator == "Anna Operator"
+    assert history_item(shown[1], names).operator == "102"  # unknown extension: as it is
