@@ -1,0 +1,110 @@
+"""Recording file names and files, and the refusal of any path trickery.
+
+A file name is made only from what the bridge itself validated: the call id (Asterisk's
+Linkedid, digits and dots), the operator's extension (digits), a sequence number and the
+date. Caller-supplied text (names, numbers, dialled digits) never reaches a path.
+Every path read back (from the database, a request) is resolved again under the root
+and refused if it would leave it, symlinks included.
+"""
+
+from __future__ import annotations
+
+import re
+import wave
+from datetime import datetime
+from pathlib import Path, PurePosixPath
+
+from recordings.settings import RecordingSettings
+
+CALL_ID = re.compile(r"[0-9]{1,20}(?:\.[0-9]{1,20})?")
+OPERATOR = re.compile(r"[0-9]{1,20}")
+# What any request parameter may never contain: a separator, a dot-dot, NUL or control.
+_TRICKERY = re.compile(r"\.\.|[/\\\x00-\x1f\x7f]|%2e|%2f|%5c|%00", re.IGNORECASE)
+
+
+class UnsafePath(ValueError):
+    """A name or path that could leave the recordings folder; refused."""
+
+
+def valid_call_id(value: str | None) -> bool:
+    return value is not None and CALL_ID.fullmatch(value) is not None
+
+
+def valid_operator(value: str | None) -> bool:
+    return value is not None and OPERATOR.fullmatch(value) is not None
+
+
+def check_parameter(name: str, value: str) -> str:
+    """A request parameter that must not smuggle a path: raises UnsafePath."""
+    if _TRICKERY.search(value):
+        raise UnsafePath(f"{name}: path characters are not allowed")
+    return value
+
+
+def recording_relpath(call_id: str, operator: str, seq: int, when: datetime,
+                      fmt: str = "wav") -> PurePosixPath:
+    """`YYYY/MM/DD/<call_id>-<operator>-<seq>.<fmt>`, relative to the recordings folder."""
+    if not valid_call_id(call_id):
+        raise UnsafePath(f"call id {call_id!r} is not <digits>[.<digits>]")
+    if not valid_operator(operator):
+        raise UnsafePath(f"operator {operator!r} is not an extension (digits)")
+    if seq < 1 or fmt not in ("wav",):
+        raise UnsafePath(f"bad sequence number {seq} or format {fmt!r}")
+    return PurePosixPath(f"{when:%Y}", f"{when:%m}", f"{when:%d}", f"{call_id}-{operator}-{seq}.{fmt}")
+
+
+def pbx_file(settings: RecordingSettings, relpath: PurePosixPath) -> str:
+    """The absolute file name Asterisk is told to write."""
+    return str(settings.pbx_root / relpath)
+
+
+def relative_to_pbx_root(settings: RecordingSettings, file: str | None) -> PurePosixPath | None:
+    """A file named by the PBX (MIXMONITOR_FILENAME), relative to the recordings folder,
+    or None when it lies elsewhere (the bridge then neither checks nor serves it)."""
+    if not file:
+        return None
+    path = PurePosixPath(file)
+    if not path.is_absolute() or ".." in path.parts:
+        return None
+    try:
+        rel = path.relative_to(settings.pbx_root)
+    except ValueError:
+        return None
+    return rel if rel.parts else None
+
+
+def resolve_under(root: Path, relpath: str | PurePosixPath) -> Path:
+    """`root/relpath` as a real path, refused (UnsafePath) if it is absolute, has `..`,
+    a backslash or NUL, or resolves (through symlinks) outside `root`."""
+    text = str(relpath)
+    if not text or "\x00" in text or "\\" in text:
+        raise UnsafePath("empty path, NUL or backslash")
+    rel = PurePosixPath(text)
+    if rel.is_absolute() or ".." in rel.parts:
+        raise UnsafePath(f"{text!r} is not a plain relative path")
+    base = root.resolve()
+    full = (base / rel).resolve()
+    if not full.is_relative_to(base):
+        raise UnsafePath(f"{text!r} leaves the recordings folder")
+    return full
+
+
+def inspect_file(root: Path, relpath: str) -> tuple[str, int | None, float | None]:
+    """(status, size, WAV duration) of a recording file: ok, missing or empty."""
+    try:
+        path = resolve_under(root, relpath)
+    except UnsafePath:
+        return "missing", None, None
+    try:
+        size = path.stat().st_size
+    except FileNotFoundError:
+        return "missing", None, None
+    if size == 0:
+        return "empty", 0, None
+    try:
+        with wave.open(str(path), "rb") as wav:
+            rate = wav.getframerate()
+            duration = round(wav.getnframes() / rate, 3) if rate else None
+    except (wave.Error, EOFError, OSError):
+        duration = None  # not a parsable WAV (yet): size says it has something
+    return "ok", size, duration
