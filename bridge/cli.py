@@ -62,10 +62,12 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--format", choices=("jsonl", "csv"), default="jsonl")
     export.add_argument("--db", help="database URL (default: from configuration)")
     from crm_adapters.cli import add_crm_commands
+    from recordings.cli import add_recording_commands
     from screenpop.user_cli import add_user_commands
 
     add_crm_commands(sub)
     add_user_commands(sub)
+    add_recording_commands(sub)
     return parser
 
 
@@ -144,6 +146,10 @@ def main(argv: list[str] | None = None) -> int:
         from crm_adapters.cli import run_crm_command
 
         runners = {args.command: lambda: run_crm_command(args, settings)}
+    elif args.command == "recordings":
+        from recordings.cli import run_recording_command
+
+        runners = {"recordings": lambda: run_recording_command(args, settings)}
     elif args.command == "user":
         from screenpop.user_cli import run_user_command
 

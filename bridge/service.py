@@ -64,6 +64,7 @@ class BridgeService:
         self.pipeline.subscribe(self.writer.handle)
         self.pipeline.subscribe(log_call_event)
         await self.lookup.open()
+        await self._start_recorder()
         await self._start_web()
         self.client.on_event(self._on_event)
         self.client.on_ready(self._resync)
@@ -71,6 +72,27 @@ class BridgeService:
         await self.client.start()
         log.info("bridge started: AMI %s:%s, call log %s", self.settings.ami.host,
                  self.settings.ami.port, self.store.engine.url.render_as_string(hide_password=True))
+
+    async def _start_recorder(self) -> None:
+        from recordings.recorder import Recorder
+        from recordings.store import RecordingStore
+
+        self.recording_store = RecordingStore(self.store)
+        self.recorder = Recorder(self.settings.recordings, self.client.send_action, self.recording_store)
+        await self.recorder.start()
+        self.pipeline.subscribe(self.recorder.handle)
+        self.pipeline.subscribe_raw(self.recorder.on_ami_event)
+
+    def _add_recordings(self, app: web.Application) -> None:
+        from bridge.audit_log import AuditLog
+        from recordings.http import RecordingsApi, setup_recordings
+        from recordings.review_store import ReviewStore
+
+        settings = self.settings.recordings
+        self.audit = AuditLog(self.store)
+        reviews = ReviewStore(self.store, settings.review_criteria)
+        setup_recordings(app, RecordingsApi(settings, self.recording_store, reviews, self.audit,
+                                            self.store, self.recorder))
 
     async def _start_web(self) -> None:
         from screenpop.app import create_web_app
@@ -81,6 +103,7 @@ class BridgeService:
         app = create_web_app(self.pipeline, self.lookup, user_store=self.users,
                              auth_options={"secure_cookie": http.secure_cookie,
                                            "session_max_age": http.session_max_age})
+        self._add_recordings(app)
         self.web_runner = web.AppRunner(app, access_log=None)
         await self.web_runner.setup()
         site = web.TCPSite(self.web_runner, http.host, http.port)
@@ -95,6 +118,8 @@ class BridgeService:
         if self.web_runner is not None:
             await self.web_runner.cleanup()
         await self.writer.stop()
+        if getattr(self, "recorder", None) is not None:
+            await self.recorder.stop()
         await self.lookup.close()
         await self.store.close()
         log.info("bridge stopped")

@@ -18,6 +18,7 @@ from pydantic_settings import (
 
 from bridge.channel_names import DEFAULT_OPERATOR_PATTERN
 from crm_adapters.settings import CrmSettings
+from recordings.settings import RecordingSettings
 
 DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///var/callbridge.sqlite3"
 
@@ -55,6 +56,7 @@ class CallbridgeSettings(BaseSettings):
     log_level: str = "INFO"
     crm: CrmSettings = Field(default_factory=CrmSettings)
     http: HttpSettings = Field(default_factory=HttpSettings)
+    recordings: RecordingSettings = Field(default_factory=RecordingSettings)
 
     @classmethod
     def settings_customise_sources(
