@@ -158,6 +158,8 @@ class AmiSimulator:
         self.record = not loop if record is None else record
         self.answer_pings = True
         self.actions: list[AmiMessage] = []
+        # Called with every action it answered: the demo writes the WAV a real PBX would.
+        self.action_hooks: list[Callable[[AmiMessage], None]] = []
         self.sent_events: list[AmiMessage] = []  # replayed capture events, every connection
         self.sent_event_bytes: list[bytes] = []
         self.generated_events: list[AmiMessage] = []  # events made from actions
@@ -329,6 +331,8 @@ class AmiSimulator:
             if name == "events":
                 conn.events_on = answer.messages[0][-1] == ("Events", "On")
             await self._write(conn, answer.messages)
+            for hook in self.action_hooks:
+                hook(action)
             for delay, build in answer.later:
                 self._spawn(conn, self._later(conn, delay, build))
             if answer.close:

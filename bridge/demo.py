@@ -8,6 +8,7 @@ from pathlib import Path
 
 from bridge.ami_simulator import AmiSimulator
 from bridge.demo_data import login_help, seed_demo
+from bridge.demo_recordings import record_like_a_pbx
 from bridge.service import BridgeService, run_until_stopped
 from bridge.settings import CallbridgeSettings, ConfigError
 
@@ -33,12 +34,15 @@ async def run_demo(settings: CallbridgeSettings, *, speed: float = 1.0, db_url: 
     secret = settings.ami.secret.get_secret_value()
     simulator = AmiSimulator(captures, username=settings.ami.username, secret=secret,
                              speed=speed if speed > 0 else None, loop=True, port=ami_port)
+    simulator.action_hooks.append(record_like_a_pbx)
     host, port = await simulator.start()
     ami = settings.ami.model_copy(update={"host": host, "port": port})
     # The demo serves plain http on localhost: a Secure cookie would never come back.
     http = settings.http.model_copy(update={"secure_cookie": False,
                                             **({"port": http_port} if http_port is not None else {})})
-    settings = settings.model_copy(update={"ami": ami, "http": http,
+    # Record every call, so the trainer's review room has calls to replay.
+    recordings = settings.recordings.model_copy(update={"policy": "all"})
+    settings = settings.model_copy(update={"ami": ami, "http": http, "recordings": recordings,
                                            "database_url": db_url or settings.database_url})
     log.info("AMI simulator listening on %s:%s (user %s, secret %s), replaying %d captures in a loop "
              "at speed %s", host, port, settings.ami.username, secret, len(captures), speed)

@@ -166,6 +166,8 @@ class BridgeService:
                  len(channels), after, before, len(self.queue_status))
 
     def _on_disconnect(self, reason: str) -> None:
+        if reason == "client stopped":
+            return  # our own shutdown, not a lost PBX
         log.warning("lost the PBX (%s); calls stay open until the resync after reconnecting", reason)
 
 
