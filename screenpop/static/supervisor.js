@@ -1,0 +1,235 @@
+// Callbridge supervisor view: the wallboard's picture in detail, with the actions.
+//
+// Builds on window.Wallboard (wallboard.js: socket, frames, timers, POST with CSRF).
+// Every action is a POST under /api/supervisor/; the PBX's answer (Response + Message)
+// is shown in the "PBX answer" panel as it came. Text from the server is text only.
+"use strict";
+
+(() => {
+  const W = window.Wallboard;
+  const { el, setChildren, update } = W;
+  const $ = (id) => document.getElementById(id);
+  const MODES = [
+    ["listen", "Listen", "Hear the call; nobody hears you"],
+    ["whisper", "Whisper", "Coach the operator; the caller does not hear you"],
+    ["barge", "Barge", "Join the call; both hear you"],
+  ];
+  const ACTIVITY_ROWS = 15;
+
+  const rows = { operators: new Map(), calls: new Map(), spies: new Map() };
+
+  // ---- the PBX's answer -------------------------------------------------------------------
+
+  function showAnswer(state, title, text) {
+    const box = $("answer");
+    box.dataset.state = state;
+    $("answer-title").textContent = title;
+    $("answer-text").textContent = text;
+  }
+
+  // Run one action: the button waits, then the PBX's (or the server's) answer shows.
+  async function act(button, what, path, payload) {
+    if (button) button.disabled = true;
+    showAnswer("pending", what, "Sending to the PBX…");
+    try {
+      const { status, body } = await W.postJson(path, payload);
+      if (body && body.response) {
+        const said = body.message ? `${body.response} — ${body.message}` : body.response;
+        showAnswer(body.ok ? "ok" : "error", what, `PBX: ${said}`);
+      } else {
+        showAnswer("error", what, (body && body.message) || `Refused (HTTP ${status})`);
+      }
+    } catch (err) {
+      showAnswer("error", what, `Not sent: ${err.message || err}`);
+    } finally {
+      if (button) button.disabled = false;
+    }
+  }
+
+  function listener() {
+    const value = $("listener").value.trim();
+    return value === "" ? null : value;
+  }
+
+  function label(name, ext) {
+    return name ? `${name} (${ext})` : ext || "?";
+  }
+
+  function spyButtons(operator, operatorName, enabled, listenerExt) {
+    return MODES.map(([mode, text, hint]) => {
+      const button = el("button", { type: "button", class: `act spy-${mode}`, title: hint, disabled: !enabled }, text);
+      button.addEventListener("click", () => {
+        const from = listenerExt === undefined ? listener() : listenerExt;
+        act(button, `${text} — ${label(operatorName, operator)}${from ? ` from ${from}` : ""}`,
+          "/api/supervisor/spy", { operator, mode, listener_extension: from });
+      });
+      return button;
+    });
+  }
+
+  // ---- keyed rows: a row keeps its inputs across frames -----------------------------------
+
+  function syncRows(map, body, items, key, create, fill) {
+    const seen = new Set();
+    items.forEach((item, index) => {
+      const id = key(item);
+      seen.add(id);
+      let row = map.get(id);
+      if (!row) {
+        row = create(item);
+        map.set(id, row);
+      }
+      fill(row, item);
+      if (body.children[index] !== row.tr) body.insertBefore(row.tr, body.children[index] || null);
+    });
+    for (const [id, row] of map) {
+      if (!seen.has(id)) {
+        row.tr.remove();
+        map.delete(id);
+      }
+    }
+  }
+
+  function cells(n) {
+    return Array.from({ length: n }, () => el("td"));
+  }
+
+  // ---- operators ----------------------------------------------------------------------------
+
+  function createOperatorRow(op) {
+    const tds = cells(9);
+    const reason = el("input", { type: "text", class: "reason-input", maxlength: 64, placeholder: "reason",
+      "aria-label": `Pause reason for ${op.operator}` });
+    const pause = el("button", { type: "button", class: "act pause" }, "Pause");
+    const pauseCell = el("div", { class: "pause-cell" }, reason, pause);
+    setChildren(tds[8], [pauseCell]);
+    const row = { tr: el("tr", { "data-operator": op.operator }, ...tds), tds, reason, pause, op };
+    pause.addEventListener("click", () => {
+      const current = row.op;
+      const paused = current.status !== "paused";
+      const what = `${paused ? "Pause" : "Unpause"} ${label(current.name, current.operator)}`;
+      act(pause, what, "/api/supervisor/pause",
+        { extension: current.operator, paused, reason: paused ? reason.value.trim() : "" });
+    });
+    return row;
+  }
+
+  function fillOperatorRow(row, op) {
+    row.op = op;
+    row.tr.dataset.status = op.status;
+    const [name, status, withCell, forCell, calls, avg, queues, spy] = row.tds;
+    update(name, [op.name, op.operator], () => [el("span", { class: "op-name" }, op.name || op.operator),
+      el("span", { class: "ext" }, op.operator)]);
+    update(status, [op.status, op.paused_reason], () => [
+      el("span", { class: "chip", "data-status": op.status }, W.statusLabel(op.status)),
+      op.paused_reason ? el("span", { class: "reason" }, op.paused_reason) : null]);
+    update(withCell, [op.with_caller], () => [op.with_caller || ""]);
+    update(forCell, [op.status, op.since], () => [op.since ? W.since(op.since) : ""]);
+    update(calls, [op.calls_today], () => [String(op.calls_today)]);
+    update(avg, [op.average_talk_seconds], () => [
+      op.average_talk_seconds === null ? "—" : W.fmtDuration(op.average_talk_seconds)]);
+    update(queues, [op.queues, op.name], () => op.queues.map((queue) => {
+      const remove = el("button", { type: "button", class: "chip-x", title: `Remove from ${queue}`,
+        "aria-label": `Remove ${op.operator} from ${queue}` }, "×");
+      remove.addEventListener("click", () => act(remove, `Remove ${label(op.name, op.operator)} from ${queue}`,
+        "/api/supervisor/queue/remove", { queue, extension: op.operator }));
+      return el("span", { class: "queue-chip" }, queue, remove);
+    }));
+    update(spy, [op.status, op.name], () => [el("div", { class: "spy-cell" },
+      ...spyButtons(op.operator, op.name, op.status === "talking"))]);
+    row.pause.textContent = op.status === "paused" ? "Unpause" : "Pause";
+    row.reason.hidden = op.status === "paused" || op.queues.length === 0;
+    row.pause.hidden = op.queues.length === 0;
+  }
+
+  // ---- live calls and spy sessions -----------------------------------------------------------
+
+  function fillCallRow(row, call, names) {
+    const [caller, queue, operator, duration, recording, spy] = row.tds;
+    update(caller, [call.caller_name, call.caller_number], () => [
+      el("span", { class: "caller-name" }, call.caller_name || call.caller_number || "Unknown caller"),
+      call.caller_name && call.caller_number ? el("span", { class: "number" }, call.caller_number) : null]);
+    update(queue, [call.queue], () => [call.queue || "direct"]);
+    update(operator, [call.operator, names[call.operator]], () => [
+      call.operator ? label(names[call.operator], call.operator) : el("span", { class: "muted" }, "waiting")]);
+    update(duration, [call.call_id], () => [W.running(call.duration_seconds, true)]);
+    update(recording, [call.recording], () => [call.recording ? el("span", { class: "rec" }, "● REC") : "—"]);
+    update(spy, [call.operator], () => (call.operator
+      ? [el("div", { class: "spy-cell" }, ...spyButtons(call.operator, names[call.operator], true))] : []));
+  }
+
+  function fillSpyRow(row, s) {
+    const [who, mode, operator, caller, sinceCell, by, actions] = row.tds;
+    update(who, [s.listener, s.listener_name], () => [label(s.listener_name, s.listener)]);
+    update(mode, [s.mode, s.state], () => [el("span", { class: "chip", "data-mode": s.mode || "listen" }, s.mode || "?"),
+      s.state === "calling" ? el("span", { class: "muted" }, " calling the phone…") : null]);
+    update(operator, [s.operator, s.operator_name], () => [label(s.operator_name, s.operator)]);
+    update(caller, [s.caller], () => [s.caller || ""]);
+    update(sinceCell, [s.since], () => [W.since(s.since)]);
+    update(by, [s.requested_by], () => [s.requested_by || "—"]);
+    update(actions, [s.state, s.mode, s.spyer_channel], () => {
+      if (s.state !== "live") return [];
+      const other = spyButtons(s.operator, s.operator_name, true, s.listener)
+        .filter((b) => !b.classList.contains(`spy-${s.mode}`));
+      const end = el("button", { type: "button", class: "act end" }, "End");
+      end.addEventListener("click", () => act(end, `End ${label(s.listener_name, s.listener)}'s session`,
+        "/api/supervisor/spy/end", { spyer_channel: s.spyer_channel }));
+      return [el("div", { class: "spy-cell" }, ...other, end)];
+    });
+  }
+
+  // ---- the rest ----------------------------------------------------------------------------------
+
+  function fillQueueSelect(queues) {
+    const select = $("reserve-queue");
+    const chosen = select.value;
+    update(select, queues, () => queues.map((q) => el("option", { value: q }, q)));
+    if (queues.includes(chosen)) select.value = chosen;
+  }
+
+  function renderActivity(items) {
+    const recent = items.slice(-ACTIVITY_ROWS).reverse();
+    setChildren($("activity"), recent.map((a) =>
+      el("li", { "data-kind": a.kind }, el("time", {}, W.fmtTime(a.at)), el("span", {}, a.text))));
+  }
+
+  function onFrame(frame) {
+    const ops = frame.operators || [];
+    const names = Object.fromEntries(ops.map((o) => [o.operator, o.name]));
+    syncRows(rows.operators, $("operators-body"), ops, (o) => o.operator, createOperatorRow, fillOperatorRow);
+    $("operators-empty").hidden = ops.length > 0;
+    const calls = frame.live_calls || [];
+    syncRows(rows.calls, $("calls-body"), calls, (c) => c.call_id,
+      (c) => { const tds = cells(6); return { tr: el("tr", { "data-call": c.call_id }, ...tds), tds }; },
+      (row, c) => fillCallRow(row, c, names));
+    $("calls-empty").hidden = calls.length > 0;
+    const spies = frame.spies || [];
+    syncRows(rows.spies, $("spies-body"), spies, (s) => s.spyer_channel || `calling:${s.listener}:${s.since}`,
+      (s) => { const tds = cells(7); return { tr: el("tr", { "data-state": s.state }, ...tds), tds }; },
+      fillSpyRow);
+    $("spies-empty").hidden = spies.length > 0;
+    fillQueueSelect((frame.queues || []).map((q) => q.name));
+    renderActivity(frame.activity || []);
+  }
+
+  function onSession(session) {
+    const exts = session.extensions || [];
+    setChildren($("whoami"), [el("span", { class: "who-name" }, session.display_name || session.user),
+      exts.length ? el("span", { class: "who-ext" }, `ext ${exts.join(", ")}`) : null]);
+    $("listener").placeholder = exts.length ? `your own phone (${exts[0]})` : "extension (you have none)";
+  }
+
+  $("reserve").addEventListener("submit", (event) => {
+    event.preventDefault();
+    const queue = $("reserve-queue").value;
+    const extension = $("reserve-ext").value.trim();
+    const name = $("reserve-name").value.trim();
+    const penalty = Number($("reserve-penalty").value || 0);
+    const button = event.submitter || $("reserve").querySelector("button");
+    act(button, `Add ${label(name, extension)} to ${queue}`, "/api/supervisor/queue/add",
+      { queue, extension, name, penalty });
+  });
+
+  W.onSession(onSession);
+  W.onFrame(onFrame);
+})();
