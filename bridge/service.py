@@ -104,6 +104,9 @@ class BridgeService:
                              auth_options={"secure_cookie": http.secure_cookie,
                                            "session_max_age": http.session_max_age})
         self._add_recordings(app)
+        from recordings.pages import add_review_pages
+
+        add_review_pages(app)
         self.web_runner = web.AppRunner(app, access_log=None)
         await self.web_runner.setup()
         site = web.TCPSite(self.web_runner, http.host, http.port)
