@@ -326,6 +326,7 @@
     view.note = createNoteBox(view);
     view.contact = createContactForm(view);
     view.actions = createActions(view);
+    view.pause = createPauseControl(view);
     view.root = el(
       "article",
       { class: "card", "data-card-id": card.card_id },
@@ -333,6 +334,7 @@
       view.reason, // "answered by Anna" is the news on a withdrawn card: first
       view.banner,
       view.identity,
+      view.pause.root,
       view.contact.root,
       view.note.root,
       view.history,
@@ -355,6 +357,7 @@
     updateNoteBox(view);
     updateContactForm(view);
     view.actions.root.hidden = card.state !== "after_call";
+    view.pause.root.hidden = !(card.state === "live" && card.recording);
     scheduleWithdrawal(view);
     tickTimers();
     refreshBoard();
@@ -595,6 +598,36 @@
       contact.status.textContent = `Not created: ${err.message}`;
     } finally {
       contact.button.disabled = false;
+    }
+  }
+
+  // ---- pause the recording while the caller dictates card details ------------------------
+
+  function createPauseControl(view) {
+    const pause = { paused: false };
+    pause.button = el("button", { type: "button", class: "btn pause-recording" }, "Pause recording");
+    pause.status = el("span", { class: "pause-status", role: "status" });
+    pause.root = el("div", { class: "pause-bar", hidden: true }, pause.button, pause.status);
+    pause.button.addEventListener("click", () => togglePause(view));
+    return pause;
+  }
+
+  async function togglePause(view) {
+    const { pause } = view;
+    const verb = pause.paused ? "resume" : "pause";
+    pause.button.disabled = true;
+    pause.status.textContent = "";
+    try {
+      const path = `/api/calls/${encodeURIComponent(view.card.call_id)}/recording/${verb}`;
+      const reply = await (await postJson(path, {})).json();
+      pause.paused = Boolean(reply.paused);
+      pause.button.textContent = pause.paused ? "Resume recording" : "Pause recording";
+      pause.status.textContent = pause.paused ? "Recording paused: the caller's details are not recorded" : "";
+      view.root.classList.toggle("recording-paused", pause.paused);
+    } catch (err) {
+      pause.status.textContent = `Could not ${verb} the recording: ${err.message}`;
+    } finally {
+      pause.button.disabled = false;
     }
   }
 

@@ -67,7 +67,8 @@ class FakeConsoleServer:
         app.router.add_static("/static/", STATIC)
         app.router.add_get("/api/session", self._session)
         app.router.add_get("/ws/console", self._ws)
-        for path in ("/api/notes", "/api/contacts", "/api/cards/dismiss", "/logout"):
+        for path in ("/api/notes", "/api/contacts", "/api/cards/dismiss", "/logout",
+                     "/api/calls/{call_id}/recording/{verb}"):
             app.router.add_post(path, self._post)
         self._runner = web.AppRunner(app)
         await self._runner.setup()
@@ -189,4 +190,7 @@ class FakeConsoleServer:
         if request.path == "/logout":
             self.logged_in = False
             return web.json_response({"logged_out": True})
+        if "verb" in request.match_info:  # recording pause/resume, as recordings/http.py answers
+            return web.json_response({"call_id": request.match_info["call_id"],
+                                      "paused": request.match_info["verb"] == "pause", "recordings": []})
         return web.json_response({"ok": True})

@@ -197,6 +197,17 @@ def test_live_card_runs_a_talk_timer(page: Any, server: FakeConsoleServer) -> No
     assert_no_stray_words(page)
     screenshot(page, "console-live")
 
+    # The caller is about to read his card number: pause the recording, then resume it.
+    el.locator(".pause-recording").click()
+    expect(el.locator(".pause-recording")).to_have_text("Resume recording")
+    expect(el.locator(".pause-status")).to_contain_text("Recording paused")
+    el.locator(".pause-recording").click()
+    expect(el.locator(".pause-recording")).to_have_text("Pause recording")
+    controls = [p for p in server.posts if "/recording/" in p.path]
+    assert [p.path for p in controls] == [f"/api/calls/{card.call_id}/recording/pause",
+                                          f"/api/calls/{card.call_id}/recording/resume"]
+    assert all(p.csrf == CSRF_TOKEN for p in controls)
+
 
 def test_withdrawn_card_says_who_answered_and_goes_away(page: Any, server: FakeConsoleServer) -> None:
     open_console(page, server)
