@@ -220,7 +220,8 @@ class WallboardService:
             if ev.get("SpyerLinkedid"):
                 self.spy_calls.add(ev["SpyerLinkedid"])
             self.pending = {k: p for k, p in self.pending.items() if p.listener != session.supervisor}
-            self._note("spy.started", f"{who} started to {session.mode or 'listen'} on {whom}")
+            verb = {"listen": "listening to", "whisper": "whispering to", "barge": "barging in on"}
+            self._note("spy.started", f"{who} is {verb.get(session.mode or '', 'spying on')} {whom}")
         else:
             self._note("spy.stopped", f"{who} stopped listening to {whom}")
 
@@ -436,8 +437,10 @@ def attach_wallboard(service: BridgeService, app: web.Application,
     after `create_web_app` (before the runner is set up)."""
     from bridge.audit_log import AuditLog
     from screenpop.console_http import SCREENPOP_KEY
-    from screenpop.wallboard_http import add_wallboard_routes
+    from screenpop.wallboard_http import SERVICE_KEY, add_wallboard_routes
 
+    if (attached := app.get(SERVICE_KEY)) is not None:  # once per app, whoever calls it first
+        return attached
     settings = settings or getattr(service.settings, "wallboard", None) or WallboardSettings()
     screenpop = app.get(SCREENPOP_KEY)
 

@@ -103,6 +103,7 @@
     const pause = el("button", { type: "button", class: "act pause" }, "Pause");
     const pauseCell = el("div", { class: "pause-cell" }, reason, pause);
     setChildren(tds[8], [pauseCell]);
+    tds[2].className = "with";
     const row = { tr: el("tr", { "data-operator": op.operator }, ...tds), tds, reason, pause, op };
     pause.addEventListener("click", () => {
       const current = row.op;
@@ -161,7 +162,7 @@
   function fillSpyRow(row, s) {
     const [who, mode, operator, caller, sinceCell, by, actions] = row.tds;
     update(who, [s.listener, s.listener_name], () => [label(s.listener_name, s.listener)]);
-    update(mode, [s.mode, s.state], () => [el("span", { class: "chip", "data-mode": s.mode || "listen" }, s.mode || "?"),
+    update(mode, [s.mode, s.state], () => [el("span", { class: "chip", "data-mode": s.mode || "" }, s.mode || "spying"),
       s.state === "calling" ? el("span", { class: "muted" }, " calling the phone…") : null]);
     update(operator, [s.operator, s.operator_name], () => [label(s.operator_name, s.operator)]);
     update(caller, [s.caller], () => [s.caller || ""]);
@@ -200,12 +201,20 @@
     $("operators-empty").hidden = ops.length > 0;
     const calls = frame.live_calls || [];
     syncRows(rows.calls, $("calls-body"), calls, (c) => c.call_id,
-      (c) => { const tds = cells(6); return { tr: el("tr", { "data-call": c.call_id }, ...tds), tds }; },
+      (c) => {
+        const tds = cells(6);
+        tds[0].className = "caller";
+        return { tr: el("tr", { "data-call": c.call_id }, ...tds), tds };
+      },
       (row, c) => fillCallRow(row, c, names));
     $("calls-empty").hidden = calls.length > 0;
     const spies = frame.spies || [];
     syncRows(rows.spies, $("spies-body"), spies, (s) => s.spyer_channel || `calling:${s.listener}:${s.since}`,
-      (s) => { const tds = cells(7); return { tr: el("tr", { "data-state": s.state }, ...tds), tds }; },
+      (s) => {
+        const tds = cells(7);
+        tds[3].className = "caller";
+        return { tr: el("tr", { "data-state": s.state }, ...tds), tds };
+      },
       fillSpyRow);
     $("spies-empty").hidden = spies.length > 0;
     fillQueueSelect((frame.queues || []).map((q) => q.name));

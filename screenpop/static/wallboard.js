@@ -244,7 +244,7 @@
         el("p", { class: "alert", "data-queue": a.queue, "data-kind": a.kind },
           el("span", { class: "alert-queue" }, a.queue),
           el("span", { class: "alert-what" }, alertText(a)),
-          el("span", { class: "alert-since" }, "since ", fmtTime(a.since))),
+          el("span", { class: "alert-since" }, "for ", since(a.since))),
       ),
     );
     const first = alerts[0];
