@@ -11,6 +11,7 @@ import asyncio
 from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 from unittest import mock
 
@@ -18,6 +19,7 @@ import pytest
 from argon2 import PasswordHasher
 
 import screenpop.app
+from bridge.ami_actions import AmiActionTimeout
 from bridge.ami_message import AmiMessage
 from bridge.ami_simulator import AmiSimulator
 from bridge.audit_log import AuditLog
@@ -27,7 +29,7 @@ from bridge.service import BridgeService
 from bridge.settings import load_settings
 from bridge.wallboard_models import AlertThresholds
 from screenpop.users import UserStore
-from screenpop.wallboard_service import WallboardService, WallboardSettings, attach_wallboard
+from screenpop.wallboard_service import SupervisorError, WallboardService, WallboardSettings, attach_wallboard
 from tests.capture_facts import CAPTURES, FIXTURES, capture_events
 
 PASSWORD = "correct horse battery"
@@ -323,3 +325,30 @@ async def test_todays_figures_come_back_from_the_call_log_after_a_restart(tmp_pa
         anna = next(o for o in stack.wallboard.snapshot().operators if o.operator == "101")
     assert (support.calls_today, support.answered_today, support.answered_in_target_percent) == (1, 1, 100.0)
     assert anna.calls_today == 1 and anna.average_talk_seconds is not None
+
+
+async def test_an_unanswered_listener_phone_and_a_silent_pbx_are_told_and_audited() -> None:
+    audit = FakeAudit()
+    queued = AmiMessage([("Response", "Success"), ("ActionID", "a1"),
+                         ("Message", "Originate successfully queued")])
+    send = mock.AsyncMock(return_value=queued)
+    service = WallboardService(send_action=send, audit=audit)
+    sam = SimpleNamespace(username="sam", display_name="Sam Supervisor", role="supervisor",
+                          extensions=["202"])
+    result = await service.spy(sam, "101", "whisper")
+    assert (result.ok, result.action_id, list(service.pending)) == (True, "a1", ["a1"])
+    service.on_ami_event(AmiMessage([("Event", "OriginateResponse"), ("Timestamp", "1000.0"),
+                                     ("ActionID", "a1"), ("Response", "Failure"), ("Reason", "3"),
+                                     ("Uniqueid", "1000.7")]))
+    await service.flush()
+    assert service.pending == {} and service.activity[-1]["kind"] == "spy.failed"
+    assert (audit.lines[-1]["action"], audit.lines[-1]["username"], audit.lines[-1]["result"]) == (
+        "spy.originate_response", "sam", "Failure: Reason 3")
+
+    send.side_effect = AmiActionTimeout("QueuePause", "a2", 10.0)
+    result = await service.pause(sam, "102", True, "lunch")
+    assert (result.ok, result.response) == (False, "Timeout")
+    assert audit.lines[-1]["action"] == "queue.pause" and audit.lines[-1]["result"].startswith("Timeout: ")
+    with pytest.raises(SupervisorError):
+        await service.queue_remove(sam, "support", "1O5")  # not an extension: never sent
+    assert send.await_count == 2

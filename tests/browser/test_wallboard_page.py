@@ -64,8 +64,8 @@ def test_wallboard_shows_waiting_callers_rising_in_the_burst_and_the_alert(
     expect(page.locator("#pbx-lost")).to_be_visible()  # no PBX yet: the board says so
     page.evaluate(RECORD_WAITING)
 
-    # 20 callers join within 15 ms of the PBX's time: slowed 20 times, the rise is visible.
-    loop_thread.run(stack.start_pbx(speed=0.05))
+    # 20 callers join within 15 ms of the PBX's time: slowed 50 times, the rise is visible.
+    loop_thread.run(stack.start_pbx(speed=0.02))
     support = page.locator('.queue[data-queue="support"]')
     waiting = support.locator('[data-field="waiting"] .num')
     expect(waiting).to_have_text("20", timeout=15_000)
