@@ -105,6 +105,9 @@ class BridgeService:
                                            "session_max_age": http.session_max_age})
         self._add_recordings(app)
         from recordings.pages import add_review_pages
+        from screenpop.wallboard_service import attach_wallboard
+
+        self.wallboard = attach_wallboard(self, app)
 
         add_review_pages(app)
         self.web_runner = web.AppRunner(app, access_log=None)

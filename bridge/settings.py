@@ -19,6 +19,7 @@ from pydantic_settings import (
 from bridge.channel_names import DEFAULT_OPERATOR_PATTERN
 from crm_adapters.settings import CrmSettings
 from recordings.settings import RecordingSettings
+from screenpop.wallboard_service import WallboardSettings
 
 DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///var/callbridge.sqlite3"
 
@@ -57,6 +58,7 @@ class CallbridgeSettings(BaseSettings):
     crm: CrmSettings = Field(default_factory=CrmSettings)
     http: HttpSettings = Field(default_factory=HttpSettings)
     recordings: RecordingSettings = Field(default_factory=RecordingSettings)
+    wallboard: WallboardSettings = Field(default_factory=WallboardSettings)
 
     @classmethod
     def settings_customise_sources(
