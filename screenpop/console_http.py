@@ -19,7 +19,6 @@ are the middleware's too.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import logging
 from collections.abc import Awaitable, Callable
@@ -32,6 +31,7 @@ from pydantic import BaseModel, ValidationError
 from screenpop.hub import ConsoleUser
 from screenpop.messages import DismissRequest, NewContactRequest, NoteRequest
 from screenpop.screenpop_service import ScreenPopError, ScreenPopService
+from screenpop.ws_tasks import beside
 
 try:  # the auth module is optional at import time (tests may stand in for it)
     from screenpop.auth import require_role, revalidate
@@ -162,14 +162,10 @@ async def console_ws(request: web.Request) -> web.StreamResponse:
     ws = web.WebSocketResponse(heartbeat=service.hub.heartbeat, max_msg_size=64 * 1024)
     await ws.prepare(request)
     conn = service.hub.attach(ws, user, service.hello(user), transport=request.transport)
-    watchdog = asyncio.create_task(_watch_session(request, ws, user))
     try:
-        await conn.run()
+        await beside(_watch_session(request, ws, user), conn.run())
     finally:
         service.hub.detach(conn)
-        watchdog.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await watchdog
     return ws
 
 

@@ -13,16 +13,16 @@ it up to date. Dead peers are found by WebSocket ping/pong (`heartbeat`).
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections import OrderedDict
 from collections.abc import Iterable
 from typing import Any, Protocol
 
-from aiohttp import WSCloseCode, WSMsgType, web
+from aiohttp import WSCloseCode, web
 
 from screenpop.cards import operator_of
 from screenpop.messages import Card, CardRemoved, Hello
+from screenpop.ws_tasks import beside, read_until_closed
 
 log = logging.getLogger(__name__)
 
@@ -75,15 +75,7 @@ class Connection:
 
     async def run(self) -> None:
         """Write queued frames and read (and ignore) what the browser sends, until closed."""
-        writer = asyncio.create_task(self._write_loop(), name=f"console-ws {self.user.username}")
-        try:
-            async for msg in self.ws:
-                if msg.type == WSMsgType.ERROR:
-                    break  # TEXT/BINARY: the console sends nothing we act on (actions are POSTs)
-        finally:
-            writer.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await writer
+        await beside(self._write_loop(), read_until_closed(self.ws), name=f"console-ws {self.user.username}")
 
     async def _write_loop(self) -> None:
         while True:

@@ -21,7 +21,6 @@ log line and an audit-log row. CSRF on the POSTs is the auth middleware's.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import functools
 import json
 import logging
@@ -30,7 +29,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Annotated, Any
 
-from aiohttp import WSCloseCode, WSMsgType, web
+from aiohttp import WSCloseCode, web
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
 
 from bridge.supervision import SpyMode
@@ -38,6 +37,7 @@ from bridge.wallboard_models import WallboardSnapshot
 from screenpop.auth import require_role, revalidate
 from screenpop.console_http import PAGE_HEADERS, STATIC_DIR
 from screenpop.wallboard_service import ActionResult, SupervisorError, WallboardService
+from screenpop.ws_tasks import beside, read_until_closed
 
 log = logging.getLogger(__name__)
 
@@ -142,15 +142,7 @@ class Connection:
         self._wake.set()
 
     async def run(self) -> None:
-        writer = asyncio.create_task(self._write_loop(), name=f"wallboard-ws {self.username}")
-        try:
-            async for msg in self.ws:
-                if msg.type == WSMsgType.ERROR:
-                    break  # the page sends nothing we act on: actions are POSTs
-        finally:
-            writer.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await writer
+        await beside(self._write_loop(), read_until_closed(self.ws), name=f"wallboard-ws {self.username}")
 
     async def _write_loop(self) -> None:
         while True:
@@ -269,14 +261,10 @@ async def wallboard_ws(request: web.Request) -> web.StreamResponse:
     await ws.prepare(request)
     user = request["user"]
     conn = hub.attach(ws, user.username)
-    watchdog = asyncio.create_task(_watch_session(request, ws))
     try:
-        await conn.run()
+        await beside(_watch_session(request, ws), conn.run())
     finally:
         hub.connections.discard(conn)
-        watchdog.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await watchdog
     return ws
 
 
