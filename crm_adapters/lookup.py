@@ -1,4 +1,5 @@
-"""Caller lookup in front of the CRM adapters: cache, single-flight, time budget, breakers.
+"""Caller lookup in front of the CRM adapters: the LookupService (single-flight, time budget,
+cache and breakers applied, history merge, writes).
 
 `LookupService.lookup(number)` always answers within the budget (`budget_ms`):
 - not a customer number: `colleague` (an extension), `anonymous`, `invalid`: no CRM asked;
@@ -14,25 +15,36 @@ skipped for `reset_after_seconds`, then one trial request decides (waits double 
 trials fail). With an adapter failing or skipped and nobody finding the caller, the last
 known good answer (kept beyond its TTL, up to `stale_max_age_seconds`) is served, marked
 `stale`; without one the status is `unavailable`.
+
+The card and its cache live in `crm_adapters.caller_card`, the breaker in
+`crm_adapters.circuit_breaker`, adapters from configuration in `crm_adapters.adapter_registry`;
+their names are re-exported here.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import importlib
 import inspect
 import itertools
 import logging
 import time
-from collections import OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
-from typing import Any, Literal
+from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel
 
 from bridge.call_log_store import CallLogStore
+from crm_adapters.adapter_registry import (
+    ADAPTER_TYPES,
+    SHIPPED_ADAPTERS,
+    AdapterFactory,
+    build_adapters,
+    register_adapter_type,
+)
 from crm_adapters.builtin import BuiltinCrm, CallLogHistory, merge_history
+from crm_adapters.caller_card import CallerCard, Clock, LookupStatus, TtlCache
+from crm_adapters.circuit_breaker import CircuitBreaker
 from crm_adapters.contract import Contact, CrmAdapter, FinishedCall, Interaction, NewContact
 from crm_adapters.errors import (
     CrmBadResponse,
@@ -43,98 +55,16 @@ from crm_adapters.errors import (
     CrmTimeout,
 )
 from crm_adapters.phone_numbers import classify, normalize
-from crm_adapters.settings import AdapterConfig, BreakerSettings, CrmSettings
+from crm_adapters.settings import CrmSettings
+
+__all__ = [
+    "ADAPTER_TYPES", "SHIPPED_ADAPTERS", "AdapterFactory", "CallerCard", "CircuitBreaker", "LogResult",
+    "LookupService", "LookupStatus", "TtlCache", "build_adapters", "register_adapter_type",
+]
 
 log = logging.getLogger(__name__)
 
-LookupStatus = Literal["found", "not_found", "pending", "unavailable", "colleague", "anonymous", "invalid"]
-Clock = Callable[[], float]
-Listener = Callable[["CallerCard"], Awaitable[None] | None]
-
-
-class CallerCard(BaseModel):
-    """What the screen-pop shows for a caller."""
-
-    model_config = ConfigDict(frozen=True)
-
-    lookup_id: int = 0  # a card with final=False is followed by one with the same id
-    number: str | None = None  # the caller ID as received
-    e164: str | None = None
-    status: LookupStatus
-    contact: Contact | None = None
-    extension: str | None = None  # colleagues
-    source: str | None = None  # the adapter that answered
-    stale: bool = False  # the last known good answer, served while the CRM fails
-    final: bool = True
-    errors: list[str] = Field(default_factory=list)
-
-
-class TtlCache:
-    """LRU of cards by E.164 number; expired entries stay as last known good until evicted."""
-
-    def __init__(self, max_entries: int, clock: Clock) -> None:
-        self.max_entries = max_entries
-        self._clock = clock
-        # number -> (card, stored at, expires at)
-        self._items: OrderedDict[str, tuple[CallerCard, float, float]] = OrderedDict()
-
-    def __len__(self) -> int:
-        return len(self._items)
-
-    def put(self, key: str, card: CallerCard, ttl: float) -> None:
-        now = self._clock()
-        self._items[key] = (card, now, now + ttl)
-        self._items.move_to_end(key)
-        while len(self._items) > self.max_entries:
-            self._items.popitem(last=False)
-
-    def get(self, key: str) -> CallerCard | None:
-        item = self._items.get(key)
-        if item is None or self._clock() >= item[2]:
-            return None
-        self._items.move_to_end(key)
-        return item[0]
-
-    def stale(self, key: str, max_age: float) -> CallerCard | None:
-        item = self._items.get(key)
-        return item[0] if item is not None and self._clock() - item[1] <= max_age else None
-
-    def invalidate(self, key: str) -> None:
-        self._items.pop(key, None)
-
-
-class CircuitBreaker:
-    def __init__(self, settings: BreakerSettings, clock: Clock) -> None:
-        self.settings = settings
-        self._clock = clock
-        self.state: Literal["closed", "open", "half_open"] = "closed"
-        self.failures = 0
-        self.opened_at = 0.0
-        self.wait = settings.reset_after_seconds
-
-    def allow(self) -> bool:
-        if self.state == "closed":
-            return True
-        if self.state == "open" and self._clock() >= self.opened_at + self.wait:
-            self.state = "half_open"  # this caller makes the one trial request
-            return True
-        return False
-
-    def success(self) -> None:
-        self.state, self.failures, self.wait = "closed", 0, self.settings.reset_after_seconds
-
-    def failure(self) -> None:
-        self.failures += 1
-        if self.state == "half_open":
-            self.wait = min(self.wait * 2, self.settings.max_reset_after_seconds)
-        elif self.failures < self.settings.failure_threshold:
-            return
-        self.state, self.opened_at = "open", self._clock()
-
-    def abandon(self) -> None:
-        """A trial request was cancelled: let the next request try again."""
-        if self.state == "half_open":
-            self.state, self.opened_at = "open", self._clock() - self.wait
+Listener = Callable[[CallerCard], Awaitable[None] | None]
 
 
 class LogResult(BaseModel):
@@ -370,52 +300,3 @@ class LookupService:
                              crm_id=await self._call(target, "log call", lambda: target.log_call(call)))
         except CrmError as exc:
             return LogResult(adapter=adapter or exc.adapter, error=str(exc))
-
-
-# -- adapters from configuration ---------------------------------------------------------
-
-AdapterFactory = Callable[[AdapterConfig, CrmSettings, CallLogStore], CrmAdapter]
-ADAPTER_TYPES: dict[str, AdapterFactory] = {}
-
-
-def register_adapter_type(name: str, factory: AdapterFactory) -> None:
-    """Make `type = name` usable in `[[crm.adapters]]`."""
-    ADAPTER_TYPES[name] = factory
-
-
-def _builtin(config: AdapterConfig, settings: CrmSettings, store: CallLogStore) -> CrmAdapter:
-    return BuiltinCrm(store, name=config.display_name, default_region=settings.default_region,
-                      **config.options)
-
-
-register_adapter_type("builtin", _builtin)
-
-# Short names for the adapters shipped with callbridge (`type = "odoo"` in [[crm.adapters]]).
-SHIPPED_ADAPTERS = {
-    "http_json": "crm_adapters.http_json:HttpJsonAdapter",
-    "odoo": "crm_adapters.odoo:OdooAdapter",
-    "bitrix24": "crm_adapters.bitrix24:Bitrix24Adapter",
-}
-
-
-def build_adapters(settings: CrmSettings, store: CallLogStore) -> list[CrmAdapter]:
-    """The enabled adapters, in order. `module:Class` types get `Class.from_config(config, settings,
-    store)` if the class has it, else `Class(**options)`."""
-    adapters: list[CrmAdapter] = []
-    for config in settings.adapters:
-        if not config.enabled:
-            continue
-        kind = SHIPPED_ADAPTERS.get(config.type, config.type)
-        if kind in ADAPTER_TYPES:
-            adapter = ADAPTER_TYPES[kind](config, settings, store)
-        elif ":" in kind:
-            module, _, attr = kind.partition(":")
-            cls = getattr(importlib.import_module(module), attr)
-            adapter = (cls.from_config(config, settings, store) if hasattr(cls, "from_config")
-                       else cls(**config.options))
-        else:
-            known = ", ".join(sorted({*ADAPTER_TYPES, *SHIPPED_ADAPTERS}))
-            raise ValueError(f"unknown CRM adapter type {config.type!r} (known: {known}, or module:Class)")
-        adapter.name = config.display_name
-        adapters.append(adapter)
-    return adapters

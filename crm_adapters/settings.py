@@ -24,7 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 class AdapterConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    # "builtin", a name registered with crm_adapters.lookup.register_adapter_type, or "module:Class".
+    # "builtin", a name given to crm_adapters.adapter_registry.register_adapter_type, or "module:Class".
     type: str = "builtin"
     name: str | None = None  # defaults to the type; must be unique among the adapters
     enabled: bool = True
