@@ -1,8 +1,8 @@
 """The simulated PBX behind `AmiSimulator`: live state fed by the replayed events, and
 the answers to AMI actions computed from it.
 
-Shapes (header order, the wording of `Message`) are copied from the captures in
-tests/fixtures; where they have no example, from Asterisk's manager.c and app_queue.c.
+Shapes (header order, the wording of `Message`) and the seed queues are in
+`bridge.simulator_shapes`.
 Timestamps come from the replay's clock (recorded time, advanced at replay speed), so
 generated events line up with the replayed ones a client already holds.
 """
@@ -10,49 +10,33 @@ generated events line up with the replayed ones a client already holds.
 from __future__ import annotations
 
 import contextlib
-import re
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
 
 from bridge.ami_message import AmiMessage
-
-Pairs = list[tuple[str, str]]
-
-CHANNEL_FIELDS = (
-    "Channel", "ChannelState", "ChannelStateDesc", "CallerIDNum", "CallerIDName",
-    "ConnectedLineNum", "ConnectedLineName", "Language", "AccountCode", "Context",
-    "Exten", "Priority", "Uniqueid", "Linkedid",
+from bridge.simulator_shapes import (
+    ASTERISK_VERSION,
+    CHANNEL_ACTIONS,
+    CHANNEL_FIELDS,
+    DEVICE_NOT_INUSE,
+    DEVICE_UNKNOWN,
+    MEMBER_FIELDS,
+    SEED_QUEUES,
+    SNAPSHOT_PREFIXES,
+    Answer,
+    Pairs,
+    error_answer,
+    new_member,
+    parse_caller_id,
+    queue_average,
+    reply,
+    simple_answer,
+    to_int,
+    truthy,
 )
-# Events carry channel snapshots under these prefixes (DialBegin: Dest*, LocalBridge: LocalOne*).
-_SNAPSHOT_PREFIXES = ("", "Dest", "LocalOne", "LocalTwo")
-# A member as queue events print it (QueueMemberAdded/Status/Pause/Removed), minus Queue.
-MEMBER_FIELDS = (
-    "MemberName", "Interface", "StateInterface", "Membership", "Penalty", "CallsTaken",
-    "LastCall", "LastPause", "LoginTime", "InCall", "Status", "Paused", "PausedReason",
-    "Ringinuse", "Wrapuptime",
-)
-ASTERISK_VERSION = "GIT-master-f0c1c1a7b7"
-# The PBX the captures were recorded on (tests/fixtures/README.md, "PBX layout").
-SEED_QUEUES = {
-    "support": ("rrmemory", [("Local/101@agents/n", "Anna Operator"),
-                             ("Local/102@agents/n", "Boris Operator")]),
-    "sales": ("ringall", [("Local/103@agents/n", "Clara Operator"),
-                          ("Local/104@agents/n", "Denis Operator")]),
-}
-_DEVICE_NOT_INUSE, _DEVICE_UNKNOWN = "1", "0"
-# Actions on one channel: (reply Message, error for an unknown channel). The MixMonitor
-# replies in the captures carry no Message.
-_CHANNEL_ACTIONS: dict[str, tuple[str | None, str]] = {
-    "hangup": ("Channel Hungup", "No such channel"),
-    "redirect": ("Redirect successful", "Channel does not exist: {}"),
-    "blindtransfer": ("Transfer succeeded", "Channel specified does not exist"),
-    "atxfer": ("Atxfer successfully queued", "Channel specified does not exist"),
-    "mixmonitor": (None, "No such channel"),
-    "stopmixmonitor": (None, "No such channel"),
-    "mixmonitormute": (None, "No such channel"),
-}
+
+__all__ = ["Answer", "Channel", "Clock", "Pairs", "PbxState", "Queue", "new_member", "reply"]
 
 
 class Clock:
@@ -92,65 +76,6 @@ class Queue:
 
 
 @dataclass
-class Answer:
-    """What the connection writes for one action: `messages` now, `later` after a delay."""
-
-    messages: list[Pairs] = field(default_factory=list)
-    later: list[tuple[float, Callable[[], Pairs]]] = field(default_factory=list)
-    close: bool = False
-
-
-def new_member(interface: str, name: str, login_time: int, membership: str = "static",
-               penalty: str = "0", paused: str = "0", reason: str = "") -> dict[str, str]:
-    values = (name, interface, interface, membership, penalty, "0", "0", "0", str(login_time),
-              "0", _DEVICE_NOT_INUSE, paused, reason, "1", "0")
-    return dict(zip(MEMBER_FIELDS, values, strict=True))
-
-
-def reply(action: AmiMessage, response: str = "Success", message: str | None = None,
-          extra: Pairs | None = None) -> Pairs:
-    """`Response`, `ActionID` (only if the action had one), `Message`: Asterisk's order."""
-    pairs = [("Response", response)]
-    if (action_id := action.get("ActionID")) is not None:
-        pairs.append(("ActionID", action_id))
-    if message is not None:
-        pairs.append(("Message", message))
-    return pairs + (extra or [])
-
-
-def _answer(action: AmiMessage, response: str, message: str | None = None,
-            extra: Pairs | None = None) -> Answer:
-    return Answer([reply(action, response, message, extra)])
-
-
-def _error(action: AmiMessage, message: str) -> Answer:
-    return _answer(action, "Error", message)
-
-
-def _int(value: str | None) -> int:
-    try:
-        return int(value or 0)
-    except ValueError:
-        return 0
-
-
-def _average(old: int, new: int, first: bool) -> int:
-    """app_queue's exponential average: the first value as is, then (3 * old + new) / 4."""
-    return new if first else (old * 3 + new) >> 2
-
-
-def _truthy(value: str | None) -> bool:
-    return (value or "").strip().lower() in ("1", "true", "yes", "on")
-
-
-def _caller_id(raw: str) -> tuple[str, str]:
-    """`"Name" <num>` / `Name <num>` / `num` -> (num, name), `<unknown>` when absent."""
-    match = re.fullmatch(r'\s*"?(.*?)"?\s*<([^>]*)>\s*', raw)
-    if match:
-        return match.group(2) or "<unknown>", match.group(1) or "<unknown>"
-    return (raw.strip() or "<unknown>"), "<unknown>"
-
-
 class PbxState:
     """Channels, queues and variables as the replayed events left them, plus action answers."""
 
@@ -181,7 +106,7 @@ class PbxState:
         name, channel = msg.event or "", msg.get("Channel", "")
         if name == "Newchannel":
             self.channels[channel] = Channel({}, self.clock.now())
-        for prefix in _SNAPSHOT_PREFIXES:
+        for prefix in SNAPSHOT_PREFIXES:
             snap = self.channels.get(msg.get(f"{prefix}Channel", ""))
             if snap is not None and f"{prefix}ChannelStateDesc" in msg:
                 snap.fields.update((k, msg[prefix + k]) for k in CHANNEL_FIELDS if prefix + k in msg)
@@ -213,12 +138,13 @@ class PbxState:
                 if member is not None:
                     member["InCall"] = "1"
                 first = queue.completed + queue.abandoned == 0
-                queue.holdtime = _average(queue.holdtime, _int(msg.get("HoldTime")), first)
+                queue.holdtime = queue_average(queue.holdtime, to_int(msg.get("HoldTime")), first)
             case "AgentComplete" if queue:
                 if member is not None:
                     member["InCall"] = "0"
                 queue.completed += 1
-                queue.talktime = _average(queue.talktime, _int(msg.get("TalkTime")), queue.completed == 1)
+                queue.talktime = queue_average(queue.talktime, to_int(msg.get("TalkTime")),
+                                               queue.completed == 1)
 
     def _queue(self, name: str) -> Queue:
         # A queue the seed does not know (another PBX's capture) appears when first named.
@@ -230,18 +156,18 @@ class PbxState:
         name = (action.get("Action") or "").strip().lower()
         handler = getattr(self, f"_act_{name}", None)
         if handler is None:
-            return _error(action, "Invalid/unknown command")
+            return error_answer(action, "Invalid/unknown command")
         return handler(action)
 
     def _act_ping(self, action: AmiMessage) -> Answer:
-        return _answer(action, "Success", None, [("Ping", "Pong"), ("Timestamp", self.stamp())])
+        return simple_answer(action, "Success", None, [("Ping", "Pong"), ("Timestamp", self.stamp())])
 
     def _act_logoff(self, action: AmiMessage) -> Answer:
         return Answer([reply(action, "Goodbye", "Thanks for all the fish.")], close=True)
 
     def _act_events(self, action: AmiMessage) -> Answer:
         on = (action.get("EventMask") or "on").strip().lower() not in ("off", "0", "no", "false")
-        return _answer(action, "Success", None, [("Events", "On" if on else "Off")])
+        return simple_answer(action, "Success", None, [("Events", "On" if on else "Off")])
 
     def _list(self, action: AmiMessage, start: str, items: list[Pairs], done: str,
               extra: Pairs | None = None) -> Answer:
@@ -266,7 +192,7 @@ class PbxState:
     def _act_status(self, action: AmiMessage) -> Answer:
         wanted = action.get("Channel")
         if wanted and wanted not in self.channels:
-            return _error(action, "No such channel")
+            return error_answer(action, "No such channel")
         now, tail = self.clock.now(), self._tail(action)
         items = []
         for name, chan in self.channels.items():
@@ -319,7 +245,7 @@ class PbxState:
         for q in self._selected_queues(action):
             logged_in = [m for m in q.members.values() if m["Status"] not in ("5", "6")]
             available = [m for m in logged_in
-                         if m["Status"] in (_DEVICE_NOT_INUSE, _DEVICE_UNKNOWN) and m["Paused"] == "0"]
+                         if m["Status"] in (DEVICE_NOT_INUSE, DEVICE_UNKNOWN) and m["Paused"] == "0"]
             longest = max((int(now - t) for t in q.callers.values()), default=0)
             items.append([("Event", "QueueSummary"), ("Queue", q.name), ("LoggedIn", str(len(logged_in))),
                           ("Available", str(len(available))), ("Callers", str(len(q.callers))),
@@ -339,10 +265,10 @@ class PbxState:
     def _queue_target(self, action: AmiMessage, verb: str) -> tuple[Queue, str] | Answer:
         name, interface = action.get("Queue"), action.get("Interface")
         if not name or not interface:
-            return _error(action, "'Queue' and 'Interface' must be set.")
+            return error_answer(action, "'Queue' and 'Interface' must be set.")
         if (queue := self.queues.get(name)) is None:
             into = "to" if verb == "add" else "from"
-            return _error(action, f"Unable to {verb} interface {into} queue: No such queue")
+            return error_answer(action, f"Unable to {verb} interface {into} queue: No such queue")
         return queue, interface
 
     def _act_queueadd(self, action: AmiMessage) -> Answer:
@@ -350,8 +276,8 @@ class PbxState:
             return target
         queue, interface = target
         if interface in queue.members:
-            return _error(action, "Unable to add interface: Already there")
-        paused = _truthy(action.get("Paused"))
+            return error_answer(action, "Unable to add interface: Already there")
+        paused = truthy(action.get("Paused"))
         member = new_member(interface, action.get("MemberName") or interface, int(self.clock.now()),
                             "dynamic", action.get("Penalty") or "0", "1" if paused else "0",
                             action.get("Reason", "") if paused else "")
@@ -366,9 +292,9 @@ class PbxState:
             return target
         queue, interface = target
         if (member := queue.members.get(interface)) is None:
-            return _error(action, "Unable to remove interface: Not there")
+            return error_answer(action, "Unable to remove interface: Not there")
         if member["Membership"] != "dynamic":
-            return _error(action, "Member not dynamic")
+            return error_answer(action, "Member not dynamic")
         del queue.members[interface]
         return Answer([reply(action, message="Removed interface from queue"),
                        self._member_event("QueueMemberRemoved", queue, member)])
@@ -376,8 +302,8 @@ class PbxState:
     def _act_queuepause(self, action: AmiMessage) -> Answer:
         interface, raw = action.get("Interface"), action.get("Paused")
         if not interface or raw is None:
-            return _error(action, "Need 'Interface' and 'Paused' parameters.")
-        paused, events = _truthy(raw), []
+            return error_answer(action, "Need 'Interface' and 'Paused' parameters.")
+        paused, events = truthy(raw), []
         for queue in self._selected_queues(action):
             if (member := queue.members.get(interface)) is None:
                 continue
@@ -388,19 +314,19 @@ class PbxState:
             events += [self._pause_device(queue, interface, paused),
                        self._member_event("QueueMemberPause", queue, member)]
         if not events:
-            return _error(action, "Interface not found")
+            return error_answer(action, "Interface not found")
         text = "Interface paused successfully" if paused else "Interface unpaused successfully"
         return Answer([reply(action, message=text), *events])
 
     def _act_originate(self, action: AmiMessage) -> Answer:
         target = action.get("Channel")
         if not target:
-            return _error(action, "Channel not specified")
+            return error_answer(action, "Channel not specified")
         self._originated += 1
         seq = self._originated
         # Local channels come up as the `;1` half of a pair, others as `<dial>-<seq>`.
         channel = f"{target}-{seq:08x}" + (";1" if target.startswith("Local/") else "")
-        num, name = _caller_id(action.get("CallerID", ""))
+        num, name = parse_caller_id(action.get("CallerID", ""))
         fields = [*self._tail(action), ("Response", "Success"), ("Channel", channel),
                   ("Context", action.get("Context", "")), ("Exten", action.get("Exten", "")),
                   ("Reason", "4"), ("Uniqueid", f"{int(self.clock.now())}.{seq}"),
@@ -411,17 +337,18 @@ class PbxState:
 
     def _channel_action(self, action: AmiMessage) -> Answer:
         name = action.get("Action", "").strip().lower()
-        message, unknown = _CHANNEL_ACTIONS[name]
+        message, unknown = CHANNEL_ACTIONS[name]
         channel = action.get("Channel")
         if not channel:
-            return _error(action, "Channel not specified" if name == "redirect" else "No channel specified")
+            return error_answer(action, "Channel not specified" if name == "redirect"
+                                else "No channel specified")
         if channel not in self.channels:
-            return _error(action, unknown.format(channel))
+            return error_answer(action, unknown.format(channel))
         if name in ("blindtransfer", "atxfer") and not action.get("Exten"):
-            return _error(action, "No extension specified")
+            return error_answer(action, "No extension specified")
         if name == "mixmonitormute" and action.get("Direction", "").lower() not in ("read", "write", "both"):
-            return _error(action, "No direction specified. Must be read, write or both")
-        return _answer(action, "Success", message)
+            return error_answer(action, "No direction specified. Must be read, write or both")
+        return simple_answer(action, "Success", message)
 
     _act_hangup = _act_redirect = _act_blindtransfer = _act_atxfer = _channel_action
     _act_mixmonitor = _act_stopmixmonitor = _act_mixmonitormute = _channel_action
@@ -431,29 +358,30 @@ class PbxState:
         if not channel:
             return self.globals
         chan = self.channels.get(channel)
-        return _error(action, "No such channel") if chan is None else chan.variables
+        return error_answer(action, "No such channel") if chan is None else chan.variables
 
     def _act_setvar(self, action: AmiMessage) -> Answer:
         if not (variable := action.get("Variable")):
-            return _error(action, "Variable not specified")
+            return error_answer(action, "Variable not specified")
         store = self._variables(action)
         if isinstance(store, Answer):
             return store
         store[variable] = action.get("Value", "")
-        return _answer(action, "Success", "Variable Set")
+        return simple_answer(action, "Success", "Variable Set")
 
     def _act_getvar(self, action: AmiMessage) -> Answer:
         if not (variable := action.get("Variable")):
-            return _error(action, "No variable specified")
+            return error_answer(action, "No variable specified")
         store = self._variables(action)
         if isinstance(store, Answer):
             return store
-        return _answer(action, "Success", None, [("Variable", variable), ("Value", store.get(variable, ""))])
+        return simple_answer(action, "Success", None,
+                             [("Variable", variable), ("Value", store.get(variable, ""))])
 
     def _act_command(self, action: AmiMessage) -> Answer:
         command = " ".join((action.get("Command") or "").split())
         if command == "core show version":
-            return _answer(action, "Success", "Command output follows",
+            return simple_answer(action, "Success", "Command output follows",
                            [("Output", f"Asterisk {ASTERISK_VERSION} (callbridge AMI simulator)")])
-        return _answer(action, "Error", "Command output follows", [("Output", (
+        return simple_answer(action, "Error", "Command output follows", [("Output", (
             f"No such command '{command}' (type 'core show help {command}' for other possible commands)"))])
