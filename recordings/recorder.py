@@ -1,4 +1,9 @@
-"""Call recording: MixMonitor per operator leg, pause/resume, file checks after the call.
+"""Call recording: the Recorder, which starts and stops MixMonitor per operator leg and
+keeps the recordings' rows saved.
+
+Its parts: pause/resume spans in `recordings.pause_control` (NoActiveRecording and
+RecordingControlError are re-exported here), one recording's state in
+`recordings.live_recording`, the file check after the call in `recordings.after_call_check`.
 
 Wiring (the live bridge)::
 
@@ -33,115 +38,45 @@ import asyncio
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 
 from bridge.ami_message import AmiMessage
 from bridge.call_record import CallRecord
 from bridge.domain_events import CallAnswered, CallEnded, CallRecordingStarted, DomainEvent
+from recordings.after_call_check import check_file
+from recordings.live_recording import LiveRecording, action_outcome, mark_muted, mark_stopped
 from recordings.naming import (
-    inspect_file,
     pbx_file,
     recording_relpath,
     relative_to_pbx_root,
     valid_call_id,
     valid_operator,
 )
+from recordings.pause_control import NoActiveRecording, RecordingControlError, RecordingPauses
 from recordings.settings import RecordingSettings
-from recordings.store import PausedSpan, RecordingInfo, RecordingStore
+from recordings.store import RecordingInfo, RecordingStore
+
+__all__ = ["RAW_EVENTS", "NoActiveRecording", "Recorder", "RecordingControlError"]
 
 log = logging.getLogger(__name__)
 
 SendAction = Callable[[dict[str, str]], Awaitable[Any]]
 RAW_EVENTS = ("MixMonitorMute", "MixMonitorStop", "Hangup")
-_CORRECTION_WINDOW = 10.0  # s: how far an event may move a span edge guessed from a reply
 _UNFINISHED = ("starting", "recording", "stopped")
 
 
-class NoActiveRecording(LookupError):
-    """pause/resume on a call that has no running recording."""
-
-
-class RecordingControlError(RuntimeError):
-    """The PBX refused MixMonitorMute on one or more legs."""
-
-
-@dataclass
-class _Rec:
-    call_id: str
-    seq: int
-    source: str  # bridge | pbx
-    channel: str
-    operator: str | None
-    file: str | None
-    path: str | None
-    started_at: float
-    entered_at: float  # the call's, for the offset
-    status: str = "starting"
-    stopped_at: float | None = None
-    spans: list[list[float | None]] = field(default_factory=list)  # PBX times [start, end|None]
-    guessed: list[bool] = field(default_factory=lambda: [False, False])  # last span's edges from a reply
-    error: str | None = None
-    size: int | None = None
-    duration: float | None = None
-    checked_at: datetime | None = None
-    id: int | None = None
-
-    @property
-    def open(self) -> bool:
-        return self.stopped_at is None and self.status in ("starting", "recording")
-
-    @property
-    def paused(self) -> bool:
-        return bool(self.spans) and self.spans[-1][1] is None
-
-    def info(self) -> RecordingInfo:
-        end = self.stopped_at
-        spans = []
-        for start, stop in self.spans:
-            stop = stop if stop is not None else end
-            a = round(max(0.0, (start or self.started_at) - self.started_at), 3)
-            b = None if stop is None else round(max(0.0, stop - self.started_at), 3)
-            spans.append(PausedSpan(start=a, end=None if b is None else max(a, b)))
-        return RecordingInfo(
-            id=self.id, call_id=self.call_id, seq=self.seq, source=self.source,  # type: ignore[arg-type]
-            operator=self.operator, channel=self.channel, file=self.file, path=self.path, format="wav",
-            started_at=self.started_at, stopped_at=self.stopped_at,
-            offset_seconds=round(max(0.0, self.started_at - self.entered_at), 3),
-            duration_seconds=self.duration, size_bytes=self.size, paused=spans,
-            status=self.status, error=self.error, checked_at=self.checked_at)  # type: ignore[arg-type]
-
-    @classmethod
-    def from_info(cls, info: RecordingInfo) -> _Rec:
-        spans: list[list[float | None]] = [
-            [info.started_at + s.start, None if s.end is None else info.started_at + s.end]
-            for s in info.paused]
-        return cls(call_id=info.call_id, seq=info.seq, source=info.source, channel=info.channel,
-                   operator=info.operator, file=info.file, path=info.path, started_at=info.started_at,
-                   entered_at=info.started_at - info.offset_seconds, status=info.status,
-                   stopped_at=info.stopped_at, spans=spans, error=info.error, id=info.id)
-
-
-def _outcome(result: Any) -> tuple[bool, str | None]:
-    if isinstance(result, BaseException):
-        return False, str(result) or type(result).__name__
-    if getattr(result, "success", True):
-        return True, None
-    return False, (result.get("Message") if hasattr(result, "get") else None) or "refused by the PBX"
-
-
-class Recorder:
+class Recorder(RecordingPauses):
     def __init__(self, settings: RecordingSettings, send_action: SendAction,
                  store: RecordingStore | None = None) -> None:
         self.settings = settings
         self._send = send_action
         self._store = store
-        self._calls: dict[str, list[_Rec]] = {}  # call id -> its recordings not yet checked
+        self._calls: dict[str, list[LiveRecording]] = {}  # call id -> its recordings not yet checked
         self._next_seq: dict[str, int] = {}
         self._numbered_calls: set[str] = set()  # calls whose stored numbers were looked up
         self._numbering = asyncio.Lock()
-        self._dirty: dict[tuple[str, int], _Rec] = {}
+        self._dirty: dict[tuple[str, int], LiveRecording] = {}
         self._wake = asyncio.Event()
         self._saving = False
         self._saver: asyncio.Task[None] | None = None
@@ -153,7 +88,7 @@ class Recorder:
         """Start the saver; take back recordings left unfinished by the last run."""
         if self._store is not None:
             for info in await self._store.search(statuses=_UNFINISHED, limit=10_000):
-                rec = _Rec.from_info(info)
+                rec = LiveRecording.from_info(info)
                 self._calls.setdefault(rec.call_id, []).append(rec)
             for call_id, recs in self._calls.items():
                 # The call log may know the call ended (we died before checking its files);
@@ -161,7 +96,7 @@ class Recorder:
                 call = await self._store.store.get(call_id)
                 if call is not None and call.ended_at is not None:
                     for rec in recs:
-                        self._stop(rec, call.ended_at)
+                        mark_stopped(rec, call.ended_at)
                 if not any(r.open for r in recs):
                     self._spawn(self._check_later(call_id, 0.0))
         if self._saver is None:
@@ -232,12 +167,13 @@ class Recorder:
             log.warning("call %r / operator %r are not digits: not recorded (no such text goes into "
                         "a file name)", call.call_id, ev.operator)
             return
-        rec = _Rec(call_id=call.call_id, seq=0, source="bridge", channel=ev.channel, operator=ev.operator,
-                   file=None, path=None, started_at=ev.at, entered_at=call.entered_at)
+        rec = LiveRecording(call_id=call.call_id, seq=0, source="bridge", channel=ev.channel,
+                            operator=ev.operator, file=None, path=None, started_at=ev.at,
+                            entered_at=call.entered_at)
         self._calls.setdefault(call.call_id, []).append(rec)
         self._spawn(self._send_start(rec))
 
-    async def _send_start(self, rec: _Rec) -> None:
+    async def _send_start(self, rec: LiveRecording) -> None:
         await self._number(rec)
         when = datetime.fromtimestamp(rec.started_at, self.settings.zone)
         rel = recording_relpath(rec.call_id, rec.operator or "", rec.seq, when, self.settings.format)
@@ -249,7 +185,7 @@ class Recorder:
             result: Any = await self._send(action)
         except Exception as exc:  # AmiError and anything else: the recording did not start
             result = exc
-        ok, error = _outcome(result)
+        ok, error = action_outcome(result)
         if ok:
             if rec.status == "starting":
                 rec.status = "recording"
@@ -270,10 +206,10 @@ class Recorder:
             self._touch(own)
             return
         rel = relative_to_pbx_root(self.settings, started.file)
-        rec = _Rec(call_id=ev.call.call_id, seq=0, source="pbx",
-                   channel=started.channel, operator=started.operator, file=started.file,
-                   path=None if rel is None else rel.as_posix(), started_at=started.started_at,
-                   entered_at=ev.call.entered_at, status="recording")
+        rec = LiveRecording(call_id=ev.call.call_id, seq=0, source="pbx",
+                            channel=started.channel, operator=started.operator, file=started.file,
+                            path=None if rel is None else rel.as_posix(), started_at=started.started_at,
+                            entered_at=ev.call.entered_at, status="recording")
         recs.append(rec)
         self._spawn(self._number(rec))
 
@@ -283,10 +219,10 @@ class Recorder:
             return
         self._reconcile(recs, ev.call)
         for rec in recs:
-            self._stop(rec, ev.at)
+            mark_stopped(rec, ev.at)
         self._spawn(self._check_later(ev.call.call_id, self.settings.check_delay_seconds))
 
-    def _reconcile(self, recs: list[_Rec], call: CallRecord) -> None:
+    def _reconcile(self, recs: list[LiveRecording], call: CallRecord) -> None:
         """What the call log learnt meanwhile: a PBX file named after its start, its stop."""
         for known in call.recordings:
             for rec in recs:
@@ -296,7 +232,7 @@ class Recorder:
                     rel = relative_to_pbx_root(self.settings, known.file)
                     rec.file, rec.path = known.file, None if rel is None else rel.as_posix()
                 if known.stopped_at is not None:
-                    self._stop(rec, known.stopped_at)
+                    mark_stopped(rec, known.stopped_at)
 
     # -- raw AMI events -------------------------------------------------------------------
     def on_ami_event(self, event: AmiMessage) -> None:
@@ -310,70 +246,10 @@ class Recorder:
             if name == "MixMonitorMute":
                 if (event.get("Direction") or "").lower() != "both":
                     continue  # one side muted: still recorded on the other, not a pause
-                self._mute(rec, event.get("State") == "1", event.timestamp, confirmed=True)
+                mark_muted(rec, event.get("State") == "1", event.timestamp, confirmed=True)
             else:
-                self._stop(rec, event.timestamp)
+                mark_stopped(rec, event.timestamp)
             self._touch(rec)
-
-    # -- pause / resume ------------------------------------------------------------------
-    async def pause(self, call_id: str) -> list[RecordingInfo]:
-        """Mute (both directions) every running recording of the call."""
-        return await self._set_mute(call_id, True)
-
-    async def resume(self, call_id: str) -> list[RecordingInfo]:
-        return await self._set_mute(call_id, False)
-
-    async def _set_mute(self, call_id: str, state: bool) -> list[RecordingInfo]:
-        recs = [r for r in self._calls.get(call_id, []) if r.open]
-        if not recs:
-            raise NoActiveRecording(call_id)
-        channels = list(dict.fromkeys(r.channel for r in recs))
-        results = await asyncio.gather(*(self._send({
-            "Action": "MixMonitorMute", "Channel": ch, "Direction": "both", "State": "1" if state else "0",
-        }) for ch in channels), return_exceptions=True)
-        failed = []
-        for channel, result in zip(channels, results, strict=True):
-            ok, error = _outcome(result)
-            if not ok:
-                failed.append(f"{channel}: {error}")
-                continue
-            for rec in recs:
-                if rec.channel == channel and rec.open:
-                    self._mute(rec, state, self.pbx_now(), confirmed=False)
-                    self._touch(rec)
-        if failed:
-            raise RecordingControlError("; ".join(failed))
-        return [r.info() for r in recs]
-
-    @staticmethod
-    def _mute(rec: _Rec, state: bool, at: float, confirmed: bool) -> None:
-        edge = 0 if state else 1
-        last = rec.spans[-1] if rec.spans else None
-        # An event for an edge a reply already set: move the edge to the PBX's time.
-        if (confirmed and last is not None and rec.guessed[edge] and last[edge] is not None
-                and abs(at - last[edge]) <= _CORRECTION_WINDOW and (state or not rec.paused)):
-            last[edge], rec.guessed[edge] = at, False
-            if last[1] is not None and last[0] is not None and last[1] < last[0]:
-                last[1] = last[0]
-            return
-        if state and not rec.paused:
-            rec.spans.append([max(at, rec.started_at), None])
-            rec.guessed = [not confirmed, False]
-        elif not state and rec.paused and last is not None:
-            last[1] = max(at, last[0] or at)
-            rec.guessed[1] = not confirmed
-
-    @staticmethod
-    def _stop(rec: _Rec, at: float) -> None:
-        if rec.stopped_at is not None:
-            return
-        rec.stopped_at = max(at, rec.started_at)
-        if rec.paused:
-            last = rec.spans[-1]
-            last[0] = min(last[0] or rec.stopped_at, rec.stopped_at)
-            last[1] = rec.stopped_at
-        if rec.status in ("starting", "recording"):
-            rec.status = "stopped"
 
     # -- after the call ------------------------------------------------------------------
     async def _check_later(self, call_id: str, delay: float) -> None:
@@ -389,24 +265,11 @@ class Recorder:
             self._next_seq.pop(call_id, None)
             self._numbered_calls.discard(call_id)
         for rec in (r for r in recs if not r.open):
-            if rec.status not in ("failed", "purged"):
-                if rec.path is None:
-                    rec.status = "external"  # named by the PBX outside our folder: not ours to check
-                else:
-                    status, size, duration = await asyncio.to_thread(
-                        inspect_file, self.settings.directory, rec.path)
-                    rec.status, rec.size = status, size
-                    if duration is None and status == "ok" and rec.stopped_at is not None:
-                        duration = round(rec.stopped_at - rec.started_at, 3)  # not a readable WAV
-                    rec.duration = duration
-            rec.checked_at = datetime.now(UTC)
-            if rec.status in ("missing", "empty", "failed"):
-                log.warning("call %s: recording %d (%s) is %s: %s", rec.call_id, rec.seq,
-                            rec.operator or "-", rec.status, rec.error or rec.file)
+            await check_file(rec, self.settings.directory)
             self._touch(rec)
 
     # -- bookkeeping ---------------------------------------------------------------------
-    async def _number(self, rec: _Rec) -> None:
+    async def _number(self, rec: LiveRecording) -> None:
         """The recording's number in its call (1, 2, ...), after the ones already stored: a
         restarted bridge must not reuse a number, hence a file name."""
         async with self._numbering:
@@ -423,7 +286,7 @@ class Recorder:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    def _touch(self, rec: _Rec) -> None:
+    def _touch(self, rec: LiveRecording) -> None:
         if self._store is not None and rec.seq:  # not yet numbered: saved once it is
             self._dirty[(rec.call_id, rec.seq)] = rec
             self._wake.set()
