@@ -19,7 +19,7 @@ from pydantic_settings import (
 from bridge.channel_names import DEFAULT_OPERATOR_PATTERN
 from crm_adapters.settings import CrmSettings
 from recordings.settings import RecordingSettings
-from screenpop.wallboard_service import WallboardSettings
+from screenpop.wallboard_settings import WallboardSettings
 
 DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///var/callbridge.sqlite3"
 

@@ -1,13 +1,15 @@
-"""The supervisor's wallboard and live control: the bridge's side of it.
+"""The supervisor's wallboard: the live picture fed by the pipeline, its alerts, and the
+wiring into the bridge.
 
 A QueueBoard and a SpyBook fed by the pipeline (raw queue/ChanSpy/OriginateResponse events,
 domain events); after every (re)connect the PBX's QueueStatus and channel list replace the
 queues, live calls and spy sessions. A loop wakes on changes (a burst makes one frame) and
 every second: alerts (logged, audited as "system"), then the listeners are told
-(screenpop.wallboard_http pushes a frame to the pages if the picture changed). Supervisor
-actions build the AMI action (bridge.supervision), send it through the injected
-`send_action`, audit who did what to whom with the PBX's answer, and return that answer.
+(screenpop.wallboard_http pushes a frame to the pages if the picture changed).
 Board times are the PBX's clock (event Timestamps moved on by our clock), as in resync.
+
+The supervisor actions (spy, queue members, pause) are in `screenpop.supervisor_actions`,
+`[wallboard]` settings in `screenpop.wallboard_settings`; their names are re-exported here.
 """
 
 from __future__ import annotations
@@ -17,32 +19,26 @@ import contextlib
 import logging
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable, Iterable, Mapping
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Iterable
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
-from pydantic import BaseModel, ConfigDict, Field
-
-from bridge.ami_actions import AmiActionTimeout, AmiError
 from bridge.ami_message import AmiMessage
 from bridge.call_record import CallRecord
 from bridge.channel_names import OperatorDirectory
 from bridge.domain_events import CallEnded, DomainEvent
 from bridge.pipeline import CallPipeline
 from bridge.queue_board import QueueBoard
-from bridge.supervision import (
-    SpyBook,
-    SpyMode,
-    SpySession,
-    SupervisionSettings,
-    queue_add_action,
-    queue_pause_action,
-    queue_remove_action,
-    spy_action,
+from bridge.supervision import SpyBook, SpyMode, SpySession
+from bridge.wallboard_models import Alert, WallboardSnapshot
+from screenpop.supervisor_actions import (
+    ActionResult,
+    PendingSpy,
+    SendAction,
+    SupervisorActions,
+    SupervisorError,
 )
-from bridge.wallboard_models import Alert, AlertThresholds, WallboardSnapshot
-from screenpop.hub import ConsoleUser
+from screenpop.wallboard_settings import WallboardSettings
 
 if TYPE_CHECKING:
     from aiohttp import web
@@ -51,61 +47,13 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("callbridge.wallboard")
 
-SendAction = Callable[[dict[str, str]], Awaitable[AmiMessage]]
+__all__ = ["ActionResult", "PendingSpy", "SupervisorError", "WallboardService", "WallboardSettings",
+           "attach_wallboard"]
+
 Names = Callable[[str], str | None]
 
 
-class WallboardSettings(BaseModel):
-    """`[wallboard]` of the main settings."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    target_seconds: float = Field(30.0, gt=0)  # answered within this wait counts as on target
-    after_call_seconds: float = Field(10.0, ge=0)  # an operator shows after-call work this long
-    default_thresholds: AlertThresholds = Field(default_factory=AlertThresholds)
-    thresholds: dict[str, AlertThresholds] = Field(default_factory=dict)  # per queue, over the default
-    alert_sound: bool = True  # the pages' alert sound starts on (each page can switch it off)
-    tick_seconds: float = Field(1.0, gt=0)  # alerts and timers refresh this often
-    coalesce_seconds: float = Field(0.05, ge=0)  # the rest of a burst joins the frame
-    action_timeout: float = Field(10.0, gt=0)  # seconds to wait for the PBX's answer
-    supervision: SupervisionSettings = Field(default_factory=SupervisionSettings)
-
-
-class ActionResult(BaseModel):
-    """The PBX's answer to one supervisor action, as the page shows it."""
-
-    model_config = ConfigDict(frozen=True)
-
-    ok: bool
-    action: str  # spy.listen|whisper|barge, spy.end, queue.add, queue.remove, queue.pause, queue.unpause
-    target: str | None
-    ami_action: str
-    response: str  # the PBX's Response (Success, Error), or Timeout / Unavailable
-    message: str  # the PBX's Message, or why there was no answer
-    action_id: str | None = None  # the AMI ActionID (a spy's OriginateResponse carries it)
-    detail: dict[str, Any] = Field(default_factory=dict)
-
-
-class SupervisorError(Exception):
-    """A refused action (never sent to the PBX); `status` is the HTTP status."""
-
-    def __init__(self, message: str, status: int = 400) -> None:
-        super().__init__(message)
-        self.message, self.status = message, status
-
-
-@dataclass(slots=True)
-class PendingSpy:
-    """A spy we originated: the listener's phone rings until ChanSpyStart."""
-
-    listener: str
-    operator: str
-    mode: SpyMode
-    requested_by: str
-    at: float
-
-
-class WallboardService:
+class WallboardService(SupervisorActions):
     def __init__(self, settings: WallboardSettings | None = None, *, send_action: SendAction,
                  audit: Any | None = None, operators: OperatorDirectory | None = None,
                  caller_names: Names | None = None, operator_names: Names | None = None,
@@ -331,90 +279,6 @@ class WallboardService:
     def label(self, ext: str | None) -> str:
         name = self.name_of(ext)
         return f"{name} ({ext})" if name else (ext or "?")
-
-    # -- actions ---------------------------------------------------------------------------------
-
-    async def spy(self, user: ConsoleUser, operator: str, mode: SpyMode, listener: str | None = None,
-                  remote: str | None = None) -> ActionResult:
-        """Ring `listener` (default: the user's own first extension; a trainee's for shadowing),
-        ChanSpy on `operator` in `mode`. A session live on that phone ends first (a switch)."""
-        listener = listener or (user.extensions[0] if user.extensions else None)
-        if not listener:
-            raise SupervisorError("You have no extension of your own: say which phone should listen.")
-        if listener == operator:
-            raise SupervisorError("An operator cannot listen to his own calls.")
-        action = _build(spy_action, self.settings.supervision, listener, operator, mode, user.display_name)
-        ended = [await self._end(user, s, remote, "switch") for s in self.spies.of_supervisor(listener)]
-        self.spies.requested_mode(listener, mode)
-        detail = {"listener": listener, "shadowing": listener not in user.extensions,
-                  "ended": [r.model_dump() for r in ended]}
-        result = await self.run_action(user, f"spy.{mode}", operator, action, remote, detail)
-        if result.ok and result.action_id:
-            self.pending[result.action_id] = PendingSpy(listener, operator, mode, user.username, self.now())
-            self.requested_by[listener] = user.username
-        return result
-
-    async def end_spy(self, user: ConsoleUser, spyer_channel: str, remote: str | None = None) -> ActionResult:
-        session = self.spies.sessions.get(spyer_channel)
-        if session is None:  # only a known session's channel: this is no general Hangup
-            raise SupervisorError("No such spy session (it may have ended already).", 404)
-        return await self._end(user, session, remote, "end")
-
-    async def _end(self, user: ConsoleUser, spy: SpySession, remote: str | None, why: str) -> ActionResult:
-        hangup, detail = self.spies.hangup_action(spy), {"spyer_channel": spy.spyer_channel,
-                                                         "listener": spy.supervisor, "reason": why}
-        return await self.run_action(user, "spy.end", spy.operator, hangup, remote, detail)
-
-    async def queue_add(self, user: ConsoleUser, queue: str, extension: str, name: str, penalty: int = 0,
-                        remote: str | None = None) -> ActionResult:
-        action = _build(queue_add_action, self.settings.supervision, queue, extension, name, penalty)
-        detail = {"queue": queue, "extension": extension, "name": name, "penalty": penalty}
-        return await self.run_action(user, "queue.add", f"{queue}:{extension}", action, remote, detail)
-
-    async def queue_remove(self, user: ConsoleUser, queue: str, extension: str,
-                           remote: str | None = None) -> ActionResult:
-        action = _build(queue_remove_action, self.settings.supervision, queue, extension)
-        detail = {"queue": queue, "extension": extension}
-        return await self.run_action(user, "queue.remove", f"{queue}:{extension}", action, remote, detail)
-
-    async def pause(self, user: ConsoleUser, extension: str, paused: bool, reason: str = "",
-                    queue: str | None = None, remote: str | None = None) -> ActionResult:
-        action = _build(queue_pause_action, self.settings.supervision, extension, paused, reason, queue)
-        what = "queue.pause" if paused else "queue.unpause"
-        detail = {"extension": extension, "reason": reason, "queue": queue}
-        return await self.run_action(user, what, extension, action, remote, detail)
-
-    async def run_action(self, user: ConsoleUser, what: str, target: str | None, action: Mapping[str, str],
-                         remote: str | None, detail: dict[str, Any] | None = None) -> ActionResult:
-        """Send one AMI action, audit it with the PBX's answer, note it for the pages."""
-        reply: AmiMessage | None = None
-        try:
-            reply = await self.send_action(dict(action))
-        except AmiActionTimeout as exc:
-            response, message = "Timeout", str(exc)
-        except AmiError as exc:
-            response, message = "Unavailable", str(exc)
-        else:
-            response, message = reply.response or "?", reply.get("Message") or ""
-        result = ActionResult(ok=reply is not None and reply.success, action=what, target=target,
-                              ami_action=action["Action"], response=response, message=message,
-                              action_id=reply.action_id if reply is not None else None, detail=detail or {})
-        answer = f"{response}: {message}" if message else response
-        self._note(what, f"{user.display_name or user.username}: {what} {target or ''} -> {answer}",
-                   user=user.username)
-        self._dirty.set()
-        if self.audit is not None:  # awaited: an action that cannot be audited fails loudly
-            await self.audit.record(user.username, what, role=str(user.role), target=target, result=answer,
-                                    detail={**(detail or {}), "ami": dict(action)}, remote=remote)
-        return result
-
-
-def _build(make: Callable[..., dict[str, str]], *args: Any) -> dict[str, str]:
-    try:
-        return make(*args)
-    except ValueError as exc:  # not an extension: never reaches the PBX
-        raise SupervisorError(str(exc)) from None
-
 
 def _seconds(value: str | None) -> float:
     """CoreShowChannel's `Duration: HH:MM:SS`."""

@@ -1,0 +1,25 @@
+"""`[wallboard]` of the main settings: targets, alert thresholds, refresh timing, the
+supervisor actions' timeout and supervision (ChanSpy, queue actions) settings."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from bridge.supervision import SupervisionSettings
+from bridge.wallboard_models import AlertThresholds
+
+
+class WallboardSettings(BaseModel):
+    """`[wallboard]` of the main settings."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    target_seconds: float = Field(30.0, gt=0)  # answered within this wait counts as on target
+    after_call_seconds: float = Field(10.0, ge=0)  # an operator shows after-call work this long
+    default_thresholds: AlertThresholds = Field(default_factory=AlertThresholds)
+    thresholds: dict[str, AlertThresholds] = Field(default_factory=dict)  # per queue, over the default
+    alert_sound: bool = True  # the pages' alert sound starts on (each page can switch it off)
+    tick_seconds: float = Field(1.0, gt=0)  # alerts and timers refresh this often
+    coalesce_seconds: float = Field(0.05, ge=0)  # the rest of a burst joins the frame
+    action_timeout: float = Field(10.0, gt=0)  # seconds to wait for the PBX's answer
+    supervision: SupervisionSettings = Field(default_factory=SupervisionSettings)
