@@ -20,6 +20,7 @@ The pages run no inline script or style: the policy is the console's, plus `medi
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from aiohttp import web
@@ -31,7 +32,7 @@ __all__ = ["PAGE_HEADERS", "REVIEW_PAGE_ROLES", "add_review_pages"]
 
 STATIC_DIR = Path(__file__).resolve().parents[1] / "screenpop" / "static"
 REVIEW_PAGE_ROLES = ("trainer", "supervisor", "admin")
-ASSETS = ("reviews.js", "reviews.css", "my-reviews.js")
+ASSETS = ("common.js", "common.css", "reviews.js", "reviews.css", "my-reviews.js")
 
 PAGE_HEADERS = {
     "Content-Security-Policy": "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; "
@@ -86,4 +87,5 @@ def add_review_pages(app: web.Application, *, static_dir: Path = STATIC_DIR) -> 
     app.router.add_get("/reviews", reviews_page)
     app.router.add_get("/my-reviews", my_reviews_page)
     if serve_assets:
-        app.router.add_get("/static/{name:(reviews\\.js|reviews\\.css|my-reviews\\.js)}", asset)
+        names = "|".join(re.escape(name) for name in ASSETS)
+        app.router.add_get(f"/static/{{name:({names})}}", asset)

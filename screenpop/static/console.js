@@ -3,7 +3,8 @@
 // Contract: screenpop/messages.py. The server pushes `hello` (every card the operator
 // should see now), `card` (the whole card, replaced by card_id; version only grows) and
 // `card_removed` over /ws/console. Everything the operator does goes through JSON POSTs
-// carrying the session's CSRF token (from GET /api/session).
+// carrying the session's CSRF token (from GET /api/session). The DOM, session, POST and
+// socket helpers are window.Callbridge (common.js, loaded first).
 //
 // Safety rule for this file: every string from a caller, a CRM or the server is data.
 // It reaches the page only through textContent / text nodes / checked attributes, never
@@ -16,10 +17,7 @@
   const WITHDRAWN_VISIBLE_MS = 3000; // long enough to read "answered by Anna"
   const FADE_MS = 600; // matches the .card.fading transition in console.css
   const AUTOSAVE_MS = 1000; // debounce: save a note one second after the last keystroke
-  const BACKOFF_MS = [500, 1000, 2000, 4000, 8000, 15000]; // reconnect delays, then the last
   const HISTORY_ROWS = 8;
-  const LOGIN_URL = "/login";
-  const LOGOUT_URL = "/logout";
 
   const STATE_LABELS = {
     ringing: "Ringing",
@@ -41,73 +39,15 @@
 
   const app = {
     views: new Map(), // card_id -> view (see createView)
-    csrf: null,
     clockOffset: 0, // server epoch seconds minus ours, from hello.server_time
-    ws: null,
-    attempt: 0, // consecutive failed connections, picks the backoff delay
-    everConnected: false,
+    socket: null, // Callbridge.liveSocket on /ws/console
   };
 
-  const $ = (id) => document.getElementById(id);
-
-  // ---- small DOM helpers (text only) ----------------------------------------------
-
-  // el("p", {class: "x", "data-y": v}, child, "text", ...): strings become text nodes.
-  function el(tag, attrs, ...children) {
-    const node = document.createElement(tag);
-    for (const [key, value] of Object.entries(attrs || {})) {
-      if (value === null || value === undefined || value === false) continue;
-      if (key === "class") node.className = value;
-      else node.setAttribute(key, value === true ? "" : String(value));
-    }
-    for (const child of children) {
-      if (child === null || child === undefined || child === false) continue;
-      node.append(child); // append(string) inserts a Text node, never markup
-    }
-    return node;
-  }
-
-  // replaceChildren() would turn a null into the text "null": drop the gaps first.
-  function setChildren(node, children) {
-    node.replaceChildren(...children.filter((c) => c !== null && c !== undefined && c !== false));
-  }
-
-  // A CRM link only for http(s) URLs: "javascript:", "data:" and friends stay plain text.
-  function safeHttpUrl(raw) {
-    if (typeof raw !== "string" || raw === "") return null;
-    try {
-      const url = new URL(raw, window.location.href);
-      return url.protocol === "http:" || url.protocol === "https:" ? url.href : null;
-    } catch {
-      return null;
-    }
-  }
-
-  function externalLink(url, text, cls) {
-    const href = safeHttpUrl(url);
-    if (!href) return null;
-    return el("a", { class: cls, href, target: "_blank", rel: "noopener noreferrer" }, text);
-  }
+  const { $, el, setChildren, externalLink, formatDuration, formatWhen, postJson } = window.Callbridge;
 
   // ---- time -----------------------------------------------------------------------
 
   const serverNow = () => Date.now() / 1000 + app.clockOffset;
-
-  function formatDuration(seconds) {
-    const s = Math.max(0, Math.floor(seconds));
-    const h = Math.floor(s / 3600);
-    const m = Math.floor((s % 3600) / 60);
-    const pad = (n) => String(n).padStart(2, "0");
-    return h > 0 ? `${h}:${pad(m)}:${pad(s % 60)}` : `${m}:${pad(s % 60)}`;
-  }
-
-  // History dates in one fixed, unambiguous shape ("2024-03-12 14:05"), local time.
-  function formatWhen(iso) {
-    const d = new Date(iso);
-    if (Number.isNaN(d.getTime())) return String(iso || "");
-    const pad = (n) => String(n).padStart(2, "0");
-    return `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())} ${pad(d.getHours())}:${pad(d.getMinutes())}`;
-  }
 
   // What the big timer of a card counts, by state: null when it shows none.
   function timerSpec(card) {
@@ -126,106 +66,7 @@
     }
   }
 
-  // ---- connection status ----------------------------------------------------------
-
-  function setConnection(status, detail) {
-    document.body.dataset.conn = status;
-    const text = { connecting: "connecting…", connected: "connected", reconnecting: "reconnecting…" }[status];
-    $("conn-text").textContent = text || status;
-    $("conn").title = detail || "";
-  }
-
-  // ---- HTTP -----------------------------------------------------------------------
-
-  // The login page sends the operator back here afterwards (it accepts local paths only).
-  function goToLogin() {
-    const back = window.location.pathname + window.location.search;
-    window.location.assign(`${LOGIN_URL}?next=${encodeURIComponent(back)}`);
-  }
-
-  async function loadSession() {
-    const resp = await fetch("/api/session", { credentials: "same-origin", cache: "no-store" });
-    if (resp.status === 401 || resp.status === 403) {
-      goToLogin();
-      throw new Error("not logged in");
-    }
-    if (!resp.ok) throw new Error(`session: HTTP ${resp.status}`);
-    const body = await resp.json();
-    app.csrf = body.csrf_token || body.csrf || body.token || null;
-    return body;
-  }
-
-  // POST JSON with the CSRF header; one retry with a fresh token if it was refused.
-  // A refusal throws an Error carrying the server's own message (shown as text).
-  async function postJson(path, payload, retried = false) {
-    if (!app.csrf) await loadSession();
-    const resp = await fetch(path, {
-      method: "POST",
-      credentials: "same-origin",
-      headers: { "Content-Type": "application/json", Accept: "application/json", "X-CSRF-Token": app.csrf || "" },
-      body: JSON.stringify(payload),
-    });
-    if (resp.status === 403 && !retried) {
-      await loadSession();
-      return postJson(path, payload, true);
-    }
-    if (resp.status === 401) goToLogin();
-    if (!resp.ok) throw new Error(await serverMessage(resp));
-    return resp;
-  }
-
-  async function serverMessage(resp) {
-    try {
-      const body = await resp.json();
-      if (body && typeof body.message === "string" && body.message) return body.message;
-    } catch {
-      // not JSON: fall through to the status
-    }
-    return `HTTP ${resp.status}`;
-  }
-
-  async function signOut() {
-    try {
-      await postJson(LOGOUT_URL, {});
-    } finally {
-      window.location.assign(LOGIN_URL);
-    }
-  }
-
-  // ---- WebSocket with reconnect -----------------------------------------------------
-
-  function connect() {
-    const scheme = window.location.protocol === "https:" ? "wss:" : "ws:";
-    const ws = new WebSocket(`${scheme}//${window.location.host}/ws/console`);
-    app.ws = ws;
-    ws.addEventListener("message", (event) => onMessage(event.data));
-    ws.addEventListener("close", () => {
-      if (app.ws === ws) scheduleReconnect();
-    });
-    // An error is always followed by close; nothing more to do here.
-  }
-
-  function scheduleReconnect() {
-    app.ws = null;
-    const base = BACKOFF_MS[Math.min(app.attempt, BACKOFF_MS.length - 1)];
-    app.attempt += 1;
-    // A little jitter so a whole call centre does not reconnect in the same instant.
-    const delay = base + Math.floor(Math.random() * base * 0.2);
-    setConnection(app.everConnected ? "reconnecting" : "connecting", `next try in ${Math.round(delay / 1000)} s`);
-    window.setTimeout(reconnect, delay);
-  }
-
-  // Re-read the session first: it renews the CSRF token and sends an expired login
-  // to the login page instead of retrying the socket forever.
-  async function reconnect() {
-    try {
-      await loadSession();
-    } catch {
-      if (!app.ws) scheduleReconnect();
-      return;
-    }
-    connect();
-  }
+  // ---- frames from /ws/console -------------------------------------------------------
 
   function onMessage(data) {
     let msg;
@@ -240,15 +81,9 @@
   }
 
   function onHello(hello) {
-    app.attempt = 0;
-    app.everConnected = true;
+    app.socket.connected();
     app.clockOffset = Number(hello.server_time) - Date.now() / 1000 || 0;
-    setConnection("connected");
-    const exts = (hello.extensions || []).join(", ");
-    setChildren($("whoami"), [
-      el("span", { class: "who-name" }, hello.display_name || hello.user || ""),
-      exts ? el("span", { class: "who-ext" }, `ext ${exts}`) : null,
-    ]);
+    window.Callbridge.showWhoami(hello);
     // hello is the server's whole truth: drop cards it no longer has, restore the rest.
     const keep = new Set((hello.cards || []).map((c) => c.card_id));
     for (const id of [...app.views.keys()]) if (!keep.has(id)) removeCard(id, false);
@@ -619,7 +454,7 @@
     pause.status.textContent = "";
     try {
       const path = `/api/calls/${encodeURIComponent(view.card.call_id)}/recording/${verb}`;
-      const reply = await (await postJson(path, {})).json();
+      const reply = await postJson(path, {});
       pause.paused = Boolean(reply.paused);
       pause.button.textContent = pause.paused ? "Resume recording" : "Pause recording";
       pause.status.textContent = pause.paused ? "Recording paused: the caller's details are not recorded" : "";
@@ -659,17 +494,11 @@
 
   // ---- start ------------------------------------------------------------------------
 
-  async function start() {
+  function start() {
     window.setInterval(tickTimers, 1000);
-    $("signout").addEventListener("click", signOut);
-    setConnection("connecting");
-    try {
-      await loadSession();
-    } catch {
-      scheduleReconnect();
-      return;
-    }
-    connect();
+    $("signout").addEventListener("click", window.Callbridge.signOut);
+    app.socket = window.Callbridge.liveSocket("/ws/console", { onMessage, connectedText: "connected" });
+    app.socket.start();
   }
 
   start();

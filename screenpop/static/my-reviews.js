@@ -4,91 +4,16 @@
 // Contract: recordings/http.py. GET /api/reviews/mine -> {reviews: [{recording, scores,
 // comments}], summary: [{operator, cards, total, max_total, percent, by_criterion}]} for
 // the user's own extensions only (the server decides; this page never asks for another's).
-// GET /api/reviews/criteria gives each criterion's maximum for the summary bars.
+// GET /api/reviews/criteria gives each criterion's maximum for the summary bars. The DOM,
+// time and session helpers are window.Callbridge (common.js, loaded first).
 //
 // Safety rule for this file: comments, caller names and criterion names are data. They
 // reach the page only through textContent / text nodes / setAttribute, never innerHTML.
 "use strict";
 
 (() => {
-  const LOGIN_URL = "/login";
-
-  const app = { csrf: null, me: null, maxPoints: new Map() };
-  const $ = (id) => document.getElementById(id);
-
-  // ---- small DOM helpers (text only) ----------------------------------------------
-
-  // el("p", {class: "x", "data-y": v}, child, "text", ...): strings become text nodes.
-  function el(tag, attrs, ...children) {
-    const node = document.createElement(tag);
-    for (const [key, value] of Object.entries(attrs || {})) {
-      if (value === null || value === undefined || value === false) continue;
-      if (key === "class") node.className = value;
-      else node.setAttribute(key, value === true ? "" : String(value));
-    }
-    for (const child of children) {
-      if (child === null || child === undefined || child === false) continue;
-      node.append(child); // append(string) inserts a Text node, never markup
-    }
-    return node;
-  }
-
-  function setChildren(node, children) {
-    node.replaceChildren(...children.filter((c) => c !== null && c !== undefined && c !== false));
-  }
-
-  // "01:42", as the reviewers write it; "1:02:03" past an hour.
-  function formatClock(seconds) {
-    const s = Math.max(0, Math.floor(seconds + 1e-6));
-    const pad = (n) => String(n).padStart(2, "0");
-    const h = Math.floor(s / 3600);
-    const m = Math.floor((s % 3600) / 60);
-    return h > 0 ? `${h}:${pad(m)}:${pad(s % 60)}` : `${pad(m)}:${pad(s % 60)}`;
-  }
-
-  function formatWhen(value) {
-    const d = typeof value === "number" ? new Date(value * 1000) : new Date(value);
-    if (Number.isNaN(d.getTime())) return String(value || "");
-    const pad = (n) => String(n).padStart(2, "0");
-    return `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())} ${pad(d.getHours())}:${pad(d.getMinutes())}`;
-  }
-
-  // ---- HTTP -----------------------------------------------------------------------
-
-  function goToLogin() {
-    window.location.assign(`${LOGIN_URL}?next=${encodeURIComponent(window.location.pathname)}`);
-  }
-
-  async function getJson(path) {
-    const resp = await fetch(path, { credentials: "same-origin", cache: "no-store", headers: { Accept: "application/json" } });
-    if (resp.status === 401) {
-      goToLogin();
-      throw new Error("Please sign in.");
-    }
-    if (!resp.ok) {
-      let message = `HTTP ${resp.status}`;
-      try {
-        message = (await resp.json()).message || message;
-      } catch {
-        // not JSON: keep the status
-      }
-      throw new Error(message);
-    }
-    return resp.json();
-  }
-
-  // Sign-out is the only POST here: it needs the session's CSRF token.
-  async function signOut() {
-    try {
-      await fetch("/logout", {
-        method: "POST",
-        credentials: "same-origin",
-        headers: { Accept: "application/json", "X-CSRF-Token": app.csrf || "" },
-      });
-    } finally {
-      window.location.assign(LOGIN_URL);
-    }
-  }
+  const app = { me: null, maxPoints: new Map() };
+  const { $, el, setChildren, formatClock, formatWhen, getJson } = window.Callbridge;
 
   // ---- summary ----------------------------------------------------------------------
 
@@ -203,41 +128,25 @@
   // A comment's time plays his recording from that moment.
   function renderComments(comments, audio) {
     if (!comments.length) return el("p", { class: "muted" }, "No comments.");
+    const listen = audio.tagName === "AUDIO"
+      ? (at) => {
+        audio.currentTime = at;
+        audio.play().catch(() => {});
+      }
+      : null;
     const rows = [...comments]
       .sort((a, b) => a.at_seconds - b.at_seconds)
-      .map((c) => {
-        const time = el("button", { type: "button", class: "c-time", title: "Listen from here" }, formatClock(c.at_seconds));
-        if (audio.tagName === "AUDIO") {
-          time.addEventListener("click", () => {
-            audio.currentTime = c.at_seconds;
-            audio.play().catch(() => {});
-          });
-        } else {
-          time.disabled = true;
-        }
-        return el(
-          "li",
-          { class: "comment", "data-id": c.id },
-          time,
-          el("span", { class: "c-dash", "aria-hidden": "true" }, "—"),
-          el("span", { class: "c-text" }, c.text),
-          el("span", { class: "c-by" }, `${c.author}, ${formatWhen(c.created_at)}`),
-        );
-      });
+      .map((c) => window.Callbridge.commentRow(c, listen));
     return el("ol", { class: "comment-list" }, ...rows);
   }
 
   // ---- start ------------------------------------------------------------------------
 
   async function start() {
-    $("signout").addEventListener("click", signOut);
+    $("signout").addEventListener("click", window.Callbridge.signOut);
     try {
-      app.me = await getJson("/api/session");
-      app.csrf = app.me.csrf_token || null;
-      setChildren($("whoami"), [
-        el("span", { class: "who-name" }, app.me.display_name || app.me.user || ""),
-        (app.me.extensions || []).length ? el("span", { class: "who-ext" }, `ext ${app.me.extensions.join(", ")}`) : null,
-      ]);
+      app.me = await window.Callbridge.loadSession();
+      window.Callbridge.showWhoami(app.me);
       const [mine, criteria] = await Promise.all([getJson("/api/reviews/mine"), getJson("/api/reviews/criteria")]);
       for (const c of criteria.criteria || []) app.maxPoints.set(c.name, c.max_points);
       // A criterion since renamed or dropped keeps its maximum from the cards it was scored on.

@@ -6,7 +6,8 @@
 // scores), the audio at recording.audio_url (served with Range, so the player can seek),
 // POST /api/recordings/{id}/comments {at_seconds, text}, POST /api/recordings/{id}/score
 // {scores: {criterion: points}, comment}, GET /api/reviews/criteria. POSTs carry the
-// session's CSRF token (GET /api/session).
+// session's CSRF token (GET /api/session). The DOM, time, session and POST helpers are
+// window.Callbridge (common.js, loaded first).
 //
 // Safety rule for this file: caller names, comments, queue and criterion names are data
 // from people we do not trust. They reach the page only through textContent / text nodes /
@@ -21,7 +22,6 @@
   const KEY_STEP_SECONDS = 5; // arrow keys on the progress bar
   const PIN_ROWS = 3; // rows of event labels above the bar before they may overlap
   const LABEL_GAP_PX = 6; // the least room between two labels on one row
-  const LOGIN_URL = "/login";
 
   const EVENT_NAMES = {
     entered: "Entered",
@@ -41,7 +41,6 @@
   // ---- page state -----------------------------------------------------------------
 
   const app = {
-    csrf: null,
     me: null, // GET /api/session
     criteria: [], // [{name, max_points}]
     items: [], // the loaded list, newest first (server order)
@@ -56,49 +55,9 @@
     stamp: { at: 0, frozen: false }, // the comment box's time stamp
   };
 
-  const $ = (id) => document.getElementById(id);
-
-  // ---- small DOM helpers (text only) ----------------------------------------------
-
-  // el("p", {class: "x", "data-y": v}, child, "text", ...): strings become text nodes.
-  function el(tag, attrs, ...children) {
-    const node = document.createElement(tag);
-    for (const [key, value] of Object.entries(attrs || {})) {
-      if (value === null || value === undefined || value === false) continue;
-      if (key === "class") node.className = value;
-      else node.setAttribute(key, value === true ? "" : String(value));
-    }
-    for (const child of children) {
-      if (child === null || child === undefined || child === false) continue;
-      node.append(child); // append(string) inserts a Text node, never markup
-    }
-    return node;
-  }
-
-  // replaceChildren() would turn a null into the text "null": drop the gaps first.
-  function setChildren(node, children) {
-    node.replaceChildren(...children.filter((c) => c !== null && c !== undefined && c !== false));
-  }
+  const { $, el, setChildren, formatClock, formatWhen, getJson, postJson } = window.Callbridge;
 
   // ---- time -----------------------------------------------------------------------
-
-  // "01:42" as reviewers write it; "1:02:03" past an hour; "−00:14" before the recording.
-  function formatClock(seconds) {
-    const sign = seconds < 0 ? "−" : "";
-    const s = Math.floor(Math.abs(seconds) + 1e-6);
-    const pad = (n) => String(n).padStart(2, "0");
-    const h = Math.floor(s / 3600);
-    const m = Math.floor((s % 3600) / 60);
-    return h > 0 ? `${sign}${h}:${pad(m)}:${pad(s % 60)}` : `${sign}${pad(m)}:${pad(s % 60)}`;
-  }
-
-  // One fixed, unambiguous shape ("2026-11-24 14:05"), local time; epoch seconds or ISO.
-  function formatWhen(value) {
-    const d = typeof value === "number" ? new Date(value * 1000) : new Date(value);
-    if (Number.isNaN(d.getTime())) return String(value || "");
-    const pad = (n) => String(n).padStart(2, "0");
-    return `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())} ${pad(d.getHours())}:${pad(d.getMinutes())}`;
-  }
 
   // The start of a local calendar day ("2026-11-24", +days) as an ISO instant for the API.
   function dayStartIso(dateText, addDays) {
@@ -109,72 +68,10 @@
   const percentOf = (seconds) => (app.duration > 0 ? Math.min(100, Math.max(0, (100 * seconds) / app.duration)) : 0);
   const inRecording = (seconds) => seconds >= 0 && seconds <= app.duration + 0.05;
 
-  // ---- HTTP -----------------------------------------------------------------------
-
-  // The login page sends the reviewer back here afterwards (it accepts local paths only).
-  function goToLogin() {
-    const back = window.location.pathname + window.location.search + window.location.hash;
-    window.location.assign(`${LOGIN_URL}?next=${encodeURIComponent(back)}`);
-  }
-
-  async function serverMessage(resp) {
-    try {
-      const body = await resp.json();
-      if (body && typeof body.message === "string" && body.message) return body.message;
-    } catch {
-      // not JSON: fall through to the status
-    }
-    return `HTTP ${resp.status}`;
-  }
-
-  async function getJson(path) {
-    const resp = await fetch(path, { credentials: "same-origin", cache: "no-store", headers: { Accept: "application/json" } });
-    if (resp.status === 401) {
-      goToLogin();
-      throw new Error("Please sign in.");
-    }
-    if (!resp.ok) throw new Error(await serverMessage(resp));
-    return resp.json();
-  }
-
-  async function loadSession() {
-    app.me = await getJson("/api/session");
-    app.csrf = app.me.csrf_token || null;
-    return app.me;
-  }
-
-  // POST JSON with the CSRF header; one retry with a fresh token if it was refused (the
-  // session may have been renewed in another tab). Errors carry the server's message.
-  async function postJson(path, payload, retried = false) {
-    if (!app.csrf) await loadSession();
-    const resp = await fetch(path, {
-      method: "POST",
-      credentials: "same-origin",
-      headers: { "Content-Type": "application/json", Accept: "application/json", "X-CSRF-Token": app.csrf || "" },
-      body: JSON.stringify(payload),
-    });
-    if (resp.status === 403 && !retried) {
-      await loadSession();
-      return postJson(path, payload, true);
-    }
-    if (resp.status === 401) goToLogin();
-    if (!resp.ok) throw new Error(await serverMessage(resp));
-    return resp.json();
-  }
-
-  async function signOut() {
-    try {
-      await postJson("/logout", {});
-    } finally {
-      window.location.assign(LOGIN_URL);
-    }
-  }
+  // ---- top bar ----------------------------------------------------------------------
 
   function showWhoami(me) {
-    setChildren($("whoami"), [
-      el("span", { class: "who-name" }, me.display_name || me.user || ""),
-      el("span", { class: "who-role" }, me.role || ""),
-    ]);
+    window.Callbridge.showWhoami(me, el("span", { class: "who-role" }, me.role || ""));
   }
 
   // ---- the list and its filters -----------------------------------------------------
@@ -613,21 +510,12 @@
 
   function renderComments() {
     const comments = [...((app.current && app.current.comments) || [])].sort((a, b) => a.at_seconds - b.at_seconds);
-    const rows = comments.map((c) => {
-      const time = el("button", { type: "button", class: "c-time", title: "Listen from here" }, formatClock(c.at_seconds));
-      time.addEventListener("click", () => {
-        seek(c.at_seconds);
+    const rows = comments.map((c) =>
+      window.Callbridge.commentRow(c, (at) => {
+        seek(at);
         $("audio").play().catch(() => {});
-      });
-      return el(
-        "li",
-        { class: "comment", "data-id": c.id },
-        time,
-        el("span", { class: "c-dash", "aria-hidden": "true" }, "—"),
-        el("span", { class: "c-text" }, c.text),
-        el("span", { class: "c-by" }, `${c.author}, ${formatWhen(c.created_at)}`),
-      );
-    });
+      }),
+    );
     setChildren($("comment-list"), rows.length ? rows : [el("li", { class: "empty-row" }, "No comments yet.")]);
     renderCommentDots(comments);
   }
@@ -774,7 +662,7 @@
   // ---- start ------------------------------------------------------------------------------
 
   function wire() {
-    $("signout").addEventListener("click", signOut);
+    $("signout").addEventListener("click", window.Callbridge.signOut);
     $("filters").addEventListener("submit", (event) => {
       event.preventDefault();
       loadList(true);
@@ -815,7 +703,8 @@
   async function start() {
     wire();
     try {
-      showWhoami(await loadSession());
+      app.me = await window.Callbridge.loadSession();
+      showWhoami(app.me);
       app.criteria = (await getJson("/api/reviews/criteria")).criteria || [];
     } catch (err) {
       setListStatus(`Could not start: ${err.message}`, true);

@@ -1,14 +1,14 @@
 // Callbridge supervisor view: the wallboard's picture in detail, with the actions.
 //
-// Builds on window.Wallboard (wallboard.js: socket, frames, timers, POST with CSRF).
+// Builds on window.Wallboard (wallboard.js: frames, timers) and window.Callbridge (common.js:
+// DOM helpers, session, POST with CSRF).
 // Every action is a POST under /api/supervisor/; the PBX's answer (Response + Message)
 // is shown in the "PBX answer" panel as it came. Text from the server is text only.
 "use strict";
 
 (() => {
   const W = window.Wallboard;
-  const { el, setChildren, update } = W;
-  const $ = (id) => document.getElementById(id);
+  const { $, el, setChildren, update, formatDuration, post, showWhoami } = window.Callbridge;
   const MODES = [
     ["listen", "Listen", "Hear the call; nobody hears you"],
     ["whisper", "Whisper", "Coach the operator; the caller does not hear you"],
@@ -32,7 +32,7 @@
     if (button) button.disabled = true;
     showAnswer("pending", what, "Sending to the PBX…");
     try {
-      const { status, body } = await W.postJson(path, payload);
+      const { status, body } = await post(path, payload);
       if (body && body.response) {
         const said = body.message ? `${body.response} — ${body.message}` : body.response;
         showAnswer(body.ok ? "ok" : "error", what, `PBX: ${said}`);
@@ -128,7 +128,7 @@
     update(forCell, [op.status, op.since], () => [op.since ? W.since(op.since) : ""]);
     update(calls, [op.calls_today], () => [String(op.calls_today)]);
     update(avg, [op.average_talk_seconds], () => [
-      op.average_talk_seconds === null ? "—" : W.fmtDuration(op.average_talk_seconds)]);
+      op.average_talk_seconds === null ? "—" : formatDuration(op.average_talk_seconds)]);
     update(queues, [op.queues, op.name], () => op.queues.map((queue) => {
       const remove = el("button", { type: "button", class: "chip-x", title: `Remove from ${queue}`,
         "aria-label": `Remove ${op.operator} from ${queue}` }, "×");
@@ -223,8 +223,7 @@
 
   function onSession(session) {
     const exts = session.extensions || [];
-    setChildren($("whoami"), [el("span", { class: "who-name" }, session.display_name || session.user),
-      exts.length ? el("span", { class: "who-ext" }, `ext ${exts.join(", ")}`) : null]);
+    showWhoami(session);
     $("listener").placeholder = exts.length ? `your own phone (${exts[0]})` : "extension (you have none)";
   }
 
@@ -239,6 +238,6 @@
       { queue, extension, name, penalty });
   });
 
-  W.onSession(onSession);
+  window.Callbridge.onSession(onSession);
   W.onFrame(onFrame);
 })();

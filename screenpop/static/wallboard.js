@@ -4,14 +4,14 @@
 // each is the whole picture (queues, operators, live_calls, alerts, spies, activity,
 // thresholds, alert_sound, pbx, at = the PBX's clock), the first one at once. Timers run
 // on the page between frames from `at`. Actions are JSON POSTs with the session's CSRF
-// token (GET /api/session).
+// token (GET /api/session). The DOM, session, POST and socket helpers are window.Callbridge
+// (common.js, loaded first).
 //
 // Safety rule: every string from the server (caller names above all) is data. It reaches
 // the page through textContent / text nodes only, never innerHTML.
 "use strict";
 
 (() => {
-  const BACKOFF_MS = [500, 1000, 2000, 4000, 8000, 15000];
   const SOUND_KEY = "callbridge.wallboard.sound";
   const STATUS_LABELS = {
     available: "Available",
@@ -27,59 +27,18 @@
     frame: null,
     offset: 0, // the PBX's clock minus ours, from the last frame
     receivedAt: 0, // our clock (ms) when the last frame came
-    csrf: null,
-    session: null,
-    ws: null,
-    attempt: 0,
-    everConnected: false,
+    socket: null, // Callbridge.liveSocket on /ws/wallboard
     handlers: [],
-    sessionHandlers: [],
     alertKeys: null, // alerts on screen (queue|kind), to sound only new ones
     soundWanted: null, // null until the first frame says the default
     audio: null,
   };
 
-  const $ = (id) => document.getElementById(id);
-
-  // ---- DOM helpers (text only) ------------------------------------------------------
-
-  function el(tag, attrs, ...children) {
-    const node = document.createElement(tag);
-    for (const [key, value] of Object.entries(attrs || {})) {
-      if (value === null || value === undefined || value === false) continue;
-      if (key === "class") node.className = value;
-      else node.setAttribute(key, value === true ? "" : String(value));
-    }
-    for (const child of children) {
-      if (child === null || child === undefined || child === false) continue;
-      node.append(child); // a string becomes a Text node, never markup
-    }
-    return node;
-  }
-
-  function setChildren(node, children) {
-    node.replaceChildren(...children.filter((c) => c !== null && c !== undefined && c !== false));
-  }
-
-  // Rebuild a node's content only when what it shows changed: buttons stay under the mouse.
-  function update(node, signature, build) {
-    const sig = JSON.stringify(signature);
-    if (node.dataset.sig === sig) return;
-    node.dataset.sig = sig;
-    setChildren(node, build());
-  }
+  const { $, el, setChildren, formatDuration } = window.Callbridge;
 
   // ---- time -------------------------------------------------------------------------
 
   const pbxNow = () => Date.now() / 1000 + app.offset;
-
-  function fmtDuration(seconds) {
-    const s = Math.max(0, Math.floor(Number(seconds) || 0));
-    const h = Math.floor(s / 3600);
-    const m = Math.floor((s % 3600) / 60);
-    const pad = (n) => String(n).padStart(2, "0");
-    return h > 0 ? `${h}:${pad(m)}:${pad(s % 60)}` : `${m}:${pad(s % 60)}`;
-  }
 
   function fmtTime(epoch) {
     const d = new Date(epoch * 1000);
@@ -89,7 +48,7 @@
 
   // A timer counting up from a PBX time (talking since ...).
   function since(epoch, cls) {
-    return el("span", { class: `timer ${cls || ""}`, "data-since": epoch }, fmtDuration(pbxNow() - epoch));
+    return el("span", { class: `timer ${cls || ""}`, "data-since": epoch }, formatDuration(pbxNow() - epoch));
   }
 
   // A duration the frame gave, running on while `running` (a wait, a call's length).
@@ -99,108 +58,22 @@
       attrs["data-base"] = seconds;
       attrs["data-at"] = app.receivedAt;
     }
-    return el("span", attrs, fmtDuration(seconds));
+    return el("span", attrs, formatDuration(seconds));
   }
 
   function tick() {
     for (const node of document.querySelectorAll("[data-since]")) {
-      node.textContent = fmtDuration(pbxNow() - Number(node.dataset.since));
+      node.textContent = formatDuration(pbxNow() - Number(node.dataset.since));
     }
     for (const node of document.querySelectorAll("[data-base]")) {
       const elapsed = (Date.now() - Number(node.dataset.at)) / 1000;
-      node.textContent = fmtDuration(Number(node.dataset.base) + elapsed);
+      node.textContent = formatDuration(Number(node.dataset.base) + elapsed);
     }
     const clock = $("clock");
     if (clock) clock.textContent = fmtTime(Date.now() / 1000);
   }
 
-  // ---- session and HTTP ---------------------------------------------------------------
-
-  function goToLogin() {
-    const back = window.location.pathname + window.location.search;
-    window.location.assign(`/login?next=${encodeURIComponent(back)}`);
-  }
-
-  async function loadSession() {
-    const resp = await fetch("/api/session", { credentials: "same-origin", cache: "no-store" });
-    if (resp.status === 401) {
-      goToLogin();
-      throw new Error("not signed in");
-    }
-    if (!resp.ok) throw new Error(`session: HTTP ${resp.status}`);
-    app.session = await resp.json();
-    app.csrf = app.session.csrf_token || null;
-    for (const handler of app.sessionHandlers) handler(app.session);
-    return app.session;
-  }
-
-  // POST JSON with the CSRF header; {status, body} whatever the status (the PBX's answer
-  // or the refusal is shown as it came). One retry with a fresh token on a CSRF refusal.
-  async function postJson(path, payload, retried = false) {
-    if (!app.csrf) await loadSession();
-    const resp = await fetch(path, {
-      method: "POST",
-      credentials: "same-origin",
-      headers: { "Content-Type": "application/json", Accept: "application/json", "X-CSRF-Token": app.csrf || "" },
-      body: JSON.stringify(payload),
-    });
-    let body = {};
-    try {
-      body = (await resp.json()) || {};
-    } catch {
-      body = { message: `HTTP ${resp.status}` };
-    }
-    if (resp.status === 403 && body.error === "csrf" && !retried) {
-      await loadSession();
-      return postJson(path, payload, true);
-    }
-    if (resp.status === 401) goToLogin();
-    return { status: resp.status, body };
-  }
-
-  async function signOut() {
-    try {
-      await postJson("/logout", {});
-    } finally {
-      window.location.assign("/login");
-    }
-  }
-
-  // ---- WebSocket ----------------------------------------------------------------------
-
-  function setConnection(status) {
-    document.body.dataset.conn = status;
-    const text = { connecting: "connecting…", connected: "live", reconnecting: "reconnecting…" }[status];
-    $("conn-text").textContent = text || status;
-  }
-
-  function connect() {
-    const scheme = window.location.protocol === "https:" ? "wss:" : "ws:";
-    const ws = new WebSocket(`${scheme}//${window.location.host}/ws/wallboard`);
-    app.ws = ws;
-    ws.addEventListener("message", (event) => onMessage(event.data));
-    ws.addEventListener("close", () => {
-      if (app.ws === ws) scheduleReconnect();
-    });
-  }
-
-  function scheduleReconnect() {
-    app.ws = null;
-    const base = BACKOFF_MS[Math.min(app.attempt, BACKOFF_MS.length - 1)];
-    app.attempt += 1;
-    setConnection(app.everConnected ? "reconnecting" : "connecting");
-    window.setTimeout(reconnect, base + Math.floor(Math.random() * base * 0.2));
-  }
-
-  async function reconnect() {
-    try {
-      await loadSession(); // an ended session goes to the login page, not round and round
-    } catch {
-      if (!app.ws) scheduleReconnect();
-      return;
-    }
-    connect();
-  }
+  // ---- frames from /ws/wallboard ----------------------------------------------------------
 
   function onMessage(data) {
     let frame;
@@ -210,9 +83,7 @@
       return;
     }
     if (!frame || frame.type !== "wallboard") return;
-    app.attempt = 0;
-    app.everConnected = true;
-    setConnection("connected");
+    app.socket.connected();
     app.frame = frame;
     app.receivedAt = Date.now();
     app.offset = Number(frame.at) - Date.now() / 1000 || 0;
@@ -225,7 +96,7 @@
 
   function alertText(alert) {
     if (alert.kind === "callers_waiting") return `${alert.value} callers waiting (limit ${alert.limit})`;
-    return `longest wait ${fmtDuration(alert.value)} (limit ${fmtDuration(alert.limit)})`;
+    return `longest wait ${formatDuration(alert.value)} (limit ${formatDuration(alert.limit)})`;
   }
 
   function render(frame) {
@@ -307,7 +178,7 @@
           el("div", { class: "agent-status" }, STATUS_LABELS[op.status] || op.status),
           el("div", { class: "agent-detail" }, ...statusDetail(op)),
           el("div", { class: "agent-day" },
-            `${op.calls_today} calls · avg ${op.average_talk_seconds === null ? "—" : fmtDuration(op.average_talk_seconds)}`))),
+            `${op.calls_today} calls · avg ${op.average_talk_seconds === null ? "—" : formatDuration(op.average_talk_seconds)}`))),
     );
   }
 
@@ -360,38 +231,25 @@
 
   // ---- start ----------------------------------------------------------------------------
 
+  // What the supervisor view adds to the board (the rest it takes from window.Callbridge).
   window.Wallboard = {
-    el,
-    setChildren,
-    update,
     since,
     running,
-    fmtDuration,
     fmtTime,
-    postJson,
     statusLabel: (status) => STATUS_LABELS[status] || status,
-    onSession: (handler) => {
-      app.sessionHandlers.push(handler);
-      if (app.session) handler(app.session);
-    },
     onFrame: (handler) => {
       app.handlers.push(handler);
       if (app.frame) handler(app.frame);
     },
   };
 
-  async function start() {
-    $("signout").addEventListener("click", signOut);
+  function start() {
+    $("signout").addEventListener("click", window.Callbridge.signOut);
     $("sound").addEventListener("click", toggleSound);
     window.setInterval(tick, 1000);
     tick();
-    try {
-      await loadSession();
-    } catch {
-      scheduleReconnect();
-      return;
-    }
-    connect();
+    app.socket = window.Callbridge.liveSocket("/ws/wallboard", { onMessage, connectedText: "live" });
+    app.socket.start();
   }
 
   if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", start);
