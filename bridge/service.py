@@ -8,6 +8,7 @@ that started or ended while we were away are neither lost nor duplicated.
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import signal
 import time
@@ -70,6 +71,11 @@ class BridgeService:
         self.client.on_ready(self._resync)
         self.client.on_disconnect(self._on_disconnect)
         await self.client.start()
+        # Everything made so far (imports, settings, the web app) lives as long as the
+        # process: keep it out of the collector, whose full passes over it stalled the
+        # event loop for ~100-190 ms (bench/screenpop.py), to ~11 ms.
+        gc.collect()
+        gc.freeze()
         log.info("bridge started: AMI %s:%s, call log %s", self.settings.ami.host,
                  self.settings.ami.port, self.store.engine.url.render_as_string(hide_password=True))
 

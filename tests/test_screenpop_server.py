@@ -120,7 +120,8 @@ class Stack:
         host, port = await self.sim.start()
         self.bridge = BridgeService(load_settings(
             database_url=f"sqlite+aiosqlite:///{self.tmp / 'cb.sqlite3'}",
-            ami={"host": host, "port": port, "ping_interval": 5.0, "backoff_max": 0.5}))
+            ami={"host": host, "port": port, "ping_interval": 5.0, "backoff_max": 0.5},
+            http={"port": 0}))  # the bridge's own web app too: never a fixed port in tests
         self.builtin = BuiltinCrm(self.bridge.store, url_template="https://crm.local/contacts/{id}")
         self.lookup = LookupService([*self.extra_adapters, self.builtin],
                                     CrmSettings(budget_ms=self.budget_ms), call_log=self.bridge.store)
@@ -440,12 +441,12 @@ async def test_console_page_and_assets_under_a_strict_csp(tmp_path: Path) -> Non
 
 
 async def test_through_the_real_auth_login_csrf_and_roles(tmp_path: Path) -> None:
-    auth_http = pytest.importorskip("screenpop.auth_http")
     from argon2 import PasswordHasher
 
     from bridge.call_log_store import CallLogStore
     from bridge.pipeline import CallPipeline
     from bridge.replay import capture_events
+    from screenpop import auth_http
     from screenpop.auth import unguarded_routes
     from screenpop.users import UserStore
 
