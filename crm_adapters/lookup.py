@@ -83,6 +83,9 @@ class LookupService:
         self._call_log = call_log  # extra history for contacts of external CRMs
         self.cache = TtlCache(self.settings.cache.max_entries, clock)
         self.breakers = {a.name: CircuitBreaker(self.settings.breaker, clock) for a in self.adapters}
+        # History has breakers of its own: history requests piling up under load (slow,
+        # heavier) must not stop the lookups that put the caller's name on the card.
+        self.history_breakers = {a.name: CircuitBreaker(self.settings.breaker, clock) for a in self.adapters}
         self._inflight: dict[str, asyncio.Task[CallerCard]] = {}
         self._ids = itertools.count(1)
         self._subscribers: set[asyncio.Queue[CallerCard]] = set()
@@ -185,7 +188,7 @@ class LookupService:
 
     async def _call(self, adapter: CrmAdapter, what: str, call: Callable[[], Awaitable[Any]]) -> Any:
         """One adapter request under its breaker and the request timeout; CrmError on failure."""
-        breaker = self.breakers[adapter.name]
+        breaker = (self.history_breakers if what == "history" else self.breakers)[adapter.name]
         if not breaker.allow():
             raise CrmCircuitOpen(f"not asked for {breaker.wait:g} s after repeated failures",
                                  adapter=adapter.name)

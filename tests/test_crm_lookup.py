@@ -381,3 +381,41 @@ def test_shipped_adapters_have_short_type_names(tmp_path) -> None:
     adapters = build_adapters(settings, store)
     assert [type(a) for a in adapters[:2]] == [OdooAdapter, Bitrix24Adapter]
     assert [a.name for a in adapters] == ["odoo", "bitrix24", "builtin"]
+
+
+async def test_failing_history_does_not_stop_lookups() -> None:
+    from crm_adapters.contract import Contact, CrmAdapter
+    from crm_adapters.errors import CrmUnavailable
+    from crm_adapters.lookup import LookupService
+    from crm_adapters.settings import CrmSettings
+
+    class HistoryDown(CrmAdapter):
+        name = "flaky"
+
+        def __init__(self) -> None:
+            self.lookups = 0
+
+        async def find_contact(self, number: str) -> Contact | None:
+            self.lookups += 1
+            return Contact(id="7", display_name="Иван Петров", phones=[number], source=self.name)
+
+        async def history(self, contact, limit=20):
+            raise CrmUnavailable("history backend down", adapter=self.name)
+
+        async def create_contact(self, new):
+            raise NotImplementedError
+
+        async def log_call(self, call):
+            return None
+
+    crm = HistoryDown()
+    settings = CrmSettings.model_validate({"breaker": {"failure_threshold": 2}, "cache": {"ttl_seconds": 0}})
+    service = LookupService([crm], settings)
+    card = await service.lookup("+74951234567")
+    for _ in range(3):
+        assert await service.history(card.contact) == []
+    assert service.history_breakers["flaky"].state == "open"
+    assert service.breakers["flaky"].state == "closed"
+    again = await service.lookup("+74951234567")
+    assert (again.status, again.contact.display_name, crm.lookups) == ("found", "Иван Петров", 2)
+    await service.close()
