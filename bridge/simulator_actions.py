@@ -238,7 +238,21 @@ class PbxState:
                 items.append([("Event", "QueueMember"), ("Queue", q.name), ("Name", m["MemberName"]),
                               ("Location", m["Interface"]),
                               *((k, m[k]) for k in MEMBER_FIELDS[2:] if k != "Ringinuse"), *tail])
+            items.extend(self._queue_entries(q, tail))
         return self._list(action, "Queue status will follow", items, "QueueStatusComplete")
+
+    def _queue_entries(self, q: Queue, tail: Pairs) -> list[Pairs]:
+        """The callers waiting, as Asterisk's QueueEntry lists them (documented syntax:
+        Queue, Position, Channel, Uniqueid, CallerID*, ConnectedLine*, Wait, Priority)."""
+        now, entries = self.clock.now(), []
+        for position, (channel, joined) in enumerate(sorted(q.callers.items(), key=lambda c: c[1]), 1):
+            fields = chan.fields if (chan := self.channels.get(channel)) is not None else {}
+            entries.append([("Event", "QueueEntry"), ("Queue", q.name), ("Position", str(position)),
+                            ("Channel", channel), ("Uniqueid", fields.get("Uniqueid", "")),
+                            *((k, fields.get(k, "<unknown>")) for k in (
+                                "CallerIDNum", "CallerIDName", "ConnectedLineNum", "ConnectedLineName")),
+                            ("Wait", str(max(0, int(now - joined)))), ("Priority", "0"), *tail])
+        return entries
 
     def _act_queuesummary(self, action: AmiMessage) -> Answer:
         now, tail, items = self.clock.now(), self._tail(action), []

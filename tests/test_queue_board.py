@@ -110,3 +110,44 @@ def test_queue_status_answer_replaces_live_state() -> None:
     assert (support.logged_in, support.waiting) == (2, 0)
     assert support.free == 1  # Anna is in a call (InCall 1), Boris is free
     assert {o.operator for o in snap.operators} == {"101", "102", "103", "104"}
+
+
+async def test_waiting_callers_come_back_from_queue_status_after_a_reconnect() -> None:
+    """Mid-burst the bridge reconnects: the PBX's QueueStatus lists every caller still
+    waiting (QueueEntry), and the board's picture equals the one built from the events."""
+    import asyncio
+
+    from bridge.ami_client import AmiClient
+    from bridge.ami_simulator import AmiSimulator
+    from tests.capture_facts import FIXTURES
+
+    # What the simulator replays: the unsolicited events (no ActionID, not its FullyBooted).
+    events = [e for e in capture_events("burst_20_calls") if "ActionID" not in e and e.event != "FullyBooted"]
+    cut = next(i for i, e in enumerate(events) if e.event == "QueueCallerJoin" and e["Position"] == "20")
+    from_events = QueueBoard()
+    for ev in events[: cut + 1]:
+        from_events.handle(ev)
+    at = events[cut].timestamp
+    async with AmiSimulator([FIXTURES / "burst_20_calls.ami"], speed=None,
+                            drop_after_events=cut + 1) as sim:
+        client = AmiClient(*sim.address, "callbridge", "callbridge", backoff_initial=0.5)
+        await client.start()
+        async with asyncio.timeout(10):
+            while len(sim.sent_events) < cut + 1:  # noqa: ASYNC110 (polls the simulator)
+                await asyncio.sleep(0.01)
+            # The PBX goes on slowly after the reconnect, so its answer describes this moment.
+            sim.drop_after_events, sim.speed = None, 0.0001
+            while sim.logins < 2 or not client.ready:  # noqa: ASYNC110
+                await asyncio.sleep(0.02)
+        items = list(await client.send_list_action({"Action": "QueueStatus"}))
+        await client.stop()
+    entries = [i for i in items if i.event == "QueueEntry"]
+    assert len(entries) == 20
+    assert [e["Position"] for e in entries] == [str(n) for n in range(1, 21)]
+    assert {e["CallerIDName"] for e in entries} == {f"Caller {n}" for n in range(20)}
+    board = QueueBoard()
+    board.apply_queue_status(items, at=at)
+    (support,) = [q for q in board.snapshot(at).queues if q.name == "support"]
+    (expected,) = [q for q in from_events.snapshot(at).queues if q.name == "support"]
+    assert support.waiting == expected.waiting == 20
+    assert abs(support.longest_wait_seconds - expected.longest_wait_seconds) <= 1.0
