@@ -77,7 +77,7 @@ from bridge.ami_actions import (
     action_name,
 )
 from bridge.ami_message import AmiMessage
-from bridge.ami_protocol import AmiProtocol
+from bridge.ami_protocol import AmiProtocol, ReadGate
 
 __all__ = [
     "AmiActionError", "AmiActionTimeout", "AmiClient", "AmiConnectionLost", "AmiError",
@@ -120,7 +120,7 @@ class AmiClient(Manager):
     def __init__(self, host: str, port: int, username: str, secret: str, *,
                  ping_interval: float = 10.0, ping_timeout: float = 5.0, action_timeout: float = 10.0,
                  backoff_initial: float = 0.5, backoff_max: float = 30.0,
-                 fully_booted_timeout: float = 10.0) -> None:
+                 fully_booted_timeout: float = 10.0, max_queued_events: int = 20_000) -> None:
         for name, value in (("ping_interval", ping_interval), ("ping_timeout", ping_timeout),
                             ("action_timeout", action_timeout), ("backoff_initial", backoff_initial),
                             ("backoff_max", backoff_max), ("fully_booted_timeout", fully_booted_timeout)):
@@ -145,6 +145,7 @@ class AmiClient(Manager):
         self.protocol: AmiProtocol | None = None
         self._tracker = ActionTracker()
         self._queue: asyncio.Queue[Any] = asyncio.Queue()
+        self._gate = ReadGate(max_queued_events)
         self._handler: EventHandler | None = None
         self._ready_cb: ReadyCallback | None = None
         self._disconnect_cb: DisconnectCallback | None = None
@@ -188,7 +189,8 @@ class AmiClient(Manager):
     def status(self) -> dict[str, Any]:
         return {"connected": self.connected, "logged_in": self.logged_in, "ready": self.ready,
                 "reconnects": self.reconnects, "last_error": self.last_error,
-                "pending_actions": len(self._tracker), "queued_events": self._queue.qsize()}
+                "pending_actions": len(self._tracker), "queued_events": self._queue.qsize(),
+                "read_pauses": self._gate.pauses}
 
     # -- lifecycle --------------------------------------------------------------------
     async def start(self) -> None:
@@ -250,6 +252,7 @@ class AmiClient(Manager):
             state = "logged in to" if protocol is not None and not protocol.closed else "connected to"
             raise AmiNotConnected(action_name(action), None, f"not {state} AMI at {self.address}")
         seconds = self.action_timeout if seconds is None else seconds
+        self._gate.release()  # the reply must be able to come in
         return await self._tracker.request(action, protocol.send, seconds, is_list)
 
     # -- connection supervisor --------------------------------------------------------
@@ -357,6 +360,7 @@ class AmiClient(Manager):
     def dispatch(self, event: AmiMessage) -> list[str]:  # type: ignore[override]
         self._tracker.stream_position += 1
         self._queue.put_nowait(event)
+        self._gate.after_put(self.protocol, self._queue.qsize(), len(self._tracker))
         return []
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -366,6 +370,7 @@ class AmiClient(Manager):
         self.authenticated = False
         self._ready.clear()
         self._tracker.fail_all(lambda p: AmiConnectionLost(p.action, p.action_id, reason))
+        self._gate.paused_on = None  # that socket is gone
         if was_logged_in:
             self._queue.put_nowait(_Marker("disconnect", self._session, reason))
         if self._lost is not None and not self._lost.done():
@@ -380,6 +385,7 @@ class AmiClient(Manager):
     async def _consume(self) -> None:
         while True:
             item = await self._queue.get()
+            self._gate.after_get(self._queue.qsize())
             if item is _STOP:
                 return
             if isinstance(item, AmiMessage):

@@ -58,3 +58,32 @@ class AmiProtocol(AMIProtocol):
         if not self._lost_reported:
             self._lost_reported = True
             self.client.connection_lost(exc)
+
+
+class ReadGate:
+    """Back-pressure: stop reading the AMI socket while too many events wait for the
+    consumer, so a PBX faster than the bridge fills the kernel's buffers, not our memory.
+
+    Never closed while an action waits for its reply (the reply comes through the same
+    socket; the resync after a connect awaits its lists while events queue up behind it).
+    """
+
+    def __init__(self, high: int) -> None:
+        self.high, self.low = high, max(1, high // 2)
+        self.paused_on: AmiProtocol | None = None
+        self.pauses = 0
+
+    def after_put(self, protocol: AmiProtocol | None, queued: int, actions_pending: int) -> None:
+        if self.paused_on is None and protocol is not None and queued >= self.high and not actions_pending:
+            protocol.transport.pause_reading()
+            self.paused_on = protocol
+            self.pauses += 1
+
+    def after_get(self, queued: int) -> None:
+        if self.paused_on is not None and queued <= self.low:
+            self.release()
+
+    def release(self) -> None:
+        protocol, self.paused_on = self.paused_on, None
+        if protocol is not None and not protocol.closed:
+            protocol.transport.resume_reading()

@@ -165,7 +165,7 @@ async def test_login_then_fully_booted_then_ready_in_event_order(make_client):
         assert (login["Username"], login["Secret"], login["Events"]) == (USER, SECRET, "on")
         assert client.status() | {"queued_events": 0} == {
             "connected": True, "logged_in": True, "ready": True, "reconnects": 0, "last_error": None,
-            "pending_actions": 0, "queued_events": 0}
+            "pending_actions": 0, "queued_events": 0, "read_pauses": 0}
 
 
 async def test_ready_without_fully_booted_after_its_timeout(make_client, caplog):
@@ -529,3 +529,43 @@ async def test_end_to_end_with_simulator_replay_reconnect_and_resync(make_client
             "Local/support@inbound-00000000;1", "Local/support@inbound-00000000;2",
             "Local/101@agents-00000001;1", "Local/101@agents-00000001;2"])
         assert client.reconnects == 1
+
+
+async def test_a_flooding_pbx_is_held_back_by_pausing_the_socket(make_client):
+    """Events queue up to `max_queued_events`, then the client stops reading the socket
+    (the PBX's writes wait in kernel buffers) and resumes as the consumer catches up:
+    memory stays bounded, nothing is lost or reordered, and actions still get replies."""
+    count, high = 20_000, 300
+    filler = "x" * 300  # about the size of a real AMI event
+
+    async def after_login(server: FakeAmi, writer: Writer) -> None:
+        await booted(server, writer)
+        for seq in range(count):
+            send(writer, Event="Newexten", Seq=str(seq), AppData=filler)
+            if seq % 1000 == 0:
+                await writer.drain()  # a real PBX blocks on a full socket too
+
+    async with FakeAmi(after_login=after_login) as server:
+        client = make_client(server.port, max_queued_events=high)
+        seen: list[int] = []
+        deepest = 0
+
+        async def handler(event: AmiMessage) -> None:
+            nonlocal deepest
+            deepest = max(deepest, client.status()["queued_events"])
+            if len(seen) % 50 == 0:
+                await asyncio.sleep(0.001)  # a consumer slower than the socket
+            if "Seq" in event:
+                seen.append(int(event["Seq"]))
+
+        client.on_event(handler)
+        await client.start()
+        await until(lambda: len(seen) >= count // 2, within=20)
+        assert deepest < high + 1500  # the bound, plus what one socket read can carry
+        assert client.status()["read_pauses"] >= 1
+        # An action's reply sits behind the queued events in the stream: while it is
+        # awaited the socket is read again (the queue may grow), and the reply comes.
+        pong = await client.send_action({"Action": "Ping"}, timeout=10)
+        assert pong["Ping"] == "Pong"
+        await until(lambda: len(seen) == count, within=20)
+        assert seen == list(range(count))
