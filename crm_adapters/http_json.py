@@ -116,8 +116,18 @@ def _check_paths(value: Any) -> Any:
     return value
 
 
-class ContactMapping(BaseModel):
+class _PathMapping(BaseModel):
+    """Fields naming JSON paths in the CRM's response; every path is checked at load."""
+
     model_config = ConfigDict(extra="forbid")
+
+    @field_validator("*")
+    @classmethod
+    def _valid_paths(cls, value: Any) -> Any:
+        return _check_paths(value)
+
+
+class ContactMapping(_PathMapping):
     id: str = "id"
     display_name: str | list[str] = "name"
     company: str | None = "company"
@@ -127,14 +137,8 @@ class ContactMapping(BaseModel):
     url: str | None = "url"
     updated_at: str | None = "updated_at"
 
-    @field_validator("*")
-    @classmethod
-    def _valid_paths(cls, value: Any) -> Any:
-        return _check_paths(value)
 
-
-class InteractionMapping(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class InteractionMapping(_PathMapping):
     id: str = "id"
     kind: str | None = "kind"  # values outside the contract's kinds become "other"
     at: str = "at"
@@ -144,11 +148,6 @@ class InteractionMapping(BaseModel):
     duration_seconds: str | None = "duration"
     outcome: str | None = "outcome"
     url: str | None = "url"
-
-    @field_validator("*")
-    @classmethod
-    def _valid_paths(cls, value: Any) -> Any:
-        return _check_paths(value)
 
 
 class HttpJsonConfig(BaseModel):
