@@ -8,6 +8,7 @@ Public API::
     client.on_event(handler)        # handler(event: AmiMessage), sync or async; one handler
     client.on_ready(coro_fn)        # async () -> None, after each login + FullyBooted
     client.on_disconnect(fn)        # (reason: str), sync or async, when a logged-in session ends
+    client.on_alive(fn)             # (pbx_time: float), sync, on every Ping reply: the PBX's proof of life
     await client.start()            # connects in the background, returns at once
     await client.wait_ready(timeout) -> bool   # on_ready has run for the current session
     response = await client.send_action({"Action": "Originate", ...}, timeout=None, check=False)
@@ -149,6 +150,7 @@ class AmiClient(Manager):
         self._handler: EventHandler | None = None
         self._ready_cb: ReadyCallback | None = None
         self._disconnect_cb: DisconnectCallback | None = None
+        self._alive_cb: Callable[[float], None] | None = None
         self._ready = asyncio.Event()
         self._runner: asyncio.Task[None] | None = None
         self._consumer: asyncio.Task[None] | None = None
@@ -171,6 +173,10 @@ class AmiClient(Manager):
 
     def on_disconnect(self, callback: DisconnectCallback) -> DisconnectCallback:
         self._disconnect_cb = callback
+        return callback
+
+    def on_alive(self, callback: Callable[[float], None]) -> Callable[[float], None]:
+        self._alive_cb = callback
         return callback
 
     # -- status -----------------------------------------------------------------------
@@ -327,7 +333,12 @@ class AmiClient(Manager):
             if done:
                 return
             try:
-                await self.ping()  # any reply, even an error, proves the PBX is there
+                reply = await self.ping()  # any reply, even an error, proves the PBX is there
+                if self._alive_cb is not None:
+                    try:
+                        self._alive_cb(reply.timestamp)  # the reply's Timestamp: the PBX's clock
+                    except Exception:
+                        log.exception("AMI on_alive callback failed; continuing")
             except AmiActionTimeout:
                 self._drop(f"no reply to Ping within {self.ping_timeout:g} s")
                 await asyncio.wait({lost}, timeout=1.0)

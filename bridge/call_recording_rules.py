@@ -3,6 +3,7 @@ recording_mute captures. Mixed into CallTracker."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from bridge.ami_message import AmiMessage
@@ -14,6 +15,10 @@ if TYPE_CHECKING:
 
 
 class RecordingRules:
+    def recording_handlers(self: CallTracker) -> dict[str, Callable[[AmiMessage, float], None]]:
+        return {"VarSet": self._on_varset, "MixMonitorStart": self._on_mixmonitor_start,
+                "MixMonitorStop": self._on_mixmonitor_stop}
+
     def _on_varset(self: CallTracker, ev: AmiMessage, at: float) -> None:
         if ev.get("Variable") != "MIXMONITOR_FILENAME":
             if ev.get("Channel") not in (None, "none"):

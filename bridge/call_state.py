@@ -63,13 +63,11 @@ class CallTracker(TransferRules, RecordingRules):
             "DialEnd": self._on_dial_end,
             "AgentRingNoAnswer": self._on_ring_no_answer,
             "AgentConnect": self._on_agent_connect,
-            "BlindTransfer": self._on_blind_transfer,
-            "AttendedTransfer": self._on_attended_transfer,
-            "VarSet": self._on_varset,
-            "MixMonitorStart": self._on_mixmonitor_start,
-            "MixMonitorStop": self._on_mixmonitor_stop,
             "Hangup": self._on_hangup,
         }
+        # Each rule module registers the AMI events it reads (transfers, recordings, ...).
+        self._handlers.update(self.transfer_handlers())
+        self._handlers.update(self.recording_handlers())
 
     # -- public API -------------------------------------------------------------------
 

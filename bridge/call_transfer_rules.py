@@ -3,6 +3,7 @@ blind_transfer and attended_transfer captures. Mixed into CallTracker."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from bridge.ami_message import AmiMessage
@@ -14,6 +15,9 @@ if TYPE_CHECKING:
 
 
 class TransferRules:
+    def transfer_handlers(self: CallTracker) -> dict[str, Callable[[AmiMessage, float], None]]:
+        return {"BlindTransfer": self._on_blind_transfer, "AttendedTransfer": self._on_attended_transfer}
+
     def _on_blind_transfer(self: CallTracker, ev: AmiMessage, at: float) -> None:
         if ev.get("Result") != "Success":
             return
