@@ -51,6 +51,7 @@ class CallTracker(TransferRules, RecordingRules):
         self._dead: OrderedDict[str, str] = OrderedDict()
         self._pending_recording_file: dict[str, str] = {}
         self._out: list[DomainEvent] = []
+        self.last_alive_at: float | None = None
         self._handlers: dict[str, Callable[[AmiMessage, float], None]] = {
             "Newchannel": self._on_newchannel,
             "NewCallerid": self._on_caller_id,
@@ -139,6 +140,12 @@ class CallTracker(TransferRules, RecordingRules):
         ring = self._ring_for(call, channel)
         if ring is not None and ring.answered_at is None:
             self._answer(call, ring, at, channel)
+
+    def note_alive(self, at: float) -> None:
+        """The PBX proved itself alive at `at` (its clock): an event, or a Ping reply. A call
+        cut by a crash or a lost link ends here, never later: an outage is not talk."""
+        if self.last_alive_at is None or at > self.last_alive_at:
+            self.last_alive_at = at
 
     def take_events(self) -> list[DomainEvent]:
         """Domain events produced outside `handle` (by resync)."""

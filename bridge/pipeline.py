@@ -59,6 +59,10 @@ class CallPipeline:
         resync_calls(self.tracker, channels, at)
         self._publish(self.tracker.take_events())
 
+    def note_alive(self, at: float) -> None:
+        """A Ping reply's PBX time (see CallTracker.note_alive)."""
+        self.tracker.note_alive(at)
+
     def close_all(self, at: float) -> None:
         """We lost sight of the PBX for good (end of a replay): close what is still live."""
         for call in list(self.tracker.live_calls()):
