@@ -78,6 +78,8 @@ def _call_values(rec: CallRecord, now: datetime) -> dict[str, Any]:
         "answered_by": rec.answered_by,
         "rung": list(rec.rung),
         "outcome": rec.outcome,
+        "outcome_reason": rec.outcome_reason,
+        "ended_by": rec.ended_by,
         "internal": rec.internal,
         "entered_at": to_datetime(rec.entered_at),
         "answered_at": _opt_dt(rec.answered_at),
@@ -120,6 +122,8 @@ def row_to_record(row: CallRow) -> CallRecord:
         answered_by=row.answered_by,
         rung=list(row.rung or []),
         outcome=row.outcome,  # type: ignore[arg-type]  # validated by pydantic
+        outcome_reason=row.outcome_reason,
+        ended_by=row.ended_by,  # type: ignore[arg-type]  # validated by pydantic
         internal=row.internal,
         entered_at=to_epoch(row.entered_at),
         answered_at=_opt_ts(row.answered_at),

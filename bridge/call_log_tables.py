@@ -61,6 +61,8 @@ class CallRow(Base):
     # Kept as given: a hand-made or restored record need not derive it from the rings.
     rung: Mapped[list[str]] = mapped_column(JSON, default=list)
     outcome: Mapped[str | None] = mapped_column(String)  # NULL while the call is live
+    outcome_reason: Mapped[str | None] = mapped_column(String)  # timeout, busy, caller_hangup, ...
+    ended_by: Mapped[str | None] = mapped_column(String)  # hangup | pbx_lost; NULL while live
     internal: Mapped[bool] = mapped_column(Boolean, default=False)
     entered_at: Mapped[datetime] = mapped_column(UtcDateTime)
     answered_at: Mapped[datetime | None] = mapped_column(UtcDateTime)

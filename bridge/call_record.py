@@ -12,6 +12,9 @@ from pydantic import BaseModel, ConfigDict, Field
 
 Outcome = Literal["answered", "abandoned", "unanswered", "incomplete"]
 TransferKind = Literal["blind", "attended"]
+# How we know the call ended: we saw its last channel hang up, or we lost sight of the PBX
+# (crash, restart, lost link, bridge down) and end it at the PBX's last proof of life.
+EndedBy = Literal["hangup", "pbx_lost"]
 
 # The keys `callbridge replay` and `callbridge calls export` print, in this order.
 REPLAY_KEYS = (
@@ -23,11 +26,13 @@ REPLAY_KEYS = (
     "answered_by",
     "rung",
     "outcome",
+    "outcome_reason",
     "internal",
     "wait_seconds",
     "talk_seconds",
     "transfers",
     "recording",
+    "ended_by",
 )
 
 
@@ -78,6 +83,10 @@ class CallRecord(BaseModel):
     answered_by: str | None = None
     rung: list[str] = Field(default_factory=list)
     outcome: Outcome | None = None
+    # Why a call was not answered: the queue's QUEUESTATUS (timeout, full, joinempty, ...),
+    # the phones' DialStatus (busy, noanswer, ...), or caller_hangup. None when answered.
+    outcome_reason: str | None = None
+    ended_by: EndedBy | None = None  # None while live
     internal: bool = False
     entered_at: float
     answered_at: float | None = None
@@ -91,6 +100,14 @@ class CallRecord(BaseModel):
     @property
     def live(self) -> bool:
         return self.ended_at is None
+
+    @property
+    def last_seen_at(self) -> float:
+        """The latest moment the record proves the call was still up."""
+        times = [self.entered_at, self.answered_at or 0.0, self.ended_at or 0.0]
+        times += [t for r in self.rings for t in (r.started_at, r.ended_at or 0.0)]
+        times += [t.at for t in self.transfers]
+        return max(times)
 
     @property
     def wait_seconds(self) -> float:
@@ -122,6 +139,7 @@ class CallRecord(BaseModel):
             "answered_by": self.answered_by,
             "rung": list(self.rung),
             "outcome": self.outcome,
+            "outcome_reason": self.outcome_reason,
             "internal": self.internal,
             "wait_seconds": self.wait_seconds,
             "talk_seconds": self.talk_seconds,
@@ -130,4 +148,5 @@ class CallRecord(BaseModel):
                 for t in self.transfers
             ],
             "recording": self.recording,
+            "ended_by": self.ended_by,
         }

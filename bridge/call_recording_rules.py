@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 
 from bridge.ami_message import AmiMessage
 from bridge.call_working import Recording
+from bridge.channel_names import unescape_ami
 from bridge.domain_events import CallRecordingStarted, CallUpdated
 
 if TYPE_CHECKING:
@@ -16,15 +17,13 @@ if TYPE_CHECKING:
 
 class RecordingRules:
     def recording_handlers(self: CallTracker) -> dict[str, Callable[[AmiMessage, float], None]]:
-        return {"VarSet": self._on_varset, "MixMonitorStart": self._on_mixmonitor_start,
-                "MixMonitorStop": self._on_mixmonitor_stop}
+        return {"MixMonitorStart": self._on_mixmonitor_start, "MixMonitorStop": self._on_mixmonitor_stop}
 
-    def _on_varset(self: CallTracker, ev: AmiMessage, at: float) -> None:
-        if ev.get("Variable") != "MIXMONITOR_FILENAME":
-            if ev.get("Channel") not in (None, "none"):
-                self._call_for(ev, at)
-            return
-        channel, value = ev.get("Channel"), ev.get("Value") or None
+    def recording_variables(self: CallTracker) -> dict[str, Callable[[AmiMessage, float], None]]:
+        return {"MIXMONITOR_FILENAME": self._on_mixmonitor_filename}
+
+    def _on_mixmonitor_filename(self: CallTracker, ev: AmiMessage, at: float) -> None:
+        channel, value = ev.get("Channel"), unescape_ami(ev.get("Value")) or None
         call = self._call_for(ev, at)
         if call is None or not channel or not value:
             return

@@ -56,4 +56,5 @@ def resync_calls(tracker: CallTracker, channels: list[AmiMessage], at: float) ->
     # from the log included, once the live channels had their chance to claim them).
     for call in list(tracker.live_calls()):
         if not call.channels:
-            tracker.end_call(call, at, incomplete=True)
+            tracker.end_lost(call)
+    tracker.link_resynced()

@@ -13,6 +13,8 @@ from collections import OrderedDict
 from collections.abc import Callable
 
 from bridge.ami_message import AmiMessage
+from bridge.call_outage_rules import OutageRules
+from bridge.call_queue_rules import QueueRules
 from bridge.call_record import CallRecord
 from bridge.call_recording_rules import RecordingRules
 from bridge.call_transfer_rules import TransferRules
@@ -22,6 +24,7 @@ from bridge.channel_names import (
     OperatorDirectory,
     clean_caller_id,
     leg_key,
+    unescape_ami,
 )
 from bridge.domain_events import (
     CallAnswered,
@@ -38,7 +41,7 @@ log = logging.getLogger(__name__)
 _ENDED_MEMORY = 20_000  # ended call ids remembered, so late events never resurrect a call
 
 
-class CallTracker(TransferRules, RecordingRules):
+class CallTracker(QueueRules, TransferRules, RecordingRules, OutageRules):
     """Turns AMI events into calls. `handle(event)` returns the domain events it caused."""
 
     def __init__(self, operator_pattern: str = DEFAULT_OPERATOR_PATTERN) -> None:
@@ -51,37 +54,45 @@ class CallTracker(TransferRules, RecordingRules):
         self._dead: OrderedDict[str, str] = OrderedDict()
         self._pending_recording_file: dict[str, str] = {}
         self._out: list[DomainEvent] = []
-        self.last_alive_at: float | None = None
+        self.last_alive_at: float | None = None  # the PBX's last proof of life (its clock)
+        self._gap_from: float | None = None  # last proof of life before the link was lost
+        self.booted_at: float | None = None  # when the PBX we talk to started (its clock)
+        self._boot_uptime: float | None = None  # FullyBooted's Uptime, until a Timestamp dates it
         self._handlers: dict[str, Callable[[AmiMessage, float], None]] = {
             "Newchannel": self._on_newchannel,
             "NewCallerid": self._on_caller_id,
             "Newstate": self._on_newstate,
-            "QueueCallerJoin": self._on_queue_join,
-            "QueueCallerAbandon": self._on_queue_abandon,
-            "QueueCallerLeave": self._on_queue_leave,
             "AgentCalled": self._on_agent_called,
             "DialBegin": self._on_dial_begin,
             "DialEnd": self._on_dial_end,
             "AgentRingNoAnswer": self._on_ring_no_answer,
             "AgentConnect": self._on_agent_connect,
             "Hangup": self._on_hangup,
+            "VarSet": self._on_varset,
         }
-        # Each rule module registers the AMI events it reads (transfers, recordings, ...).
-        self._handlers.update(self.transfer_handlers())
-        self._handlers.update(self.recording_handlers())
+        # Each rule module registers the AMI events (and channel variables) it reads.
+        for handlers in (self.queue_handlers(), self.transfer_handlers(), self.recording_handlers(),
+                         self.outage_handlers()):
+            self._handlers.update(handlers)
+        self._variable_handlers: dict[str, Callable[[AmiMessage, float], None]] = {
+            **self.queue_variables(), **self.recording_variables()}
 
     # -- public API -------------------------------------------------------------------
 
     def handle(self, event: AmiMessage) -> list[DomainEvent]:
         name = event.event
+        if "Timestamp" in event:  # a PBX-dated event: the PBX was alive then
+            at = event.timestamp
+            if self._boot_uptime is not None:
+                self._check_boot(at)
+            self.note_alive(at)
         handler = self._handlers.get(name) if name else None
         channel = event.get("Channel")
         if handler is None:
             # Any other channel event still tells us the channel is part of a call.
             if channel and name is not None and "Linkedid" in event:
                 self._call_for(event, event.timestamp)
-                return self._flush()
-            return []
+            return self._flush() if self._out else []
         handler(event, event.timestamp)
         return self._flush()
 
@@ -92,8 +103,8 @@ class CallTracker(TransferRules, RecordingRules):
         call_id = self._channel_call.get(channel)
         return self.calls.get(call_id) if call_id else None
 
-    def end_call(self, call: Call, at: float, incomplete: bool = False) -> None:
-        """Close a call (last hang-up, or resync found it gone from the PBX)."""
+    def end_call(self, call: Call, at: float, incomplete: bool = False, lost: bool = False) -> None:
+        """Close a call: its last hang-up, or (`lost`) we lost sight of it (see end_lost)."""
         if call.ended_at is not None:
             return
         for ring in call.rings:
@@ -106,7 +117,8 @@ class CallTracker(TransferRules, RecordingRules):
             self._channel_call.pop(channel, None)
         call.channels.clear()
         call.ended_at = at
-        call.outcome = call.decide_outcome(incomplete)
+        call.ended_by = "pbx_lost" if lost else "hangup"
+        call.outcome, call.outcome_reason = call.decide_outcome(incomplete)
         if call.outcome == "answered" and call.answered_at is None:
             # Answered by an application (IVR, ChanSpy): talk time runs from its answer.
             call.answered_at = call.up_at if call.up_at is not None else call.entered_at
@@ -168,7 +180,10 @@ class CallTracker(TransferRules, RecordingRules):
             return None
         call_id = self._channel_call.get(channel) or self._dead.get(channel)
         if call_id is not None:
-            return self.calls.get(call_id)
+            call = self.calls.get(call_id)
+            if call is not None and at > call.last_seen_at:
+                call.last_seen_at = at
+            return call
         linkedid = linkedid or event.get("Linkedid")
         if not linkedid or linkedid in self._ended:
             return None
@@ -177,6 +192,7 @@ class CallTracker(TransferRules, RecordingRules):
             call = Call(call_id=linkedid, entered_at=at, attached_mid_call=True)
             self.calls[linkedid] = call
             self._emit(CallStarted, call, at)
+        call.last_seen_at = max(call.last_seen_at, at)
         call.channels.add(channel)
         self._channel_call[channel] = linkedid
         return call
@@ -185,7 +201,8 @@ class CallTracker(TransferRules, RecordingRules):
                       at: float, force: bool = False) -> None:
         if call.caller_leg is None or leg_key(channel) != call.caller_leg:
             return
-        number, name = clean_caller_id(number), clean_caller_id(name)
+        # Channel snapshots carry names C-escaped (ast_escape_c): `D\'Artagnan` is D'Artagnan.
+        number, name = clean_caller_id(unescape_ami(number)), clean_caller_id(unescape_ami(name))
         changed = False
         if number and (force or call.caller_number is None) and number != call.caller_number:
             call.caller_number = number
@@ -209,12 +226,12 @@ class CallTracker(TransferRules, RecordingRules):
 
     def _on_newchannel(self, ev: AmiMessage, at: float) -> None:
         channel, linkedid = ev["Channel"], ev.get("Linkedid")
-        if (not linkedid or linkedid in self._ended or channel in self._channel_call
-                or channel in self._dead):
+        if not linkedid or linkedid in self._ended:
             return
+        self._release_stale_name(channel, linkedid)
         call = self.calls.get(linkedid)
         if call is None:
-            call = Call(call_id=linkedid, entered_at=at, attached_mid_call=True)
+            call = Call(call_id=linkedid, entered_at=at, attached_mid_call=True, last_seen_at=at)
             self.calls[linkedid] = call
             call.channels.add(channel)
             self._channel_call[channel] = linkedid
@@ -223,11 +240,33 @@ class CallTracker(TransferRules, RecordingRules):
             self._emit(CallStarted, call, at)
             return
         call.channels.add(channel)
+        call.last_seen_at = max(call.last_seen_at, at)
         self._channel_call[channel] = linkedid
         if ev.get("Uniqueid") == linkedid and call.caller_leg is None:
             # The call's first channel, after a resync already attached the call: we did
             # see its start after all (events queued behind the CoreShowChannels reply).
             self._first_channel(call, ev, at)
+
+    def _release_stale_name(self, channel: str, linkedid: str) -> None:
+        """A Newchannel is a new channel, even under a name we know: live channel names are
+        unique, so the one we knew is gone (a PBX restart we did not see reuses names)."""
+        self._dead.pop(channel, None)
+        old_id = self._channel_call.get(channel)
+        if old_id is None or old_id == linkedid:
+            return
+        self._channel_call.pop(channel, None)
+        old = self.calls.get(old_id)
+        if old is not None:
+            old.channels.discard(channel)
+            if not old.channels:
+                self.end_lost(old)
+
+    def _on_varset(self, ev: AmiMessage, at: float) -> None:
+        handler = self._variable_handlers.get(ev.get("Variable") or "")
+        if handler is not None:
+            handler(ev, at)
+        elif ev.get("Channel") not in (None, "none"):
+            self._call_for(ev, at)
 
     def _first_channel(self, call: Call, ev: AmiMessage, at: float) -> None:
         channel = ev["Channel"]
@@ -252,30 +291,6 @@ class CallTracker(TransferRules, RecordingRules):
         if (call is not None and call.up_at is None and ev.get("ChannelStateDesc") == "Up"
                 and call.caller_leg == leg_key(ev["Channel"])):
             call.up_at = at
-
-    def _on_queue_join(self, ev: AmiMessage, at: float) -> None:
-        call = self._call_for(ev, at)
-        if call is None:
-            return
-        if call.caller_leg is None:  # attached mid-call: the queue tells who the caller is
-            call.caller_leg = leg_key(ev["Channel"])
-        call.queue = ev.get("Queue") or call.queue
-        call.dialed = None
-        call.in_queue = True
-        self.learn_caller(call, ev["Channel"], ev.get("CallerIDNum"), ev.get("CallerIDName"), at)
-        self._emit(CallUpdated, call, at)
-
-    def _on_queue_abandon(self, ev: AmiMessage, at: float) -> None:
-        if (call := self._call_for(ev, at)) is not None:
-            call.abandoned = True
-            call.queue = call.queue or ev.get("Queue")
-
-    def _on_queue_leave(self, ev: AmiMessage, at: float) -> None:
-        if (call := self._call_for(ev, at)) is not None:
-            call.queue = call.queue or ev.get("Queue")
-            call.in_queue = False
-            if call.caller_leg is None:
-                call.caller_leg = leg_key(ev["Channel"])
 
     def _start_ring(self, call: Call, dest: str, operator: str, at: float,
                     queue: str | None = None, member: str | None = None) -> None:

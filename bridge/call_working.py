@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 
 from bridge.call_record import (
     CallRecord,
+    EndedBy,
     Outcome,
     RecordingRecord,
     RingRecord,
@@ -19,6 +20,11 @@ from bridge.call_record import (
 
 # DialStatus values that mean the system (not the caller) gave up on a ring.
 _SYSTEM_FAILURES = frozenset({"BUSY", "NOANSWER", "CHANUNAVAIL", "CONGESTION", "INVALIDARGS"})
+# QUEUESTATUS values (app_queue) that mean the queue, not the caller, gave up. app_queue
+# also sends QueueCallerAbandon on a timeout: QUEUESTATUS is what tells the two apart.
+# CONTINUE (the caller goes on in the dialplan after talking) settles nothing.
+QUEUE_GAVE_UP = frozenset({"TIMEOUT", "FULL", "JOINEMPTY", "LEAVEEMPTY", "JOINUNAVAIL",
+                           "LEAVEUNAVAIL", "WITHDRAW"})
 
 
 @dataclass(slots=True)
@@ -77,6 +83,7 @@ class Call:
     internal: bool = False
     in_queue: bool = False
     abandoned: bool = False  # QueueCallerAbandon seen
+    queue_status: str | None = None  # the last QUEUESTATUS the queue set on the caller
     caller_gone: bool = False
     up_at: float | None = None  # the caller's channel answered (by the PBX or a person)
     answered_at: float | None = None
@@ -84,6 +91,9 @@ class Call:
     current_operator: str | None = None
     ended_at: float | None = None
     outcome: Outcome | None = None
+    outcome_reason: str | None = None
+    ended_by: EndedBy | None = None
+    last_seen_at: float = 0.0  # the PBX time of the last event about this call
     rings: list[Ring] = field(default_factory=list)
     ring_by_leg: dict[str, Ring] = field(default_factory=dict)
     transfers: list[Transfer] = field(default_factory=list)
@@ -111,26 +121,30 @@ class Call:
                 return rec
         return None
 
-    def decide_outcome(self, incomplete: bool = False) -> Outcome:
-        """answered / abandoned (the caller gave up) / unanswered (the system did).
+    def decide_outcome(self, incomplete: bool = False) -> tuple[Outcome, str | None]:
+        """answered / abandoned (the caller gave up) / unanswered (the system did), with why.
 
         A call we only saw part of, with no event that settles it, is `incomplete`.
         """
         if self.answered_at is not None:
-            return "answered"
+            return "answered", None
+        if self.queue_status in QUEUE_GAVE_UP:
+            return "unanswered", self.queue_status.lower()
         if self.abandoned:
-            return "abandoned"
+            return "abandoned", "caller_hangup"
         if incomplete or self.attached_mid_call:
-            return "incomplete"
+            return "incomplete", None
         if self.queue is not None:
-            # Queue calls that end without QueueCallerAbandon: timeout, empty queue, ...
-            return "unanswered" if not self.in_queue else "abandoned"
+            # Queue calls that end without QueueCallerAbandon or QUEUESTATUS.
+            return ("unanswered", None) if not self.in_queue else ("abandoned", "caller_hangup")
         if self.rings:
-            results = {r.result for r in self.rings}
-            return "unanswered" if results <= _SYSTEM_FAILURES else "abandoned"
+            results = [r.result for r in self.rings]
+            if set(results) <= _SYSTEM_FAILURES:
+                return "unanswered", (results[-1] or "").lower() or None
+            return "abandoned", "caller_hangup"
         # No operator rung and no queue: an application answered (IVR, ChanSpy, ...),
         # which Asterisk's own CDR also reports as ANSWERED.
-        return "answered"
+        return "answered", None
 
     @classmethod
     def from_record(cls, record: CallRecord) -> Call:
@@ -139,7 +153,7 @@ class Call:
             attached_mid_call=record.attached_mid_call, caller_number=record.caller_number,
             caller_name=record.caller_name, queue=record.queue, dialed=record.dialed,
             internal=record.internal, answered_at=record.answered_at,
-            answered_by=record.answered_by,
+            answered_by=record.answered_by, last_seen_at=record.last_seen_at,
         )
         call.rings = [Ring(**r.model_dump()) for r in record.rings]
         call.transfers = [Transfer(kind=t.kind, from_operator=t.from_operator,
@@ -158,6 +172,8 @@ class Call:
             answered_by=self.answered_by,
             rung=self.rung,
             outcome=self.outcome,
+            outcome_reason=self.outcome_reason,
+            ended_by=self.ended_by,
             internal=self.internal,
             entered_at=self.entered_at,
             answered_at=self.answered_at,

@@ -58,3 +58,18 @@ def clean_caller_id(value: str | None) -> str | None:
     if value is None or value.strip().lower() in UNKNOWN_CALLER_IDS:
         return None
     return value
+
+
+# ast_escape_c's sequences (main/utils.c): what AMI writes for caller-id names, connected
+# line names and variable values. Other backslashes are kept: older Asterisk versions
+# send names raw, and `Back\Slash` must not lose its backslash there.
+_C_ESCAPES = {"a": "\a", "b": "\b", "f": "\f", "n": "\n", "r": "\r", "t": "\t", "v": "\v",
+              "\\": "\\", "'": "'", '"': '"', "?": "?"}
+_C_ESCAPE = re.compile(r"\\(.)", re.DOTALL)
+
+
+def unescape_ami(value: str | None) -> str | None:
+    """`D\\'Artagnan` -> `D'Artagnan`, `Back\\\\Slash` -> `Back\\Slash` (ast_escape_c undone)."""
+    if not value or "\\" not in value:
+        return value
+    return _C_ESCAPE.sub(lambda m: _C_ESCAPES.get(m[1], m[0]), value)

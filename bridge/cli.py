@@ -52,7 +52,9 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--http-port", type=int, help="web console port (default: from config, 8080)")
 
     replay = sub.add_parser("replay", help="feed a raw AMI capture through the pipeline offline")
-    replay.add_argument("file", type=Path, help="a .ami capture (banner, login reply, events)")
+    replay.add_argument("file", type=Path, nargs="+",
+                        help="a .ami capture (banner, login reply, events); several files are "
+                             "consecutive connections (e.g. before and after a PBX restart)")
     replay.add_argument("--db", help="also store the calls in this database URL")
 
     calls = sub.add_parser("calls", help="the stored call log")
@@ -89,9 +91,11 @@ def _print_calls(calls: list[CallRecord], fmt: str) -> None:
 async def _replay(args: argparse.Namespace, settings) -> int:
     from bridge.replay import replay_bytes
 
-    if not args.file.is_file():
-        raise ConfigError(f"no such capture file: {args.file}")
-    calls = replay_bytes(args.file.read_bytes(), operator_pattern=settings.operator_pattern)
+    for path in args.file:
+        if not path.is_file():
+            raise ConfigError(f"no such capture file: {path}")
+    calls = replay_bytes(*(path.read_bytes() for path in args.file),
+                         operator_pattern=settings.operator_pattern)
     _print_calls(calls, "jsonl")
     if args.db:
         from bridge.call_log_store import CallLogStore

@@ -63,10 +63,18 @@ class CallPipeline:
         """A Ping reply's PBX time (see CallTracker.note_alive)."""
         self.tracker.note_alive(at)
 
-    def close_all(self, at: float) -> None:
-        """We lost sight of the PBX for good (end of a replay): close what is still live."""
+    def link_lost(self) -> None:
+        """The AMI connection dropped: live calls stay open until the PBX says (resync,
+        or a restart seen in FullyBooted); whatever ended meanwhile ends at the last proof
+        of life before this moment."""
+        self.tracker.link_lost()
+
+    def close_all(self) -> None:
+        """We lost sight of the PBX for good (end of a replay): close what is still live,
+        each at its last proof of life."""
+        self.tracker.link_lost()
         for call in list(self.tracker.live_calls()):
-            self.tracker.end_call(call, at, incomplete=True)
+            self.tracker.end_lost(call)
         self._publish(self.tracker.take_events())
 
     def _publish(self, produced: list[DomainEvent]) -> None:

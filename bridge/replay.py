@@ -40,24 +40,32 @@ def capture_events(data: bytes) -> Iterable[AmiMessage]:
         yield from framer.feed(data[start : start + _CHUNK], received_at=0.0)
 
 
-def replay_events(events: Iterable[AmiMessage], *,
-                  operator_pattern: str = DEFAULT_OPERATOR_PATTERN,
-                  pipeline: CallPipeline | None = None) -> list[CallRecord]:
+def replay_connections(connections: Iterable[Iterable[AmiMessage]], *,
+                       operator_pattern: str = DEFAULT_OPERATOR_PATTERN,
+                       pipeline: CallPipeline | None = None) -> list[CallRecord]:
+    """Captures of consecutive AMI connections (a PBX restart is two), one after another:
+    between two, the link is lost, as it was live."""
     pipeline = pipeline or CallPipeline(CallTracker(operator_pattern))
     finished = FinishedCalls()
     pipeline.subscribe(finished)
-    last = 0.0
-    for event in events:
-        if event.is_event:
-            pipeline.feed(event)
-            last = max(last, event.timestamp)
-    # The capture ends: calls still up are closed as what we saw (incomplete).
-    pipeline.close_all(last)
+    for n, events in enumerate(connections):
+        if n:
+            pipeline.link_lost()
+        for event in events:
+            if event.is_event:
+                pipeline.feed(event)
+    # The last capture ends: calls still up end at the last proof of life (pbx_lost).
+    pipeline.close_all()
     return finished.in_start_order()
 
 
-def replay_bytes(data: bytes, **kwargs) -> list[CallRecord]:
-    return replay_events(capture_events(data), **kwargs)
+def replay_events(events: Iterable[AmiMessage], **kwargs) -> list[CallRecord]:
+    return replay_connections([events], **kwargs)
+
+
+def replay_bytes(*captures: bytes, **kwargs) -> list[CallRecord]:
+    """One capture, or several consecutive connections' captures."""
+    return replay_connections([capture_events(data) for data in captures], **kwargs)
 
 
 def to_json_line(call: CallRecord) -> str:

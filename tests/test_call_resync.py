@@ -55,10 +55,13 @@ def test_call_that_ended_while_we_were_away_is_closed_with_known_outcome() -> No
     pipeline, finished = pipeline_with_log()
     pipeline.feed_all(before)  # saw it ring and be answered by Anna
     assert [c.answered_by for c in pipeline.tracker.live_calls()] == ["101"]
-    pipeline.resync([], at=after[-1].timestamp)  # reconnect: the PBX has no channels
+    pipeline.link_lost()  # the link drops right after the last event we saw ...
+    pipeline.resync([], at=after[-1].timestamp)  # ... and on reconnect the PBX has no channels
     (done,) = finished.calls
-    assert done.outcome == "answered"
-    assert done.ended_at == after[-1].timestamp
+    assert done.outcome == "answered" and done.ended_by == "pbx_lost"
+    # It ends at the PBX's last proof of life, not at the resync: the outage is not talk.
+    assert done.ended_at == before[-1].timestamp
+    assert done.talk_seconds == round(before[-1].timestamp - done.answered_at, 1)
     pipeline.feed_all(after)  # late events of that call never resurrect it
     assert len(finished.calls) == 1
     assert pipeline.tracker.live_calls() == []
@@ -97,6 +100,8 @@ def test_restored_calls_from_the_log_are_continued_or_closed() -> None:
     third.resync([], at=after[-1].timestamp + 5)
     (closed,) = third_log.calls
     assert closed.call_id == live_record.call_id and closed.outcome == "answered"
+    # The bridge was down: the call ends where the log last saw it, not at the restart.
+    assert (closed.ended_at, closed.ended_by) == (live_record.last_seen_at, "pbx_lost")
 
 
 def test_resync_events_reach_subscribers() -> None:

@@ -139,9 +139,15 @@ def test_durations_agree_with_asterisk_accounting(name: str) -> None:
         call = calls[ev["Linkedid"]]
         if ev["Reason"] != "transfer":  # after a transfer the talk goes on with someone else
             assert abs(call.talk_seconds - int(ev["TalkTime"])) <= 1.5
+    # app_queue sends QueueCallerAbandon on a queue timeout too; QUEUESTATUS tells which.
+    gave_up = {ev["Linkedid"]: ev["Value"] for ev in events_named(name, "VarSet")
+               if ev.get("Variable") == "QUEUESTATUS"}
     for ev in events_named(name, "QueueCallerAbandon"):
         call = calls[ev["Linkedid"]]
-        assert call.outcome == "abandoned"
+        if ev["Linkedid"] in gave_up:
+            assert (call.outcome, call.outcome_reason) == ("unanswered", gave_up[ev["Linkedid"]].lower())
+        else:
+            assert (call.outcome, call.outcome_reason) == ("abandoned", "caller_hangup")
         assert abs(call.wait_seconds - int(ev["HoldTime"])) <= 1.5
     for ev in events_named(name, "Cdr"):
         if ev["UniqueID"] in calls:  # the CDR of the call's first channel
@@ -175,5 +181,6 @@ def test_replay_output_keys_are_exactly_the_documented_ones() -> None:
     line = json.loads(to_json_line(replay_bytes(capture_bytes("queue_answered"))[0]))
     assert list(line) == [
         "call_id", "caller_number", "caller_name", "queue", "dialed", "answered_by", "rung",
-        "outcome", "internal", "wait_seconds", "talk_seconds", "transfers", "recording",
+        "outcome", "outcome_reason", "internal", "wait_seconds", "talk_seconds", "transfers",
+        "recording", "ended_by",
     ]

@@ -42,12 +42,10 @@ def replay(name: str, book: CardBook | None = None, hook: Hook | None = None) ->
 
     pipeline = CallPipeline()
     pipeline.subscribe(subscriber)
-    last = 0.0
     for message in capture_events(capture_bytes(name)):
         if message.is_event:
             pipeline.feed(message)
-            last = max(last, message.timestamp)
-    pipeline.close_all(last)
+    pipeline.close_all()
     return frames, events, book
 
 
