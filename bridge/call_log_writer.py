@@ -6,6 +6,11 @@ pending in batches; `flush()` is the acknowledgement: when it returns, every sna
 handed over before the call is committed, so a crash afterwards loses none of them.
 A database outage is logged and the batch retried with back-off; nothing is dropped
 unless the database rejects one call's data itself (then that call is logged in full).
+
+Finished calls also go to a spool file (`call_log_spool`) the moment they are handed
+over, and leave it once committed: `stop(give_up_after=...)` can then give up on a stuck
+database without losing them, and `start()` writes what a previous run left there.
+Records whose times cannot be true (`call_log_checks`) are refused with one log line.
 """
 
 from __future__ import annotations
@@ -18,6 +23,8 @@ from typing import Protocol
 
 from sqlalchemy.exc import DataError, IntegrityError, StatementError
 
+from bridge.call_log_checks import MAX_CALL_SECONDS, record_problem
+from bridge.call_log_spool import CallLogSpool
 from bridge.call_record import CallRecord
 from bridge.domain_events import CallEvent
 
@@ -48,6 +55,8 @@ class CallLogWriter:
         max_delay: float = 0.2,
         retry_initial: float = 0.5,
         retry_max: float = 30.0,
+        spool: CallLogSpool | None = None,
+        max_call_seconds: float = MAX_CALL_SECONDS,
     ) -> None:
         if batch_size < 1:
             raise ValueError("batch_size must be at least 1")
@@ -56,6 +65,10 @@ class CallLogWriter:
         self._max_delay = max_delay
         self._retry_initial = retry_initial
         self._retry_max = retry_max
+        self.spool = spool
+        self._max_call_seconds = max_call_seconds
+        # Calls a previous run left in the spool (written first at start).
+        self.recovered: dict[str, CallRecord] = {}
         # call_id -> (oldest unwritten hand-over number, newest snapshot); first-come order.
         self._pending: dict[str, tuple[int, CallRecord]] = {}
         self._in_flight: dict[str, int] = {}
@@ -69,6 +82,7 @@ class CallLogWriter:
         self.batches_written = 0
         self.calls_written = 0
         self.failures = 0
+        self.refused = 0
 
     # -- subscriber side (sync, never blocks) ---------------------------------------------
 
@@ -77,6 +91,20 @@ class CallLogWriter:
         self.submit(event.call)
 
     def submit(self, record: CallRecord) -> None:
+        problem = record_problem(record, self._max_call_seconds)
+        if problem is not None:
+            self.refused += 1
+            log.error("call log: refusing call %s: %s; not stored", record.call_id, problem)
+            return
+        if self.spool is not None and self.spool.is_open and not record.live:
+            try:
+                self.spool.append(record)
+            except OSError as exc:  # a full disk must not stop event handling; the DB may still take it
+                log.error("call log: cannot spool finished call %s to %s: %s", record.call_id,
+                          self.spool.path, exc)
+        self._queue(record)
+
+    def _queue(self, record: CallRecord) -> None:
         self._handed += 1
         # Keep the oldest unwritten hand-over number: a flush() that waits for it must
         # wait for the newer snapshot that replaces it.
@@ -102,6 +130,13 @@ class CallLogWriter:
         if self.running:
             return
         self._stopping = False
+        if self.spool is not None and not self.spool.is_open:
+            self.recovered = {rec.call_id: rec for rec in self.spool.open()}
+            if self.recovered:
+                log.warning("call log: %d finished call(s) from the spool %s were not written by the "
+                            "last run; writing them now", len(self.recovered), self.spool.path)
+            for rec in self.recovered.values():
+                self._queue(rec)  # already in the spool: not appended again
         self._task = asyncio.create_task(self._run(), name="call-log-writer")
 
     async def stop(self, *, give_up_after: float | None = None) -> None:
@@ -119,9 +154,14 @@ class CallLogWriter:
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
-            log.error("call log: stopped with %d call(s) not written (database unavailable)", self.pending)
+            spooled = self.spool.outstanding if self.spool is not None and self.spool.is_open else 0
+            log.error("call log: stopped with %d call(s) not written (database unavailable)%s", self.pending,
+                      f"; {spooled} finished call(s) kept in {self.spool.path}, written at the next start"
+                      if self.spool is not None and spooled else "")
         finally:
             self._task = None
+            if self.spool is not None:
+                self.spool.close()
 
     async def flush(self) -> None:
         """Return once every snapshot handed over so far is committed."""
@@ -182,17 +222,21 @@ class CallLogWriter:
     async def _write(self, batch: dict[str, tuple[int, CallRecord]]) -> None:
         attempt = 0
         delay = self._retry_initial
+        handled: list[CallRecord] = []  # committed, or rejected for good: out of the spool
         while batch:
             attempt += 1
             started = time.monotonic()
             size, ended = len(batch), sum(not rec.live for _, rec in batch.values())
             try:
                 if attempt > _ISOLATE_AFTER:
-                    await self._save_one_by_one(batch)
+                    await self._save_one_by_one(batch, handled)
                 else:
-                    await self._store.save([rec for _, rec in batch.values()])
+                    records = [rec for _, rec in batch.values()]
+                    await self._store.save(records)
+                    handled.extend(records)
             except asyncio.CancelledError:
                 self._requeue(batch)
+                self._unspool(handled)
                 raise
             except Exception as exc:
                 self.failures += 1
@@ -212,11 +256,20 @@ class CallLogWriter:
                 size, ended, (time.monotonic() - started) * 1000, len(self._pending),
             )
             break
+        self._unspool(handled)
         self._in_flight = {}
         self._committed.set()
         self._committed = asyncio.Event()
 
-    async def _save_one_by_one(self, batch: dict[str, tuple[int, CallRecord]]) -> None:
+    def _unspool(self, records: list[CallRecord]) -> None:
+        if self.spool is not None and records:
+            try:
+                self.spool.committed(records)
+            except OSError as exc:  # harmless: a dead entry is written again (upsert) at start
+                log.warning("call log: cannot compact the spool %s: %s", self.spool.path, exc)
+
+    async def _save_one_by_one(self, batch: dict[str, tuple[int, CallRecord]],
+                               handled: list[CallRecord]) -> None:
         """A batch that keeps failing: save its calls one at a time, so one call whose data
         the database rejects cannot hold back the others. An outage still raises (retry)."""
         for cid, (_, rec) in list(batch.items()):
@@ -225,6 +278,7 @@ class CallLogWriter:
                 self.calls_written += 1
             except _REJECTED as exc:
                 self._drop_rejected(rec, exc)
+            handled.append(rec)
             del batch[cid]
 
     def _refresh(self, batch: dict[str, tuple[int, CallRecord]]) -> None:
