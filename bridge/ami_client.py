@@ -37,9 +37,13 @@ Connection: login, wait for `FullyBooted` (Asterisk sends it straight after logi
 it has not come within `fully_booted_timeout`, e.g. the AMI user lacks the `system`
 read class, a warning is logged and the session is declared ready anyway), then a Ping
 every `ping_interval`; a Ping unanswered within `ping_timeout` closes the connection.
-Every failure is one log line (no traceback) and a retry after a backoff that doubles
-from `backoff_initial` up to `backoff_max` and is reset by a successful login. The
-TCP connect is bounded by `action_timeout` too.
+A PBX that cannot be reached (connect refused, unreachable, timed out) is probed every
+`probe_interval` (a refused connect costs nothing), so the bridge logs in within about
+that long once it is back; the outage is one log line, then a reminder with its length
+at most every `reminder_interval`. Failures that retrying fast cannot fix (login refused,
+no login reply, a session that dies) are one log line each (no traceback) and a retry
+after a backoff that doubles from `backoff_initial` up to `backoff_max` and is reset by
+a successful login. The TCP connect is bounded by `action_timeout` too.
 
 panoramisk internals replaced, and why:
 - `AMIProtocol.data_received` decoded each chunk alone (split UTF-8 mangled): AmiFramer.
@@ -58,6 +62,7 @@ import asyncio
 import inspect
 import logging
 import os
+import time
 from collections.abc import Awaitable, Callable, Mapping
 from contextlib import suppress
 from dataclasses import dataclass
@@ -106,6 +111,10 @@ class _LoginFailed(AmiError):
     pass
 
 
+class _Unreachable(Exception):
+    """No TCP connection to the PBX: nothing there to refuse us, so probe often."""
+
+
 def _os_reason(exc: BaseException) -> str:
     if isinstance(exc, TimeoutError):
         return "connect timed out"
@@ -115,16 +124,23 @@ def _os_reason(exc: BaseException) -> str:
     return getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
 
 
+def _duration(seconds: float) -> str:
+    minutes, secs = divmod(int(seconds), 60)
+    return f"{minutes} min {secs} s" if minutes else f"{seconds:.1f} s"
+
+
 class AmiClient(Manager):
     """See the module docstring."""
 
     def __init__(self, host: str, port: int, username: str, secret: str, *,
                  ping_interval: float = 10.0, ping_timeout: float = 5.0, action_timeout: float = 10.0,
                  backoff_initial: float = 0.5, backoff_max: float = 30.0,
-                 fully_booted_timeout: float = 10.0, max_queued_events: int = 20_000) -> None:
+                 fully_booted_timeout: float = 10.0, max_queued_events: int = 20_000,
+                 probe_interval: float = 0.5, reminder_interval: float = 30.0) -> None:
         for name, value in (("ping_interval", ping_interval), ("ping_timeout", ping_timeout),
                             ("action_timeout", action_timeout), ("backoff_initial", backoff_initial),
-                            ("backoff_max", backoff_max), ("fully_booted_timeout", fully_booted_timeout)):
+                            ("backoff_max", backoff_max), ("fully_booted_timeout", fully_booted_timeout),
+                            ("probe_interval", probe_interval), ("reminder_interval", reminder_interval)):
             if value <= 0:
                 raise ValueError(f"{name} must be > 0, got {value!r}")
         super().__init__(host=host, port=port, username=username, secret=secret,
@@ -141,6 +157,10 @@ class AmiClient(Manager):
         self.backoff_initial = backoff_initial
         self.backoff_max = backoff_max
         self.fully_booted_timeout = fully_booted_timeout
+        self.probe_interval = probe_interval
+        self.reminder_interval = reminder_interval
+        self._down_since: float | None = None  # monotonic start of the current unreachable spell
+        self._reminded_at = 0.0
         self.reconnects = 0
         self.last_error: str | None = None
         self.protocol: AmiProtocol | None = None
@@ -266,6 +286,7 @@ class AmiClient(Manager):
         delay = self.backoff_initial
         while True:
             session = self._session + 1
+            unreachable = False
             try:
                 reason = await self._connect_once()
                 message = f"AMI connection to {self.address} lost: {reason}"
@@ -276,17 +297,37 @@ class AmiClient(Manager):
             except AmiActionTimeout as exc:
                 message = (f"AMI login to {self.address} as {self.username} failed: "
                            f"no reply within {exc.seconds:g} s")
-            except OSError as exc:  # also the connect timeout (TimeoutError)
-                message = f"cannot reach AMI at {self.address}: {_os_reason(exc)}"
+            except _Unreachable as exc:
+                message = f"cannot reach AMI at {self.address}: {exc}"
+                unreachable = True
+            except OSError as exc:
+                message = f"AMI session with {self.address} failed: {_os_reason(exc)}"
             except Exception as exc:  # a bug: keep the traceback, keep reconnecting
                 log.exception("AMI session with %s failed unexpectedly", self.address)
                 message = f"AMI session failed: {exc!r}"
             if self._last_login_session == session:
                 delay = self.backoff_initial  # this attempt logged in: start the backoff over
             self.last_error = message
+            if unreachable:
+                # Nothing answers: probing costs one refused connect, and finds the PBX back at once.
+                self._log_unreachable(message)
+                await asyncio.sleep(self.probe_interval)
+                continue
+            self._down_since = None
             log.warning("%s; retrying in %g s", message, delay)
             await asyncio.sleep(delay)
             delay = min(delay * 2, self.backoff_max)
+
+    def _log_unreachable(self, message: str) -> None:
+        now = time.monotonic()
+        if self._down_since is None:
+            self._down_since = self._reminded_at = now
+            log.warning("%s; probing every %g s (a reminder every %g s while it lasts)",
+                        message, self.probe_interval, self.reminder_interval)
+        elif now - self._reminded_at >= self.reminder_interval:
+            self._reminded_at = now
+            log.warning("%s; still unreachable after %s, probing every %g s",
+                        message, _duration(now - self._down_since), self.probe_interval)
 
     async def _connect_once(self) -> str:
         """One connection from TCP connect to its loss; returns why it was lost."""
@@ -295,9 +336,12 @@ class AmiClient(Manager):
         self._lost = lost = loop.create_future()
         self._booted = booted = loop.create_future()
         self._drop_reason = None
-        await asyncio.wait_for(
-            loop.create_connection(partial(AmiProtocol, self), self.config["host"], self.config["port"]),
-            self.action_timeout)
+        try:
+            await asyncio.wait_for(
+                loop.create_connection(partial(AmiProtocol, self), self.config["host"], self.config["port"]),
+                self.action_timeout)
+        except OSError as exc:  # refused, unreachable, or the connect timed out (TimeoutError)
+            raise _Unreachable(_os_reason(exc)) from None
         try:
             response = (await self._request(
                 {"Action": "Login", "Username": self.username, "Secret": self.config["secret"],
@@ -310,7 +354,12 @@ class AmiClient(Manager):
             self._last_login_session = self._session
             self.last_error = None
             version = self.protocol.version if self.protocol else None
-            log.info("AMI logged in to %s as %s (%s)", self.address, self.username, version or "no banner")
+            outage = ""
+            if self._down_since is not None:
+                outage = f"; unreachable for {_duration(time.monotonic() - self._down_since)} before"
+                self._down_since = None
+            log.info("AMI logged in to %s as %s (%s)%s", self.address, self.username,
+                     version or "no banner", outage)
             if not booted.done():
                 await asyncio.wait({booted, lost}, timeout=self.fully_booted_timeout)
                 if not booted.done() and not lost.done():

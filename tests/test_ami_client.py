@@ -416,21 +416,75 @@ async def test_wrong_secret_one_clear_line_and_backoff(make_client, caplog):
         assert "wrong" not in caplog.text
 
 
-async def test_unreachable_host_one_clear_line_and_backoff(make_client, caplog):
-    caplog.set_level(logging.WARNING, logger="bridge.ami_client")
+def free_port() -> int:
     with socket.socket() as probe:  # a port nobody listens on
         probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    client = make_client(port)
+        return probe.getsockname()[1]
+
+
+async def test_unreachable_host_is_probed_often_but_logged_rarely(make_client, caplog):
+    caplog.set_level(logging.WARNING, logger="bridge.ami_client")
+    port = free_port()
+    client = make_client(port, probe_interval=0.02, reminder_interval=0.5)
     await client.start()
     await until(lambda: len(warnings_of(caplog)) >= 2)
-    prefix = f"cannot reach AMI at 127.0.0.1:{port}: Connection refused; retrying in"
-    assert warnings_of(caplog)[:2] == [f"{prefix} 0.05 s", f"{prefix} 0.1 s"]
+    attempts = client._session  # one per connect attempt
+    address = f"127.0.0.1:{port}"
+    first, reminder = warnings_of(caplog)[:2]
+    assert first == (f"cannot reach AMI at {address}: Connection refused; probing every 0.02 s "
+                     "(a reminder every 0.5 s while it lasts)")
+    assert reminder.startswith(f"cannot reach AMI at {address}: Connection refused; still unreachable after ")
+    assert attempts >= 10  # probed far more often than logged (no exponential back-off)
     assert all(r.exc_info is None for r in caplog.records)
     assert client.status()["connected"] is False
-    assert client.last_error == f"cannot reach AMI at 127.0.0.1:{port}: Connection refused"
+    assert client.last_error == f"cannot reach AMI at {address}: Connection refused"
     with pytest.raises(AmiNotConnected):
         await client.send_action({"Action": "Ping"})
+
+
+class LoginLog:
+    """The simulator, noting the moment of every login on its own side."""
+
+    def __init__(self) -> None:
+        from bridge import ami_simulator
+
+        log_times = self.times = []
+
+        class Sim(ami_simulator.AmiSimulator):
+            async def _login(self, conn, action):  # type: ignore[no-untyped-def]
+                before = self.logins
+                await super()._login(conn, action)
+                if self.logins > before:
+                    log_times.append(time.monotonic())
+
+        self.Sim = Sim
+
+
+async def test_logs_in_within_a_second_after_a_long_outage(make_client, caplog):
+    """The PBX is away for several back-off periods; once back, the login follows within
+    one probe interval (measured on the simulator's side), while a wrong secret still backs off."""
+    caplog.set_level(logging.INFO, logger="bridge.ami_client")
+    logins = LoginLog()
+    capture = Path(__file__).parent / "fixtures" / "queue_ops.ami"
+    sim = logins.Sim([capture], secret=SECRET)
+    await sim.start()
+    client = make_client(sim.port, backoff_initial=0.1, backoff_max=30.0, reminder_interval=1.0)
+    await client.start()
+    await until(lambda: client.ready)
+    await sim.stop()  # the PBX goes away: 0.1+0.2+0.4+0.8+1.6 s of doubled back-off would reach 3.1 s
+    await asyncio.sleep(3.5)
+    back_at = time.monotonic()
+    await sim.start()  # same port
+    try:
+        await until(lambda: client.ready, within=5.0)
+    finally:
+        await sim.stop()
+    reconnect = logins.times[-1] - back_at
+    print(f"reconnect after the PBX came back: {reconnect * 1000:.0f} ms")
+    assert len(logins.times) == 2 and reconnect < 1.0
+    outage = [m for m in warnings_of(caplog) if "cannot reach AMI" in m]
+    assert 2 <= len(outage) <= 5  # the first failure and reminders, not one line per probe
+    assert "unreachable for" in warnings_of(caplog)[-1]  # the login line says how long it was
 
 
 async def test_backoff_resets_after_a_successful_login(make_client, caplog):
