@@ -21,6 +21,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--speed", type=float, default=1.0,
                         help="1 = recorded speed, 10 = ten times faster, 0 = as fast as possible")
     parser.add_argument("--loop", action="store_true", help="replay the captures forever")
+    parser.add_argument("--per-connection", action="store_true",
+                        help="one capture per PBX run, in order: each capture's end is the PBX dying "
+                             "(connections closed) and the next login gets the next capture, e.g. "
+                             "pbx_restart_part1.ami pbx_restart_part2.ami")
+    parser.add_argument("--downtime", type=float, default=0.0, metavar="SECONDS",
+                        help="with --per-connection: refuse connections this long after each PBX death")
     parser.add_argument("--username", default="callbridge")
     parser.add_argument("--secret", default="callbridge")
     return parser
@@ -28,12 +34,14 @@ def build_parser() -> argparse.ArgumentParser:
 
 async def _run(args: argparse.Namespace) -> None:
     sim = AmiSimulator(args.captures, username=args.username, secret=args.secret,
-                       speed=args.speed or None, loop=args.loop, host=args.host, port=args.port)
+                       speed=args.speed or None, loop=args.loop, host=args.host, port=args.port,
+                       per_connection=args.per_connection, downtime=args.downtime)
     host, port = await sim.start()
     print(f"AMI simulator listening on {host}:{port}", flush=True)
     print(f"login: Username={args.username} Secret={args.secret}", flush=True)
     print(f"replaying {len(sim.events)} events from {len(args.captures)} capture(s), "
-          f"speed {args.speed or 'max'}{', looping' if args.loop else ''}", flush=True)
+          f"speed {args.speed or 'max'}{', looping' if args.loop else ''}"
+          f"{', one capture per connection' if args.per_connection else ''}", flush=True)
     stopped = asyncio.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):  # also when started with SIGINT ignored (`&`)
         with contextlib.suppress(NotImplementedError, RuntimeError):
@@ -45,7 +53,10 @@ async def _run(args: argparse.Namespace) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.downtime < 0 or (args.downtime and not args.per_connection):
+        parser.error("--downtime takes seconds >= 0 and needs --per-connection")
     missing = [str(p) for p in args.captures if not p.is_file()]
     if missing:
         print(f"ami_simulator: no such capture file: {', '.join(missing)}", file=sys.stderr)

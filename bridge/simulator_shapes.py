@@ -104,9 +104,34 @@ def truthy(value: str | None) -> bool:
     return (value or "").strip().lower() in ("1", "true", "yes", "on")
 
 
+def _strip_quoted(text: str) -> tuple[str, bool]:
+    """Asterisk's ast_strip_quoted: trimmed, and one pair of surrounding quotes removed."""
+    text = text.strip()
+    if text.startswith('"') and text.endswith('"'):
+        return text[1:-1], True
+    return text, False
+
+
 def parse_caller_id(raw: str) -> tuple[str, str]:
-    """`"Name" <num>` / `Name <num>` / `num` -> (num, name), `<unknown>` when absent."""
-    match = re.fullmatch(r'\s*"?(.*?)"?\s*<([^>]*)>\s*', raw)
-    if match:
-        return match.group(2) or "<unknown>", match.group(1) or "<unknown>"
-    return (raw.strip() or "<unknown>"), "<unknown>"
+    """`"Name" <num>` / `Name <num>` / `num` / `Name` -> (num, name), `<unknown>` when absent.
+
+    As Asterisk's ast_callerid_parse (Originate's CallerID): the last `<` starts the number,
+    a bare value is a number only if it looks like one, and one level of backslash escapes
+    is removed from the name (`Back\\\\Slash Co` gives `Back\\Slash Co`, `Back\\Slash` `BackSlash`).
+    """
+    text, quoted = _strip_quoted(raw)
+    number: str | None = None
+    name: str | None
+    if "<" in text:
+        at = text.rindex("<")
+        number = text[at + 1 :].rsplit(">", 1)[0] if ">" in text[at:] else text[at + 1 :]
+        name = _strip_quoted(text[:at])[0]
+    elif not quoted and re.fullmatch(r"[0-9*#+]+", shrunk := re.sub(r"[\s().-]", "", text)):
+        number, name = shrunk, None
+    else:
+        name = _strip_quoted(text)[0]
+    if number is not None:
+        number = re.sub(r"[\s().-]", "", number)  # ast_shrink_phone_number
+    if name is not None:
+        name = re.sub(r"\\(.?)", r"\1", name)  # ast_unescape_quoted
+    return number or "<unknown>", name or "<unknown>"

@@ -564,3 +564,142 @@ async def test_cli_prints_address_and_serves() -> None:
         if proc.returncode is None:
             proc.kill()
             await proc.wait()
+
+
+# ---- PBX runs, restarts and outages ---------------------------------------------------
+
+
+async def test_fully_booted_says_the_recorded_pbx_uptime(sim_factory) -> None:
+    for name, uptime in (("queue_ops", "118"), ("pbx_restart_part2", "0")):
+        sim = await sim_factory([FIXTURES / f"{name}.ami"])
+        _, booted = await (await Client.connect(sim)).login()
+        recorded = capture_messages(name, "FullyBooted")[0]
+        assert booted.pairs == recorded.pairs and booted["Uptime"] == uptime
+
+
+RESTART = [FIXTURES / "pbx_restart_part1.ami", FIXTURES / "pbx_restart_part2.ami"]
+
+
+async def test_per_connection_serves_a_pbx_restart(sim_factory) -> None:
+    sim = await sim_factory(RESTART, per_connection=True)
+    first = await connect(sim)
+    got = await first.read_to_eof()  # part 1, then the PBX dies: the simulator hangs up
+    assert [m.pairs for m in got] == [m.pairs for m in iter_capture(BANNER + b"".join(
+        expected_blocks("pbx_restart_part1")))]
+    second = await Client.connect(sim)
+    _, booted = await second.login()
+    assert booted["Uptime"] == "0"  # a new boot, as the real restart said
+    second.send("CoreShowChannels")  # none of part 1's calls survived the restart
+    got = await second.until(lambda m: m.event == "CoreShowChannelsComplete")
+    listed = [m for m in got if m.event == "CoreShowChannel"]
+    assert all(m["Uniqueid"].startswith("1796528284.") for m in listed)  # part 2's epoch
+    part2 = expected_blocks("pbx_restart_part2")
+    rest = [m for m in got if "ActionID" not in m]
+    rest += [await second.next() for _ in range(len(part2) - len(rest))]
+    assert [m.pairs for m in rest] == [m.pairs for m in iter_capture(BANNER + b"".join(part2))]
+    assert await second.silent(0.2) and not second.eof  # the last capture's PBX stays up
+    assert (sim.logins, sim.runs.run, sim.runs.run_logins) == (2, 1, [1, 2])
+
+
+async def test_per_connection_link_drop_resumes_the_same_pbx_run(sim_factory) -> None:
+    part1 = expected_blocks("pbx_restart_part1")
+    sim = await sim_factory(RESTART, per_connection=True, drop_after_events=30)
+    assert len(await (await connect(sim)).read_to_eof()) == 30  # link cut, PBX 1 still up
+    sim.drop_after_events = None
+    again = await connect(sim)
+    assert len(await again.read_to_eof()) == len(part1) - 30  # the rest of part 1, then death
+    assert sim.runs.run == 1 and len(sim.sessions) == 1
+    third = await connect(sim)
+    assert (await third.next())["Event"] == "SuccessfulAuth"  # part 2's first event
+    assert len(sim.sessions) == 2
+
+
+async def test_downtime_refuses_connections_after_the_pbx_dies(sim_factory) -> None:
+    sim = await sim_factory(RESTART, per_connection=True, downtime=60.0)
+    await (await connect(sim)).read_to_eof()
+    assert sim.down
+    with pytest.raises(ConnectionRefusedError):
+        await asyncio.open_connection(*sim.address)
+    await sim.come_up()  # sooner than the 60 s: the test says when the PBX is back
+    assert not sim.down
+    second = await Client.connect(sim)
+    _, booted = await second.login()
+    assert booted["Uptime"] == "0" and (await second.next())["Event"] == "SuccessfulAuth"
+    sim2 = await sim_factory(RESTART, per_connection=True, downtime=0.05)
+    await (await connect(sim2)).read_to_eof()
+    await sim2._wait_until(lambda: None if sim2.down else 1, 5.0, "the PBX back up")  # by itself
+    assert (await connect(sim2)).writer is not None and sim2.logins == 2
+
+
+async def test_go_down_and_come_up_is_a_link_outage_the_pbx_lives_through(sim_factory) -> None:
+    blocks = expected_blocks("queue_answered")
+    sim = await sim_factory([FIXTURES / "queue_answered.ami"], drop_after_events=40)
+    first = await connect(sim)
+    assert len(await first.read_to_eof()) == 40
+    assert await sim.go_down() == 0 and sim.down
+    with pytest.raises(ConnectionRefusedError):
+        await asyncio.open_connection(*sim.address)
+    await sim.come_up()
+    sim.drop_after_events = None
+    again = await connect(sim)
+    rest = [await again.next() for _ in range(len(blocks) - 40)]
+    assert rest[0].pairs == list(iter_capture(BANNER + blocks[40]))[0].pairs
+    live = await connect(sim)  # a live connection is cut by go_down too
+    assert await sim.go_down() == 2
+    await live.read_to_eof()
+    assert live.eof
+
+
+async def test_per_connection_loop_starts_over_relabelled(sim_factory) -> None:
+    one = {**LIVE_CHANNEL, "Event": "UserEvent", "UserEvent": "one"}
+    two = {**LIVE_CHANNEL, "Event": "UserEvent", "UserEvent": "two"}
+    sim = await sim_factory([synthetic(one), synthetic(two)], per_connection=True, loop=True)
+    seen = []
+    for _ in range(3):
+        (event,) = await (await connect(sim)).read_to_eof()  # every run ends: the PBX dies
+        seen.append((event["UserEvent"], event["Uniqueid"]))
+    assert [n for n, _ in seen] == ["one", "two", "one"]
+    assert seen[2][1] != seen[0][1]  # the second pass is new calls, not repeats
+
+
+async def test_originate_parses_caller_id_as_asterisk_does(sim_factory) -> None:
+    recorded = [m["CallerIDName"] for m in capture_messages("caller_names_escaped", "OriginateResponse")]
+    assert recorded == ['Anna "Annie" Smith', "D'Artagnan", "Back\\Slash Co"]
+    sim = await sim_factory([])
+    client = await connect(sim)
+    sent = ['"Anna \\"Annie\\" Smith" <+12125550147>', "\"D'Artagnan\" <+33559123456>",
+            "Back\\\\Slash Co <+442079460123>"]  # the README: the backslash sent doubled
+    names = []
+    for caller_id in sent:
+        client.send("Originate", Channel="Local/support@inbound", Context="caller", Exten="talk",
+                    CallerID=caller_id, Async="true")
+        await client.next()
+        names.append((await client.next())["CallerIDName"])
+    assert names == recorded
+    client.send("Originate", Channel="Local/support@inbound", CallerID="Back\\Slash Co <+44>")
+    await client.next()
+    assert (await client.next())["CallerIDName"] == "BackSlash Co"  # as the README says Asterisk did
+
+
+async def test_cli_per_connection_serves_a_restart() -> None:
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "bridge.ami_simulator", *map(str, RESTART), "--per-connection",
+        "--port", "0", "--speed", "0", stdout=asyncio.subprocess.PIPE, cwd=Path(__file__).parent.parent)
+    try:
+        assert proc.stdout is not None
+        first = (await asyncio.wait_for(proc.stdout.readline(), 10)).decode()
+        host, port = re.search(r"listening on (\S+):(\d+)", first).groups()
+        client = Client(*await asyncio.open_connection(host, int(port)))
+        await client.login()
+        assert len(await client.read_to_eof()) == len(expected_blocks("pbx_restart_part1"))
+        client = Client(*await asyncio.open_connection(host, int(port)))
+        _, booted = await client.login()
+        assert booted["Uptime"] == "0"
+        assert (await client.until(lambda m: m.get("CallerIDName") == "Marco Bianchi"))
+        client.close()
+        proc.terminate()
+        assert await asyncio.wait_for(proc.wait(), 10) == 0
+    finally:
+        if proc.returncode is None:
+            proc.kill()
+            await proc.wait()
