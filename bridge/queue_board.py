@@ -9,7 +9,7 @@ gives the wallboard; `evaluate_alerts(now)` raises and clears queue alerts.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, tzinfo
 
 from bridge.ami_message import AmiMessage
 from bridge.call_record import CallRecord
@@ -26,10 +26,6 @@ from bridge.wallboard_models import (
 
 # Asterisk's queue member Status (AST_DEVICE_*): which mean the phone is not reachable.
 _UNREACHABLE = {"4", "5"}  # INVALID, UNAVAILABLE
-
-
-def _day(ts: float) -> str:
-    return datetime.fromtimestamp(ts, UTC).date().isoformat()
 
 
 @dataclass(slots=True)
@@ -80,8 +76,9 @@ class OperatorDay:
 class QueueBoard:
     def __init__(self, operators: OperatorDirectory | None = None, *, target_seconds: float = 30.0,
                  after_call_seconds: float = 10.0, thresholds: dict[str, AlertThresholds] | None = None,
-                 default_thresholds: AlertThresholds | None = None) -> None:
+                 default_thresholds: AlertThresholds | None = None, tz: tzinfo = UTC) -> None:
         self.operators = operators or OperatorDirectory()
+        self.tz = tz  # the call centre's zone: where "today" starts and ends
         self.target_seconds = target_seconds
         self.after_call_seconds = after_call_seconds
         self.thresholds = thresholds or {}
@@ -144,6 +141,10 @@ class QueueBoard:
                 self.names[operator] = name
         return member
 
+    def day_of(self, ts: float) -> str:
+        """The calendar day (ISO) of a moment in the board's zone: the key of "today's" figures."""
+        return datetime.fromtimestamp(ts, self.tz).date().isoformat()
+
     # -- domain events -------------------------------------------------------------------
 
     def handle_domain(self, event: DomainEvent) -> None:
@@ -164,7 +165,7 @@ class QueueBoard:
     def _count_finished(self, call: CallRecord) -> None:
         if call.ended_at is None:
             return
-        day = _day(call.entered_at)
+        day = self.day_of(call.entered_at)
         if call.queue and not call.internal:
             stats = self._queue(call.queue).days.setdefault(day, QueueDay())
             stats.offered += 1
@@ -182,10 +183,11 @@ class QueueBoard:
     # -- the picture ---------------------------------------------------------------------
 
     def snapshot(self, now: float) -> WallboardSnapshot:
-        day = _day(now)
+        day = self.day_of(now)
         talking = self._talking()
+        worked_today = {op for op, d in self.operator_days if d == day}  # even outside any queue
         operators = sorted({m.operator for q in self.queues.values() for m in q.members.values()
-                            if m.operator} | set(talking) | self.known)
+                            if m.operator} | set(talking) | self.known | worked_today)
         return WallboardSnapshot(
             at=now,
             queues=[self._queue_view(self.queues[name], now, day) for name in sorted(self.queues)],

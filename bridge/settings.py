@@ -19,7 +19,7 @@ from pydantic_settings import (
 from bridge.channel_names import DEFAULT_OPERATOR_PATTERN
 from crm_adapters.settings import CrmSettings
 from recordings.settings import RecordingSettings
-from screenpop.wallboard_settings import WallboardSettings
+from screenpop.wallboard_settings import TimeZoneName, WallboardSettings
 
 DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///var/callbridge.sqlite3"
 
@@ -55,6 +55,8 @@ class CallbridgeSettings(BaseSettings):
     # Which extensions are operators' phones (the rest are trunks, queues, IVRs).
     operator_pattern: str = DEFAULT_OPERATOR_PATTERN
     log_level: str = "INFO"
+    # The call centre's IANA time zone: where "today" starts for the wallboard's figures.
+    timezone: TimeZoneName = "UTC"
     crm: CrmSettings = Field(default_factory=CrmSettings)
     http: HttpSettings = Field(default_factory=HttpSettings)
     recordings: RecordingSettings = Field(default_factory=RecordingSettings)

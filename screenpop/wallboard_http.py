@@ -24,7 +24,6 @@ import asyncio
 import functools
 import json
 import logging
-import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Annotated, Any
@@ -102,8 +101,8 @@ class WallboardHub:
         thresholds = {q.name: board.thresholds.get(q.name, board.default_thresholds).model_dump(mode="json")
                       for q in snap.queues}
         connected = service.pbx_connected is None or service.pbx_connected()
-        return {**snap.model_dump(mode="json"), "server_time": time.time(), "spies": _spies(service, snap),
-                "activity": list(service.activity), "thresholds": thresholds,
+        return {**snap.model_dump(mode="json"), "server_time": service.clock(),
+                "spies": _spies(service, snap), "activity": list(service.activity), "thresholds": thresholds,
                 "alert_sound": service.settings.alert_sound, "pbx": "connected" if connected else "lost"}
 
     def publish(self, now: float) -> None:

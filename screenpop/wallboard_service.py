@@ -7,6 +7,8 @@ queues, live calls and spy sessions. A loop wakes on changes (a burst makes one 
 every second: alerts (logged, audited as "system"), then the listeners are told
 (screenpop.wallboard_http pushes a frame to the pages if the picture changed).
 Board times are the PBX's clock (event Timestamps moved on by our clock), as in resync.
+"Today" is a calendar day in the configured `timezone`; at start today's finished calls are
+counted again from the call log, today being decided by the injectable clock.
 
 The supervisor actions (spy, queue members, pause) are in `screenpop.supervisor_actions`,
 `[wallboard]` settings in `screenpop.wallboard_settings`; their names are re-exported here.
@@ -20,8 +22,9 @@ import logging
 import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, tzinfo
 from typing import TYPE_CHECKING, Any
+from zoneinfo import ZoneInfo
 
 from bridge.ami_message import AmiMessage
 from bridge.call_record import CallRecord
@@ -59,15 +62,16 @@ class WallboardService(SupervisorActions):
                  caller_names: Names | None = None, operator_names: Names | None = None,
                  pbx_connected: Callable[[], bool] | None = None,
                  history: Callable[[datetime], Awaitable[list[CallRecord]]] | None = None,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time, timezone: str | tzinfo = UTC) -> None:
         self.settings = s = settings or WallboardSettings()
+        self.tz = ZoneInfo(timezone) if isinstance(timezone, str) else timezone
         self.send_action, self.audit = send_action, audit  # audit: bridge.audit_log.AuditLog
         self.operators = operators or OperatorDirectory()
         self.caller_names, self.operator_names = caller_names, operator_names  # CRM / user store
         self.pbx_connected, self.history, self.clock = pbx_connected, history, clock
         self.board = QueueBoard(self.operators, target_seconds=s.target_seconds,
                                 after_call_seconds=s.after_call_seconds, thresholds=dict(s.thresholds),
-                                default_thresholds=s.default_thresholds)
+                                default_thresholds=s.default_thresholds, tz=self.tz)
         self.spies = SpyBook.create(self.operators)
         self.pipeline: CallPipeline | None = None
         self.pending: dict[str, PendingSpy] = {}  # by the Originate's ActionID
@@ -104,14 +108,20 @@ class WallboardService(SupervisorActions):
     async def _seed_today(self) -> None:
         """Today's figures survive a bridge restart: finished calls come from the call log."""
         assert self.history is not None
-        try:  # a day and a half back: the board keeps days apart by itself
-            records = await self.history(datetime.fromtimestamp(self.clock() - 36 * 3600, UTC))
+        try:
+            records = await self.history(self.today_starts())
         except Exception as exc:  # the live picture still works without the morning's calls
             log.warning("today's figures not loaded from the call log: %s", exc)
             return
         for record in records:
             if record.ended_at is not None and record.call_id not in self.board.live_calls:
                 self.board.handle_domain(CallEnded(at=record.ended_at, call=record))
+
+    def today_starts(self) -> datetime:
+        """Midnight of the clock's today in the configured zone (where a DST change skips
+        midnight, zoneinfo gives the first moment of the day)."""
+        today = datetime.fromtimestamp(self.clock(), self.tz).date()
+        return datetime.combine(today, datetime.min.time(), tzinfo=self.tz)
 
     def now(self) -> float:
         """The PBX's clock: its last event's Timestamp moved on by our elapsed time. Never
@@ -296,9 +306,10 @@ def _alert_text(alert: Alert, state: str) -> str:
 
 
 def attach_wallboard(service: BridgeService, app: web.Application,
-                     settings: WallboardSettings | None = None) -> WallboardService:
+                     settings: WallboardSettings | None = None, *,
+                     clock: Callable[[], float] = time.time) -> WallboardService:
     """Wire the wallboard into the bridge and its web app: call it in `_start_web` right
-    after `create_web_app` (before the runner is set up)."""
+    after `create_web_app` (before the runner is set up). `clock` decides "today" (tests)."""
     from bridge.audit_log import AuditLog
     from screenpop.console_http import SCREENPOP_KEY
     from screenpop.wallboard_http import SERVICE_KEY, add_wallboard_routes
@@ -319,7 +330,8 @@ def attach_wallboard(service: BridgeService, app: web.Application,
         settings, send_action=send, audit=AuditLog(service.store),
         operators=OperatorDirectory(service.settings.operator_pattern), caller_names=crm_name,
         operator_names=screenpop.book.operator_names if screenpop is not None else None,
-        pbx_connected=lambda: service.client.ready, history=service.store.export)
+        pbx_connected=lambda: service.client.ready, history=service.store.export, clock=clock,
+        timezone=getattr(service.settings, "timezone", "UTC"))
     wallboard.attach(service.pipeline)
     service.resync_listeners.append(wallboard.on_resync)
     add_wallboard_routes(app, wallboard)

@@ -1,12 +1,29 @@
 """`[wallboard]` of the main settings: targets, alert thresholds, refresh timing, the
-supervisor actions' timeout and supervision (ChanSpy, queue actions) settings."""
+supervisor actions' timeout and supervision (ChanSpy, queue actions) settings; and the
+time zone type of the top-level `timezone` setting (where "today" starts)."""
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field
+from typing import Annotated
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from bridge.supervision import SupervisionSettings
 from bridge.wallboard_models import AlertThresholds
+
+
+def _known_zone(name: str) -> str:
+    """An IANA zone name the machine's tz database knows (checked at load, not at midnight)."""
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(f"unknown time zone {name!r}: an IANA name such as 'Europe/Moscow' or 'UTC'"
+                         ) from None
+    return name
+
+
+TimeZoneName = Annotated[str, AfterValidator(_known_zone)]
 
 
 class WallboardSettings(BaseModel):
