@@ -10,7 +10,6 @@ and refused if it would leave it, symlinks included.
 from __future__ import annotations
 
 import re
-import wave
 from datetime import datetime
 from pathlib import Path, PurePosixPath
 
@@ -90,21 +89,43 @@ def resolve_under(root: Path, relpath: str | PurePosixPath) -> Path:
 
 
 def inspect_file(root: Path, relpath: str) -> tuple[str, int | None, float | None]:
-    """(status, size, WAV duration) of a recording file: ok, missing or empty."""
+    """(status, size, duration) of a recording file: ok, missing or empty. A WAV with no sound
+    after its header (Asterisk's 44-byte file of a recording that never got audio) is empty."""
     try:
         path = resolve_under(root, relpath)
     except UnsafePath:
         return "missing", None, None
     try:
         size = path.stat().st_size
+        audio = _wav_audio(path, size) if size else (0, None)
     except FileNotFoundError:
         return "missing", None, None
-    if size == 0:
-        return "empty", 0, None
-    try:
-        with wave.open(str(path), "rb") as wav:
-            rate = wav.getframerate()
-            duration = round(wav.getnframes() / rate, 3) if rate else None
-    except (wave.Error, EOFError, OSError):
-        duration = None  # not a parsable WAV (yet): size says it has something
-    return "ok", size, duration
+    except OSError:
+        audio = None  # unreadable now: its size says it has something
+    if audio is None:  # not a WAV (yet): size alone decides
+        return ("ok" if size else "empty"), size, None
+    sound, duration = audio
+    return ("ok" if sound else "empty"), size, duration
+
+
+def _wav_audio(path: Path, size: int) -> tuple[int, float | None] | None:
+    """(bytes of sound, seconds) of a RIFF/WAVE file; None if it is not one. Counted from the
+    file's length, not the header's sizes: Asterisk writes those when it closes the file, so a
+    recording cut by a crash says 0 while holding sound (a declared size only trims trailing
+    chunks)."""
+    with path.open("rb") as f:
+        head = f.read(12)
+        if len(head) < 12 or head[:4] != b"RIFF" or head[8:12] != b"WAVE":
+            return None
+        byte_rate = 0
+        while len(chunk := f.read(8)) == 8:
+            kind, declared = chunk[:4], int.from_bytes(chunk[4:], "little")
+            if kind == b"data":
+                sound = max(0, size - f.tell())
+                if 0 < declared < sound:
+                    sound = declared
+                return sound, round(sound / byte_rate, 3) if byte_rate else None
+            body = f.read(declared + (declared & 1))  # chunks are padded to an even length
+            if kind == b"fmt " and len(body) >= 12:
+                byte_rate = int.from_bytes(body[8:12], "little")
+    return 0, None  # header cut short before any sound
