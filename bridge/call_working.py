@@ -19,7 +19,8 @@ from bridge.call_record import (
 )
 
 # DialStatus values that mean the system (not the caller) gave up on a ring.
-_SYSTEM_FAILURES = frozenset({"BUSY", "NOANSWER", "CHANUNAVAIL", "CONGESTION", "INVALIDARGS"})
+# FORWARD: the phone sent the call on (call forwarding); whoever it went to rang as well.
+_SYSTEM_FAILURES = frozenset({"BUSY", "NOANSWER", "CHANUNAVAIL", "CONGESTION", "INVALIDARGS", "FORWARD"})
 # QUEUESTATUS values (app_queue) that mean the queue, not the caller, gave up. app_queue
 # also sends QueueCallerAbandon on a timeout: QUEUESTATUS is what tells the two apart.
 # CONTINUE (the caller goes on in the dialplan after talking) settles nothing.

@@ -50,6 +50,7 @@ RING_END_REASONS = {
     "BUSY": "phone busy",
     "NOANSWER": "not answered",
     "CANCEL": "ringing stopped",
+    "FORWARD": "forwarded",
     "CHANUNAVAIL": "phone unavailable",
     "CONGESTION": "phone unavailable",
     "DONTCALL": "refused",

@@ -340,6 +340,19 @@ def test_forward_to_an_outside_number_is_answered_by_no_operator() -> None:
     assert call.talk_seconds == pytest.approx(4.0, abs=0.01)
 
 
+def test_forwarded_call_nobody_answers_is_unanswered() -> None:
+    """101 forwards to 105, whose phone rings out: the system gave up, not the caller."""
+    p = Pbx()
+    p.new(TRUNK, number="+74951234567", exten="800")
+    p.new(A101, by=TRUNK, number="101").dial_begin(TRUNK, A101, "101")
+    target = "Local/105@default-00000006;1"
+    p.tick(1).new(target, by=TRUNK, number="105")
+    p.dial_end(TRUNK, A101, "CANCEL", forward="105").dial_begin(TRUNK, target, "105")
+    p.hangup(A101).tick(20).dial_end(TRUNK, target, "NOANSWER").hangup(target, TRUNK)
+    (call,) = run(p.events)[0]
+    assert (call.outcome, call.outcome_reason, call.rung) == ("unanswered", "noanswer", ["101", "105"])
+
+
 # -- renames -----------------------------------------------------------------------------------
 
 
