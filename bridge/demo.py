@@ -17,10 +17,14 @@ log = logging.getLogger("callbridge.demo")
 CAPTURES_DIR = Path(__file__).resolve().parent.parent / "tests" / "fixtures"
 # Calls first, so something visible happens within seconds of starting.
 _FIRST = ("queue_answered", "ringall_two_agents", "blind_transfer", "attended_transfer")
+# A PBX restart is two connections (tests/test_pbx_restart.py replays it per connection);
+# one looping session of them would be a PBX that never restarted yet reuses channel names.
+_NOT_IN_DEMO = ("pbx_restart_",)
 
 
 def demo_captures(directory: Path = CAPTURES_DIR) -> list[Path]:
-    captures = sorted(directory.glob("*.ami"), key=lambda p: (p.stem not in _FIRST, _FIRST.index(p.stem)
+    found = [p for p in directory.glob("*.ami") if not p.stem.startswith(_NOT_IN_DEMO)]
+    captures = sorted(found, key=lambda p: (p.stem not in _FIRST, _FIRST.index(p.stem)
                                                              if p.stem in _FIRST else 0, p.stem))
     if not captures:
         raise ConfigError(f"no AMI captures (*.ami) found in {directory}")
