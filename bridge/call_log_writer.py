@@ -139,11 +139,12 @@ class CallLogWriter:
                 self._queue(rec)  # already in the spool: not appended again
         self._task = asyncio.create_task(self._run(), name="call-log-writer")
 
-    async def stop(self, *, give_up_after: float | None = None) -> None:
+    async def stop(self, *, give_up_after: float | None = None) -> bool:
         """Write everything pending, then end the task. With `give_up_after` seconds, stop
-        anyway when the database is still down then: what is pending is logged as lost."""
+        anyway when the database is still down then (finished calls stay in the spool, the
+        rest is logged as lost) and return False."""
         if self._task is None:
-            return
+            return True
         self._stopping = True
         self._wake.set()
         self._hurry.set()
@@ -152,16 +153,19 @@ class CallLogWriter:
             await asyncio.wait_for(asyncio.shield(task), give_up_after)
         except TimeoutError:
             task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            # A driver blocked on a locked database may take its own time to honour the
+            # cancel (SQLAlchemy rolls back on the same stuck connection): do not wait for it.
+            await asyncio.wait({task}, timeout=0.2)
             spooled = self.spool.outstanding if self.spool is not None and self.spool.is_open else 0
             log.error("call log: stopped with %d call(s) not written (database unavailable)%s", self.pending,
                       f"; {spooled} finished call(s) kept in {self.spool.path}, written at the next start"
                       if self.spool is not None and spooled else "")
+            return False
         finally:
             self._task = None
             if self.spool is not None:
                 self.spool.close()
+        return True
 
     async def flush(self) -> None:
         """Return once every snapshot handed over so far is committed."""

@@ -3,6 +3,10 @@
 `callbridge serve` runs this against a real PBX; `callbridge demo` against the AMI
 simulator. On every (re)connect it resyncs from CoreShowChannels/QueueStatus so calls
 that started or ended while we were away are neither lost nor duplicated.
+
+Stopping is bounded (`STOP_BUDGET`): with a database that hangs or refuses writes, the
+finished calls not yet committed stay in the call log's spool and are written at the
+next start.
 """
 
 from __future__ import annotations
@@ -10,8 +14,10 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
+import os
 import signal
 import time
+from collections.abc import Awaitable
 
 from aiohttp import web
 
@@ -19,6 +25,7 @@ from bridge.ami_actions import AmiError
 from bridge.ami_client import AmiClient
 from bridge.ami_message import AmiMessage
 from bridge.call_events_log import log_call_event
+from bridge.call_log_spool import CallLogSpool, default_spool_path
 from bridge.call_log_store import CallLogStore
 from bridge.call_log_writer import CallLogWriter
 from bridge.call_state import CallTracker
@@ -28,18 +35,23 @@ from crm_adapters.lookup import LookupService
 
 log = logging.getLogger("callbridge")
 
+STOP_BUDGET = 2.0  # seconds the call log may take to drain at stop before the spool keeps the rest
+_CLOSE_BUDGET = 1.0  # each database-backed part's close, so a hung database cannot hold the exit
+
 
 class BridgeService:
     def __init__(self, settings: CallbridgeSettings) -> None:
         self.settings = settings
         self.store = CallLogStore(settings.database_url)
-        self.writer = CallLogWriter(self.store)
+        spool = settings.call_log_spool or default_spool_path(settings.database_url)
+        self.writer = CallLogWriter(self.store, spool=CallLogSpool(spool))
         self.pipeline = CallPipeline(CallTracker(settings.operator_pattern))
         ami = settings.ami
         self.client = AmiClient(
             ami.host, ami.port, ami.username, ami.secret.get_secret_value(),
             ping_interval=ami.ping_interval, ping_timeout=ami.ping_timeout,
             action_timeout=ami.action_timeout, backoff_max=ami.backoff_max,
+            probe_interval=ami.probe_interval,
         )
         self.queue_status: list[AmiMessage] = []
         self.lookup = LookupService.from_settings(settings.crm, self.store)
@@ -54,14 +66,16 @@ class BridgeService:
         # the client's queue), so the model sees the PBX's history in its true order.
         self._pending_resync: tuple[list[AmiMessage], int] | None = None
         self._events_handled = 0
+        self.stuck: list[str] = []  # what did not finish within its budget at stop()
 
     async def start(self) -> None:
         await self.store.open()
-        live = await self.store.live_calls()
+        await self.writer.start()  # first writes the finished calls a previous run left in the spool
+        # A spooled call may still be live in the database (its end never got there): it is finished.
+        live = [c for c in await self.store.live_calls() if c.call_id not in self.writer.recovered]
         if live:
             log.info("%d calls were live when the bridge last stopped; the PBX will tell", len(live))
         self.pipeline.tracker.restore(live)
-        await self.writer.start()
         self.pipeline.subscribe(self.writer.handle)
         self.pipeline.subscribe(log_call_event)
         await self.lookup.open()
@@ -70,6 +84,7 @@ class BridgeService:
         self.client.on_event(self._on_event)
         self.client.on_ready(self._resync)
         self.client.on_disconnect(self._on_disconnect)
+        self.client.on_alive(self.pipeline.note_alive)
         await self.client.start()
         # Everything made so far (imports, settings, the web app) lives as long as the
         # process: keep it out of the collector, whose full passes over it stalled the
@@ -127,21 +142,27 @@ class BridgeService:
 
     async def stop(self) -> None:
         await self.client.stop()
+        parts: list[tuple[str, Awaitable[object]]] = []
         if self.web_runner is not None:
-            await self.web_runner.cleanup()
-        await self.writer.stop()
+            parts.append(("web server", self.web_runner.cleanup()))
+        for what, work in parts:
+            await _bounded(work, _CLOSE_BUDGET, what, self.stuck)
+        if not await self.writer.stop(give_up_after=STOP_BUDGET):
+            self.stuck.append("call log writer")
         if getattr(self, "recorder", None) is not None:
-            await self.recorder.stop()
-        await self.lookup.close()
-        await self.store.close()
-        log.info("bridge stopped")
+            await _bounded(self.recorder.stop(), _CLOSE_BUDGET, "recorder", self.stuck)
+        await _bounded(self.lookup.close(), _CLOSE_BUDGET, "CRM lookup", self.stuck)
+        await _bounded(self.store.close(), _CLOSE_BUDGET, "call log database", self.stuck)
+        log.info("bridge stopped%s", f" (gave up on: {', '.join(self.stuck)})" if self.stuck else "")
 
     def _on_event(self, event: AmiMessage) -> None:
-        if self._pending_resync is not None and self._events_handled >= self._pending_resync[1]:
-            self._apply_resync(self._pending_resync[0])
         self._events_handled += 1
         self._last_event = (event.timestamp, time.time())
         self.pipeline.feed(event)
+        # The last event queued before the snapshot is handled: apply it now, not when
+        # (or if) another event arrives.
+        if self._pending_resync is not None and self._events_handled >= self._pending_resync[1]:
+            self._apply_resync(self._pending_resync[0])
 
     def _pbx_now(self) -> float:
         """Resync time in the PBX's clock: its last Timestamp moved on by our elapsed time."""
@@ -183,6 +204,19 @@ class BridgeService:
         log.warning("lost the PBX (%s); calls stay open until the resync after reconnecting", reason)
 
 
+async def _bounded(work: Awaitable[object], seconds: float, what: str, stuck: list[str]) -> None:
+    """Await `work` at most `seconds`; past that, abandon it (not waiting for its cancellation,
+    which a driver blocked on a locked database may not honour soon) and note it in `stuck`."""
+    task = asyncio.ensure_future(work)
+    done, _ = await asyncio.wait({task}, timeout=seconds)
+    if not done:
+        task.cancel()
+        stuck.append(what)
+        log.warning("stopping: %s did not close within %g s; abandoned", what, seconds)
+    elif not task.cancelled() and task.exception() is not None:
+        log.warning("stopping: closing %s failed: %s", what, task.exception())
+
+
 async def run_until_stopped(settings: CallbridgeSettings, service: BridgeService | None = None) -> None:
     service = service or BridgeService(settings)
     stop = asyncio.Event()
@@ -194,3 +228,10 @@ async def run_until_stopped(settings: CallbridgeSettings, service: BridgeService
         await stop.wait()
     finally:
         await service.stop()
+        if service.stuck:
+            # A database that hangs keeps its driver's threads (and asyncio.run's teardown,
+            # which awaits the abandoned tasks) busy for many seconds more. Finished calls
+            # are fsync'd in the spool, so leave now rather than wait for it.
+            log.warning("exiting without waiting for the database; finished calls are in the spool")
+            logging.shutdown()
+            os._exit(0)

@@ -33,6 +33,7 @@ class AmiSettings(BaseModel):
     ping_timeout: float = Field(5.0, gt=0, description="a ping unanswered this long means a dead link")
     action_timeout: float = Field(10.0, gt=0)
     backoff_max: float = Field(30.0, gt=0, description="cap of the reconnect back-off")
+    probe_interval: float = Field(0.5, gt=0, description="seconds between connect attempts while unreachable")
 
 
 class HttpSettings(BaseModel):
@@ -52,6 +53,9 @@ class CallbridgeSettings(BaseSettings):
 
     ami: AmiSettings = Field(default_factory=AmiSettings)
     database_url: str = DEFAULT_DATABASE_URL
+    # Finished calls not yet in the database (JSON lines, fsync'd), written at the next start.
+    # Default: beside a SQLite file (`<file>.spool.jsonl`), else `var/call-log-spool.jsonl`.
+    call_log_spool: Path | None = None
     # Which extensions are operators' phones (the rest are trunks, queues, IVRs).
     operator_pattern: str = DEFAULT_OPERATOR_PATTERN
     log_level: str = "INFO"
