@@ -142,11 +142,8 @@ class BridgeService:
 
     async def stop(self) -> None:
         await self.client.stop()
-        parts: list[tuple[str, Awaitable[object]]] = []
         if self.web_runner is not None:
-            parts.append(("web server", self.web_runner.cleanup()))
-        for what, work in parts:
-            await _bounded(work, _CLOSE_BUDGET, what, self.stuck)
+            await _bounded(self.web_runner.cleanup(), _CLOSE_BUDGET, "web server", self.stuck)
         if not await self.writer.stop(give_up_after=STOP_BUDGET):
             self.stuck.append("call log writer")
         if getattr(self, "recorder", None) is not None:
