@@ -198,6 +198,8 @@ class BridgeService:
     def _on_disconnect(self, reason: str) -> None:
         if reason == "client stopped":
             return  # our own shutdown, not a lost PBX
+        # Calls that end during the outage end at the PBX's last proof of life before it.
+        self.pipeline.link_lost()
         log.warning("lost the PBX (%s); calls stay open until the resync after reconnecting", reason)
 
 
