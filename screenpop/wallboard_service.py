@@ -157,8 +157,10 @@ class WallboardService(SupervisorActions):
 
     def on_resync(self, channels: Iterable[AmiMessage], queue_status: Iterable[AmiMessage],
                   at: float) -> None:
-        """After a (re)connect the PBX's lists are the truth (BridgeService.resync_listeners)."""
-        self._last_event = (at, self.clock())
+        """After a (re)connect the PBX's lists are the truth (BridgeService.resync_listeners).
+        They are dated by the board's own PBX time, not `at`: right after a connect the service
+        dates them by FullyBooted, which has no Timestamp, i.e. by our machine's clock."""
+        at = self.now()
         self.board.apply_queue_status(list(queue_status), at)
         if self.pipeline is not None:  # the model was just resynced: its live calls are the truth
             live = {c.call_id: c.snapshot() for c in self.pipeline.tracker.live_calls()}

@@ -40,7 +40,7 @@ USERS = [  # (username, role, display name, extensions)
     ("anna", "operator", "Anna Operator", ["101"]),
 ]
 # When the captures were recorded (2026-11-24 08:17:57 UTC): the stacks' clocks start there.
-RECORDED_AT = capture_events("queue_answered")[0].timestamp
+RECORDED_AT = next(ev.timestamp for ev in capture_events("queue_answered") if "Timestamp" in ev)
 
 
 def recorded_clock(start: float = RECORDED_AT) -> Callable[[], float]:
@@ -316,7 +316,9 @@ async def test_a_reconnect_replaces_queue_calls_and_spy_sessions_by_what_the_pbx
 
 
 def test_spy_sessions_are_rebuilt_from_chanspy_channels_after_a_reconnect() -> None:
-    service = WallboardService(send_action=mock.AsyncMock())
+    ours = 1_796_531_541.0  # our machine's clock, which the service dates a resync by after FullyBooted
+    service = WallboardService(send_action=mock.AsyncMock(), clock=lambda: ours)
+    service.on_ami_event(AmiMessage([("Event", "Newexten"), ("Timestamp", "5000.000000")]))  # the PBX's
 
     def channel(name: str, app: str, data: str, linkedid: str, duration: str = "00:00:05") -> AmiMessage:
         return AmiMessage([("Event", "CoreShowChannel"), ("Channel", name), ("Linkedid", linkedid),
@@ -325,13 +327,13 @@ def test_spy_sessions_are_rebuilt_from_chanspy_channels_after_a_reconnect() -> N
     channels = [channel("PJSIP/101-00000001", "Queue", "support", "1.1"),
                 channel("Local/201@supervisor-0000002a;1", "ChanSpy", "PJSIP/101,qBE", "2.1", "00:01:00"),
                 channel("Local/202@supervisor-0000002b;1", "ChanSpy", "Local/103@agents,qwE", "3.1")]
-    service.on_resync(channels, [], at=5000.0)
+    service.on_resync(channels, [], at=ours)  # dated by the PBX's time, not the service's guess
     sessions = {s.supervisor: s for s in service.spies.sessions.values()}
     assert {k: (s.operator, s.mode, s.call_id) for k, s in sessions.items()} == {
         "201": ("101", "barge", "1.1"), "202": ("103", "whisper", None)}
     assert sessions["201"].started_at == 4940.0
     assert service.spy_calls == {"2.1", "3.1"}
-    service.on_resync(channels[:2], [], at=5001.0)
+    service.on_resync(channels[:2], [], at=ours + 1)
     assert [s.supervisor for s in service.spies.sessions.values()] == ["201"]
 
 
