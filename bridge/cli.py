@@ -37,10 +37,20 @@ def _parse_since(value: str) -> datetime:
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
 
 
+def _add_common_options(parser: argparse.ArgumentParser, default: object) -> None:
+    parser.add_argument("--config", type=Path, default=default, help="TOML configuration file")
+    parser.add_argument("--log-level", default=default,
+                        help="DEBUG, INFO, WARNING (default from config: INFO)")
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for subparser in action.choices.values():
+                # `callbridge serve --config FILE` as well as `callbridge --config FILE serve`;
+                # SUPPRESS keeps a subcommand from overwriting what was given before it.
+                _add_common_options(subparser, argparse.SUPPRESS)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="callbridge", description=__doc__)
-    parser.add_argument("--config", type=Path, help="TOML configuration file")
-    parser.add_argument("--log-level", help="DEBUG, INFO, WARNING (default from config: INFO)")
     sub = parser.add_subparsers(dest="command", required=True)
 
     sub.add_parser("serve", help="run the bridge against the PBX named in the configuration")
@@ -70,6 +80,7 @@ def build_parser() -> argparse.ArgumentParser:
     add_crm_commands(sub)
     add_user_commands(sub)
     add_recording_commands(sub)
+    _add_common_options(parser, None)
     return parser
 
 

@@ -65,3 +65,19 @@ def test_bad_input_is_a_clear_error_not_a_traceback(tmp_path: Path, capsys) -> N
     bad.write_text("[ami]\nport = 'many'\n")
     code, _, err = run(capsys, "--config", str(bad), "calls", "export")
     assert code == 2 and "ami.port" in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("where", ["before", "after"])
+def test_config_is_accepted_before_or_after_the_subcommand(tmp_path: Path, capsys, where: str) -> None:
+    """README: `callbridge serve --config FILE`; `callbridge --config FILE serve` works too."""
+    config = tmp_path / "callbridge.toml"
+    config.write_text(f'database_url = "sqlite+aiosqlite:///{tmp_path / "log.sqlite3"}"\n')
+    replay = ["replay", str(FIXTURES / "queue_answered.ami"), "--db", f"sqlite+aiosqlite:///{tmp_path}/x.db"]
+    argv = ["--config", str(config), *replay] if where == "before" else [*replay, "--config", str(config)]
+    code, out, err = run(capsys, *argv)
+    assert code == 0, err
+    assert json.loads(out)["caller_name"] == "Иван Петров"
+    export = ["calls", "export", "--db", f"sqlite+aiosqlite:///{tmp_path}/x.db"]
+    argv = ["--log-level", "WARNING", *export] if where == "before" else [*export, "--log-level", "WARNING"]
+    code, out, _ = run(capsys, *argv)
+    assert code == 0 and json.loads(out)["call_id"] == "1795508277.0"
