@@ -8,8 +8,9 @@ import csv
 import json
 import logging
 import sys
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 from bridge.call_record import REPLAY_KEYS, CallRecord
 from bridge.settings import ConfigError, load_settings
@@ -34,7 +35,7 @@ def _parse_since(value: str) -> datetime:
         raise argparse.ArgumentTypeError(
             f"--since wants an ISO date or time like 2026-11-24 or 2026-11-24T08:00, not {value!r}"
         ) from None
-    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+    return moment  # a naive time is in the configured time zone (see _export)
 
 
 def _add_common_options(parser: argparse.ArgumentParser, default: object) -> None:
@@ -70,7 +71,8 @@ def build_parser() -> argparse.ArgumentParser:
     calls = sub.add_parser("calls", help="the stored call log")
     calls_sub = calls.add_subparsers(dest="calls_command", required=True)
     export = calls_sub.add_parser("export", help="print the call log (replay's shape)")
-    export.add_argument("--since", type=_parse_since, help="only calls that started at or after")
+    export.add_argument("--since", type=_parse_since,
+                        help="only calls that started at or after (ISO; no zone: the configured timezone)")
     export.add_argument("--format", choices=("jsonl", "csv"), default="jsonl")
     export.add_argument("--db", help="database URL (default: from configuration)")
     from crm_adapters.cli import add_crm_commands
@@ -124,10 +126,13 @@ async def _replay(args: argparse.Namespace, settings) -> int:
 async def _export(args: argparse.Namespace, settings) -> int:
     from bridge.call_log_store import CallLogStore
 
+    since = args.since
+    if since is not None and since.tzinfo is None:
+        since = since.replace(tzinfo=ZoneInfo(settings.timezone))
     store = CallLogStore(args.db or settings.database_url)
     await store.open()
     try:
-        calls = await store.export(since=args.since)
+        calls = await store.export(since=since)
     finally:
         await store.close()
     _print_calls([c for c in calls if c.ended_at is not None], args.format)

@@ -154,7 +154,8 @@ class BridgeService:
 
     def _on_event(self, event: AmiMessage) -> None:
         self._events_handled += 1
-        self._last_event = (event.timestamp, time.time())
+        if "Timestamp" in event:  # FullyBooted and list items carry none: our clock is not the PBX's
+            self._last_event = (event.timestamp, time.time())
         self.pipeline.feed(event)
         # The last event queued before the snapshot is handled: apply it now, not when
         # (or if) another event arrives.

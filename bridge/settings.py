@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import BaseModel, Field, SecretStr, ValidationError
+from pydantic import BaseModel, Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -65,6 +65,13 @@ class CallbridgeSettings(BaseSettings):
     http: HttpSettings = Field(default_factory=HttpSettings)
     recordings: RecordingSettings = Field(default_factory=RecordingSettings)
     wallboard: WallboardSettings = Field(default_factory=WallboardSettings)
+
+    @model_validator(mode="after")
+    def _one_time_zone(self) -> CallbridgeSettings:
+        # The recordings' date folders follow the call centre's zone unless set apart.
+        if "timezone" not in self.recordings.model_fields_set:
+            self.recordings.timezone = self.timezone
+        return self
 
     @classmethod
     def settings_customise_sources(

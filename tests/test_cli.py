@@ -45,6 +45,14 @@ def test_replay_into_db_then_export_gives_the_same_lines(tmp_path: Path, capsys)
     code, later, _ = run(capsys, "calls", "export", "--db", db, "--since", "2026-11-24T08:19")
     later_ids = [json.loads(line)["call_id"] for line in later.splitlines()]
     assert len(later_ids) == 20 and all(i.startswith("1795508416.") for i in later_ids)
+    # A time without a zone is the call centre's (here Moscow, UTC+3); with one, as given.
+    config = tmp_path / "moscow.toml"
+    config.write_text('timezone = "Europe/Moscow"\n')
+    code, moscow, _ = run(capsys, "calls", "export", "--db", db, "--since", "2026-11-24T11:19",
+                          "--config", str(config))
+    assert moscow == later
+    code, zoned, _ = run(capsys, "calls", "export", "--db", db, "--since", "2026-11-24T11:19+03:00")
+    assert zoned == later
 
 
 def test_export_csv_has_the_replay_columns(tmp_path: Path, capsys) -> None:

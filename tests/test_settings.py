@@ -52,3 +52,11 @@ def test_bad_configuration_is_one_clear_message(tmp_path: Path, monkeypatch: pyt
     unknown.write_text("databse_url = 'sqlite+aiosqlite:///x'\n")
     with pytest.raises(ConfigError, match="databse_url"):
         load_settings(unknown)
+
+
+def test_recordings_follow_the_call_centre_time_zone_unless_set_apart(tmp_path) -> None:
+    config = tmp_path / "c.toml"
+    config.write_text('timezone = "Europe/Moscow"\n')
+    assert load_settings(config).recordings.timezone == "Europe/Moscow"
+    config.write_text('timezone = "Europe/Moscow"\n[recordings]\ntimezone = "UTC"\n')
+    assert load_settings(config).recordings.timezone == "UTC"
