@@ -13,7 +13,7 @@ from datetime import UTC, datetime, tzinfo
 
 from bridge.ami_message import AmiMessage
 from bridge.call_record import CallRecord
-from bridge.channel_names import OperatorDirectory
+from bridge.channel_names import OperatorDirectory, unescape_ami
 from bridge.domain_events import CallAnswered, CallEnded, CallRingEnded, CallRinging, DomainEvent
 from bridge.wallboard_models import (
     Alert,
@@ -105,7 +105,10 @@ class QueueBoard:
             queue.members.pop(ev.get("Interface") or ev.get("Location") or "", None)
         elif name in ("QueueCallerJoin", "QueueEntry"):
             joined = ev.timestamp - float(ev.get("Wait") or 0)
-            queue.waiting[ev.get("Channel", "")] = (joined, ev.get("CallerIDNum"), ev.get("CallerIDName"))
+            caller_name = ev.get("CallerIDName")
+            if name == "QueueCallerJoin":  # a channel snapshot: C-escaped (QueueEntry is raw)
+                caller_name = unescape_ami(caller_name)
+            queue.waiting[ev.get("Channel", "")] = (joined, ev.get("CallerIDNum"), caller_name)
         elif name in ("QueueCallerLeave", "QueueCallerAbandon"):
             queue.waiting.pop(ev.get("Channel", ""), None)
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from bridge.ami_message import iter_capture
+from bridge.ami_message import AmiMessage, iter_capture
 from bridge.pipeline import CallPipeline
 from bridge.queue_board import QueueBoard
 from bridge.wallboard_models import AlertThresholds
@@ -151,3 +151,20 @@ async def test_waiting_callers_come_back_from_queue_status_after_a_reconnect() -
     (expected,) = [q for q in from_events.snapshot(at).queues if q.name == "support"]
     assert support.waiting == expected.waiting == 20
     assert abs(support.longest_wait_seconds - expected.longest_wait_seconds) <= 1.0
+
+
+def test_waiting_callers_names_are_unescaped_as_the_caller_sent_them() -> None:
+    """QueueCallerJoin carries the channel's C-escaped name; QueueEntry (QueueStatus) the raw one."""
+    board = QueueBoard()
+    seen: set[str | None] = set()
+
+    def watch(ev) -> None:
+        for queue in board.queues.values():
+            seen.update(name for _, _, name in queue.waiting.values())
+
+    play("caller_names_escaped", board, watch)
+    assert seen == {'Anna "Annie" Smith', "D'Artagnan", "Back\\Slash Co"}
+    raw = QueueBoard()
+    raw.handle(AmiMessage.from_dict({"Event": "QueueEntry", "Queue": "support", "Channel": "x", "Wait": "1",
+                                     "CallerIDNum": "+33559123456", "CallerIDName": "Back\\Slash Co"}))
+    assert [name for _, _, name in raw.queues["support"].waiting.values()] == ["Back\\Slash Co"]
