@@ -1,10 +1,10 @@
-"""Traffic for bench/screenpop.py: the real captures of tests/fixtures, replayed as many
+"""Traffic for bench/screenpop_latency.py: the real captures of tests/fixtures, replayed as many
 new calls that ring many operators.
 
 The captures only ring extensions 101-104, each from one of a dozen callers. Every pass
 takes one capture and rewrites, in the raw bytes only (no event is invented or reshaped):
 
-- Uniqueid/Linkedid values and Local channel sequence numbers (bridge.capture_relabel),
+- Uniqueid/Linkedid values and Local channel sequence numbers (bridge.simulator.relabel),
   so each pass is new calls;
 - the operators' extensions 101-104 -> a group of four of the bench's 500 extensions
   (1000-1499; pass k uses group k mod 125, the four roles rotating each time round):
@@ -23,9 +23,9 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from bridge.ami_simulator import is_unsolicited, split_capture
-from bridge.capture_relabel import relabel
-from bridge.replay import replay_bytes
+from bridge.calls.replay import replay_bytes
+from bridge.simulator.relabel import relabel
+from bridge.simulator.server import is_unsolicited, split_capture
 from crm_adapters.phone_numbers import normalize
 
 FIXTURES = Path(__file__).resolve().parent.parent / "tests" / "fixtures"
@@ -62,7 +62,7 @@ class Template:
     name: str
     events: list[tuple[float, bytes]]  # (recorded timestamp, raw message) of the unsolicited events
     callers: list[bytes]  # external caller numbers, longest first
-    calls: int  # calls in it (bridge.replay)
+    calls: int  # calls in it (bridge.calls.replay)
 
 
 @dataclass

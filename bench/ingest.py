@@ -19,11 +19,11 @@ from pathlib import Path
 from panoramisk.ami_protocol import AMIProtocol
 from panoramisk.manager import Manager
 
-from bridge.ami_message import AmiFramer
-from bridge.call_log_store import CallLogStore
-from bridge.call_log_writer import CallLogWriter
-from bridge.capture_relabel import relabel
-from bridge.pipeline import CallPipeline
+from bridge.ami.message import AmiFramer
+from bridge.call_log.store import CallLogStore
+from bridge.call_log.writer import CallLogWriter
+from bridge.calls.pipeline import CallPipeline
+from bridge.simulator.relabel import relabel
 
 FIXTURES = Path(__file__).resolve().parent.parent / "tests" / "fixtures"
 CHUNK = 64 * 1024

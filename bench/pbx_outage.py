@@ -18,24 +18,18 @@ from __future__ import annotations
 import argparse
 import asyncio
 import logging
-import sys
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-# Run as a file, this directory comes first on sys.path, and bench/screenpop.py would then
-# shadow the `screenpop` package the bridge imports.
-_HERE = Path(__file__).resolve().parent
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != _HERE]
+from bridge.ami.message import AmiMessage, iter_capture
+from bridge.calls.record import CallRecord
+from bridge.calls.replay import replay_bytes
+from bridge.service import BridgeService
+from bridge.settings import load_settings
+from bridge.simulator.server import AmiSimulator, is_unsolicited
 
-from bridge.ami_message import AmiMessage, iter_capture  # noqa: E402
-from bridge.ami_simulator import AmiSimulator, is_unsolicited  # noqa: E402
-from bridge.call_record import CallRecord  # noqa: E402
-from bridge.replay import replay_bytes  # noqa: E402
-from bridge.service import BridgeService  # noqa: E402
-from bridge.settings import load_settings  # noqa: E402
-
-FIXTURES = _HERE.parent / "tests" / "fixtures"
+FIXTURES = Path(__file__).resolve().parent.parent / "tests" / "fixtures"
 RESTART = [FIXTURES / "pbx_restart_part1.ami", FIXTURES / "pbx_restart_part2.ami"]
 RESTART_CALLS = 3  # Giulia (cut by the crash), Marco and Sofia: the captures' README
 

@@ -12,7 +12,7 @@ from datetime import datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-from bridge.call_record import REPLAY_KEYS, CallRecord
+from bridge.calls.record import REPLAY_KEYS, CallRecord
 from bridge.settings import ConfigError, load_settings
 
 log = logging.getLogger("callbridge")
@@ -77,7 +77,7 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--db", help="database URL (default: from configuration)")
     from crm_adapters.cli import add_crm_commands
     from recordings.cli import add_recording_commands
-    from screenpop.user_cli import add_user_commands
+    from web.user_cli import add_user_commands
 
     add_crm_commands(sub)
     add_user_commands(sub)
@@ -102,7 +102,7 @@ def _print_calls(calls: list[CallRecord], fmt: str) -> None:
 
 
 async def _replay(args: argparse.Namespace, settings) -> int:
-    from bridge.replay import replay_bytes
+    from bridge.calls.replay import replay_bytes
 
     for path in args.file:
         if not path.is_file():
@@ -111,7 +111,7 @@ async def _replay(args: argparse.Namespace, settings) -> int:
                          operator_pattern=settings.operator_pattern)
     _print_calls(calls, "jsonl")
     if args.db:
-        from bridge.call_log_store import CallLogStore
+        from bridge.call_log.store import CallLogStore
 
         store = CallLogStore(args.db)
         await store.open()
@@ -124,7 +124,7 @@ async def _replay(args: argparse.Namespace, settings) -> int:
 
 
 async def _export(args: argparse.Namespace, settings) -> int:
-    from bridge.call_log_store import CallLogStore
+    from bridge.call_log.store import CallLogStore
 
     since = args.since
     if since is not None and since.tzinfo is None:
@@ -171,7 +171,7 @@ def main(argv: list[str] | None = None) -> int:
 
         runners = {"recordings": lambda: run_recording_command(args, settings)}
     elif args.command == "user":
-        from screenpop.user_cli import run_user_command
+        from web.user_cli import run_user_command
 
         runners = {"user": lambda: run_user_command(args, settings)}
     else:

@@ -6,11 +6,11 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from bridge.ami_simulator import AmiSimulator
 from bridge.demo_data import login_help, seed_demo
-from bridge.demo_recordings import record_like_a_pbx
 from bridge.service import BridgeService, run_until_stopped
 from bridge.settings import CallbridgeSettings, ConfigError
+from bridge.simulator.mixmonitor_files import record_like_a_pbx
+from bridge.simulator.server import AmiSimulator
 
 log = logging.getLogger("callbridge.demo")
 

@@ -21,15 +21,15 @@ from collections.abc import Awaitable
 
 from aiohttp import web
 
-from bridge.ami_actions import AmiError
-from bridge.ami_client import AmiClient
-from bridge.ami_message import AmiMessage
-from bridge.call_events_log import log_call_event
-from bridge.call_log_spool import CallLogSpool, default_spool_path
-from bridge.call_log_store import CallLogStore
-from bridge.call_log_writer import CallLogWriter
-from bridge.call_state import CallTracker
-from bridge.pipeline import CallPipeline
+from bridge.ami.actions import AmiError
+from bridge.ami.client import AmiClient
+from bridge.ami.message import AmiMessage
+from bridge.call_log.log_lines import log_call_event
+from bridge.call_log.spool import CallLogSpool, default_spool_path
+from bridge.call_log.store import CallLogStore
+from bridge.call_log.writer import CallLogWriter
+from bridge.calls.pipeline import CallPipeline
+from bridge.calls.tracker import CallTracker
 from bridge.settings import CallbridgeSettings
 from crm_adapters.lookup import LookupService
 
@@ -88,7 +88,7 @@ class BridgeService:
         await self.client.start()
         # Everything made so far (imports, settings, the web app) lives as long as the
         # process: keep it out of the collector, whose full passes over it stalled the
-        # event loop for ~100-190 ms (bench/screenpop.py), to ~11 ms.
+        # event loop for ~100-190 ms (bench/screenpop_latency.py), to ~11 ms.
         gc.collect()
         gc.freeze()
         log.info("bridge started: AMI %s:%s, call log %s", self.settings.ami.host,
@@ -105,9 +105,9 @@ class BridgeService:
         self.pipeline.subscribe_raw(self.recorder.on_ami_event)
 
     def _add_recordings(self, app: web.Application) -> None:
-        from bridge.audit_log import AuditLog
         from recordings.http import RecordingsApi, setup_recordings
         from recordings.review_store import ReviewStore
+        from web.audit_log import AuditLog
 
         settings = self.settings.recordings
         self.audit = AuditLog(self.store)
@@ -117,7 +117,7 @@ class BridgeService:
 
     async def _start_web(self) -> None:
         from screenpop.app import create_web_app
-        from screenpop.users import UserStore
+        from web.users import UserStore
 
         self.users = UserStore(self.store)
         http = self.settings.http
@@ -126,7 +126,7 @@ class BridgeService:
                                            "session_max_age": http.session_max_age})
         self._add_recordings(app)
         from recordings.pages import add_review_pages
-        from screenpop.wallboard_service import attach_wallboard
+        from supervision.wallboard_service import attach_wallboard
 
         self.wallboard = attach_wallboard(self, app)
 

@@ -16,10 +16,10 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
-from bridge.channel_names import DEFAULT_OPERATOR_PATTERN
+from bridge.calls.channel_names import DEFAULT_OPERATOR_PATTERN
 from crm_adapters.settings import CrmSettings
 from recordings.settings import RecordingSettings
-from screenpop.wallboard_settings import TimeZoneName, WallboardSettings
+from supervision.settings import TimeZoneName, WallboardSettings
 
 DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///var/callbridge.sqlite3"
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import importlib
 from collections.abc import Callable
 
-from bridge.call_log_store import CallLogStore
+from bridge.call_log.store import CallLogStore
 from crm_adapters.builtin import BuiltinCrm
 from crm_adapters.contract import CrmAdapter
 from crm_adapters.settings import AdapterConfig, CrmSettings

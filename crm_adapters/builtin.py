@@ -18,8 +18,8 @@ from sqlalchemy import Row, bindparam, false, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
-from bridge.call_log_store import CallLogStore
-from bridge.call_log_tables import CallRow
+from bridge.call_log.store import CallLogStore
+from bridge.call_log.tables import CallRow
 from crm_adapters.builtin_tables import COMPANIES, CONTACTS, INTERACTIONS, PHONES
 from crm_adapters.contract import Contact, CrmAdapter, FinishedCall, Interaction, NewContact, utc_now
 from crm_adapters.errors import CrmRejected, CrmUnavailable

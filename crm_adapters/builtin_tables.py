@@ -15,7 +15,7 @@ from datetime import datetime
 from sqlalchemy import JSON, Float, ForeignKey, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
-from bridge.call_log_tables import Base, UtcDateTime
+from bridge.call_log.tables import Base, UtcDateTime
 
 
 class CompanyRow(Base):

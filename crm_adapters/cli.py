@@ -15,7 +15,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from bridge.call_log_store import CallLogStore
+from bridge.call_log.store import CallLogStore
 from crm_adapters.builtin import BuiltinCrm
 from crm_adapters.csv_import import CsvFormatError, import_csv, write_rejections
 from crm_adapters.errors import CrmError

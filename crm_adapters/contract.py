@@ -21,7 +21,7 @@ from typing import Literal
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 Direction = Literal["inbound", "outbound"]
-# As in the call log (bridge.call_record.Outcome), plus "busy"/"failed" for outbound calls.
+# As in the call log (bridge.calls.record.Outcome), plus "busy"/"failed" for outbound calls.
 CallOutcome = Literal["answered", "abandoned", "unanswered", "incomplete", "busy", "failed"]
 InteractionKind = Literal["call", "note", "ticket", "deal", "email", "task", "other"]
 

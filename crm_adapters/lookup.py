@@ -34,7 +34,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from bridge.call_log_store import CallLogStore
+from bridge.call_log.store import CallLogStore
 from crm_adapters.adapter_registry import (
     ADAPTER_TYPES,
     SHIPPED_ADAPTERS,

@@ -10,7 +10,7 @@ import argparse
 import sys
 from typing import Any
 
-from bridge.call_log_store import CallLogStore
+from bridge.call_log.store import CallLogStore
 from recordings.retention import purge
 from recordings.settings import recording_settings
 from recordings.store import RecordingStore

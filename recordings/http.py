@@ -21,16 +21,16 @@ from typing import Any
 
 from aiohttp import web
 
-from bridge.audit_log import AuditLog
-from bridge.call_log_store import CallLogStore
-from bridge.call_record import CallRecord
+from bridge.call_log.store import CallLogStore
+from bridge.calls.record import CallRecord
 from recordings.naming import UnsafePath, check_parameter, resolve_under, valid_call_id, valid_operator
 from recordings.recorder import NoActiveRecording, Recorder, RecordingControlError
 from recordings.review_store import ReviewError, ReviewStore, ScoreCard
 from recordings.settings import RecordingSettings
 from recordings.store import RecordingInfo, RecordingStore
-from screenpop.auth import error_response, require_role
-from screenpop.users import ROLES, User
+from web.audit_log import AuditLog
+from web.auth import error_response, require_role
+from web.users import ROLES, User
 
 REVIEWERS = ("trainer", "supervisor", "admin")
 SEE_ALL = REVIEWERS

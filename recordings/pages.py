@@ -2,11 +2,11 @@
 
     add_review_pages(app)   # after setup_auth and the console routes (create_web_app does both)
 
-- `GET /reviews` (trainer, supervisor, admin): screenpop/static/reviews.html. Calls with
+- `GET /reviews` (trainer, supervisor, admin): web/static/reviews.html. Calls with
   recordings (filters), the player with the call's events and paused spans on its
   progress bar, the caller card, timestamped comments and the QA score card.
 - `GET /my-reviews` (every signed-in role; an operator sees the calls of his own
-  extensions): screenpop/static/my-reviews.html. His scores, the comments, his audio.
+  extensions): web/static/my-reviews.html. His scores, the comments, his audio.
 
 The pages are static files; everything they show comes from the JSON API of
 recordings.http, which decides who sees what (an operator only his own recordings). A
@@ -25,12 +25,12 @@ from pathlib import Path
 
 from aiohttp import web
 
-from screenpop.auth import require_role
-from screenpop.users import ROLES
+from web.auth import require_role
+from web.pages import STATIC_DIR
+from web.users import ROLES
 
 __all__ = ["PAGE_HEADERS", "REVIEW_PAGE_ROLES", "add_review_pages"]
 
-STATIC_DIR = Path(__file__).resolve().parents[1] / "screenpop" / "static"
 REVIEW_PAGE_ROLES = ("trainer", "supervisor", "admin")
 ASSETS = ("common.js", "common.css", "reviews.js", "reviews.css", "my-reviews.js")
 
@@ -45,7 +45,7 @@ PAGE_HEADERS = {
 }
 
 _MISSING = ("<!doctype html><html lang=\"en\"><meta charset=\"utf-8\"><title>Callbridge</title>"
-            "<main><h1>Callbridge</h1><p>This page is not installed (screenpop/static/{name}).</p>"
+            "<main><h1>Callbridge</h1><p>This page is not installed (web/static/{name}).</p>"
             "</main></html>")
 
 

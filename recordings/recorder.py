@@ -41,9 +41,9 @@ from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Any
 
-from bridge.ami_message import AmiMessage
-from bridge.call_record import CallRecord
-from bridge.domain_events import CallAnswered, CallEnded, CallRecordingStarted, DomainEvent
+from bridge.ami.message import AmiMessage
+from bridge.calls.events import CallAnswered, CallEnded, CallRecordingStarted, DomainEvent
+from bridge.calls.record import CallRecord
 from recordings.after_call_check import check_file
 from recordings.live_recording import LiveRecording, action_outcome, mark_muted, mark_stopped
 from recordings.naming import (

@@ -29,8 +29,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
-from bridge.call_log_store import CallLogStore
-from bridge.call_log_tables import Base, UtcDateTime
+from bridge.call_log.store import CallLogStore
+from bridge.call_log.tables import Base, UtcDateTime
 from recordings.settings import Criterion
 from recordings.store import FILES, RecordingInfo
 

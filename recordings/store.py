@@ -32,8 +32,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
-from bridge.call_log_store import CallLogStore, to_datetime, to_epoch
-from bridge.call_log_tables import Base, CallRow, UtcDateTime
+from bridge.call_log.store import CallLogStore, to_datetime, to_epoch
+from bridge.call_log.tables import Base, CallRow, UtcDateTime
 
 Status = Literal["starting", "recording", "stopped", "ok", "missing", "empty", "failed", "external", "purged"]
 PROBLEMS = ("missing", "empty", "failed")  # flagged on the call

@@ -19,10 +19,11 @@ from typing import Any
 
 from aiohttp import web
 
-from bridge.pipeline import CallPipeline
+from bridge.calls.pipeline import CallPipeline
 from crm_adapters.lookup import LookupService
-from screenpop.console_http import SCREENPOP_KEY, STATIC_DIR, add_console_routes
+from screenpop.console_http import SCREENPOP_KEY, add_console_routes
 from screenpop.screenpop_service import ScreenPopService, ScreenPopSettings
+from web.pages import STATIC_DIR
 
 log = logging.getLogger(__name__)
 
@@ -60,7 +61,7 @@ def create_web_app(pipeline: CallPipeline | None, lookup: LookupService | None =
                    middlewares: Iterable[Any] = (), static_dir: Path = STATIC_DIR) -> web.Application:
     """The console app. Give `lookup` (a ScreenPopService is made around it) or a ready
     `screenpop`; `pipeline` (if given) gets it as a subscriber. With `user_store`, the auth
-    of screenpop.auth_http is installed (`auth_options` go to `setup_auth`); without it,
+    of web.auth_http is installed (`auth_options` go to `setup_auth`); without it,
     `middlewares` must set `request["user"]`, or every console request is a 401."""
     directory = OperatorDirectory(user_store) if user_store is not None else None
     if screenpop is None:
@@ -74,7 +75,7 @@ def create_web_app(pipeline: CallPipeline | None, lookup: LookupService | None =
 
     app = web.Application(middlewares=list(middlewares))
     if user_store is not None:
-        from screenpop.auth_http import setup_auth  # here: the console runs without it in tests
+        from web.auth_http import setup_auth  # here: the console runs without it in tests
 
         setup_auth(app, user_store, **dict(auth_options or {}))
     add_console_routes(app, screenpop, static_dir=static_dir)

@@ -26,8 +26,7 @@ from datetime import UTC
 
 import phonenumbers
 
-from bridge.call_record import CallRecord, TransferKind
-from bridge.domain_events import (
+from bridge.calls.events import (
     CallAnswered,
     CallEnded,
     CallRingEnded,
@@ -35,6 +34,7 @@ from bridge.domain_events import (
     CallTransferred,
     DomainEvent,
 )
+from bridge.calls.record import CallRecord, TransferKind
 from crm_adapters.contract import Interaction
 from crm_adapters.lookup import CallerCard
 from crm_adapters.phone_numbers import ANONYMOUS_IDS, is_anonymous, normalize

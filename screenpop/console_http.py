@@ -1,6 +1,6 @@
 """The operator console's HTTP side: the page, its WebSocket, its JSON actions, its static files.
 
-- `GET /console`: the page (screenpop/static/console.html; a placeholder if it is missing).
+- `GET /console`: the page (web/static/console.html; a placeholder if it is missing).
 - `GET /ws/console`: the WebSocket. First frame `hello` (user + every card he has now),
   then `card` / `card_removed` frames for the extensions bound to the user, whatever his
   role (a supervisor sees the cards of the extensions bound to him, no others).
@@ -11,7 +11,7 @@
   the card's state; 503: the CRM or database failed.
 - `GET /static/<file>`: the console's assets.
 
-Who the user is comes from `request["user"]` (set by the auth middleware, screenpop.auth);
+Who the user is comes from `request["user"]` (set by the auth middleware, web.auth);
 every route is under `require_role` when that module is present. CSRF checks of the POSTs
 are the middleware's too.
 """
@@ -31,11 +31,12 @@ from pydantic import BaseModel, ValidationError
 from screenpop.hub import ConsoleUser
 from screenpop.messages import DismissRequest, NewContactRequest, NoteRequest
 from screenpop.screenpop_service import ScreenPopError, ScreenPopService
-from screenpop.ws_tasks import beside
+from web.pages import PAGE_HEADERS, STATIC_DIR
+from web.ws_tasks import beside
 
 try:  # the auth module is optional at import time (tests may stand in for it)
-    from screenpop.auth import require_role, revalidate
-    from screenpop.users import ROLES
+    from web.auth import require_role, revalidate
+    from web.users import ROLES
 except ImportError:  # pragma: no cover - only before auth is installed
     require_role = None  # type: ignore[assignment]
     revalidate = None  # type: ignore[assignment]
@@ -43,23 +44,14 @@ except ImportError:  # pragma: no cover - only before auth is installed
 
 log = logging.getLogger(__name__)
 
-STATIC_DIR = Path(__file__).resolve().parent / "static"
 SCREENPOP_KEY = web.AppKey("screenpop", ScreenPopService)
 STATIC_KEY = web.AppKey("screenpop_static", Path)
 REVALIDATE_SECONDS = 60.0  # a logged-out or re-bound user's socket closes within this
 
-# The page has no inline script or style: it runs under the strictest policy.
-PAGE_HEADERS = {
-    "Content-Security-Policy": "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; "
-                               "img-src 'self'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'",
-    "X-Content-Type-Options": "nosniff",
-    "Referrer-Policy": "same-origin",
-    "Cache-Control": "no-cache",
-}
 
 PLACEHOLDER = ("<!doctype html><html lang=\"en\"><meta charset=\"utf-8\"><title>Callbridge console</title>"
                "<main><h1>Callbridge console</h1><p>The console page is not installed "
-               "(screenpop/static/console.html).</p></main></html>")
+               "(web/static/console.html).</p></main></html>")
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 Action = Callable[[web.Request, ScreenPopService, ConsoleUser], Awaitable[dict[str, Any]]]

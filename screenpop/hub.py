@@ -22,7 +22,7 @@ from aiohttp import WSCloseCode, web
 
 from screenpop.cards import operator_of
 from screenpop.messages import Card, CardRemoved, Hello
-from screenpop.ws_tasks import beside, read_until_closed
+from web.ws_tasks import beside, read_until_closed
 
 log = logging.getLogger(__name__)
 
@@ -30,7 +30,7 @@ _HELLO = "\0hello"  # buffer key of the Hello frame (card ids never start with N
 
 
 class ConsoleUser(Protocol):
-    """What the console needs of a logged-in user (screenpop.users.User has it)."""
+    """What the console needs of a logged-in user (web.users.User has it)."""
 
     username: str
     display_name: str

@@ -27,9 +27,9 @@ from pydantic import BaseModel, Field
 from sqlalchemy import delete, insert, update
 from sqlalchemy.exc import SQLAlchemyError
 
-from bridge.call_record import CallRecord
-from bridge.domain_events import CallEnded, DomainEvent
-from bridge.pipeline import CallPipeline
+from bridge.calls.events import CallEnded, DomainEvent
+from bridge.calls.pipeline import CallPipeline
+from bridge.calls.record import CallRecord
 from crm_adapters.builtin import BuiltinCrm
 from crm_adapters.builtin_tables import INTERACTIONS
 from crm_adapters.contract import Contact, FinishedCall, NewContact

@@ -7,10 +7,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from bridge.ami_message import AmiMessage
-from bridge.call_record import CallRecord
-from bridge.call_state import CallTracker
-from bridge.domain_events import CallEnded, DomainEvent
+from bridge.ami.message import AmiMessage
+from bridge.calls.events import CallEnded, DomainEvent
+from bridge.calls.record import CallRecord
+from bridge.calls.tracker import CallTracker
 
 
 @dataclass

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from bridge.ami_message import AmiMessage, iter_capture
+from bridge.ami.message import AmiMessage, iter_capture
 
 FIXTURES = Path(__file__).parent / "fixtures"
 CAPTURES = sorted(p.stem for p in FIXTURES.glob("*.ami"))

@@ -21,7 +21,7 @@ from sqlalchemy import text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from bridge.call_log_store import CallLogStore
+from bridge.call_log.store import CallLogStore
 
 DEFAULT_PG_URL = "postgresql+asyncpg://callbridge:callbridge@127.0.0.1:5432/callbridge_test"
 _pg_problem: dict[str, str | None] = {}  # url -> why it is unusable (None: reachable), per session

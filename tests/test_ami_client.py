@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from bridge.ami_client import (
+from bridge.ami.client import (
     AmiActionError,
     AmiActionTimeout,
     AmiClient,
@@ -21,7 +21,7 @@ from bridge.ami_client import (
     AmiNotConnected,
     AmiProtocol,
 )
-from bridge.ami_message import AmiFramer, AmiMessage, encode_message
+from bridge.ami.message import AmiFramer, AmiMessage, encode_message
 
 USER, SECRET = "callbridge", "s3cret"
 Writer = asyncio.StreamWriter
@@ -172,7 +172,7 @@ async def test_ready_without_fully_booted_after_its_timeout(make_client, caplog)
     async def silent(server: FakeAmi, writer: Writer) -> None:
         return None
 
-    caplog.set_level(logging.WARNING, logger="bridge.ami_client")
+    caplog.set_level(logging.WARNING, logger="bridge.ami.client")
     async with FakeAmi(after_login=silent) as server:
         client = make_client(server.port, fully_booted_timeout=0.15)
         await client.start()
@@ -399,11 +399,11 @@ async def test_answered_pings_keep_the_connection(make_client):
 
 
 def warnings_of(caplog: pytest.LogCaptureFixture) -> list[str]:
-    return [r.getMessage() for r in caplog.records if r.name == "bridge.ami_client"]
+    return [r.getMessage() for r in caplog.records if r.name == "bridge.ami.client"]
 
 
 async def test_wrong_secret_one_clear_line_and_backoff(make_client, caplog):
-    caplog.set_level(logging.WARNING, logger="bridge.ami_client")
+    caplog.set_level(logging.WARNING, logger="bridge.ami.client")
     async with FakeAmi() as server:
         client = make_client(server.port, secret="wrong")
         await client.start()
@@ -423,7 +423,7 @@ def free_port() -> int:
 
 
 async def test_unreachable_host_is_probed_often_but_logged_rarely(make_client, caplog):
-    caplog.set_level(logging.WARNING, logger="bridge.ami_client")
+    caplog.set_level(logging.WARNING, logger="bridge.ami.client")
     port = free_port()
     client = make_client(port, probe_interval=0.02, reminder_interval=0.5)
     await client.start()
@@ -446,7 +446,7 @@ class LoginLog:
     """The simulator, noting the moment of every login on its own side."""
 
     def __init__(self) -> None:
-        from bridge import ami_simulator
+        from bridge.simulator import server as ami_simulator
 
         log_times = self.times = []
 
@@ -463,7 +463,7 @@ class LoginLog:
 async def test_logs_in_within_a_second_after_a_long_outage(make_client, caplog):
     """The PBX is away for several back-off periods; once back, the login follows within
     one probe interval (measured on the simulator's side), while a wrong secret still backs off."""
-    caplog.set_level(logging.INFO, logger="bridge.ami_client")
+    caplog.set_level(logging.INFO, logger="bridge.ami.client")
     logins = LoginLog()
     capture = Path(__file__).parent / "fixtures" / "queue_ops.ami"
     sim = logins.Sim([capture], secret=SECRET)
@@ -494,7 +494,7 @@ async def test_backoff_resets_after_a_successful_login(make_client, caplog):
             await asyncio.sleep(0.05)
             writer.transport.abort()
 
-    caplog.set_level(logging.WARNING, logger="bridge.ami_client")
+    caplog.set_level(logging.WARNING, logger="bridge.ami.client")
     async with FakeAmi(reject_logins=2, after_login=booted_then_hang_up) as server:
         client = make_client(server.port)
         await client.start()
@@ -550,7 +550,7 @@ async def test_stop_fails_pending_actions_and_reports_disconnect(make_client):
 
 # -- end to end against the project's AMI simulator ----------------------------------------------
 async def test_end_to_end_with_simulator_replay_reconnect_and_resync(make_client):
-    from bridge import ami_simulator as simulator
+    from bridge.simulator import server as simulator
     capture = Path(__file__).parent / "fixtures" / "queue_answered.ami"
     expected = [e.message for e in simulator.load_events([capture])]
     cut = [m.event for m in expected].index("AgentConnect") + 1

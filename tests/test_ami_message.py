@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from bridge.ami_message import AmiFramer, encode_message, iter_capture, parse_message
+from bridge.ami.message import AmiFramer, encode_message, iter_capture, parse_message
 from tests.capture_facts import capture_bytes
 
 NAME = "Иван Петров"

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from bridge.ami_message import AmiFramer, AmiMessage, encode_message, iter_capture
-from bridge.ami_simulator import AmiSimulator
+from bridge.ami.message import AmiFramer, AmiMessage, encode_message, iter_capture
+from bridge.simulator.server import AmiSimulator
 from tests.capture_facts import FIXTURES, capture_bytes
 
 BANNER = b"Asterisk Call Manager/13.0.0\r\n"
@@ -544,7 +544,7 @@ async def test_channel_actions_check_the_live_channel(sim_factory) -> None:
 
 async def test_cli_prints_address_and_serves() -> None:
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "bridge.ami_simulator", str(FIXTURES / "queue_ops.ami"),
+        sys.executable, "-m", "bridge.simulator", str(FIXTURES / "queue_ops.ami"),
         "--port", "0", "--speed", "0", stdout=asyncio.subprocess.PIPE, cwd=Path(__file__).parent.parent)
     try:
         assert proc.stdout is not None
@@ -683,7 +683,7 @@ async def test_originate_parses_caller_id_as_asterisk_does(sim_factory) -> None:
 
 async def test_cli_per_connection_serves_a_restart() -> None:
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "bridge.ami_simulator", *map(str, RESTART), "--per-connection",
+        sys.executable, "-m", "bridge.simulator", *map(str, RESTART), "--per-connection",
         "--port", "0", "--speed", "0", stdout=asyncio.subprocess.PIPE, cwd=Path(__file__).parent.parent)
     try:
         assert proc.stdout is not None

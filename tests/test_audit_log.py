@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from bridge.audit_log import AuditLog
-from bridge.call_log_store import CallLogStore
+from bridge.call_log.store import CallLogStore
 from tests.db_fixtures import database_fixture, store_fixture  # noqa: F401  # fixtures
+from web.audit_log import AuditLog
 
 
 async def test_entries_are_kept_and_filtered(store: CallLogStore) -> None:

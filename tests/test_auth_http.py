@@ -15,10 +15,10 @@ from aiohttp.test_utils import TestClient, TestServer
 from argon2 import PasswordHasher
 from sqlalchemy import func, select
 
-from screenpop.auth import AUTH_KEY, require_role, revalidate, unguarded_routes
-from screenpop.auth_http import setup_auth
-from screenpop.users import SESSIONS, UserStore
 from tests.db_fixtures import Database, database_fixture  # noqa: F401  # fixture
+from web.auth import AUTH_KEY, require_role, revalidate, unguarded_routes
+from web.auth_http import setup_auth
+from web.users import SESSIONS, UserStore
 
 PW = "correct horse battery"
 FAST = PasswordHasher(time_cost=1, memory_cost=8, parallelism=1)

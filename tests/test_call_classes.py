@@ -6,9 +6,9 @@ from __future__ import annotations
 
 import pytest
 
-from bridge.ami_message import AmiMessage
-from bridge.channel_names import unescape_ami
-from bridge.replay import replay_events
+from bridge.ami.message import AmiMessage
+from bridge.calls.channel_names import unescape_ami
+from bridge.calls.replay import replay_events
 from tests.capture_facts import capture_events
 
 

@@ -19,11 +19,11 @@ from sqlalchemy import func, inspect, select, text
 from sqlalchemy.exc import DataError, OperationalError
 
 import bridge.schema  # noqa: F401  # every table shares the one schema (CRM, users, audit, ...)
-from bridge.call_log_store import CallLogStore, alembic_config, head_revision
-from bridge.call_log_tables import Base, RecordingRow, RingRow, TransferRow
-from bridge.call_log_writer import CallLogWriter
-from bridge.call_record import CallRecord, RecordingRecord, RingRecord, TransferRecord
-from bridge.domain_events import CallAnswered, CallEnded, CallRinging, CallStarted, CallTransferred
+from bridge.call_log.store import CallLogStore, alembic_config, head_revision
+from bridge.call_log.tables import Base, RecordingRow, RingRow, TransferRow
+from bridge.call_log.writer import CallLogWriter
+from bridge.calls.events import CallAnswered, CallEnded, CallRinging, CallStarted, CallTransferred
+from bridge.calls.record import CallRecord, RecordingRecord, RingRecord, TransferRecord
 from tests.db_fixtures import Database, database_fixture, store_fixture  # noqa: F401  # fixtures
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -239,7 +239,7 @@ async def test_export_order_and_since(store: CallLogStore) -> None:
 
 
 async def test_real_capture_calls_round_trip(store: CallLogStore) -> None:
-    from bridge.replay import replay_bytes
+    from bridge.calls.replay import replay_bytes
     from tests.capture_facts import CAPTURES, capture_bytes
 
     calls = [call for name in CAPTURES for call in replay_bytes(capture_bytes(name))]
@@ -322,7 +322,7 @@ async def test_writer_retries_after_a_database_failure(
     await writer.start()
     first = answered_call()
     writer.handle(CallEnded(at=first.ended_at or 0, call=first))
-    with caplog.at_level(logging.DEBUG, logger="bridge.call_log_writer"):
+    with caplog.at_level(logging.DEBUG, logger="bridge.call_log.writer"):
         await asyncio.wait_for(writer.flush(), 10)
     assert await store.get(first.call_id) == first
     assert (flaky.saves, writer.failures, writer.batches_written) == (3, 2, 1)

@@ -7,12 +7,12 @@ from pathlib import Path
 
 import pytest
 
-from bridge.call_log_checks import record_problem
-from bridge.call_log_spool import CallLogSpool, SpoolInUse, default_spool_path
-from bridge.call_log_store import CallLogStore
-from bridge.call_log_writer import CallLogWriter
-from bridge.call_record import CallRecord
-from bridge.domain_events import CallEnded, CallStarted
+from bridge.call_log.checks import record_problem
+from bridge.call_log.spool import CallLogSpool, SpoolInUse, default_spool_path
+from bridge.call_log.store import CallLogStore
+from bridge.call_log.writer import CallLogWriter
+from bridge.calls.events import CallEnded, CallStarted
+from bridge.calls.record import CallRecord
 from tests.test_call_log import T0, CountingStore, minimal_call, ts
 
 
@@ -151,7 +151,7 @@ def test_true_times_pass() -> None:
 
 async def test_writer_refuses_an_impossible_record_with_one_line(tmp_path: Path,
                                                                 caplog: pytest.LogCaptureFixture) -> None:
-    caplog.set_level(logging.ERROR, logger="bridge.call_log_writer")
+    caplog.set_level(logging.ERROR, logger="bridge.call_log.writer")
     path = tmp_path / "spool.jsonl"
     store = CallLogStore(f"sqlite+aiosqlite:///{tmp_path / 'log.sqlite3'}")
     await store.open()

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import pytest
 
-from bridge.ami_message import AmiMessage
-from bridge.pipeline import CallPipeline
-from bridge.replay import FinishedCalls, replay_bytes, replay_connections
+from bridge.ami.message import AmiMessage
+from bridge.calls.pipeline import CallPipeline
+from bridge.calls.replay import FinishedCalls, replay_bytes, replay_connections
 from tests.capture_facts import capture_bytes, capture_events
 
 PART1, PART2 = "pbx_restart_part1", "pbx_restart_part2"

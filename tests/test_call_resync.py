@@ -3,10 +3,10 @@ that ended while we were away are closed; none is lost, none is duplicated."""
 
 from __future__ import annotations
 
-from bridge.ami_message import iter_capture
-from bridge.domain_events import CallEnded
-from bridge.pipeline import CallPipeline
-from bridge.replay import FinishedCalls
+from bridge.ami.message import iter_capture
+from bridge.calls.events import CallEnded
+from bridge.calls.pipeline import CallPipeline
+from bridge.calls.replay import FinishedCalls
 from tests.capture_facts import capture_bytes
 
 SNAPSHOT = "live_channels_snapshot"

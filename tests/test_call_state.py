@@ -6,9 +6,9 @@ import json
 
 import pytest
 
-from bridge.call_state import CallTracker
-from bridge.domain_events import CallAnswered, CallEnded, CallRingEnded, CallRinging, CallStarted
-from bridge.replay import replay_bytes, replay_events, to_json_line
+from bridge.calls.events import CallAnswered, CallEnded, CallRingEnded, CallRinging, CallStarted
+from bridge.calls.replay import replay_bytes, replay_events, to_json_line
+from bridge.calls.tracker import CallTracker
 from tests.capture_facts import CAPTURES, FIXTURES, capture_bytes, capture_events, events_named
 
 OUTCOMES = {"answered", "abandoned", "unanswered", "incomplete"}

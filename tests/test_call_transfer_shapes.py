@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import pytest
 
-from bridge.call_record import CallRecord
-from bridge.call_state import CallTracker
-from bridge.domain_events import CallAnswered, CallRingEnded, DomainEvent
-from bridge.replay import replay_bytes
+from bridge.calls.events import CallAnswered, CallRingEnded, DomainEvent
+from bridge.calls.record import CallRecord
+from bridge.calls.replay import replay_bytes
+from bridge.calls.tracker import CallTracker
 from screenpop.cards import CardBook
 from screenpop.messages import Card
 from tests.ami_shapes import Pbx, run

@@ -12,9 +12,9 @@ from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from sqlalchemy import func, inspect, select, update
 
-from bridge.call_log_store import CallLogStore, head_revision
-from bridge.call_log_tables import Base
-from bridge.call_record import CallRecord, RecordingRecord
+from bridge.call_log.store import CallLogStore, head_revision
+from bridge.call_log.tables import Base
+from bridge.calls.record import CallRecord, RecordingRecord
 from crm_adapters.builtin import BuiltinCrm
 from crm_adapters.builtin_tables import CONTACTS, CRM_TABLES, INTERACTIONS
 from crm_adapters.contract import FinishedCall, NewContact

@@ -13,8 +13,8 @@ from typing import Any
 
 import pytest
 
-from bridge.call_log_store import CallLogStore
-from bridge.call_record import CallRecord
+from bridge.call_log.store import CallLogStore
+from bridge.calls.record import CallRecord
 from bridge.settings import load_settings
 from crm_adapters.cli import CRM_COMMANDS, add_crm_commands, run_crm_command
 from crm_adapters.contract import Contact, CrmAdapter, FinishedCall, Interaction, NewContact

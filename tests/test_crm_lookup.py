@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from pydantic import ValidationError
 
-from bridge.call_log_store import CallLogStore
+from bridge.call_log.store import CallLogStore
 from crm_adapters.builtin import BuiltinCrm
 from crm_adapters.contract import Contact, CrmAdapter, FinishedCall, Interaction, NewContact
 from crm_adapters.errors import CrmAuthError, CrmRateLimited, CrmRejected, CrmUnavailable
@@ -365,7 +365,7 @@ async def test_a_crm_down_at_start_or_a_failing_listener_never_crashes(
 
 
 def test_shipped_adapters_have_short_type_names(tmp_path) -> None:
-    from bridge.call_log_store import CallLogStore
+    from bridge.call_log.store import CallLogStore
     from crm_adapters.bitrix24 import Bitrix24Adapter
     from crm_adapters.lookup import build_adapters
     from crm_adapters.odoo import OdooAdapter

@@ -12,11 +12,11 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-from bridge.ami_message import AmiMessage
-from bridge.ami_simulator import AmiSimulator
-from bridge.call_record import CallRecord
+from bridge.ami.message import AmiMessage
+from bridge.calls.record import CallRecord
 from bridge.service import BridgeService
 from bridge.settings import load_settings
+from bridge.simulator.server import AmiSimulator
 from tests.capture_facts import FIXTURES, capture_events
 
 RESTART = [FIXTURES / "pbx_restart_part1.ami", FIXTURES / "pbx_restart_part2.ami"]

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from bridge.ami_message import AmiMessage, iter_capture
-from bridge.pipeline import CallPipeline
-from bridge.queue_board import QueueBoard
-from bridge.wallboard_models import AlertThresholds
+from bridge.ami.message import AmiMessage, iter_capture
+from bridge.calls.pipeline import CallPipeline
+from supervision.models import AlertThresholds
+from supervision.queue_board import QueueBoard
 from tests.capture_facts import capture_bytes, capture_events
 
 
@@ -117,8 +117,8 @@ async def test_waiting_callers_come_back_from_queue_status_after_a_reconnect() -
     waiting (QueueEntry), and the board's picture equals the one built from the events."""
     import asyncio
 
-    from bridge.ami_client import AmiClient
-    from bridge.ami_simulator import AmiSimulator
+    from bridge.ami.client import AmiClient
+    from bridge.simulator.server import AmiSimulator
     from tests.capture_facts import FIXTURES
 
     # What the simulator replays: the unsolicited events (no ActionID, not its FullyBooted).

@@ -13,13 +13,13 @@ from pathlib import Path
 
 import pytest
 
-from bridge.ami_client import AmiClient
-from bridge.ami_message import AmiMessage
-from bridge.ami_simulator import AmiSimulator
-from bridge.call_log_store import CallLogStore
-from bridge.call_log_writer import CallLogWriter
-from bridge.domain_events import CallEnded, DomainEvent
-from bridge.pipeline import CallPipeline
+from bridge.ami.client import AmiClient
+from bridge.ami.message import AmiMessage
+from bridge.call_log.store import CallLogStore
+from bridge.call_log.writer import CallLogWriter
+from bridge.calls.events import CallEnded, DomainEvent
+from bridge.calls.pipeline import CallPipeline
+from bridge.simulator.server import AmiSimulator
 from recordings.naming import resolve_under
 from recordings.recorder import Recorder
 from recordings.settings import RecordingSettings

@@ -15,21 +15,21 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 from argon2 import PasswordHasher
 
-from bridge.ami_message import AmiMessage
-from bridge.audit_log import AuditEntry, AuditLog
-from bridge.call_log_store import CallLogStore
-from bridge.call_record import CallRecord, RingRecord, TransferRecord
-from bridge.domain_events import CallAnswered
+from bridge.ami.message import AmiMessage
+from bridge.call_log.store import CallLogStore
+from bridge.calls.events import CallAnswered
+from bridge.calls.record import CallRecord, RingRecord, TransferRecord
 from recordings.http import RecordingsApi, setup_recordings
 from recordings.recorder import Recorder
 from recordings.review_store import ReviewStore
 from recordings.settings import Criterion, RecordingSettings
 from recordings.store import PausedSpan, RecordingInfo, RecordingStore
-from screenpop.auth import unguarded_routes
-from screenpop.auth_http import setup_auth
-from screenpop.users import User, UserStore
 from tests.test_auth_http import Browser
 from tests.test_recorder import write_wav
+from web.audit_log import AuditEntry, AuditLog
+from web.auth import unguarded_routes
+from web.auth_http import setup_auth
+from web.users import User, UserStore
 
 T0 = 1795508320.261248
 CRITERIA = [Criterion(name="Greeting", max_points=5), Criterion(name="Solution", max_points=10)]
@@ -43,7 +43,7 @@ USERS = {
 
 @web.middleware
 async def stand_in_auth(request: web.Request, handler):  # noqa: ANN001, ANN201
-    """Tests only: the user named in X-Test-User (screenpop.auth's middleware in the bridge)."""
+    """Tests only: the user named in X-Test-User (web.auth's middleware in the bridge)."""
     request["user"] = USERS.get(request.headers.get("X-Test-User", ""))
     return await handler(request)
 

@@ -13,8 +13,8 @@ from alembic.runtime.migration import MigrationContext
 from sqlalchemy import Connection, inspect
 
 import recordings.review_store  # noqa: F401  # its tables on Base.metadata
-from bridge.call_log_store import CallLogStore, alembic_config
-from bridge.call_log_tables import Base
+from bridge.call_log.store import CallLogStore, alembic_config
+from bridge.call_log.tables import Base
 from recordings.cli import add_recording_commands, run_recording_command
 from recordings.retention import purge
 from recordings.settings import RecordingSettings

@@ -8,9 +8,9 @@ from datetime import UTC, datetime
 
 import pytest
 
-from bridge.domain_events import CallAnswered, CallRinging, CallTransferred, DomainEvent
-from bridge.pipeline import CallPipeline
-from bridge.replay import capture_events
+from bridge.calls.events import CallAnswered, CallRinging, CallTransferred, DomainEvent
+from bridge.calls.pipeline import CallPipeline
+from bridge.calls.replay import capture_events
 from crm_adapters.contract import Contact, Interaction
 from crm_adapters.lookup import CallerCard
 from screenpop.cards import CardBook, format_number, operator_of

@@ -17,10 +17,10 @@ from aiohttp.test_utils import TestClient, TestServer
 from pydantic import BaseModel
 from sqlalchemy import select
 
-from bridge.ami_simulator import AmiSimulator
-from bridge.replay import replay_bytes
+from bridge.calls.replay import replay_bytes
 from bridge.service import BridgeService
 from bridge.settings import load_settings
+from bridge.simulator.server import AmiSimulator
 from crm_adapters.builtin import BuiltinCrm
 from crm_adapters.builtin_tables import INTERACTIONS
 from crm_adapters.contract import Contact, CrmAdapter, FinishedCall, Interaction, NewContact
@@ -35,7 +35,7 @@ from tests.capture_facts import FIXTURES, capture_bytes
 pytestmark = pytest.mark.filterwarnings("ignore::aiohttp.web_exceptions.NotAppKeyWarning")
 
 
-class TestUser(BaseModel):  # the shape of screenpop.users.User
+class TestUser(BaseModel):  # the shape of web.users.User
     __test__ = False
     username: str
     display_name: str
@@ -56,7 +56,7 @@ USERS = {u.username: u for u in [
 
 @web.middleware
 async def stand_in_auth(request: web.Request, handler: Callable) -> web.StreamResponse:
-    """Stands in for screenpop.auth: the user named in a test header."""
+    """Stands in for web.auth: the user named in a test header."""
     request["user"] = USERS.get(request.headers.get("X-Test-User", ""))
     return await handler(request)
 
@@ -443,12 +443,12 @@ async def test_console_page_and_assets_under_a_strict_csp(tmp_path: Path) -> Non
 async def test_through_the_real_auth_login_csrf_and_roles(tmp_path: Path) -> None:
     from argon2 import PasswordHasher
 
-    from bridge.call_log_store import CallLogStore
-    from bridge.pipeline import CallPipeline
-    from bridge.replay import capture_events
-    from screenpop import auth_http
-    from screenpop.auth import unguarded_routes
-    from screenpop.users import UserStore
+    from bridge.call_log.store import CallLogStore
+    from bridge.calls.pipeline import CallPipeline
+    from bridge.calls.replay import capture_events
+    from web import auth_http
+    from web.auth import unguarded_routes
+    from web.users import UserStore
 
     store = CallLogStore(f"sqlite+aiosqlite:///{tmp_path / 'cb.sqlite3'}")
     users = UserStore(store, hasher=PasswordHasher(time_cost=1, memory_cost=8, parallelism=1))

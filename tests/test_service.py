@@ -9,13 +9,13 @@ import asyncio
 import logging
 from pathlib import Path
 
-from bridge.ami_actions import AmiEventList
-from bridge.ami_message import parse_message
-from bridge.ami_simulator import AmiSimulator
-from bridge.domain_events import CallEnded
-from bridge.replay import capture_events, replay_bytes
+from bridge.ami.actions import AmiEventList
+from bridge.ami.message import parse_message
+from bridge.calls.events import CallEnded
+from bridge.calls.replay import capture_events, replay_bytes
 from bridge.service import BridgeService
 from bridge.settings import load_settings
+from bridge.simulator.server import AmiSimulator
 from tests.capture_facts import FIXTURES, capture_bytes
 
 CALLS = ["queue_answered", "ringall_two_agents", "blind_transfer", "attended_transfer",

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from bridge.call_record import CallRecord
+from bridge.calls.record import CallRecord
 from tests.capture_facts import FIXTURES
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -80,7 +80,7 @@ class Bridge:
 
 @contextmanager
 def simulator(port: int, captures: list[str]) -> Iterator[None]:
-    proc = subprocess.Popen([sys.executable, "-m", "bridge.ami_simulator", "--port", str(port),
+    proc = subprocess.Popen([sys.executable, "-m", "bridge.simulator", "--port", str(port),
                              "--speed", "0", *(str(FIXTURES / f"{name}.ami") for name in captures)],
                             cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
     try:
@@ -115,7 +115,7 @@ def logged(db: Path) -> list[tuple[str, bool]]:
 
 
 def expected_call_ids() -> list[str]:
-    from bridge.replay import replay_bytes
+    from bridge.calls.replay import replay_bytes
     from tests.capture_facts import capture_bytes
 
     return sorted(c.call_id for name in CALLS for c in replay_bytes(capture_bytes(name)))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from bridge.supervision import (
+from supervision.pbx_actions import (
     SpyBook,
     SupervisionSettings,
     queue_add_action,

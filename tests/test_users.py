@@ -17,10 +17,11 @@ from argon2 import PasswordHasher
 from sqlalchemy import insert, inspect, select
 from sqlalchemy.exc import IntegrityError
 
-from bridge.call_log_store import head_revision
-from bridge.call_log_tables import Base
-from screenpop.user_cli import add_user_commands, run_user_command
-from screenpop.users import (
+from bridge.call_log.store import head_revision
+from bridge.call_log.tables import Base
+from tests.db_fixtures import Database, database_fixture  # noqa: F401  # fixture
+from web.user_cli import add_user_commands, run_user_command
+from web.users import (
     EXTENSIONS,
     USERS,
     ExtensionTaken,
@@ -30,7 +31,6 @@ from screenpop.users import (
     UserExists,
     UserStore,
 )
-from tests.db_fixtures import Database, database_fixture  # noqa: F401  # fixture
 
 # Test-only cost: production keeps argon2-cffi's defaults (64 MiB, t=3).
 FAST = {"time_cost": 1, "memory_cost": 8, "parallelism": 1}
@@ -240,7 +240,7 @@ async def test_cli_add_list_passwd_disable(tmp_path: Path, monkeypatch: pytest.M
 
 
 def test_cli_prompts_twice_on_a_terminal(monkeypatch: pytest.MonkeyPatch) -> None:
-    from screenpop import user_cli
+    from web import user_cli
 
     class Tty(io.StringIO):
         def isatty(self) -> bool:

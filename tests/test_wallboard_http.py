@@ -15,16 +15,16 @@ from typing import Any
 import aiohttp
 import pytest
 
-from bridge.audit_log import AuditLog
-from bridge.supervision import (
+from supervision.pbx_actions import (
     SupervisionSettings,
     queue_add_action,
     queue_pause_action,
     queue_remove_action,
     spy_action,
 )
-from screenpop.auth import unguarded_routes
 from tests.test_wallboard_service import PASSWORD, WallboardStack, until
+from web.audit_log import AuditLog
+from web.auth import unguarded_routes
 
 SUPERVISION = SupervisionSettings()
 # The auth contract keeps the user under the plain key "user" (request["user"]).

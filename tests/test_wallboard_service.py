@@ -20,18 +20,23 @@ import pytest
 from argon2 import PasswordHasher
 
 import screenpop.app
-from bridge.ami_actions import AmiActionTimeout
-from bridge.ami_message import AmiMessage
-from bridge.ami_simulator import AmiSimulator
-from bridge.audit_log import AuditLog
-from bridge.call_log_store import CallLogStore
-from bridge.pipeline import CallPipeline
+from bridge.ami.actions import AmiActionTimeout
+from bridge.ami.message import AmiMessage
+from bridge.call_log.store import CallLogStore
+from bridge.calls.pipeline import CallPipeline
 from bridge.service import BridgeService
 from bridge.settings import load_settings
-from bridge.wallboard_models import AlertThresholds
-from screenpop.users import UserStore
-from screenpop.wallboard_service import SupervisorError, WallboardService, WallboardSettings, attach_wallboard
+from bridge.simulator.server import AmiSimulator
+from supervision.models import AlertThresholds
+from supervision.wallboard_service import (
+    SupervisorError,
+    WallboardService,
+    WallboardSettings,
+    attach_wallboard,
+)
 from tests.capture_facts import CAPTURES, FIXTURES, capture_events
+from web.audit_log import AuditLog
+from web.users import UserStore
 
 PASSWORD = "correct horse battery"
 USERS = [  # (username, role, display name, extensions)

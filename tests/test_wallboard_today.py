@@ -14,10 +14,10 @@ from unittest import mock
 
 import pytest
 
-from bridge.pipeline import CallPipeline
-from bridge.replay import replay_bytes
+from bridge.calls.pipeline import CallPipeline
+from bridge.calls.replay import replay_bytes
 from bridge.settings import ConfigError, load_settings
-from screenpop.wallboard_service import WallboardService
+from supervision.wallboard_service import WallboardService
 from tests.capture_facts import capture_bytes, capture_events
 from tests.db_fixtures import Database, database_fixture  # noqa: F401  # fixture
 

@@ -1,6 +1,6 @@
 """A stand-in for the console's server side, for testing the page alone.
 
-It serves screenpop/static/ the way the real app does (page at `/console`, assets under
+It serves web/static/ the way the real app does (page at `/console`, assets under
 `/static/`, with a strict Content-Security-Policy), a fake `GET /api/session` (401 once
 `logged_in` is off, as after a logout), a stub `/login`, and a fake
 `GET /ws/console` that sends `hello` with the cards it holds and then every `card` /

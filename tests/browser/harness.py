@@ -23,7 +23,7 @@ CHROMIUM_ARGS = [
     "--disable-sync",
 ]
 ROOT = Path(__file__).resolve().parents[2]
-STATIC = ROOT / "screenpop" / "static"
+STATIC = ROOT / "web" / "static"
 SCREENSHOTS = ROOT / "artifacts" / "screenshots"
 VIEWPORT = {"width": 1280, "height": 860}
 

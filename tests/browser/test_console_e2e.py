@@ -23,15 +23,15 @@ import pytest
 from argon2 import PasswordHasher
 from playwright.sync_api import expect
 
-from bridge.ami_simulator import AmiSimulator, load_events
-from bridge.call_log_store import CallLogStore
-from bridge.capture_relabel import relabel
+from bridge.call_log.store import CallLogStore
 from bridge.service import BridgeService
 from bridge.settings import load_settings
+from bridge.simulator.relabel import relabel
+from bridge.simulator.server import AmiSimulator, load_events
 from crm_adapters.builtin import BuiltinCrm
 from crm_adapters.contract import NewContact
-from screenpop.users import UserStore
 from tests.browser.harness import LoopThread, screenshot
+from web.users import UserStore
 
 CAPTURE = Path(__file__).resolve().parents[1] / "fixtures" / "queue_answered.ami"
 CALLER = "+74951234567"

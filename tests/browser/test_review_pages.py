@@ -33,9 +33,8 @@ from aiohttp import web
 from argon2 import PasswordHasher
 from playwright.sync_api import expect
 
-from bridge.audit_log import AuditLog
-from bridge.call_log_store import CallLogStore
-from bridge.call_record import CallRecord, RingRecord, TransferRecord
+from bridge.call_log.store import CallLogStore
+from bridge.calls.record import CallRecord, RingRecord, TransferRecord
 from crm_adapters.lookup import LookupService
 from recordings.http import RecordingsApi, setup_recordings
 from recordings.pages import add_review_pages
@@ -43,9 +42,10 @@ from recordings.review_store import ReviewStore
 from recordings.settings import Criterion, RecordingSettings
 from recordings.store import PausedSpan, RecordingInfo, RecordingStore
 from screenpop.app import create_web_app
-from screenpop.auth import unguarded_routes
-from screenpop.users import UserStore
 from tests.browser.harness import LoopThread, screenshot
+from web.audit_log import AuditLog
+from web.auth import unguarded_routes
+from web.users import UserStore
 
 PASSWORD = "review-room-password-1"
 CRITERIA = [Criterion(name="Greeted by name", max_points=5),

@@ -15,9 +15,9 @@ from typing import Any
 import pytest
 from playwright.sync_api import expect
 
-from bridge.supervision import SupervisionSettings, spy_action
-from bridge.wallboard_models import AlertThresholds
-from screenpop.wallboard_service import WallboardSettings
+from supervision.models import AlertThresholds
+from supervision.pbx_actions import SupervisionSettings, spy_action
+from supervision.wallboard_service import WallboardSettings
 from tests.browser.harness import LoopThread, screenshot
 from tests.test_wallboard_service import PASSWORD, WallboardStack
 

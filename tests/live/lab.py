@@ -23,12 +23,12 @@ import aiohttp
 import pytest
 from argon2 import PasswordHasher
 
-from bridge.call_log_store import CallLogStore
-from bridge.call_record import CallRecord
+from bridge.call_log.store import CallLogStore
+from bridge.calls.record import CallRecord
 from bridge.service import BridgeService
 from bridge.settings import load_settings
 from screenpop.messages import Card
-from screenpop.users import UserStore
+from web.users import UserStore
 
 ROOT = Path(__file__).resolve().parents[2]
 LAB_DIR = Path(os.environ.get("CALLBRIDGE_LAB_ASTERISK_DIR") or ROOT.parent / "shared" / "asterisk")

@@ -17,7 +17,7 @@ down_revision: str | Sequence[str] | None = "0002"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
-# Written out rather than imported from screenpop.users (see 0001).
+# Written out rather than imported from web.users (see 0001).
 TS = sa.DateTime(timezone=True)
 
 

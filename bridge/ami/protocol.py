@@ -1,0 +1,89 @@
+"""One AMI TCP connection on panoramisk's AMIProtocol, with whole-message framing.
+
+panoramisk decoded every TCP chunk on its own (a UTF-8 caller name split across two
+reads was mangled) and re-queued unanswered actions on close; this protocol frames
+bytes with AmiFramer, decodes only complete messages, and leaves correlation and
+reconnects to AmiClient.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+from panoramisk.ami_protocol import AMIProtocol
+
+from bridge.ami.message import AmiFramer, AmiMessage, encode_message
+
+if TYPE_CHECKING:
+    from bridge.ami.client import AmiClient
+
+
+class AmiProtocol(AMIProtocol):
+    """One TCP connection: frames bytes into whole messages, hands them to the client."""
+
+    def __init__(self, client: AmiClient) -> None:
+        self.client = client
+        self.framer = AmiFramer()
+        self._lost_reported = False
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        super().connection_made(transport)  # transport, closed, version...
+        self.factory = self.client
+        self.client._protocol_made(self)
+
+    def data_received(self, data: bytes) -> None:
+        # Bytes are buffered until a message is complete, and only then decoded.
+        for message in self.framer.feed(data):
+            self.handle_message(message)
+        if self.version is None and self.framer.banner is not None:
+            self.version = self.framer.banner
+
+    def handle_message(self, message: AmiMessage) -> None:  # type: ignore[override]
+        self.client._message_received(self, message)
+
+    def send(self, data: Mapping[str, Any], as_list: bool | None = None) -> None:  # type: ignore[override]
+        self.transport.write(encode_message(data))
+
+    def close(self) -> None:
+        # No re-queueing of unanswered actions (panoramisk's awaiting_actions).
+        if not self.closed:
+            self.closed = True
+            self.transport.abort()  # abort: a half-open peer would never drain a close()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        # Always report, even after our own close() (panoramisk stays silent then).
+        self.closed = True
+        if not self._lost_reported:
+            self._lost_reported = True
+            self.client.connection_lost(exc)
+
+
+class ReadGate:
+    """Back-pressure: stop reading the AMI socket while too many events wait for the
+    consumer, so a PBX faster than the bridge fills the kernel's buffers, not our memory.
+
+    Never closed while an action waits for its reply (the reply comes through the same
+    socket; the resync after a connect awaits its lists while events queue up behind it).
+    """
+
+    def __init__(self, high: int) -> None:
+        self.high, self.low = high, max(1, high // 2)
+        self.paused_on: AmiProtocol | None = None
+        self.pauses = 0
+
+    def after_put(self, protocol: AmiProtocol | None, queued: int, actions_pending: int) -> None:
+        if self.paused_on is None and protocol is not None and queued >= self.high and not actions_pending:
+            protocol.transport.pause_reading()
+            self.paused_on = protocol
+            self.pauses += 1
+
+    def after_get(self, queued: int) -> None:
+        if self.paused_on is not None and queued <= self.low:
+            self.release()
+
+    def release(self) -> None:
+        protocol, self.paused_on = self.paused_on, None
+        if protocol is not None and not protocol.closed:
+            protocol.transport.resume_reading()

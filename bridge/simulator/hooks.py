@@ -1,0 +1,81 @@
+"""What tests observe and steer in `AmiSimulator`: the actions it received, the events it
+sent, logins, canned or withheld answers, and waits on any of these (no polling: every
+change wakes the waiters)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Mapping
+
+from bridge.ami.message import AmiMessage
+from bridge.simulator.shapes import Pairs
+
+
+def action_name(message: AmiMessage) -> str:
+    return (message.get("Action") or "").strip().lower()
+
+
+class SimulatorHooks:
+    def __init__(self) -> None:
+        self.actions: list[AmiMessage] = []
+        self.sent_events: list[AmiMessage] = []  # replayed capture events, every connection
+        self.sent_event_bytes: list[bytes] = []
+        self.generated_events: list[AmiMessage] = []  # events made from actions
+        self.logins = 0
+        self.login_times: list[float] = []  # time.monotonic() of every accepted login
+        self._overrides: dict[str, Pairs] = {}
+        self._ignored: set[str] = set()
+        self._cursors: dict[str, int] = {}
+        self._changed = asyncio.Event()
+
+    def set_response(self, action: str, headers: Mapping[str, str] | Pairs | None) -> None:
+        """Answer `action` (after login) with `headers` instead; ActionID is added after the
+        first header. No side effects or events. `None` restores the normal answer."""
+        if headers is None:
+            self._overrides.pop(action.lower(), None)
+        else:
+            pairs = headers.items() if isinstance(headers, Mapping) else headers
+            self._overrides[action.lower()] = list(pairs)
+
+    def ignore_action(self, action: str, ignore: bool = True) -> None:
+        """Never answer `action` (still recorded in `actions`): for client timeouts."""
+        (self._ignored.add if ignore else self._ignored.discard)(action.lower())
+
+    async def wait_for_action(self, name: str, timeout: float = 5.0) -> AmiMessage:  # noqa: ASYNC109
+        """The next `name` action not yet returned by this method, waiting if need be."""
+        key = name.lower()
+
+        def find() -> int | None:
+            for index in range(self._cursors.get(key, 0), len(self.actions)):
+                if action_name(self.actions[index]) == key:
+                    return index
+            return None
+
+        index = await self._wait_until(find, timeout, f"a {name} action")
+        self._cursors[key] = index + 1
+        return self.actions[index]
+
+    async def wait_for_events(self, count: int, timeout: float = 5.0) -> list[AmiMessage]:  # noqa: ASYNC109
+        """Wait until `count` replayed events have been sent (over all connections)."""
+        await self._wait_until(lambda: len(self.sent_events) >= count or None, timeout,
+                               f"{count} replayed events")
+        return self.sent_events[:count]
+
+    async def wait_for_logins(self, count: int, timeout: float = 5.0) -> int:  # noqa: ASYNC109
+        """Wait until `count` logins have been accepted in all."""
+        return await self._wait_until(lambda: self.logins if self.logins >= count else None, timeout,
+                                      f"{count} logins")
+
+    async def _wait_until(self, predicate: Callable[[], int | bool | None],
+                          timeout: float, what: str) -> int:  # noqa: ASYNC109
+        try:
+            async with asyncio.timeout(timeout):
+                while (found := predicate()) is None:
+                    await self._changed.wait()
+        except TimeoutError:
+            raise TimeoutError(f"no {what} within {timeout}s") from None
+        return int(found)
+
+    def _notify(self) -> None:
+        self._changed.set()
+        self._changed = asyncio.Event()

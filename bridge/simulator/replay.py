@@ -1,0 +1,143 @@
+"""What `AmiSimulator` replays: a capture's unsolicited events with their original bytes,
+the boot of the Asterisk that recorded it, and a replay session's position and PBX state.
+
+Kept apart from the TCP server (`bridge.simulator.server`), which re-exports these names.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from bridge.ami.message import BANNER_PREFIX, AmiMessage, iter_capture, parse_message
+from bridge.simulator.actions import PbxState
+from bridge.simulator.relabel import relabel
+
+_END = b"\r\n\r\n"
+
+
+@dataclass(frozen=True)
+class CaptureEvent:
+    raw: bytes  # the exact bytes from the capture, blank line included
+    message: AmiMessage
+    timestamp: float | None
+    capture: int  # which capture of the list it came from
+
+
+@dataclass(frozen=True)
+class Boot:
+    """When the recording Asterisk started and last reloaded, in its own (recorded) clock.
+
+    A capture's `FullyBooted` says `Uptime`/`LastReload` at login; the login's time is its
+    first `Timestamp` (SuccessfulAuth). A login later in the replay reports the uptime then,
+    as the real PBX would: a restarted PBX says `Uptime: 0`, a running one keeps counting.
+    """
+
+    started: float
+    reloaded: float
+
+    def shifted(self, offset: float) -> Boot:
+        return Boot(self.started + offset, self.reloaded + offset)
+
+
+def read_capture(capture: Path | str | bytes) -> bytes:
+    return capture if isinstance(capture, bytes) else Path(capture).read_bytes()
+
+
+def split_capture(data: bytes) -> list[tuple[bytes, AmiMessage]]:
+    """Every message of a raw capture with its original bytes (banner skipped).
+
+    `ami_message.iter_capture` only yields parsed messages; replay needs the bytes.
+    """
+    start = data.index(b"\r\n") + 2 if data.startswith(BANNER_PREFIX) else 0
+    messages = []
+    while (end := data.find(_END, start)) >= 0:
+        if data[start:end].strip():
+            text = data[start:end].decode("utf-8", "replace")
+            messages.append((data[start : end + 4], parse_message(text, 0.0)))
+        start = end + 4
+    return messages
+
+
+def is_unsolicited(message: AmiMessage) -> bool:
+    """An event the PBX pushed on its own (not a reply, list item or the login's FullyBooted)."""
+    return message.is_event and "ActionID" not in message and message.event != "FullyBooted"
+
+
+def load_events(captures: Sequence[Path | str | bytes]) -> list[CaptureEvent]:
+    events = []
+    for index, capture in enumerate(captures):
+        for raw, message in split_capture(read_capture(capture)):
+            if is_unsolicited(message):
+                stamp = message.get("Timestamp")
+                events.append(CaptureEvent(raw, message, float(stamp) if stamp else None, index))
+    return events
+
+
+def recorded_boot(data: bytes) -> Boot | None:
+    """The boot behind a capture, from its FullyBooted; None when it has none (synthetic)."""
+    booted: AmiMessage | None = None
+    for message in iter_capture(data):
+        if booted is None and message.event == "FullyBooted":
+            booted = message
+        elif booted is not None and (stamp := message.get("Timestamp")):
+            with contextlib.suppress(ValueError):
+                return Boot(float(stamp) - float(booted.get("Uptime") or 0),
+                            float(stamp) - float(booted.get("LastReload") or 0))
+    return None
+
+
+class ReplaySession:
+    """A position in the replay and the PBX state it has built so far.
+
+    `run` is the PBX run (boot) it belongs to, `pass_no` the relabelling pass of its first
+    event (both 0 unless the simulator serves one capture per connection).
+    """
+
+    def __init__(self, events: list[CaptureEvent], loop: bool, rate: float, *,
+                 boots: Sequence[Boot | None] = (), run: int = 0, pass_no: int = 0,
+                 pass_span: float = 0.0) -> None:
+        self.events, self.loop = events, loop
+        self.boots, self.run, self.pass_no, self.pass_span = boots, run, pass_no, pass_span
+        start = next((e.timestamp for e in events if e.timestamp is not None), None)
+        self.state = PbxState(None if start is None else start + pass_no * pass_span, rate)
+        self.position = 0  # counts on across loops
+        self.last: CaptureEvent | None = None  # last event replayed, to pace the next one
+        self.dead = False  # its PBX died: never resumed by a later login
+
+    @property
+    def finished(self) -> bool:
+        return not self.events or (not self.loop and self.position >= len(self.events))
+
+    def next_event(self) -> CaptureEvent:
+        return self.events[self.position % len(self.events)]
+
+    def next_pass(self) -> int:
+        """The relabelling pass of the next event (0: the capture's own ids and times)."""
+        return self.pass_no + self.position // len(self.events)
+
+    def relabelled_next(self) -> CaptureEvent:
+        item = self.next_event()
+        if pass_no := self.next_pass():
+            item = relabelled(item, pass_no, pass_no * self.pass_span)
+        return item
+
+    def boot(self) -> Boot | None:
+        """The boot of the PBX this session is at: the one of its next (or last) event."""
+        if not self.events:
+            return None
+        ahead = not self.finished
+        item = self.next_event() if ahead else self.events[-1]
+        boot = self.boots[item.capture] if item.capture < len(self.boots) else None
+        if boot is None:
+            return None
+        passes = self.next_pass() if ahead else self.pass_no + (self.position - 1) // len(self.events)
+        return boot.shifted(passes * self.pass_span)
+
+
+def relabelled(item: CaptureEvent, pass_no: int, offset: float) -> CaptureEvent:
+    raw = relabel(item.raw, pass_no, offset)
+    stamp = None if item.timestamp is None else item.timestamp + offset
+    return CaptureEvent(raw, parse_message(raw[:-4].decode("utf-8", "replace"), 0.0), stamp, item.capture)

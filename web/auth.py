@@ -1,0 +1,354 @@
+"""Login sessions, the auth middleware, role checks and CSRF for the console's aiohttp app.
+
+Sessions are server-side rows (`auth_sessions`), not an encrypted cookie: logout, a
+password change or `user disable` must end a session at once, on every tab and every
+stolen copy, and a stateless cookie stays valid until it expires. The cookie holds only a
+random 256-bit token; the table keeps its SHA-256, so a database dump opens no session.
+Each request reads the session joined with the user, so a role or extension change
+applies on the next request. The cookie is HttpOnly, SameSite=Lax, Secure unless
+configured off (the localhost demo), and `__Host-` prefixed when Secure (no subdomain can
+plant or shadow it); it has no Max-Age, so it dies with the browser (shared desks), while
+the server enforces the idle and absolute expiry. Login always issues a fresh token and
+drops the one presented (no session fixation).
+
+CSRF: every POST/PUT/PATCH/DELETE of a session needs the session's token in the
+`X-CSRF-Token` header (or a `csrf_token` form field), compared in constant time; the page's
+JS reads it from `GET /api/session`. As defence in depth a request whose Origin (else
+Referer) is another origin is refused, and so is a cross-origin WebSocket handshake.
+
+WebSocket handlers: the middleware authenticates the handshake (401 without a session),
+`@require_role(...)` checks the role, and a long-lived socket calls `await
+revalidate(request)` now and then: None means logged out, disabled or expired -> close.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import hmac
+import html
+import logging
+import re
+import secrets
+import time
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from urllib.parse import quote, urlsplit
+
+from aiohttp import web
+from sqlalchemy import delete, or_, select, update
+
+from web.users import EXTENSIONS, ROLES, SESSIONS, USERS, Role, User, UserStore
+
+__all__ = ["AUTH_KEY", "Auth", "AuthSession", "ROLE_HOME", "User", "auth_middleware", "check_role",
+           "require_role", "revalidate", "safe_next", "unguarded_routes"]
+
+log = logging.getLogger(__name__)
+AUDIT = logging.getLogger("callbridge.audit")
+
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE"})
+CSRF_HEADER, CSRF_FIELD = "X-CSRF-Token", "csrf_token"
+ROLE_HOME: dict[str, str] = {"operator": "/console", "supervisor": "/wallboard", "trainer": "/reviews",
+                             "admin": "/console"}
+DEFAULT_PUBLIC = frozenset({"/login", "/login.css", "/favicon.ico"})
+_TOKEN = re.compile(r"[A-Za-z0-9_-]{32,64}")
+_ROLES_ATTR = "__callbridge_roles__"
+NO_STORE = {"Cache-Control": "no-store"}
+
+Handler = Callable[..., Awaitable[web.StreamResponse]]
+
+
+@dataclass(frozen=True)
+class AuthSession:
+    token_hash: str
+    user: User
+    csrf_token: str
+    created_at: float  # epoch seconds
+    expires_at: float  # the absolute end; idle expiry may come first
+
+
+def _hash_token(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def _origin(url: str) -> str | None:
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return None
+    return f"{parts.scheme}://{parts.netloc}".lower() if parts.scheme and parts.netloc else None
+
+
+def is_api(path: str) -> bool:
+    """JSON answers (401/403) rather than pages and redirects."""
+    return path == "/api" or path.startswith("/api/") or path.startswith("/ws")
+
+
+def safe_next(value: str | None) -> str | None:
+    """`value` if it is a path on this site (never `//host`, `/\\host` or a URL), else None."""
+    if not value or len(value) > 2000 or not value.startswith("/") or value.startswith("//"):
+        return None
+    if "\\" in value or any(ord(c) < 0x20 or ord(c) == 0x7F for c in value):
+        return None
+    parts = urlsplit(value)
+    if parts.scheme or parts.netloc or parts.path in ("/login", "/logout"):
+        return None
+    return value
+
+
+class Auth:
+    """The session store and policy one app uses (`setup_auth` makes it: `app[AUTH_KEY]`)."""
+
+    def __init__(self, users: UserStore, *, secure_cookie: bool = True, session_max_age: int = 12 * 3600,
+                 idle_timeout: int = 30 * 60, allowed_origins: Iterable[str] = (),
+                 public_paths: Iterable[str] = (), secret: bytes | None = None,
+                 clock: Callable[[], float] = time.time) -> None:
+        if session_max_age <= 0 or idle_timeout <= 0:
+            raise ValueError("session_max_age and idle_timeout must be positive")
+        self.users = users
+        self.secure_cookie = secure_cookie
+        self.session_max_age = session_max_age
+        self.idle_timeout = idle_timeout
+        # last_seen_at is written at most this often: not one UPDATE per request.
+        self.touch_interval = max(1, min(60, idle_timeout // 4))
+        # Behind a TLS-terminating proxy the app sees http://: list the public origin here.
+        self.allowed_origins = frozenset(o.rstrip("/").lower() for o in allowed_origins)
+        public = set(DEFAULT_PUBLIC) | set(public_paths)
+        self.public_paths = frozenset(p for p in public if not p.endswith("/"))
+        self.public_prefixes = tuple(p for p in public if p.endswith("/"))
+        # Signs the login form's CSRF token; per process unless given (several workers: share one).
+        self.secret = secret or secrets.token_bytes(32)
+        self.clock = clock
+        prefix = "__Host-" if secure_cookie else ""
+        self.cookie_name = f"{prefix}callbridge_session"
+        self.login_cookie_name = f"{prefix}callbridge_login"
+
+    def is_public(self, path: str) -> bool:
+        return path in self.public_paths or path.startswith(self.public_prefixes)
+
+    def same_origin(self, request: web.Request) -> bool:
+        """False if the browser says the request comes from another origin (or an opaque one)."""
+        origin = request.headers.get("Origin")
+        if origin is None:
+            referer = request.headers.get("Referer")
+            if not referer:
+                return True  # not a browser: the CSRF token still guards
+            origin = _origin(referer) or "null"
+        origin = origin.rstrip("/").lower()
+        return origin in self.allowed_origins or origin == f"{request.scheme}://{request.host}".lower()
+
+    # -- sessions ------------------------------------------------------------------------
+
+    def _now(self) -> datetime:
+        return datetime.fromtimestamp(self.clock(), UTC)
+
+    async def create_session(self, username: str, remote: str | None) -> tuple[str, AuthSession]:
+        """A new session for an (authenticated) user: (cookie token, session)."""
+        token, csrf, now = secrets.token_urlsafe(32), secrets.token_urlsafe(32), self._now()
+        async with self.users.engine.begin() as conn:
+            uid = (await conn.execute(select(USERS.c.id).where(USERS.c.username == username,
+                                                               USERS.c.active.is_(True)))).scalar_one()
+            await conn.execute(SESSIONS.insert().values(token_hash=_hash_token(token), user_id=uid,
+                                                        csrf_token=csrf, created_at=now, last_seen_at=now,
+                                                        remote=(remote or "")[:64] or None))
+        session = await self.load_session(_hash_token(token))
+        assert session is not None
+        return token, session
+
+    async def session_for_token(self, token: str | None) -> AuthSession | None:
+        if not token or not _TOKEN.fullmatch(token):
+            return None
+        return await self.load_session(_hash_token(token))
+
+    async def load_session(self, token_hash: str) -> AuthSession | None:
+        """The live session with this token hash (its user active), else None; ends expired ones."""
+        query = (select(SESSIONS.c.csrf_token, SESSIONS.c.created_at, SESSIONS.c.last_seen_at,
+                        USERS.c.username, USERS.c.display_name, USERS.c.role, EXTENSIONS.c.extension)
+                 .select_from(SESSIONS.join(USERS, USERS.c.id == SESSIONS.c.user_id)
+                              .outerjoin(EXTENSIONS, EXTENSIONS.c.user_id == USERS.c.id))
+                 .where(SESSIONS.c.token_hash == token_hash, USERS.c.active.is_(True))
+                 .order_by(EXTENSIONS.c.extension))
+        async with self.users.engine.connect() as conn:
+            rows = (await conn.execute(query)).all()
+        if not rows:
+            return None
+        first, now = rows[0], self._now()
+        expires = first.created_at + timedelta(seconds=self.session_max_age)
+        if now >= expires or now >= first.last_seen_at + timedelta(seconds=self.idle_timeout):
+            await self.end_session(token_hash)
+            return None
+        if now - first.last_seen_at >= timedelta(seconds=self.touch_interval):
+            async with self.users.engine.begin() as conn:
+                await conn.execute(update(SESSIONS).where(SESSIONS.c.token_hash == token_hash)
+                                   .values(last_seen_at=now))
+        user = User(username=first.username, display_name=first.display_name, role=first.role,
+                    extensions=[r.extension for r in rows if r.extension is not None])
+        return AuthSession(token_hash, user, first.csrf_token, first.created_at.timestamp(),
+                           expires.timestamp())
+
+    async def end_session(self, token_hash: str) -> None:
+        async with self.users.engine.begin() as conn:
+            await conn.execute(delete(SESSIONS).where(SESSIONS.c.token_hash == token_hash))
+
+    async def purge_expired(self) -> int:
+        now = self._now()
+        async with self.users.engine.begin() as conn:
+            result = await conn.execute(delete(SESSIONS).where(or_(
+                SESSIONS.c.created_at <= now - timedelta(seconds=self.session_max_age),
+                SESSIONS.c.last_seen_at <= now - timedelta(seconds=self.idle_timeout))))
+        return result.rowcount or 0
+
+    def set_session_cookie(self, response: web.StreamResponse, token: str) -> None:
+        response.set_cookie(self.cookie_name, token, path="/", secure=self.secure_cookie, httponly=True,
+                            samesite="Lax")
+
+    def clear_session_cookie(self, response: web.StreamResponse) -> None:
+        response.del_cookie(self.cookie_name, path="/", secure=self.secure_cookie, httponly=True,
+                            samesite="Lax")
+
+    # -- the login form's CSRF token (no session yet: an HMAC of a nonce cookie) ---------
+
+    def login_token(self, nonce: str) -> str:
+        return hmac.new(self.secret, b"login:" + nonce.encode(), hashlib.sha256).hexdigest()
+
+    def login_token_ok(self, request: web.Request, token: str) -> bool:
+        nonce = request.cookies.get(self.login_cookie_name, "")
+        return bool(_TOKEN.fullmatch(nonce)) and hmac.compare_digest(self.login_token(nonce).encode(),
+                                                                     token.encode())
+
+    def set_login_nonce(self, response: web.StreamResponse) -> str:
+        """A fresh nonce cookie; returns the token the form must send back."""
+        nonce = secrets.token_urlsafe(32)
+        response.set_cookie(self.login_cookie_name, nonce, path="/", max_age=3600, secure=self.secure_cookie,
+                            httponly=True, samesite="Strict")
+        return self.login_token(nonce)
+
+
+AUTH_KEY = web.AppKey("callbridge_auth", Auth)
+
+
+def _who(request: web.Request) -> tuple[str, str]:
+    user: User | None = request.get("user")
+    return (user.username, user.role) if user else ("-", "-")
+
+
+def _where(request: web.Request) -> str:
+    # The raw (percent-encoded) path: a %0A in the URL cannot forge a log line.
+    return f"{request.method} {request.rel_url.raw_path}"
+
+
+_PAGE = ("<!doctype html><html lang=\"en\"><meta charset=\"utf-8\"><title>{title}</title>"
+         "<main><h1>{title}</h1><p>{message}</p><p><a href=\"/\">Home</a> · <a href=\"/login\">Sign in</a>"
+         "</p></main></html>")
+
+
+def error_response(request: web.Request, status: int, error: str, message: str,
+                   exc: type[web.HTTPException] | None = None) -> web.Response:
+    """JSON for /api and /ws, a small page otherwise; an HTTPException instance if `exc` is given."""
+    cls = exc or web.Response
+    if is_api(request.path):
+        body, ctype = web.json_response({"error": error, "message": message}).text, "application/json"
+    else:
+        title = {401: "Sign-in needed", 403: "Forbidden", 429: "Too many attempts"}.get(status, "Error")
+        body, ctype = _PAGE.format(title=title, message=html.escape(message)), "text/html"
+    kwargs: dict[str, Any] = {"text": body, "content_type": ctype, "headers": NO_STORE}
+    return cls(**kwargs) if exc else web.Response(status=status, **kwargs)
+
+
+def check_role(request: web.Request, *roles: Role) -> User:
+    """The user if his role is one of `roles`; else raises 401 (no user) or 403 (audited)."""
+    user: User | None = request.get("user")
+    if user is None:
+        raise error_response(request, 401, "unauthenticated", "Please sign in.", web.HTTPUnauthorized)
+    if user.role not in roles:
+        AUDIT.warning("audit: user=%s role=%s denied %s", user.username, user.role, _where(request))
+        raise error_response(request, 403, "forbidden", "Your role may not do this.", web.HTTPForbidden)
+    return user
+
+
+def require_role(*roles: Role) -> Callable[[Handler], Handler]:
+    """Decorator for a handler (function, or method of a class-based view): `@require_role("operator")`."""
+    unknown = set(roles) - set(ROLES)
+    if not roles or unknown:
+        raise ValueError(f"require_role needs roles among {ROLES}, got {roles}")
+
+    def decorate(handler: Handler) -> Handler:
+        @functools.wraps(handler)
+        async def guarded(*args: Any) -> web.StreamResponse:
+            target = args[-1]
+            check_role(target if isinstance(target, web.Request) else target.request, *roles)
+            return await handler(*args)
+
+        setattr(guarded, _ROLES_ATTR, frozenset(roles))
+        return guarded
+
+    return decorate
+
+
+def unguarded_routes(app: web.Application) -> list[str]:
+    """Routes that are neither public nor under `require_role`: for a test that asserts none."""
+    auth = app[AUTH_KEY]
+    found = []
+    for route in app.router.routes():
+        info = route.resource.get_info() if route.resource else {}
+        path = info.get("path") or info.get("formatter") or info.get("prefix") or "?"
+        if auth.is_public(path) or route.method == "HEAD":
+            continue
+        if not hasattr(route.handler, _ROLES_ATTR):
+            found.append(f"{route.method} {path}")
+    return found
+
+
+async def revalidate(request: web.Request) -> User | None:
+    """Re-read the request's session (e.g. from a WebSocket loop): the user, or None if it ended."""
+    session: AuthSession | None = request.get("session")
+    if session is None:
+        return None
+    fresh = await request.app[AUTH_KEY].load_session(session.token_hash)
+    return fresh.user if fresh else None
+
+
+async def _csrf_ok(request: web.Request, session: AuthSession) -> bool:
+    token = request.headers.get(CSRF_HEADER)
+    if token is None and request.content_type in ("application/x-www-form-urlencoded", "multipart/form-data"):
+        field = (await request.post()).get(CSRF_FIELD)  # parsed once: the handler gets it cached
+        token = field if isinstance(field, str) else None
+    return token is not None and hmac.compare_digest(token.encode(), session.csrf_token.encode())
+
+
+def _redirect(location: str, status: int = 302) -> web.Response:
+    return web.Response(status=status, headers={"Location": location, **NO_STORE})
+
+
+@web.middleware
+async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    auth = request.app[AUTH_KEY]
+    unsafe = request.method not in SAFE_METHODS
+    websocket = request.headers.get("Upgrade", "").lower() == "websocket"
+    if (unsafe or websocket) and not auth.same_origin(request):
+        origin = request.headers.get("Origin") or request.headers.get("Referer") or ""
+        AUDIT.warning("audit: cross-origin %s refused (origin %r)", _where(request), origin[:200])
+        return error_response(request, 403, "cross_origin", "Cross-origin request refused.")
+
+    token = request.cookies.get(auth.cookie_name)
+    session = await auth.session_for_token(token)
+    request["session"] = session
+    request["user"] = session.user if session else None
+    if auth.is_public(request.path):
+        return await handler(request)
+    if session is None:
+        if is_api(request.path):
+            response = error_response(request, 401, "unauthenticated", "Please sign in.")
+        elif request.method in ("GET", "HEAD"):
+            response = _redirect("/login?next=" + quote(safe_next(request.path_qs) or "/", safe="/"))
+        else:
+            response = _redirect("/login", 303)
+        if token is not None:
+            auth.clear_session_cookie(response)  # expired or ended: stop sending it
+        return response
+    if unsafe and not await _csrf_ok(request, session):
+        AUDIT.warning("audit: user=%s role=%s csrf refused %s", *_who(request), _where(request))
+        return error_response(request, 403, "csrf", "Missing or wrong CSRF token: reload the page.")
+    return await handler(request)

@@ -1,0 +1,257 @@
+// Callbridge wallboard: the big-number board, and the core the supervisor view builds on.
+//
+// Contract: supervision/http.py. /ws/wallboard sends frames {type: "wallboard", ...}:
+// each is the whole picture (queues, operators, live_calls, alerts, spies, activity,
+// thresholds, alert_sound, pbx, at = the PBX's clock), the first one at once. Timers run
+// on the page between frames from `at`. Actions are JSON POSTs with the session's CSRF
+// token (GET /api/session). The DOM, session, POST and socket helpers are window.Callbridge
+// (common.js, loaded first).
+//
+// Safety rule: every string from the server (caller names above all) is data. It reaches
+// the page through textContent / text nodes only, never innerHTML.
+"use strict";
+
+(() => {
+  const SOUND_KEY = "callbridge.wallboard.sound";
+  const STATUS_LABELS = {
+    available: "Available",
+    ringing: "Ringing",
+    talking: "Talking",
+    after_call: "After-call work",
+    paused: "Paused",
+    offline: "Offline",
+  };
+  const SLA_GOOD = 80; // answered-in-target below this percentage shows as trouble
+
+  const app = {
+    frame: null,
+    offset: 0, // the PBX's clock minus ours, from the last frame
+    receivedAt: 0, // our clock (ms) when the last frame came
+    socket: null, // Callbridge.liveSocket on /ws/wallboard
+    handlers: [],
+    alertKeys: null, // alerts on screen (queue|kind), to sound only new ones
+    soundWanted: null, // null until the first frame says the default
+    audio: null,
+  };
+
+  const { $, el, setChildren, formatDuration } = window.Callbridge;
+
+  // ---- time -------------------------------------------------------------------------
+
+  const pbxNow = () => Date.now() / 1000 + app.offset;
+
+  function fmtTime(epoch) {
+    const d = new Date(epoch * 1000);
+    const pad = (n) => String(n).padStart(2, "0");
+    return `${pad(d.getHours())}:${pad(d.getMinutes())}:${pad(d.getSeconds())}`;
+  }
+
+  // A timer counting up from a PBX time (talking since ...).
+  function since(epoch, cls) {
+    return el("span", { class: `timer ${cls || ""}`, "data-since": epoch }, formatDuration(pbxNow() - epoch));
+  }
+
+  // A duration the frame gave, running on while `running` (a wait, a call's length).
+  function running(seconds, isRunning, cls) {
+    const attrs = { class: `timer ${cls || ""}` };
+    if (isRunning) {
+      attrs["data-base"] = seconds;
+      attrs["data-at"] = app.receivedAt;
+    }
+    return el("span", attrs, formatDuration(seconds));
+  }
+
+  function tick() {
+    for (const node of document.querySelectorAll("[data-since]")) {
+      node.textContent = formatDuration(pbxNow() - Number(node.dataset.since));
+    }
+    for (const node of document.querySelectorAll("[data-base]")) {
+      const elapsed = (Date.now() - Number(node.dataset.at)) / 1000;
+      node.textContent = formatDuration(Number(node.dataset.base) + elapsed);
+    }
+    const clock = $("clock");
+    if (clock) clock.textContent = fmtTime(Date.now() / 1000);
+  }
+
+  // ---- frames from /ws/wallboard ----------------------------------------------------------
+
+  function onMessage(data) {
+    let frame;
+    try {
+      frame = JSON.parse(data);
+    } catch {
+      return;
+    }
+    if (!frame || frame.type !== "wallboard") return;
+    app.socket.connected();
+    app.frame = frame;
+    app.receivedAt = Date.now();
+    app.offset = Number(frame.at) - Date.now() / 1000 || 0;
+    render(frame);
+    for (const handler of app.handlers) handler(frame);
+    tick();
+  }
+
+  // ---- the board ----------------------------------------------------------------------
+
+  function alertText(alert) {
+    if (alert.kind === "callers_waiting") return `${alert.value} callers waiting (limit ${alert.limit})`;
+    return `longest wait ${formatDuration(alert.value)} (limit ${formatDuration(alert.limit)})`;
+  }
+
+  function render(frame) {
+    $("pbx-lost").hidden = frame.pbx !== "lost";
+    renderAlerts(frame);
+    renderQueues(frame);
+    if ($("agents")) renderAgents(frame);
+  }
+
+  function renderAlerts(frame) {
+    const alerts = frame.alerts || [];
+    document.body.classList.toggle("in-alert", alerts.length > 0);
+    setChildren(
+      $("alerts"),
+      alerts.map((a) =>
+        el("p", { class: "alert", "data-queue": a.queue, "data-kind": a.kind },
+          el("span", { class: "alert-queue" }, a.queue),
+          el("span", { class: "alert-what" }, alertText(a)),
+          el("span", { class: "alert-since" }, "for ", since(a.since))),
+      ),
+    );
+    const first = alerts[0];
+    const base = document.body.classList.contains("page-supervisor") ? "Callbridge supervisor" : "Callbridge wallboard";
+    document.title = first ? `(!) ${first.queue}: ${alertText(first)} — ${base}` : base;
+    const keys = new Set(alerts.map((a) => `${a.queue}|${a.kind}`));
+    const fresh = app.alertKeys !== null && [...keys].some((k) => !app.alertKeys.has(k));
+    app.alertKeys = keys;
+    if (app.soundWanted === null) initSound(frame.alert_sound);
+    if (fresh) beep();
+  }
+
+  function figure(value, caption, attrs) {
+    return el("div", { class: "fig", ...(attrs || {}) },
+      el("span", { class: "num" }, value),
+      el("span", { class: "cap" }, caption));
+  }
+
+  function renderQueues(frame) {
+    const alerts = frame.alerts || [];
+    const target = Math.round(frame.target_seconds || 30);
+    setChildren(
+      $("queues"),
+      (frame.queues || []).map((q) => {
+        const mine = new Set(alerts.filter((a) => a.queue === q.name).map((a) => a.kind));
+        const state = mine.size ? "alert" : q.waiting > 0 && q.free === 0 ? "warn" : "ok";
+        const pct = q.answered_in_target_percent;
+        const sla = pct === null || pct === undefined ? "—" : `${Math.round(pct)}%`;
+        return el("article", { class: "queue", "data-queue": q.name, "data-state": state },
+          el("h2", { class: "queue-name" }, q.name),
+          el("div", { class: "main-figures" },
+            figure(String(q.waiting), "waiting", { "data-field": "waiting", "data-trouble": mine.has("callers_waiting") }),
+            figure(running(q.longest_wait_seconds, q.waiting > 0), "longest wait",
+              { "data-field": "longest", "data-trouble": mine.has("longest_wait") })),
+          el("div", { class: "more-figures" },
+            figure(`${q.free} / ${q.logged_in}`, "free / logged in",
+              { "data-field": "free", "data-trouble": q.logged_in > 0 && q.free === 0 && q.waiting > 0 }),
+            figure(sla, `answered ≤ ${target} s`, { "data-field": "sla", "data-trouble": pct !== null && pct < SLA_GOOD }),
+            figure(String(q.calls_today), "calls today", { "data-field": "calls" }),
+            figure(String(q.abandoned_today), "abandoned", { "data-field": "abandoned" })));
+      }),
+    );
+  }
+
+  function statusDetail(op) {
+    if (op.status === "talking") {
+      return [op.with_caller ? el("span", { class: "with" }, op.with_caller) : null, op.since ? since(op.since) : null];
+    }
+    if (op.status === "paused") return [el("span", { class: "reason" }, op.paused_reason || "no reason given")];
+    if (op.status === "after_call" && op.since) return [since(op.since)];
+    return [];
+  }
+
+  function renderAgents(frame) {
+    setChildren(
+      $("agents"),
+      (frame.operators || []).map((op) =>
+        el("article", { class: "agent", "data-status": op.status, "data-operator": op.operator },
+          el("div", { class: "agent-name" }, op.name || op.operator, el("span", { class: "ext" }, op.operator)),
+          el("div", { class: "agent-status" }, STATUS_LABELS[op.status] || op.status),
+          el("div", { class: "agent-detail" }, ...statusDetail(op)),
+          el("div", { class: "agent-day" },
+            `${op.calls_today} calls · avg ${op.average_talk_seconds === null ? "—" : formatDuration(op.average_talk_seconds)}`))),
+    );
+  }
+
+  // ---- sound (generated: no audio files) ---------------------------------------------------
+
+  function initSound(defaultOn) {
+    const stored = window.localStorage.getItem(SOUND_KEY);
+    app.soundWanted = stored === null ? Boolean(defaultOn) : stored === "on";
+    showSound();
+  }
+
+  function showSound() {
+    const button = $("sound");
+    const unlocked = app.audio && app.audio.state === "running";
+    button.setAttribute("aria-pressed", app.soundWanted ? "true" : "false");
+    button.textContent = !app.soundWanted ? "Sound off" : unlocked ? "Sound on" : "Enable sound";
+  }
+
+  // Browsers start audio only after a click: the button is that click.
+  function toggleSound() {
+    const unlocked = app.audio && app.audio.state === "running";
+    app.soundWanted = app.soundWanted && unlocked ? false : true;
+    window.localStorage.setItem(SOUND_KEY, app.soundWanted ? "on" : "off");
+    if (app.soundWanted) {
+      const Ctx = window.AudioContext || window.webkitAudioContext;
+      if (Ctx && !app.audio) app.audio = new Ctx();
+      if (app.audio) app.audio.resume().then(() => { showSound(); beep(0.15); }, showSound);
+    }
+    showSound();
+  }
+
+  function beep(volume = 0.3) {
+    const ctx = app.audio;
+    if (!app.soundWanted || !ctx || ctx.state !== "running") return;
+    const start = ctx.currentTime;
+    [880, 660, 880].forEach((freq, i) => {
+      const osc = ctx.createOscillator();
+      const gain = ctx.createGain();
+      osc.type = "sine";
+      osc.frequency.value = freq;
+      const t = start + i * 0.22;
+      gain.gain.setValueAtTime(0, t);
+      gain.gain.linearRampToValueAtTime(volume, t + 0.02);
+      gain.gain.linearRampToValueAtTime(0, t + 0.2);
+      osc.connect(gain).connect(ctx.destination);
+      osc.start(t);
+      osc.stop(t + 0.21);
+    });
+  }
+
+  // ---- start ----------------------------------------------------------------------------
+
+  // What the supervisor view adds to the board (the rest it takes from window.Callbridge).
+  window.Wallboard = {
+    since,
+    running,
+    fmtTime,
+    statusLabel: (status) => STATUS_LABELS[status] || status,
+    onFrame: (handler) => {
+      app.handlers.push(handler);
+      if (app.frame) handler(app.frame);
+    },
+  };
+
+  function start() {
+    $("signout").addEventListener("click", window.Callbridge.signOut);
+    $("sound").addEventListener("click", toggleSound);
+    window.setInterval(tick, 1000);
+    tick();
+    app.socket = window.Callbridge.liveSocket("/ws/wallboard", { onMessage, connectedText: "live" });
+    app.socket.start();
+  }
+
+  if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", start);
+  else start();
+})();
