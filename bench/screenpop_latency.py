@@ -85,6 +85,7 @@ from bridge.simulator.server import AmiSimulator  # noqa: E402
 from crm_adapters.contract import Contact, CrmAdapter, FinishedCall, Interaction, NewContact  # noqa: E402
 from crm_adapters.errors import CrmNotSupported  # noqa: E402
 from crm_adapters.lookup import LookupService  # noqa: E402
+from recordings.plugin import attach_recordings  # noqa: E402
 from screenpop.app import create_web_app  # noqa: E402
 from screenpop.console_http import SCREENPOP_KEY  # noqa: E402
 from screenpop.messages import Card  # noqa: E402
@@ -400,6 +401,7 @@ class BenchBridge(BridgeService):
             return await handler(request)
 
         app = create_web_app(self.pipeline, self.lookup, middlewares=[stand_in_auth])
+        self.recorder = attach_recordings(self.parts(app), self.settings.recordings)
         self.web_runner = web.AppRunner(app, access_log=None)
         await self.web_runner.setup()
         site = web.TCPSite(self.web_runner, "127.0.0.1", 0)

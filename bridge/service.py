@@ -17,7 +17,7 @@ import logging
 import os
 import signal
 import time
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
@@ -32,16 +32,23 @@ from bridge.calls.pipeline import CallPipeline
 from bridge.calls.tracker import CallTracker
 from bridge.settings import CallbridgeSettings
 from crm_adapters.lookup import LookupService
+from recordings.plugin import attach_recordings
+from screenpop.app import console_names, create_web_app
+from supervision.plugin import attach_wallboard
+from web.features import BridgeParts, ResyncListener
+from web.users import UserStore
 
 log = logging.getLogger("callbridge")
 
 STOP_BUDGET = 2.0  # seconds the call log may take to drain at stop before the spool keeps the rest
 _CLOSE_BUDGET = 1.0  # each database-backed part's close, so a hung database cannot hold the exit
+_WEB_BUDGET = 2.0  # the web app's cleanup: browsers closed, every feature stopped
 
 
 class BridgeService:
-    def __init__(self, settings: CallbridgeSettings) -> None:
+    def __init__(self, settings: CallbridgeSettings, *, clock: Callable[[], float] = time.time) -> None:
         self.settings = settings
+        self.clock = clock  # our clock, handed to the features (tests pass a recorded one)
         self.store = CallLogStore(settings.database_url)
         spool = settings.call_log_spool or default_spool_path(settings.database_url)
         self.writer = CallLogWriter(self.store, spool=CallLogSpool(spool))
@@ -58,7 +65,7 @@ class BridgeService:
         self.web_runner: web.AppRunner | None = None
         # Called after each resync with (channels, queue status, PBX time): the wallboard
         # replaces its queue picture from the QueueStatus answer.
-        self.resync_listeners: list = []
+        self.resync_listeners: list[ResyncListener] = []
         self.web_address: tuple[str, int] | None = None
         # (PBX timestamp, our clock) of the last event: resync times use the PBX's clock.
         self._last_event: tuple[float, float] | None = None
@@ -79,7 +86,6 @@ class BridgeService:
         self.pipeline.subscribe(self.writer.handle)
         self.pipeline.subscribe(log_call_event)
         await self.lookup.open()
-        await self._start_recorder()
         await self._start_web()
         self.client.on_event(self._on_event)
         self.client.on_ready(self._resync)
@@ -94,43 +100,20 @@ class BridgeService:
         log.info("bridge started: AMI %s:%s, call log %s", self.settings.ami.host,
                  self.settings.ami.port, self.store.engine.url.render_as_string(hide_password=True))
 
-    async def _start_recorder(self) -> None:
-        from recordings.recorder import Recorder
-        from recordings.store import RecordingStore
-
-        self.recording_store = RecordingStore(self.store)
-        self.recorder = Recorder(self.settings.recordings, self.client.send_action, self.recording_store)
-        await self.recorder.start()
-        self.pipeline.subscribe(self.recorder.handle)
-        self.pipeline.subscribe_raw(self.recorder.on_ami_event)
-
-    def _add_recordings(self, app: web.Application) -> None:
-        from recordings.http import RecordingsApi, setup_recordings
-        from recordings.review_store import ReviewStore
-        from web.audit_log import AuditLog
-
-        settings = self.settings.recordings
-        self.audit = AuditLog(self.store)
-        reviews = ReviewStore(self.store, settings.review_criteria)
-        setup_recordings(app, RecordingsApi(settings, self.recording_store, reviews, self.audit,
-                                            self.store, self.recorder))
-
     async def _start_web(self) -> None:
-        from screenpop.app import create_web_app
-        from web.users import UserStore
-
-        self.users = UserStore(self.store)
         http = self.settings.http
+        self.users = UserStore(self.store)
+        # The console (auth and the operators' cards) is the app every other page joins.
         app = create_web_app(self.pipeline, self.lookup, user_store=self.users,
                              auth_options={"secure_cookie": http.secure_cookie,
                                            "session_max_age": http.session_max_age})
-        self._add_recordings(app)
-        from recordings.pages import add_review_pages
-        from supervision.wallboard_service import attach_wallboard
-
-        self.wallboard = attach_wallboard(self, app)
-
-        add_review_pages(app)
+        parts = self.parts(app)
+        caller_names, operator_names = console_names(app)
+        # Every feature attaches the same way (web.features): subscribed to the model, its
+        # routes on the app, its start and stop with the app's.
+        self.recorder = attach_recordings(parts, self.settings.recordings)
+        self.wallboard = attach_wallboard(parts, self.settings.wallboard, caller_names=caller_names,
+                                          operator_names=operator_names)
         self.web_runner = web.AppRunner(app, access_log=None)
         await self.web_runner.setup()
         site = web.TCPSite(self.web_runner, http.host, http.port)
@@ -140,14 +123,20 @@ class BridgeService:
         self.web_address = sockets[0].getsockname()[:2] if sockets else (http.host, http.port)
         log.info("web console on http://%s:%s/ (operators: /console)", *self.web_address)
 
+    def parts(self, app: web.Application) -> BridgeParts:
+        """What a feature may use of this bridge (web.features)."""
+        return BridgeParts(
+            pipeline=self.pipeline, store=self.store, app=app, send_action=self.client.send_action,
+            pbx_ready=lambda: self.client.ready, on_resync=self.resync_listeners.append,
+            operator_pattern=self.settings.operator_pattern, timezone=self.settings.timezone,
+            clock=self.clock)
+
     async def stop(self) -> None:
         await self.client.stop()
-        if self.web_runner is not None:
-            await _bounded(self.web_runner.cleanup(), _CLOSE_BUDGET, "web server", self.stuck)
+        if self.web_runner is not None:  # the features stop with the app (the recorder saves its rows)
+            await _bounded(self.web_runner.cleanup(), _WEB_BUDGET, "web server and features", self.stuck)
         if not await self.writer.stop(give_up_after=STOP_BUDGET):
             self.stuck.append("call log writer")
-        if getattr(self, "recorder", None) is not None:
-            await _bounded(self.recorder.stop(), _CLOSE_BUDGET, "recorder", self.stuck)
         await _bounded(self.lookup.close(), _CLOSE_BUDGET, "CRM lookup", self.stuck)
         await _bounded(self.store.close(), _CLOSE_BUDGET, "call log database", self.stuck)
         log.info("bridge stopped%s", f" (gave up on: {', '.join(self.stuck)})" if self.stuck else "")

@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Iterable, Mapping
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -99,3 +99,16 @@ def create_web_app(pipeline: CallPipeline | None, lookup: LookupService | None =
     app.cleanup_ctx.append(lifecycle)
     app.on_shutdown.append(close_browsers)
     return app
+
+
+def console_names(app: web.Application) -> tuple[Callable[[str], str | None],
+                                                 Callable[[str], str | None] | None]:
+    """What the console knows that other pages show: the CRM's name for a call's caller,
+    and an extension's operator name."""
+    screenpop = app[SCREENPOP_KEY]
+
+    def caller_name(call_id: str) -> str | None:
+        found = screenpop.book.caller(call_id)
+        return found.contact.display_name if found is not None and found.contact is not None else None
+
+    return caller_name, screenpop.book.operator_names

@@ -28,10 +28,10 @@ from typing import Any, TypeVar
 from aiohttp import WSCloseCode, web
 from pydantic import BaseModel, ValidationError
 
-from screenpop.hub import ConsoleUser
 from screenpop.messages import DismissRequest, NewContactRequest, NoteRequest
 from screenpop.screenpop_service import ScreenPopError, ScreenPopService
 from web.pages import PAGE_HEADERS, STATIC_DIR
+from web.users import SignedInUser
 from web.ws_tasks import beside
 
 try:  # the auth module is optional at import time (tests may stand in for it)
@@ -54,7 +54,7 @@ PLACEHOLDER = ("<!doctype html><html lang=\"en\"><meta charset=\"utf-8\"><title>
                "(web/static/console.html).</p></main></html>")
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-Action = Callable[[web.Request, ScreenPopService, ConsoleUser], Awaitable[dict[str, Any]]]
+Action = Callable[[web.Request, ScreenPopService, SignedInUser], Awaitable[dict[str, Any]]]
 Model = TypeVar("Model", bound=BaseModel)
 _ERRORS = {400: "bad_request", 401: "unauthenticated", 403: "forbidden", 404: "not_found",
            409: "conflict", 503: "unavailable"}
@@ -70,7 +70,7 @@ def error(status: int, message: str) -> web.Response:
                              headers={"Cache-Control": "no-store"})
 
 
-def _user(request: web.Request) -> ConsoleUser | None:
+def _user(request: web.Request) -> SignedInUser | None:
     return request.get("user")
 
 
@@ -112,13 +112,13 @@ def _action(run: Action) -> Handler:
 
 
 @_action
-async def post_note(request: web.Request, service: ScreenPopService, user: ConsoleUser) -> dict[str, Any]:
+async def post_note(request: web.Request, service: ScreenPopService, user: SignedInUser) -> dict[str, Any]:
     body = await _body(request, NoteRequest)
     return await service.save_note(user, body.call_id, body.text)
 
 
 @_action
-async def post_contact(request: web.Request, service: ScreenPopService, user: ConsoleUser) -> dict[str, Any]:
+async def post_contact(request: web.Request, service: ScreenPopService, user: SignedInUser) -> dict[str, Any]:
     body = await _body(request, NewContactRequest)
     if not body.name.strip():
         raise ScreenPopError("invalid request: name: the name is empty")
@@ -126,7 +126,7 @@ async def post_contact(request: web.Request, service: ScreenPopService, user: Co
 
 
 @_action
-async def post_dismiss(request: web.Request, service: ScreenPopService, user: ConsoleUser) -> dict[str, Any]:
+async def post_dismiss(request: web.Request, service: ScreenPopService, user: SignedInUser) -> dict[str, Any]:
     body = await _body(request, DismissRequest)
     return {"removed": service.dismiss(user, body.call_id)}
 
@@ -161,7 +161,7 @@ async def console_ws(request: web.Request) -> web.StreamResponse:
     return ws
 
 
-async def _watch_session(request: web.Request, ws: web.WebSocketResponse, user: ConsoleUser) -> None:
+async def _watch_session(request: web.Request, ws: web.WebSocketResponse, user: SignedInUser) -> None:
     """Close the socket once the session ends or the user's extensions change (the
     browser then reconnects, or goes to the login page)."""
     if revalidate is None or request.get("session") is None:

@@ -16,12 +16,12 @@ import asyncio
 import logging
 from collections import OrderedDict
 from collections.abc import Iterable
-from typing import Any, Protocol
 
 from aiohttp import WSCloseCode, web
 
 from screenpop.cards import operator_of
 from screenpop.messages import Card, CardRemoved, Hello
+from web.users import SignedInUser
 from web.ws_tasks import beside, read_until_closed
 
 log = logging.getLogger(__name__)
@@ -29,17 +29,8 @@ log = logging.getLogger(__name__)
 _HELLO = "\0hello"  # buffer key of the Hello frame (card ids never start with NUL)
 
 
-class ConsoleUser(Protocol):
-    """What the console needs of a logged-in user (web.users.User has it)."""
-
-    username: str
-    display_name: str
-    role: Any
-    extensions: list[str]
-
-
 class Connection:
-    def __init__(self, ws: web.WebSocketResponse, user: ConsoleUser, *, queue_size: int,
+    def __init__(self, ws: web.WebSocketResponse, user: SignedInUser, *, queue_size: int,
                  send_timeout: float, transport: asyncio.BaseTransport | None = None) -> None:
         self.ws = ws
         self.user = user
@@ -130,7 +121,7 @@ class Hub:
         self._all: set[Connection] = set()
         self.dropped = 0
 
-    def attach(self, ws: web.WebSocketResponse, user: ConsoleUser, hello: Hello,
+    def attach(self, ws: web.WebSocketResponse, user: SignedInUser, hello: Hello,
                transport: asyncio.BaseTransport | None = None) -> Connection:
         """Register a prepared WebSocket; its first frame is `hello`. Synchronous, so the
         `Hello` snapshot and the frames pushed after it cannot cross."""

@@ -37,8 +37,9 @@ from crm_adapters.errors import CrmError, CrmNotSupported, CrmRejected, CrmUnava
 from crm_adapters.lookup import CallerCard, LogResult, LookupService
 from crm_adapters.phone_numbers import normalize
 from screenpop.cards import CardBook, Outgoing, call_of, operator_of
-from screenpop.hub import ConsoleUser, Hub
+from screenpop.hub import Hub
 from screenpop.messages import Card, CardRemoved, Hello
+from web.users import SignedInUser
 
 log = logging.getLogger(__name__)
 
@@ -199,12 +200,12 @@ class ScreenPopService:
 
     # -- the console --------------------------------------------------------------------------
 
-    def hello(self, user: ConsoleUser) -> Hello:
+    def hello(self, user: SignedInUser) -> Hello:
         return Hello(user=user.username, display_name=user.display_name, role=user.role,
                      extensions=list(user.extensions), cards=self.book.cards_for(user.extensions),
                      server_time=time.time())
 
-    def extension_for(self, user: ConsoleUser, call_id: str) -> str:
+    def extension_for(self, user: SignedInUser, call_id: str) -> str:
         """The user's extension this call rang (his card's, if he has one); else 403/404."""
         if not self.book.knows(call_id):
             raise ScreenPopError(f"no open call {call_id}", 404)
@@ -214,7 +215,7 @@ class ScreenPopService:
         with_card = [ext for ext in rung if self.book.card(call_id, ext) is not None]
         return (with_card or rung)[0]
 
-    async def save_note(self, user: ConsoleUser, call_id: str, text: str) -> dict[str, Any]:
+    async def save_note(self, user: SignedInUser, call_id: str, text: str) -> dict[str, Any]:
         ext = self.extension_for(user, call_id)
         text = text.strip()
         if self.notes is not None:
@@ -290,7 +291,7 @@ class ScreenPopService:
             log.warning("call %s with its note not logged to the CRM: %s", call_id, result.error)
         return result
 
-    async def create_contact(self, user: ConsoleUser, call_id: str, name: str,
+    async def create_contact(self, user: SignedInUser, call_id: str, name: str,
                              company: str | None) -> dict[str, Any]:
         ext = self.extension_for(user, call_id)
         record, found = self.book.record(call_id), self.book.caller(call_id)
@@ -313,7 +314,7 @@ class ScreenPopService:
         self._on_caller(call_id, card)
         return {"contact": contact, "card": self.book.card(call_id, ext)}
 
-    def dismiss(self, user: ConsoleUser, call_id: str) -> bool:
+    def dismiss(self, user: SignedInUser, call_id: str) -> bool:
         """Close the user's after-call card of this call (False: nothing left to close)."""
         ext = self.extension_for(user, call_id)
         card = self.book.card(call_id, ext)

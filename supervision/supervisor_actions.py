@@ -18,7 +18,6 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from bridge.ami.actions import AmiActionTimeout, AmiError
 from bridge.ami.message import AmiMessage
-from screenpop.hub import ConsoleUser
 from supervision.pbx_actions import (
     SpyBook,
     SpyMode,
@@ -29,6 +28,7 @@ from supervision.pbx_actions import (
     spy_action,
 )
 from supervision.settings import WallboardSettings
+from web.users import SignedInUser
 
 SendAction = Callable[[dict[str, str]], Awaitable[AmiMessage]]
 
@@ -81,7 +81,7 @@ class SupervisorActions:
 
         def _note(self, kind: str, text: str, **extra: Any) -> None: ...
 
-    async def spy(self, user: ConsoleUser, operator: str, mode: SpyMode, listener: str | None = None,
+    async def spy(self, user: SignedInUser, operator: str, mode: SpyMode, listener: str | None = None,
                   remote: str | None = None) -> ActionResult:
         """Ring `listener` (default: the user's own first extension; a trainee's for shadowing),
         ChanSpy on `operator` in `mode`. A session live on that phone ends first (a switch)."""
@@ -101,37 +101,38 @@ class SupervisorActions:
             self.requested_by[listener] = user.username
         return result
 
-    async def end_spy(self, user: ConsoleUser, spyer_channel: str, remote: str | None = None) -> ActionResult:
+    async def end_spy(self, user: SignedInUser, spyer_channel: str,
+                      remote: str | None = None) -> ActionResult:
         session = self.spies.sessions.get(spyer_channel)
         if session is None:  # only a known session's channel: this is no general Hangup
             raise SupervisorError("No such spy session (it may have ended already).", 404)
         return await self._end(user, session, remote, "end")
 
-    async def _end(self, user: ConsoleUser, spy: SpySession, remote: str | None, why: str) -> ActionResult:
+    async def _end(self, user: SignedInUser, spy: SpySession, remote: str | None, why: str) -> ActionResult:
         hangup, detail = self.spies.hangup_action(spy), {"spyer_channel": spy.spyer_channel,
                                                          "listener": spy.supervisor, "reason": why}
         return await self.run_action(user, "spy.end", spy.operator, hangup, remote, detail)
 
-    async def queue_add(self, user: ConsoleUser, queue: str, extension: str, name: str, penalty: int = 0,
+    async def queue_add(self, user: SignedInUser, queue: str, extension: str, name: str, penalty: int = 0,
                         remote: str | None = None) -> ActionResult:
         action = _build(queue_add_action, self.settings.supervision, queue, extension, name, penalty)
         detail = {"queue": queue, "extension": extension, "name": name, "penalty": penalty}
         return await self.run_action(user, "queue.add", f"{queue}:{extension}", action, remote, detail)
 
-    async def queue_remove(self, user: ConsoleUser, queue: str, extension: str,
+    async def queue_remove(self, user: SignedInUser, queue: str, extension: str,
                            remote: str | None = None) -> ActionResult:
         action = _build(queue_remove_action, self.settings.supervision, queue, extension)
         detail = {"queue": queue, "extension": extension}
         return await self.run_action(user, "queue.remove", f"{queue}:{extension}", action, remote, detail)
 
-    async def pause(self, user: ConsoleUser, extension: str, paused: bool, reason: str = "",
+    async def pause(self, user: SignedInUser, extension: str, paused: bool, reason: str = "",
                     queue: str | None = None, remote: str | None = None) -> ActionResult:
         action = _build(queue_pause_action, self.settings.supervision, extension, paused, reason, queue)
         what = "queue.pause" if paused else "queue.unpause"
         detail = {"extension": extension, "reason": reason, "queue": queue}
         return await self.run_action(user, what, extension, action, remote, detail)
 
-    async def run_action(self, user: ConsoleUser, what: str, target: str | None, action: Mapping[str, str],
+    async def run_action(self, user: SignedInUser, what: str, target: str | None, action: Mapping[str, str],
                          remote: str | None, detail: dict[str, Any] | None = None) -> ActionResult:
         """Send one AMI action, audit it with the PBX's answer, note it for the pages."""
         reply: AmiMessage | None = None

@@ -23,7 +23,7 @@ import time
 from collections import deque
 from collections.abc import Awaitable, Callable, Iterable
 from datetime import UTC, datetime, tzinfo
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from bridge.ami.message import AmiMessage
@@ -43,15 +43,9 @@ from supervision.supervisor_actions import (
     SupervisorError,
 )
 
-if TYPE_CHECKING:
-    from aiohttp import web
-
-    from bridge.service import BridgeService
-
 log = logging.getLogger("callbridge.wallboard")
 
-__all__ = ["ActionResult", "PendingSpy", "SupervisorError", "WallboardService", "WallboardSettings",
-           "attach_wallboard"]
+__all__ = ["ActionResult", "PendingSpy", "SupervisorError", "WallboardService", "WallboardSettings"]
 
 Names = Callable[[str], str | None]
 
@@ -305,36 +299,3 @@ def _alert_text(alert: Alert, state: str) -> str:
     what = (f"{alert.value:g} callers waiting (limit {alert.limit:g})" if alert.kind == "callers_waiting"
             else f"longest wait {alert.value:g} s (limit {alert.limit:g} s)")
     return f"{alert.queue}: {what}" + (" — recovered" if state == "cleared" else "")
-
-
-def attach_wallboard(service: BridgeService, app: web.Application,
-                     settings: WallboardSettings | None = None, *,
-                     clock: Callable[[], float] = time.time) -> WallboardService:
-    """Wire the wallboard into the bridge and its web app: call it in `_start_web` right
-    after `create_web_app` (before the runner is set up). `clock` decides "today" (tests)."""
-    from screenpop.console_http import SCREENPOP_KEY
-    from supervision.http import SERVICE_KEY, add_wallboard_routes
-    from web.audit_log import AuditLog
-
-    if (attached := app.get(SERVICE_KEY)) is not None:  # once per app, whoever calls it first
-        return attached
-    settings = settings or getattr(service.settings, "wallboard", None) or WallboardSettings()
-    screenpop = app.get(SCREENPOP_KEY)
-
-    def crm_name(call_id: str) -> str | None:
-        found = screenpop.book.caller(call_id) if screenpop is not None else None
-        return found.contact.display_name if found is not None and found.contact is not None else None
-
-    async def send(action: dict[str, str]) -> AmiMessage:
-        return await service.client.send_action(action, timeout=settings.action_timeout)
-
-    wallboard = WallboardService(
-        settings, send_action=send, audit=AuditLog(service.store),
-        operators=OperatorDirectory(service.settings.operator_pattern), caller_names=crm_name,
-        operator_names=screenpop.book.operator_names if screenpop is not None else None,
-        pbx_connected=lambda: service.client.ready, history=service.store.export, clock=clock,
-        timezone=getattr(service.settings, "timezone", "UTC"))
-    wallboard.attach(service.pipeline)
-    service.resync_listeners.append(wallboard.on_resync)
-    add_wallboard_routes(app, wallboard)
-    return wallboard

@@ -1,8 +1,8 @@
 """The wallboard's service: figures against what the captures' events say, alerts, resync.
 
 Most tests run the real bridge: the AMI simulator plays a capture into `BridgeService`,
-whose web app gets the wallboard through `attach_wallboard` exactly as `_start_web` will
-call it (right after `create_web_app`).
+whose web app gets the wallboard through `supervision.plugin.attach_wallboard`, as in any
+running bridge.
 """
 
 from __future__ import annotations
@@ -19,7 +19,6 @@ from unittest import mock
 import pytest
 from argon2 import PasswordHasher
 
-import screenpop.app
 from bridge.ami.actions import AmiActionTimeout
 from bridge.ami.message import AmiMessage
 from bridge.call_log.store import CallLogStore
@@ -32,7 +31,6 @@ from supervision.wallboard_service import (
     SupervisorError,
     WallboardService,
     WallboardSettings,
-    attach_wallboard,
 )
 from tests.capture_facts import CAPTURES, FIXTURES, capture_events
 from web.audit_log import AuditLog
@@ -99,19 +97,13 @@ class WallboardStack:
             with socket.socket() as sock:  # nobody listens here until start_pbx()
                 sock.bind(("127.0.0.1", 0))
                 self.ami_port = sock.getsockname()[1]
+        overrides: dict[str, Any] = {"wallboard": self.settings} if self.settings is not None else {}
         self.bridge = BridgeService(load_settings(
             database_url=self.db, timezone=self.timezone,
             ami={"host": "127.0.0.1", "port": self.ami_port, "ping_interval": 5.0, "backoff_max": 0.3},
-            http={"host": "127.0.0.1", "port": 0, "secure_cookie": False}))
-        create = screenpop.app.create_web_app
-
-        def create_with_wallboard(*args: Any, **kwargs: Any) -> Any:
-            app = create(*args, **kwargs)  # the lead's two lines in BridgeService._start_web:
-            self.wallboard = attach_wallboard(self.bridge, app, self.settings, clock=self.clock)
-            return app
-
-        with mock.patch.object(screenpop.app, "create_web_app", create_with_wallboard):
-            await self.bridge.start()
+            http={"host": "127.0.0.1", "port": 0, "secure_cookie": False}, **overrides), clock=self.clock)
+        await self.bridge.start()
+        self.wallboard = self.bridge.wallboard
         assert self.bridge.web_address is not None
         self.base_url = "http://{}:{}".format(*self.bridge.web_address)
 

@@ -15,7 +15,7 @@ import secrets
 import unicodedata
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
-from typing import Any, Literal, get_args
+from typing import Any, Literal, Protocol, get_args
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
@@ -82,6 +82,15 @@ class SessionRow(Base):
 
 
 USERS, EXTENSIONS, SESSIONS = UserRow.__table__, UserExtensionRow.__table__, SessionRow.__table__
+
+
+class SignedInUser(Protocol):
+    """What a page needs of a logged-in user (User has it; tests may pass their own)."""
+
+    username: str
+    display_name: str
+    role: Any
+    extensions: list[str]
 
 
 class User(BaseModel):

@@ -45,15 +45,7 @@ no login reply, a session that dies) are one log line each (no traceback) and a 
 after a backoff that doubles from `backoff_initial` up to `backoff_max` and is reset by
 a successful login. The TCP connect is bounded by `action_timeout` too.
 
-panoramisk internals replaced, and why:
-- `AMIProtocol.data_received` decoded each chunk alone (split UTF-8 mangled): AmiFramer.
-- `AMIProtocol.send/handle_message/close/connection_lost` guessed lists from wording and
-  re-queued unanswered actions: ActionID correlation in `ami_actions`, pending ones fail.
-- `Manager.connect/connection_lost` (fixed 2 s retry, login result unchecked): one
-  supervisor task, connect -> login -> FullyBooted -> Ping watchdog -> backoff.
-- `Manager.ping` ignored the reply; `Manager.send_action` futures never time out.
-- `Manager.dispatch` ran each callback with `ensure_future` (out of order): the ordered
-  queue; `register_event(pattern, cb)` callbacks still work, awaited after `on_event`.
+What of panoramisk this replaces, and why: the bridge.ami package docstring.
 """
 
 from __future__ import annotations
@@ -61,8 +53,6 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
-import os
-import time
 from collections.abc import Awaitable, Callable, Mapping
 from contextlib import suppress
 from dataclasses import dataclass
@@ -83,6 +73,7 @@ from bridge.ami.actions import (
     action_name,
 )
 from bridge.ami.message import AmiMessage
+from bridge.ami.outage_log import OutageLog, Unreachable, os_reason
 from bridge.ami.protocol import AmiProtocol, ReadGate
 
 __all__ = [
@@ -109,24 +100,6 @@ _STOP = object()
 
 class _LoginFailed(AmiError):
     pass
-
-
-class _Unreachable(Exception):
-    """No TCP connection to the PBX: nothing there to refuse us, so probe often."""
-
-
-def _os_reason(exc: BaseException) -> str:
-    if isinstance(exc, TimeoutError):
-        return "connect timed out"
-    errno = getattr(exc, "errno", None)
-    if isinstance(errno, int) and errno > 0:
-        return os.strerror(errno)
-    return getattr(exc, "strerror", None) or str(exc) or type(exc).__name__
-
-
-def _duration(seconds: float) -> str:
-    minutes, secs = divmod(int(seconds), 60)
-    return f"{minutes} min {secs} s" if minutes else f"{seconds:.1f} s"
 
 
 class AmiClient(Manager):
@@ -159,8 +132,7 @@ class AmiClient(Manager):
         self.fully_booted_timeout = fully_booted_timeout
         self.probe_interval = probe_interval
         self.reminder_interval = reminder_interval
-        self._down_since: float | None = None  # monotonic start of the current unreachable spell
-        self._reminded_at = 0.0
+        self._outage = OutageLog(log, probe_interval, reminder_interval)
         self.reconnects = 0
         self.last_error: str | None = None
         self.protocol: AmiProtocol | None = None
@@ -297,11 +269,11 @@ class AmiClient(Manager):
             except AmiActionTimeout as exc:
                 message = (f"AMI login to {self.address} as {self.username} failed: "
                            f"no reply within {exc.seconds:g} s")
-            except _Unreachable as exc:
+            except Unreachable as exc:
                 message = f"cannot reach AMI at {self.address}: {exc}"
                 unreachable = True
             except OSError as exc:
-                message = f"AMI session with {self.address} failed: {_os_reason(exc)}"
+                message = f"AMI session with {self.address} failed: {os_reason(exc)}"
             except Exception as exc:  # a bug: keep the traceback, keep reconnecting
                 log.exception("AMI session with %s failed unexpectedly", self.address)
                 message = f"AMI session failed: {exc!r}"
@@ -310,24 +282,13 @@ class AmiClient(Manager):
             self.last_error = message
             if unreachable:
                 # Nothing answers: probing costs one refused connect, and finds the PBX back at once.
-                self._log_unreachable(message)
+                self._outage.unreachable(message)
                 await asyncio.sleep(self.probe_interval)
                 continue
-            self._down_since = None
+            self._outage.reached()
             log.warning("%s; retrying in %g s", message, delay)
             await asyncio.sleep(delay)
             delay = min(delay * 2, self.backoff_max)
-
-    def _log_unreachable(self, message: str) -> None:
-        now = time.monotonic()
-        if self._down_since is None:
-            self._down_since = self._reminded_at = now
-            log.warning("%s; probing every %g s (a reminder every %g s while it lasts)",
-                        message, self.probe_interval, self.reminder_interval)
-        elif now - self._reminded_at >= self.reminder_interval:
-            self._reminded_at = now
-            log.warning("%s; still unreachable after %s, probing every %g s",
-                        message, _duration(now - self._down_since), self.probe_interval)
 
     async def _connect_once(self) -> str:
         """One connection from TCP connect to its loss; returns why it was lost."""
@@ -341,7 +302,7 @@ class AmiClient(Manager):
                 loop.create_connection(partial(AmiProtocol, self), self.config["host"], self.config["port"]),
                 self.action_timeout)
         except OSError as exc:  # refused, unreachable, or the connect timed out (TimeoutError)
-            raise _Unreachable(_os_reason(exc)) from None
+            raise Unreachable(os_reason(exc)) from None
         try:
             response = (await self._request(
                 {"Action": "Login", "Username": self.username, "Secret": self.config["secret"],
@@ -354,10 +315,7 @@ class AmiClient(Manager):
             self._last_login_session = self._session
             self.last_error = None
             version = self.protocol.version if self.protocol else None
-            outage = ""
-            if self._down_since is not None:
-                outage = f"; unreachable for {_duration(time.monotonic() - self._down_since)} before"
-                self._down_since = None
+            outage = self._outage.reached()
             log.info("AMI logged in to %s as %s (%s)%s", self.address, self.username,
                      version or "no banner", outage)
             if not booted.done():

@@ -57,7 +57,11 @@ class Call:
         def over(_: AmiMessage) -> bool:
             made = {m["Uniqueid"] for m in self.events if m.event == "Newchannel"}
             gone = {m["Uniqueid"] for m in self.events if m.event == "Hangup"}
-            return bool(made) and made <= gone
+            kinds = {m.event for m in self.events}
+            # app_queue's AgentComplete can come after the last Hangup: a connected call
+            # is over for Asterisk's accounting once it has come too.
+            settled = "AgentConnect" not in kinds or "AgentComplete" in kinds
+            return bool(made) and made <= gone and settled
 
         await self.ami.wait_for(over, limit, what=f"the last hang-up of call {self.linkedid}")
 

@@ -1,0 +1,29 @@
+"""Wiring: recording on answer and the review room attached to the running bridge
+(web.features)."""
+
+from __future__ import annotations
+
+from recordings.http import RecordingsApi, setup_recordings
+from recordings.pages import add_review_pages
+from recordings.recorder import Recorder
+from recordings.review_store import ReviewStore
+from recordings.settings import RecordingSettings
+from recordings.store import RecordingStore
+from web.audit_log import AuditLog
+from web.features import BridgeParts, run_with_app
+
+
+def attach_recordings(parts: BridgeParts, settings: RecordingSettings) -> Recorder:
+    """The recorder (MixMonitor by policy on every answer, pause/resume, the after-call file
+    check) subscribed to the model, and the review room's pages and API on the app; the
+    recorder starts and stops with the app."""
+    store = RecordingStore(parts.store)
+    recorder = Recorder(settings, parts.send_action, store)
+    parts.pipeline.subscribe(recorder.handle)
+    parts.pipeline.subscribe_raw(recorder.on_ami_event)
+    reviews = ReviewStore(parts.store, settings.review_criteria)
+    setup_recordings(parts.app, RecordingsApi(settings, store, reviews, AuditLog(parts.store), parts.store,
+                                              recorder))
+    add_review_pages(parts.app)
+    run_with_app(parts.app, recorder.start, recorder.stop)
+    return recorder

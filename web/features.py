@@ -1,0 +1,50 @@
+"""How the service wires a feature (the console's cards, the review room, the wallboard):
+every feature package has one `attach(parts, settings, ...)` that subscribes it to the call
+model, puts its routes on the web app and ties its start and stop to the app's lifecycle.
+`BridgeParts` is all a feature may use of the running bridge, so no feature reaches into
+the service, and the service reads as a list of attachments."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from aiohttp import web
+
+from bridge.ami.message import AmiMessage
+from bridge.call_log.store import CallLogStore
+from bridge.calls.pipeline import CallPipeline
+
+# (CoreShowChannels items, QueueStatus items, PBX time), after every (re)connect.
+ResyncListener = Callable[[list[AmiMessage], list[AmiMessage], float], None]
+# send_action(action, timeout=None) -> the PBX's reply (bridge.ami.client.AmiClient.send_action)
+SendAction = Callable[..., Awaitable[AmiMessage]]
+
+
+@dataclass(frozen=True)
+class BridgeParts:
+    pipeline: CallPipeline  # subscribe to domain events (and raw AMI events)
+    store: CallLogStore  # the database
+    app: web.Application  # routes, and cleanup_ctx for start/stop
+    send_action: SendAction  # actions to the PBX
+    pbx_ready: Callable[[], bool]  # logged in and resynced
+    on_resync: Callable[[ResyncListener], Any]  # be told the PBX's live picture after a connect
+    operator_pattern: str  # which extensions are operators' phones
+    timezone: str  # the call centre's IANA zone ("today", date folders)
+    clock: Callable[[], float] = time.time  # our clock (tests pass a recorded one)
+
+
+def run_with_app(app: web.Application, start: Callable[[], Awaitable[Any]],
+                 stop: Callable[[], Awaitable[Any]]) -> None:
+    """A feature's start and stop, run when the web app starts and cleans up."""
+
+    async def lifecycle(_: web.Application) -> Any:
+        await start()
+        try:
+            yield
+        finally:
+            await stop()
+
+    app.cleanup_ctx.append(lifecycle)
