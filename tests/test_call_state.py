@@ -182,5 +182,7 @@ def test_replay_output_keys_are_exactly_the_documented_ones() -> None:
     assert list(line) == [
         "call_id", "caller_number", "caller_name", "queue", "dialed", "answered_by", "rung",
         "outcome", "outcome_reason", "internal", "wait_seconds", "talk_seconds", "transfers",
-        "recording", "ended_by",
+        "recording", "ended_by", "started_at", "answered_at", "ended_at",
     ]
+    # The times are ISO 8601 in UTC: queue_answered's call entered at 1795508277.41 (epoch).
+    assert line["started_at"].endswith("Z") and line["started_at"].startswith("2026-11-24T")

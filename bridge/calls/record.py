@@ -6,6 +6,7 @@ The call-state model keeps mutable working state of its own; what leaves it
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -33,7 +34,17 @@ REPLAY_KEYS = (
     "transfers",
     "recording",
     "ended_by",
+    "started_at",
+    "answered_at",
+    "ended_at",
 )
+
+
+def iso_utc(ts: float | None) -> str | None:
+    """`2026-11-24T08:17:57.123Z`: the export's times, ISO 8601 in UTC (millisecond precision)."""
+    if ts is None:
+        return None
+    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 class RingRecord(BaseModel):
@@ -149,4 +160,7 @@ class CallRecord(BaseModel):
             ],
             "recording": self.recording,
             "ended_by": self.ended_by,
+            "started_at": iso_utc(self.entered_at),
+            "answered_at": iso_utc(self.answered_at),
+            "ended_at": iso_utc(self.ended_at),
         }
