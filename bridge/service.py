@@ -24,7 +24,7 @@ from aiohttp import web
 from bridge.ami.actions import AmiError
 from bridge.ami.client import AmiClient
 from bridge.ami.message import AmiMessage
-from bridge.call_log.log_lines import log_call_event
+from bridge.call_log.log_lines import CallLogLines
 from bridge.call_log.spool import CallLogSpool, default_spool_path
 from bridge.call_log.store import CallLogStore
 from bridge.call_log.writer import CallLogWriter
@@ -84,7 +84,7 @@ class BridgeService:
             log.info("%d calls were live when the bridge last stopped; the PBX will tell", len(live))
         self.pipeline.tracker.restore(live)
         self.pipeline.subscribe(self.writer.handle)
-        self.pipeline.subscribe(log_call_event)
+        self.pipeline.subscribe(CallLogLines())
         await self.lookup.open()
         await self._start_web()
         self.client.on_event(self._on_event)

@@ -53,7 +53,25 @@ def describe(event: DomainEvent) -> str | None:
     return None
 
 
-def log_call_event(event: DomainEvent) -> None:
-    line = describe(event)
-    if line is not None:
-        log.info(line)
+class CallLogLines:
+    """The log lines of a bridge's calls. A call's first line waits until it says who
+    calls where: Asterisk names the caller (NewCallerid) and the queue (QueueCallerJoin)
+    just after the first channel, so a line at CallStarted would say "unknown number"."""
+
+    def __init__(self) -> None:
+        self._unannounced: set[str] = set()  # started, first line not written yet
+
+    def __call__(self, event: DomainEvent) -> None:
+        call = event.call
+        if isinstance(event, CallStarted):
+            self._unannounced.add(call.call_id)
+        if call.call_id in self._unannounced and (
+                (call.caller_number is not None and call.queue is not None)
+                or isinstance(event, (CallRinging, CallAnswered, CallEnded))):
+            self._unannounced.discard(call.call_id)
+            log.info(describe(CallStarted(at=event.at, call=call)))
+        if isinstance(event, CallStarted):
+            return
+        line = describe(event)
+        if line is not None:
+            log.info(line)
