@@ -10,6 +10,7 @@ import bridge.call_log.tables  # noqa: F401
 import crm_adapters.builtin_tables  # noqa: F401
 import recordings.review_store  # noqa: F401
 import recordings.store  # noqa: F401
+import reports.member_log  # noqa: F401
 import web.audit_log  # noqa: F401
 import web.users  # noqa: F401
 from bridge.call_log.tables import Base

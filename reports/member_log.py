@@ -1,0 +1,195 @@
+"""Queue members' state over time (logged in, paused), kept in `queue_member_log`.
+
+Fed by raw AMI events (QueueMemberAdded / Removed / Pause / Status) and by the QueueMember
+items of the QueueStatus answer after every (re)connect. Only *changes* are stored: one row
+each time a member's (logged in, paused, reason) changes in a queue, plus a row with
+`queue` NULL each time the operator's overall state changes (logged in to at least one
+queue; paused in every queue he is logged in to) — the rows the per-operator and
+all-queues figures read, so no union of intervals is needed in SQL.
+
+Like the call log writer, handling an event never waits on the database: rows are queued
+and a background task writes them in batches, retrying with back-off during an outage.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import Boolean, Index, Integer, String, insert
+from sqlalchemy.orm import Mapped, mapped_column
+
+from bridge.ami.message import AmiMessage
+from bridge.call_log.store import CallLogStore
+from bridge.call_log.tables import Base, CallRow, RingRow, UtcDateTime
+from bridge.call_log.writer import describe_error
+from bridge.calls.channel_names import OperatorDirectory
+
+log = logging.getLogger(__name__)
+
+MEMBER_EVENTS = frozenset({"QueueMemberAdded", "QueueMemberRemoved", "QueueMemberPause",
+                           "QueueMemberPaused", "QueueMemberStatus"})
+_UNREACHABLE = {"4", "5"}  # AST_DEVICE_INVALID, UNAVAILABLE: a member whose phone is gone is not in
+_MAX_PENDING = 100_000  # a database down for days must not eat the memory
+
+
+class MemberLogRow(Base):
+    __tablename__ = "queue_member_log"
+    __table_args__ = (Index("ix_queue_member_log_at", "at"),
+                      Index("ix_queue_member_log_operator_at", "operator", "at"))
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    at: Mapped[datetime] = mapped_column(UtcDateTime, nullable=False)
+    queue: Mapped[str | None] = mapped_column(String)  # NULL: the operator's state over all queues
+    interface: Mapped[str] = mapped_column(String, nullable=False)
+    operator: Mapped[str | None] = mapped_column(String)
+    name: Mapped[str | None] = mapped_column(String)
+    logged_in: Mapped[bool] = mapped_column(Boolean, nullable=False)
+    paused: Mapped[bool] = mapped_column(Boolean, nullable=False)
+    reason: Mapped[str | None] = mapped_column(String)
+    source: Mapped[str] = mapped_column(String, nullable=False)  # the AMI event, or QueueStatus
+
+
+MEMBER_LOG = MemberLogRow.__table__
+
+# Indexes the reports need on the call log's own tables (migration 0007 creates them); declared
+# here so the ORM's schema matches the migrations without the call log knowing about reports.
+Index("ix_calls_queue_entered_at", CallRow.__table__.c.queue, CallRow.__table__.c.entered_at)
+Index("ix_call_rings_operator", RingRow.__table__.c.operator)
+
+
+@dataclass(frozen=True, slots=True)
+class MemberState:
+    logged_in: bool
+    paused: bool
+    reason: str | None
+
+
+_OUT = MemberState(False, False, None)
+
+
+class MemberLog:
+    """The subscriber (`on_ami_event`, `on_resync`) and its background writer."""
+
+    def __init__(self, store: CallLogStore, operators: OperatorDirectory | None = None, *,
+                 batch_size: int = 500, max_delay: float = 0.5, retry_max: float = 30.0) -> None:
+        self.store = store
+        self.operators = operators or OperatorDirectory()
+        self.batch_size, self.max_delay, self.retry_max = batch_size, max_delay, retry_max
+        self.states: dict[tuple[str, str], MemberState] = {}  # (queue, interface) -> state
+        self.overall: dict[str, MemberState] = {}  # interface -> state over all queues
+        self.names: dict[str, str] = {}
+        self.pending: list[dict[str, Any]] = []
+        self.written = 0
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    # -- subscriber side (sync, never blocks) --------------------------------------------------
+
+    def on_ami_event(self, ev: AmiMessage) -> None:
+        if ev.event in MEMBER_EVENTS and "Queue" in ev:
+            self._apply(ev, ev.timestamp)
+
+    def on_resync(self, _channels: list[AmiMessage], queue_items: list[AmiMessage], at: float) -> None:
+        """The PBX's member list after a connect: what changed while we were away, and members
+        no longer listed in a queue it reported are out from `at`."""
+        listed = {(ev["Queue"], _interface(ev)) for ev in queue_items if ev.event == "QueueMember"}
+        reported = {ev["Queue"] for ev in queue_items if ev.event == "QueueParams"}
+        for ev in queue_items:
+            if ev.event == "QueueMember":
+                self._apply(ev, at, source="QueueStatus")
+        for queue, interface in list(self.states):
+            if queue in reported and (queue, interface) not in listed:
+                self._set(queue, interface, _OUT, at, "QueueStatus")
+
+    def _apply(self, ev: AmiMessage, at: float, source: str | None = None) -> None:
+        queue, interface = ev["Queue"], _interface(ev)
+        if not interface:
+            return
+        if name := ev.get("MemberName") or ev.get("Name"):
+            self.names[interface] = name
+        previous = self.states.get((queue, interface), _OUT)
+        if ev.event == "QueueMemberRemoved":
+            state = _OUT
+        else:
+            status = ev.get("Status")
+            logged_in = status not in _UNREACHABLE if status is not None else (
+                previous.logged_in or ev.event in ("QueueMemberAdded", "QueueMember"))
+            paused = ev.get("Paused", "1" if previous.paused else "0") == "1"
+            reason = (ev.get("PausedReason") or None) if paused else None
+            state = MemberState(logged_in, paused and logged_in, reason if logged_in else None)
+        self._set(queue, interface, state, at, source or ev.event or "?")
+
+    def _set(self, queue: str, interface: str, state: MemberState, at: float, source: str) -> None:
+        old = self.states.get((queue, interface))
+        if old == state or (old is None and state == _OUT):
+            return
+        self.states[(queue, interface)] = state
+        self._row(at, queue, interface, state, source)
+        mine = [s for (_, i), s in self.states.items() if i == interface and s.logged_in]
+        overall = MemberState(bool(mine), bool(mine) and all(s.paused for s in mine),
+                              next((s.reason for s in mine if s.reason), None) if mine else None)
+        if self.overall.get(interface) != overall:
+            self.overall[interface] = overall
+            self._row(at, None, interface, overall, source)
+
+    def _row(self, at: float, queue: str | None, interface: str, state: MemberState, source: str) -> None:
+        if len(self.pending) >= _MAX_PENDING:
+            del self.pending[: self.batch_size]
+            log.error("member log: database unavailable too long; dropped %d old state changes",
+                      self.batch_size)
+        self.pending.append({"at": datetime.fromtimestamp(at, UTC), "queue": queue, "interface": interface,
+                             "operator": self.operators.operator_of(interface),
+                             "name": self.names.get(interface), "logged_in": state.logged_in,
+                             "paused": state.paused, "reason": (state.reason or None) and state.reason[:200],
+                             "source": source})
+        self._wake.set()
+
+    # -- the background writer ----------------------------------------------------------------
+
+    async def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.create_task(self._run(), name="member-log-writer")
+
+    async def stop(self, give_up_after: float = 5.0) -> None:
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        with contextlib.suppress(Exception):  # a last try; a dead database loses only these rows
+            await asyncio.wait_for(self.flush(), give_up_after)
+
+    async def flush(self) -> None:
+        """Write everything queued so far (tests, and the stop)."""
+        while self.pending:
+            batch = self.pending[: self.batch_size]
+            async with self.store.engine.begin() as conn:
+                await conn.execute(insert(MEMBER_LOG), batch)
+            del self.pending[: len(batch)]
+            self.written += len(batch)
+
+    async def _run(self) -> None:
+        delay = 0.5
+        while True:
+            if not self.pending:
+                self._wake.clear()
+                await self._wake.wait()
+            await asyncio.sleep(self.max_delay)  # let a resync's burst become one batch
+            try:
+                await self.flush()
+                delay = 0.5
+            except Exception as exc:  # an outage: keep the rows, retry with back-off
+                log.error("member log: writing %d state change(s) failed: %s; retrying in %.1f s",
+                          len(self.pending), describe_error(exc), delay)
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, self.retry_max)
+
+
+def _interface(ev: AmiMessage) -> str:
+    return ev.get("Interface") or ev.get("Location") or ev.get("StateInterface") or ""
+
