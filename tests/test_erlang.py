@@ -179,6 +179,11 @@ def test_erlang_a_at_1500_agents_matches_the_chain() -> None:
     assert ours.wait_probability == pytest.approx(sum(pi[n:]), rel=1e-8)
     queue = sum((k - n) * p for k, p in enumerate(pi) if k > n)
     assert ours.abandon_rate == pytest.approx(queue / patience / (load / aht), rel=1e-8)
+    short = erlang_a(1385, load, aht_seconds=aht, target_seconds=20, patience_seconds=patience)
+    pi, n = chain(1385, load / aht, aht, patience)  # fewer agents than erlangs: the other branch
+    assert short.wait_probability == pytest.approx(sum(pi[n:]), rel=1e-8)
+    queue = sum((k - n) * p for k, p in enumerate(pi) if k > n)
+    assert short.abandon_rate == pytest.approx(queue / patience / (load / aht), rel=1e-8)
     overloaded = erlang_a(1000, 1200.0, aht_seconds=aht, target_seconds=20, patience_seconds=600)
     assert overloaded.abandon_rate == pytest.approx(200 / 1200, rel=1e-3)  # the excess load hangs up
     assert overloaded.occupancy == pytest.approx(1.0, abs=1e-9)
