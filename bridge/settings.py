@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pydantic import BaseModel, Field, SecretStr, ValidationError, model_validator
+from pydantic import BaseModel, Field, IPvAnyNetwork, SecretStr, ValidationError, model_validator
 from pydantic_settings import (
     BaseSettings,
     PydanticBaseSettingsSource,
@@ -34,6 +34,7 @@ class AmiSettings(BaseModel):
     action_timeout: float = Field(10.0, gt=0)
     backoff_max: float = Field(30.0, gt=0, description="cap of the reconnect back-off")
     probe_interval: float = Field(0.5, gt=0, description="seconds between connect attempts while unreachable")
+    max_message_bytes: int = Field(1024 * 1024, ge=4096, description="a longer message is dropped, warned")
 
 
 class HttpSettings(BaseModel):
@@ -44,6 +45,9 @@ class HttpSettings(BaseModel):
     # Secure cookies need HTTPS (put a TLS proxy in front); the localhost demo turns it off.
     secure_cookie: bool = True
     session_max_age: int = Field(12 * 3600, gt=0, description="seconds a login lasts at most")
+    idle_timeout: int = Field(30 * 60, gt=0, description="seconds without activity that end a login")
+    # Proxies (addresses or networks) whose X-Forwarded-For names the client; nobody's by default.
+    trusted_proxies: list[IPvAnyNetwork] = Field(default_factory=list)
 
 
 class CallbridgeSettings(BaseSettings):

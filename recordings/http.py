@@ -24,6 +24,7 @@ from aiohttp import web
 from bridge.call_log.store import CallLogStore
 from bridge.calls.record import CallRecord
 from recordings.naming import UnsafePath, check_parameter, resolve_under, valid_call_id, valid_operator
+from recordings.ranges import unsatisfiable_range
 from recordings.recorder import NoActiveRecording, Recorder, RecordingControlError
 from recordings.review_store import ReviewError, ReviewStore, ScoreCard
 from recordings.settings import RecordingSettings
@@ -93,7 +94,7 @@ async def _audit(request: web.Request, action: str, target: str | None, result: 
 
 
 async def _refuse(request: web.Request, action: str, target: str | None, refused: _Refused) -> web.Response:
-    result = "denied" if refused.status == 403 else "refused" if refused.status == 400 else "not_found"
+    result = {403: "denied", 400: "refused", 416: "refused"}.get(refused.status, "not_found")
     await _audit(request, action, target, result, reason=refused.message,
                  path=request.rel_url.raw_path[:300])
     return error_response(request, refused.status, refused.error, refused.message)
@@ -270,8 +271,15 @@ async def audio(request: web.Request) -> web.StreamResponse:
             raise _Refused(404, "not_found", f"refused stored path ({exc})") from None
         if not path.is_file():
             raise _Refused(404, "not_found", "The recording's file is gone.")
+        size = path.stat().st_size
+        unsatisfiable = unsatisfiable_range(request, path, size)
+        if unsatisfiable:  # FileResponse would answer 416 itself, after we audited "ok"
+            raise _Refused(416, "range_not_satisfiable", unsatisfiable)
     except _Refused as refused:
-        return await _refuse(request, action, target, refused)
+        response = await _refuse(request, action, target, refused)
+        if refused.status == 416:
+            response.headers["Content-Range"] = f"bytes */{size}"
+        return response
     await _audit(request, action, str(rec.id), call_id=rec.call_id, operator=rec.operator,
                  range=request.headers.get("Range"))
     headers = {"Content-Type": "audio/wav", "Cache-Control": "private, no-store",

@@ -18,35 +18,32 @@ are the middleware's too.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
-from aiohttp import WSCloseCode, web
+from aiohttp import web
 from pydantic import BaseModel, ValidationError
 
 from screenpop.messages import DismissRequest, NewContactRequest, NoteRequest
 from screenpop.screenpop_service import ScreenPopError, ScreenPopService
 from web.pages import PAGE_HEADERS, STATIC_DIR
 from web.users import SignedInUser
-from web.ws_tasks import beside
+from web.ws_tasks import activity_listener, sockets_of
 
 try:  # the auth module is optional at import time (tests may stand in for it)
-    from web.auth import require_role, revalidate
+    from web.auth import require_role
     from web.users import ROLES
 except ImportError:  # pragma: no cover - only before auth is installed
     require_role = None  # type: ignore[assignment]
-    revalidate = None  # type: ignore[assignment]
     ROLES = ("operator", "supervisor", "trainer", "admin")  # type: ignore[assignment]
 
 log = logging.getLogger(__name__)
 
 SCREENPOP_KEY = web.AppKey("screenpop", ScreenPopService)
 STATIC_KEY = web.AppKey("screenpop_static", Path)
-REVALIDATE_SECONDS = 60.0  # a logged-out or re-bound user's socket closes within this
 
 
 PLACEHOLDER = ("<!doctype html><html lang=\"en\"><meta charset=\"utf-8\"><title>Callbridge console</title>"
@@ -151,37 +148,30 @@ async def console_ws(request: web.Request) -> web.StreamResponse:
     if user is None:
         return error(401, "Please sign in.")
     service = request.app[SCREENPOP_KEY]
-    ws = web.WebSocketResponse(heartbeat=service.hub.heartbeat, max_msg_size=64 * 1024)
+    ws = web.WebSocketResponse(heartbeat=service.hub.heartbeat, max_msg_size=4096)
     await ws.prepare(request)
+    session = request.get("session")
+    extensions = sorted(user.extensions)
+    # The session's end (logout, expiry, disabled) closes it; a change of the user's
+    # extensions too (the browser reconnects and gets the new cards); the oldest of too
+    # many pages of one session or user is closed.
+    entry = await sockets_of(request.app).add(
+        ws, session.token_hash if session is not None else None, user.username, transport=request.transport,
+        still_ok=lambda fresh: sorted(fresh.extensions) == extensions)
     conn = service.hub.attach(ws, user, service.hello(user), transport=request.transport)
     try:
-        await beside(_watch_session(request, ws, user), conn.run())
+        await conn.run(activity_listener(request))
     finally:
+        sockets_of(request.app).remove(entry)
         service.hub.detach(conn)
     return ws
-
-
-async def _watch_session(request: web.Request, ws: web.WebSocketResponse, user: SignedInUser) -> None:
-    """Close the socket once the session ends or the user's extensions change (the
-    browser then reconnects, or goes to the login page)."""
-    if revalidate is None or request.get("session") is None:
-        return
-    while not ws.closed:
-        await asyncio.sleep(REVALIDATE_SECONDS)
-        try:
-            fresh = await revalidate(request)
-        except Exception as exc:  # the database hiccups: keep the socket, try again later
-            log.warning("session check for %s failed: %s", user.username, exc)
-            continue
-        if fresh is None or sorted(fresh.extensions) != sorted(user.extensions):
-            await ws.close(code=WSCloseCode.POLICY_VIOLATION, message=b"session changed")
-            return
 
 
 def add_console_routes(app: web.Application, service: ScreenPopService, *,
                        static_dir: Path = STATIC_DIR) -> None:
     app[SCREENPOP_KEY] = service
     app[STATIC_KEY] = static_dir
+    sockets_of(app)  # made now, before the app is frozen (setup_auth's, if it ran first)
     app.router.add_get("/console", _any_role(console_page))
     app.router.add_get("/ws/console", _any_role(console_ws))
     app.router.add_post("/api/notes", post_note)

@@ -8,6 +8,11 @@ frame is the whole card, so an older one is worthless once a newer one waits), a
 connection that still falls `queue_size` cards behind, or whose socket does not take a
 frame within `send_timeout`, is closed: the browser reconnects and its `Hello` brings
 it up to date. Dead peers are found by WebSocket ping/pong (`heartbeat`).
+
+The first frame is bounded (`bounded_hello`): every ringing and live card, but only the
+newest `max_after_call` after-call cards and at most `max_hello_bytes` in all, so a page
+opened many times over costs little each (the sockets per session and per user are capped
+by web.ws_tasks.SocketRegistry).
 """
 
 from __future__ import annotations
@@ -15,7 +20,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import OrderedDict
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 
 from aiohttp import WSCloseCode, web
 
@@ -64,9 +69,11 @@ class Connection:
             self._pending.clear()
             self._wake.set()
 
-    async def run(self) -> None:
-        """Write queued frames and read (and ignore) what the browser sends, until closed."""
-        await beside(self._write_loop(), read_until_closed(self.ws), name=f"console-ws {self.user.username}")
+    async def run(self, on_text: Callable[[str], Awaitable[None]] | None = None) -> None:
+        """Write queued frames and read what the browser sends (its activity notices go to
+        `on_text`), until closed."""
+        await beside(self._write_loop(), read_until_closed(self.ws, on_text),
+                     name=f"console-ws {self.user.username}")
 
     async def _write_loop(self) -> None:
         while True:
@@ -112,11 +119,36 @@ class Connection:
                 self._transport.abort()  # a peer that reads nothing: cut the TCP connection
 
 
+HISTORY_IN_SHORT = 3  # history items per card when the first frame is still too big
+
+
+def bounded_hello(hello: Hello, max_after_call: int, max_bytes: int) -> tuple[Hello, str]:
+    """The Hello with its after-call cards cut to the newest `max_after_call`, then fewer and
+    shorter histories until its JSON fits `max_bytes` (live and ringing cards always stay)."""
+    live = [c for c in hello.cards if c.state != "after_call"]
+    done = sorted((c for c in hello.cards if c.state == "after_call"),
+                  key=lambda c: c.ended_at or c.entered_at, reverse=True)[:max(0, max_after_call)]
+    trimmed = hello.model_copy(update={"cards": live + done})
+    text = trimmed.model_dump_json()
+    while len(text) > max_bytes and done:
+        done.pop()  # the oldest after-call card first
+        trimmed = hello.model_copy(update={"cards": live + done})
+        text = trimmed.model_dump_json()
+    if len(text) > max_bytes:
+        short = [c.model_copy(update={"history": c.history[:HISTORY_IN_SHORT]}) for c in live]
+        trimmed = hello.model_copy(update={"cards": short})
+        text = trimmed.model_dump_json()
+    return trimmed, text
+
+
 class Hub:
-    def __init__(self, *, queue_size: int = 256, heartbeat: float = 20.0, send_timeout: float = 10.0) -> None:
+    def __init__(self, *, queue_size: int = 256, heartbeat: float = 20.0, send_timeout: float = 10.0,
+                 max_after_call: int = 10, max_hello_bytes: int = 64 * 1024) -> None:
         self.queue_size = queue_size
         self.heartbeat = heartbeat
         self.send_timeout = send_timeout
+        self.max_after_call = max_after_call
+        self.max_hello_bytes = max_hello_bytes
         self._by_extension: dict[str, set[Connection]] = {}
         self._all: set[Connection] = set()
         self.dropped = 0
@@ -127,7 +159,8 @@ class Hub:
         `Hello` snapshot and the frames pushed after it cannot cross."""
         conn = Connection(ws, user, queue_size=self.queue_size, send_timeout=self.send_timeout,
                           transport=transport)
-        conn.offer(_HELLO, hello.model_dump_json(), None)
+        hello, text = bounded_hello(hello, self.max_after_call, self.max_hello_bytes)
+        conn.offer(_HELLO, text, None)
         conn.shown.update(card.card_id for card in hello.cards)
         self._all.add(conn)
         for ext in conn.extensions:

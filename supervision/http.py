@@ -34,14 +34,13 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, Validation
 from supervision.models import WallboardSnapshot
 from supervision.pbx_actions import SpyMode
 from supervision.wallboard_service import ActionResult, SupervisorError, WallboardService
-from web.auth import require_role, revalidate
+from web.auth import require_role
 from web.pages import PAGE_HEADERS, STATIC_DIR
-from web.ws_tasks import beside, read_until_closed
+from web.ws_tasks import activity_listener, beside, read_until_closed, sockets_of
 
 log = logging.getLogger(__name__)
 
 ROLES = ("supervisor", "admin")
-REVALIDATE_SECONDS = 60.0  # a logged-out or demoted user's socket closes within this
 NO_STORE = {"Cache-Control": "no-store"}
 
 Extension = Annotated[str, StringConstraints(strip_whitespace=True, pattern=r"^\d{2,8}$")]
@@ -140,8 +139,9 @@ class Connection:
         self._text, self.last_key = text, key
         self._wake.set()
 
-    async def run(self) -> None:
-        await beside(self._write_loop(), read_until_closed(self.ws), name=f"wallboard-ws {self.username}")
+    async def run(self, on_text: Callable[[str], Awaitable[None]] | None = None) -> None:
+        await beside(self._write_loop(), read_until_closed(self.ws, on_text),
+                     name=f"wallboard-ws {self.username}")
 
     async def _write_loop(self) -> None:
         while True:
@@ -258,29 +258,19 @@ async def wallboard_ws(request: web.Request) -> web.StreamResponse:
     hub = request.app[HUB_KEY]
     ws = web.WebSocketResponse(heartbeat=hub.heartbeat, max_msg_size=4096)
     await ws.prepare(request)
-    user = request["user"]
+    user, session = request["user"], request.get("session")
+    # Closed when the session ends or the user is no longer a supervisor (web.ws_tasks);
+    # the oldest of too many pages of one session or user is closed.
+    entry = await sockets_of(request.app).add(
+        ws, session.token_hash if session is not None else None, user.username, transport=request.transport,
+        still_ok=lambda fresh: fresh.role in ROLES)
     conn = hub.attach(ws, user.username)
     try:
-        await beside(_watch_session(request, ws), conn.run())
+        await conn.run(activity_listener(request))
     finally:
+        sockets_of(request.app).remove(entry)
         hub.connections.discard(conn)
     return ws
-
-
-async def _watch_session(request: web.Request, ws: web.WebSocketResponse) -> None:
-    """Close the socket once the session ends or the user is no longer a supervisor."""
-    if request.get("session") is None:
-        return
-    while not ws.closed:
-        await asyncio.sleep(REVALIDATE_SECONDS)
-        try:
-            fresh = await revalidate(request)
-        except Exception as exc:  # the database hiccups: keep the socket, try again later
-            log.warning("session check for the wallboard failed: %s", exc)
-            continue
-        if fresh is None or fresh.role not in ROLES:
-            await ws.close(code=WSCloseCode.POLICY_VIOLATION, message=b"session changed")
-            return
 
 
 def add_wallboard_routes(app: web.Application, service: WallboardService, *,
@@ -289,6 +279,7 @@ def add_wallboard_routes(app: web.Application, service: WallboardService, *,
     Assets are served by the console's `/static/` route (screenpop.console_http)."""
     hub = WallboardHub(service)
     app[SERVICE_KEY], app[HUB_KEY] = service, hub
+    sockets_of(app)  # made now, before the app is frozen
     app.router.add_get("/wallboard", _page("wallboard.html", static_dir))
     app.router.add_get("/supervisor", _page("supervisor.html", static_dir))
     app.router.add_get("/ws/wallboard", wallboard_ws)

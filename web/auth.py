@@ -17,8 +17,11 @@ JS reads it from `GET /api/session`. As defence in depth a request whose Origin 
 Referer) is another origin is refused, and so is a cross-origin WebSocket handshake.
 
 WebSocket handlers: the middleware authenticates the handshake (401 without a session),
-`@require_role(...)` checks the role, and a long-lived socket calls `await
-revalidate(request)` now and then: None means logged out, disabled or expired -> close.
+`@require_role(...)` checks the role, and the socket joins the app's SocketRegistry
+(web.ws_tasks), which closes it when its session ends: logout, a disabled user, idle or
+absolute expiry (`live_sessions`, swept every few seconds). Reading a session for a socket
+never renews it: idle is about the person, so only requests (and the page's activity
+notice, `touch`) move `last_seen_at`, not an open tab or its pings.
 """
 
 from __future__ import annotations
@@ -40,6 +43,7 @@ from urllib.parse import quote, urlsplit
 from aiohttp import web
 from sqlalchemy import delete, or_, select, update
 
+from web.login_throttle import Network, client_address
 from web.users import EXTENSIONS, ROLES, SESSIONS, USERS, Role, User, UserStore
 
 __all__ = ["AUTH_KEY", "Auth", "AuthSession", "ROLE_HOME", "User", "auth_middleware", "check_role",
@@ -67,6 +71,7 @@ class AuthSession:
     csrf_token: str
     created_at: float  # epoch seconds
     expires_at: float  # the absolute end; idle expiry may come first
+    last_seen_at: float = 0.0  # epoch seconds of the last activity (the idle timer's start)
 
 
 def _hash_token(token: str) -> str:
@@ -104,7 +109,7 @@ class Auth:
     def __init__(self, users: UserStore, *, secure_cookie: bool = True, session_max_age: int = 12 * 3600,
                  idle_timeout: int = 30 * 60, allowed_origins: Iterable[str] = (),
                  public_paths: Iterable[str] = (), secret: bytes | None = None,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time, trusted_proxies: tuple[Network, ...] = ()) -> None:
         if session_max_age <= 0 or idle_timeout <= 0:
             raise ValueError("session_max_age and idle_timeout must be positive")
         self.users = users
@@ -121,9 +126,15 @@ class Auth:
         # Signs the login form's CSRF token; per process unless given (several workers: share one).
         self.secret = secret or secrets.token_bytes(32)
         self.clock = clock
+        # Only these peers' X-Forwarded-For is believed (web.login_throttle.client_address).
+        self.trusted_proxies = trusted_proxies
         prefix = "__Host-" if secure_cookie else ""
         self.cookie_name = f"{prefix}callbridge_session"
         self.login_cookie_name = f"{prefix}callbridge_login"
+        self.device_cookie_name = f"{prefix}callbridge_device"
+
+    def client_address(self, request: web.Request) -> str:
+        return client_address(request, self.trusted_proxies)
 
     def is_public(self, path: str) -> bool:
         return path in self.public_paths or path.startswith(self.public_prefixes)
@@ -162,31 +173,61 @@ class Auth:
             return None
         return await self.load_session(_hash_token(token))
 
-    async def load_session(self, token_hash: str) -> AuthSession | None:
-        """The live session with this token hash (its user active), else None; ends expired ones."""
-        query = (select(SESSIONS.c.csrf_token, SESSIONS.c.created_at, SESSIONS.c.last_seen_at,
-                        USERS.c.username, USERS.c.display_name, USERS.c.role, EXTENSIONS.c.extension)
+    async def _read_sessions(self, token_hashes: Iterable[str]) -> tuple[dict[str, AuthSession], list[str]]:
+        """The live sessions among these (user active, neither idle nor too old), and the
+        expired ones' hashes; no writes."""
+        query = (select(SESSIONS.c.token_hash, SESSIONS.c.csrf_token, SESSIONS.c.created_at,
+                        SESSIONS.c.last_seen_at, USERS.c.username, USERS.c.display_name, USERS.c.role,
+                        EXTENSIONS.c.extension)
                  .select_from(SESSIONS.join(USERS, USERS.c.id == SESSIONS.c.user_id)
                               .outerjoin(EXTENSIONS, EXTENSIONS.c.user_id == USERS.c.id))
-                 .where(SESSIONS.c.token_hash == token_hash, USERS.c.active.is_(True))
-                 .order_by(EXTENSIONS.c.extension))
+                 .where(SESSIONS.c.token_hash.in_(list(token_hashes)), USERS.c.active.is_(True))
+                 .order_by(SESSIONS.c.token_hash, EXTENSIONS.c.extension))
         async with self.users.engine.connect() as conn:
             rows = (await conn.execute(query)).all()
-        if not rows:
-            return None
-        first, now = rows[0], self._now()
-        expires = first.created_at + timedelta(seconds=self.session_max_age)
-        if now >= expires or now >= first.last_seen_at + timedelta(seconds=self.idle_timeout):
+        now, found, expired = self._now(), {}, []
+        for token_hash in dict.fromkeys(r.token_hash for r in rows):
+            mine = [r for r in rows if r.token_hash == token_hash]
+            first = mine[0]
+            expires = first.created_at + timedelta(seconds=self.session_max_age)
+            if now >= expires or now >= first.last_seen_at + timedelta(seconds=self.idle_timeout):
+                expired.append(token_hash)
+                continue
+            user = User(username=first.username, display_name=first.display_name, role=first.role,
+                        extensions=[r.extension for r in mine if r.extension is not None])
+            found[token_hash] = AuthSession(token_hash, user, first.csrf_token, first.created_at.timestamp(),
+                                            expires.timestamp(), first.last_seen_at.timestamp())
+        return found, expired
+
+    async def live_sessions(self, token_hashes: set[str]) -> dict[str, User]:
+        """Token hash -> user for the sessions still live (for the open pages' sweep)."""
+        found: dict[str, User] = {}
+        hashes = sorted(token_hashes)
+        for i in range(0, len(hashes), 500):  # bounded IN lists
+            live, _expired = await self._read_sessions(hashes[i:i + 500])
+            found.update({h: s.user for h, s in live.items()})
+        return found
+
+    async def load_session(self, token_hash: str, *, touch: bool = True) -> AuthSession | None:
+        """The live session with this token hash (its user active), else None; ends expired ones.
+        `touch`: this is the person's activity (a request), which renews the idle timer."""
+        live, expired = await self._read_sessions([token_hash])
+        session = live.get(token_hash)
+        if expired:
             await self.end_session(token_hash)
+        if session is None:
             return None
-        if now - first.last_seen_at >= timedelta(seconds=self.touch_interval):
+        if touch:
+            await self.touch(session)
+        return session
+
+    async def touch(self, session: AuthSession) -> None:
+        """Activity: restart the idle timer (written at most every `touch_interval`)."""
+        now = self._now()
+        if now.timestamp() - session.last_seen_at >= self.touch_interval:
             async with self.users.engine.begin() as conn:
-                await conn.execute(update(SESSIONS).where(SESSIONS.c.token_hash == token_hash)
+                await conn.execute(update(SESSIONS).where(SESSIONS.c.token_hash == session.token_hash)
                                    .values(last_seen_at=now))
-        user = User(username=first.username, display_name=first.display_name, role=first.role,
-                    extensions=[r.extension for r in rows if r.extension is not None])
-        return AuthSession(token_hash, user, first.csrf_token, first.created_at.timestamp(),
-                           expires.timestamp())
 
     async def end_session(self, token_hash: str) -> None:
         async with self.users.engine.begin() as conn:
@@ -306,7 +347,7 @@ async def revalidate(request: web.Request) -> User | None:
     session: AuthSession | None = request.get("session")
     if session is None:
         return None
-    fresh = await request.app[AUTH_KEY].load_session(session.token_hash)
+    fresh = await request.app[AUTH_KEY].load_session(session.token_hash, touch=False)  # not activity
     return fresh.user if fresh else None
 
 

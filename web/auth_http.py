@@ -4,21 +4,23 @@
 
 - `GET /login`: the sign-in form (web/static/login.html); a signed-in user is sent on.
 - `POST /login` (form: username, password, next, csrf_token): 303 to `next` (a local path
-  only) or the role's home; 401 with the form again on a wrong password; 429 after
-  `login_attempts` failures per username and client address within `login_window` seconds.
-- `POST /logout` (CSRF token required): ends the session, 303 to /login (JSON if asked for).
+  only) or the role's home; 401 with the form again on a wrong password; 429 with
+  Retry-After while a login limit holds (web.login_throttle: per account, per address,
+  global; a device cookie from an earlier login of the account passes the first three).
+- `POST /logout` (CSRF token required): ends the session and closes its open pages' sockets,
+  303 to /login (JSON if asked for).
 - `GET /api/session`: `{"user", "display_name", "role", "extensions", "csrf_token", "expires_at"}`.
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import functools
 import html
 import logging
-import math
 import time
-from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
 from pathlib import Path
 
 from aiohttp import web
@@ -33,7 +35,9 @@ from web.auth import (
     require_role,
     safe_next,
 )
-from web.users import MAX_PASSWORD_LENGTH, ROLES, UserStore, normalize_username
+from web.login_throttle import LoginThrottle, address_key, parse_networks, seconds
+from web.users import ROLES, UserStore, normalize_username
+from web.ws_tasks import SOCKETS_KEY, CloseCode, SocketRegistry, sockets_of
 
 log = logging.getLogger(__name__)
 
@@ -47,49 +51,6 @@ LOGIN_HEADERS = {
     "X-Content-Type-Options": "nosniff",
     "Referrer-Policy": "same-origin",
 }
-
-
-class LoginThrottle:
-    """Failed logins per (username, client address) in a sliding window, in memory.
-
-    Keyed on the pair so an attacker cannot lock a colleague out from another desk.
-    Checked before the password is verified: a blocked client learns nothing more."""
-
-    def __init__(self, attempts: int = 5, window: float = 60.0, clock: Callable[[], float] = time.monotonic,
-                 max_keys: int = 10_000) -> None:
-        self.attempts, self.window, self.clock, self.max_keys = attempts, window, clock, max_keys
-        self._failures: dict[tuple[str, str], deque[float]] = {}
-
-    def _recent(self, key: tuple[str, str]) -> deque[float]:
-        times = self._failures.get(key, deque())
-        cutoff = self.clock() - self.window
-        while times and times[0] <= cutoff:
-            times.popleft()
-        return times
-
-    def retry_after(self, key: tuple[str, str]) -> float:
-        """Seconds until this key may try again (0: now)."""
-        times = self._recent(key)
-        if len(times) < self.attempts:
-            return 0.0
-        return max(0.0, times[-self.attempts] + self.window - self.clock())
-
-    def failed(self, key: tuple[str, str]) -> None:
-        if key not in self._failures and len(self._failures) >= self.max_keys:
-            self._prune()
-        times = self._recent(key)
-        times.append(self.clock())
-        self._failures[key] = times
-
-    def succeeded(self, key: tuple[str, str]) -> None:
-        self._failures.pop(key, None)
-
-    def _prune(self) -> None:
-        for key in list(self._failures):
-            if not self._recent(key):
-                del self._failures[key]
-        while len(self._failures) >= self.max_keys:  # still full: forget the oldest entries
-            del self._failures[next(iter(self._failures))]
 
 
 THROTTLE_KEY = web.AppKey("callbridge_login_throttle", LoginThrottle)
@@ -141,38 +102,43 @@ async def login_submit(request: web.Request) -> web.StreamResponse:
     form = await request.post()
     username, password = str(form.get("username", "")), str(form.get("password", ""))
     next_path = safe_next(str(form.get("next", ""))) or ""
-    remote = request.remote or "-"
+    remote = auth.client_address(request)
     shown = username[:200]
     if not auth.login_token_ok(request, str(form.get("csrf_token", ""))):
         return _login_page(auth, status=403, username=shown, next_path=next_path,
                            error="The sign-in form had expired. Please enter your password again.")
-    key = (normalize_username(username)[:200], remote)
-    wait = throttle.retry_after(key)
-    if wait > 0:
-        seconds = math.ceil(wait)
-        AUDIT.warning("audit: login throttled user=%s from %s", _log_safe(key[0]), remote)
+    name, where = normalize_username(username)[:200], address_key(remote)
+    device = throttle.device_id(request.cookies.get(auth.device_cookie_name), name)
+    verdict = throttle.check(name, where, device)
+    if verdict.retry_after > 0:
+        wait = seconds(verdict.retry_after)
+        AUDIT.warning("audit: login throttled (%s limit) user=%s from %s", verdict.limit, _log_safe(name),
+                      remote)
         return _login_page(auth, status=429, username=shown, next_path=next_path,
-                           headers={"Retry-After": str(seconds)},
-                           error=f"Too many failed sign-in attempts. Please wait {seconds} seconds "
+                           headers={"Retry-After": str(wait)},
+                           error=f"Too many failed sign-in attempts. Please wait {wait} seconds "
                                  "and try again.")
-    if not username or not password or len(password) > MAX_PASSWORD_LENGTH:
-        user = None
-    else:
-        user = await auth.users.authenticate(username, password)
+    # Always one argon2 verification: empty, unknown and over-long passwords cost the same.
+    user = await auth.users.authenticate(username, password)
     if user is None:
-        throttle.failed(key)
-        AUDIT.warning("audit: login failed user=%s from %s", _log_safe(key[0]), remote)
+        throttle.failed(name, where, device)
+        AUDIT.warning("audit: login failed user=%s from %s", _log_safe(name), remote)
         return _login_page(auth, status=401, username=shown, next_path=next_path,
                            error="Wrong username or password.")
-    throttle.succeeded(key)
+    throttle.succeeded(name, device)
     old = request.get("session")
     if old is not None:  # rotation: the session presented before this login ends here
         await auth.end_session(old.token_hash)
+        await sockets_of(request.app).close_session(old.token_hash, CloseCode.SESSION_ENDED,
+                                                    "signed in again")
     await auth.purge_expired()
-    token, _session = await auth.create_session(user.username, request.remote)
+    token, _session = await auth.create_session(user.username, remote)
     AUDIT.info("audit: user=%s role=%s login from %s", user.username, user.role, remote)
     response = web.Response(status=303, headers={"Location": _home(user.role, next_path), **NO_STORE})
     auth.set_session_cookie(response, token)
+    response.set_cookie(auth.device_cookie_name, throttle.device_token(user.username), path="/",
+                        max_age=int(throttle.device_max_age), secure=auth.secure_cookie, httponly=True,
+                        samesite="Strict")
     response.del_cookie(auth.login_cookie_name, path="/", secure=auth.secure_cookie, httponly=True,
                         samesite="Strict")
     return response
@@ -183,6 +149,8 @@ async def logout(request: web.Request) -> web.StreamResponse:
     auth = request.app[AUTH_KEY]
     session = request["session"]
     await auth.end_session(session.token_hash)
+    # Its open pages stop at once (a logged-out console must not keep receiving callers' names).
+    await sockets_of(request.app).close_session(session.token_hash, CloseCode.SESSION_ENDED, "logged out")
     AUDIT.info("audit: user=%s role=%s logout", session.user.username, session.user.role)
     if "application/json" in request.headers.get("Accept", ""):
         response: web.Response = web.json_response({"logged_out": True}, headers=NO_STORE)
@@ -210,22 +178,49 @@ async def login_css(request: web.Request) -> web.StreamResponse:
 def setup_auth(app: web.Application, user_store: UserStore, *, secure_cookie: bool = True,
                session_max_age: int = 12 * 3600, idle_timeout: int = 30 * 60,
                allowed_origins: Iterable[str] = (), public_paths: Iterable[str] = (),
-               login_attempts: int = 5, login_window: float = 60.0, secret: bytes | None = None,
-               clock: Callable[[], float] = time.time) -> Auth:
+               login_attempts: int = 5, login_window: float = 60.0, address_attempts: int = 20,
+               global_attempts: int = 300, trusted_proxies: Iterable[str] = (),
+               sockets_per_session: int = 4, sockets_per_user: int = 8, sweep_interval: float = 2.0,
+               secret: bytes | None = None, clock: Callable[[], float] = time.time) -> Auth:
     """Install the auth middleware and the login/logout/session routes on `app`.
 
     `public_paths`: more paths served without a session (a trailing "/" makes a prefix).
-    `allowed_origins`: the public origin(s) when a proxy terminates TLS. `clock` (epoch
-    seconds) drives session expiry and the login throttle (tests move it)."""
+    `allowed_origins`: the public origin(s) when a proxy terminates TLS. `trusted_proxies`:
+    addresses or networks whose `X-Forwarded-For` is believed (nobody's by default).
+    `login_attempts` failures per account (`address_attempts` per address), then a delay of
+    `login_window` seconds doubling per failure; `global_attempts` failures a minute over
+    everybody (web.login_throttle). `sockets_per_session` / `sockets_per_user`: open pages
+    before the oldest is closed; `sweep_interval`: how often open pages' sessions are checked.
+    `clock` (epoch seconds) drives session expiry and the login throttle (tests move it)."""
     auth = Auth(user_store, secure_cookie=secure_cookie, session_max_age=session_max_age,
                 idle_timeout=idle_timeout, allowed_origins=allowed_origins, public_paths=public_paths,
-                secret=secret, clock=clock)
+                secret=secret, clock=clock, trusted_proxies=parse_networks(trusted_proxies))
     app[AUTH_KEY] = auth
-    app[THROTTLE_KEY] = LoginThrottle(login_attempts, login_window, clock=clock)
+    app[THROTTLE_KEY] = LoginThrottle(account_free=login_attempts, address_free=address_attempts,
+                                      base_delay=login_window, global_limit=global_attempts, clock=clock)
+    sockets = SocketRegistry(per_session=sockets_per_session, per_user=sockets_per_user)
+    app[SOCKETS_KEY] = sockets
     app.middlewares.append(auth_middleware)
     app.router.add_get("/login", login_page)
     app.router.add_post("/login", login_submit)
     app.router.add_get("/login.css", login_css)
     app.router.add_post("/logout", logout)
     app.router.add_get("/api/session", session_info)
+
+    async def sweeper(app: web.Application) -> AsyncIterator[None]:
+        # A user disabled or his password changed in this process: his pages close at once
+        # (from the CLI, another process, the sweep finds it within `sweep_interval`).
+        user_store.session_listeners.append(sockets.close_user)
+        task = asyncio.create_task(sockets.sweep_forever(auth.live_sessions, sweep_interval),
+                                   name="session sweep")
+        try:
+            yield
+        finally:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+            with contextlib.suppress(ValueError):
+                user_store.session_listeners.remove(sockets.close_user)
+
+    app.cleanup_ctx.append(sweeper)
     return auth

@@ -13,7 +13,7 @@ import asyncio
 import re
 import secrets
 import unicodedata
-from collections.abc import Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from datetime import UTC, datetime
 from typing import Any, Literal, Protocol, get_args
 
@@ -192,6 +192,9 @@ class UserStore:
         self.hasher = hasher or PasswordHasher()
         self._slots = asyncio.Semaphore(_HASH_SLOTS)
         self._dummy_hash: str | None = None
+        # Told (with the username) when a user's sessions end here: disabled, new password;
+        # the web app closes his open pages at once.
+        self.session_listeners: list[Callable[[str], Awaitable[None]]] = []
 
     @property
     def engine(self) -> AsyncEngine:
@@ -346,6 +349,7 @@ class UserStore:
             await conn.execute(sa_update(USERS).where(USERS.c.id == uid)
                                .values(password_hash=password_hash, updated_at=_now()))
             await conn.execute(delete(SESSIONS).where(SESSIONS.c.user_id == uid))
+        await self._sessions_ended(name)
 
     async def deactivate(self, username: str) -> None:
         """Disable the login and end his sessions; the row stays (audits, call history)."""
@@ -361,6 +365,12 @@ class UserStore:
                                .values(active=active, updated_at=_now()))
             if not active:
                 await conn.execute(delete(SESSIONS).where(SESSIONS.c.user_id == uid))
+        if not active:
+            await self._sessions_ended(normalize_username(username))
+
+    async def _sessions_ended(self, name: str) -> None:
+        for listener in list(self.session_listeners):
+            await listener(name)
 
     async def _id(self, conn: AsyncConnection, name: str) -> int | None:
         return (await conn.execute(select(USERS.c.id).where(USERS.c.username == name))).scalar_one_or_none()

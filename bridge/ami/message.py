@@ -7,8 +7,11 @@ bytes are buffered until a message is complete (blank line), and only then decod
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Iterator, Mapping
+
+log = logging.getLogger(__name__)
 
 BANNER_PREFIX = b"Asterisk Call Manager/"
 _END = b"\r\n\r\n"
@@ -135,45 +138,105 @@ def encode_message(headers: Mapping[str, str] | list[tuple[str, str]]) -> bytes:
     return ("\r\n".join(lines) + "\r\n\r\n").encode("utf-8")
 
 
+DEFAULT_MAX_MESSAGE_BYTES = 1024 * 1024
+_BANNER_MAX = 4096  # a banner line longer than this is no banner
+
+
 class AmiFramer:
     """Incremental byte framer: feed TCP chunks, get whole decoded messages.
 
     The banner (`Asterisk Call Manager/x.y.z` on one line) is reported through
     `banner` rather than as a message. Invalid UTF-8 inside a complete message is
     replaced (U+FFFD), never silently dropped.
+
+    Linear and bounded, whatever the peer sends: each byte is searched for the blank
+    line once (a search resumes where the last one stopped, minus the 3 bytes a
+    terminator may straddle), and a message longer than `max_message_bytes` is dropped
+    with one warning — the bytes already buffered at once, the rest as it arrives, up to
+    its blank line — so the buffer never holds more than the cap plus one read.
+    `bytes_scanned` counts the bytes searched (a test's measure of the work).
     """
 
-    def __init__(self) -> None:
+    def __init__(self, max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES) -> None:
+        if max_message_bytes < 64:
+            raise ValueError(f"max_message_bytes must be at least 64, got {max_message_bytes}")
+        self.max_message_bytes = max_message_bytes
         self._buffer = bytearray()
+        self._scanned = 0  # the buffer holds no terminator starting before this offset
+        self._discarding = False  # inside an oversized message: drop up to its blank line
         self.banner: str | None = None
+        self.bytes_scanned = 0
+        self.dropped_messages = 0
+
+    def _find(self, needle: bytes) -> int:
+        """The first `needle` at or after `_scanned`; remembers how far it looked."""
+        buffer = self._buffer
+        start = max(0, self._scanned)
+        found = buffer.find(needle, start)
+        stop = found + len(needle) if found >= 0 else len(buffer)
+        self.bytes_scanned += max(0, stop - start)
+        self._scanned = found if found >= 0 else max(0, len(buffer) - len(needle) + 1)
+        return found
+
+    def _consume(self, count: int) -> None:
+        del self._buffer[:count]
+        self._scanned = 0
+
+    def _too_long(self, size: int) -> None:
+        self.dropped_messages += 1
+        log.warning("AMI message longer than %d bytes (%s) dropped: raise [ami] max_message_bytes "
+                    "if the PBX really sends such messages", self.max_message_bytes,
+                    f"{size} bytes" if not self._discarding else "at least that")
+
+    def _read_banner(self) -> bool:
+        """False while the banner line is incomplete."""
+        buffer = self._buffer
+        if len(buffer) < len(BANNER_PREFIX) and BANNER_PREFIX.startswith(bytes(buffer)):
+            return False
+        if not buffer.startswith(BANNER_PREFIX):
+            self.banner = ""
+            return True
+        end = self._find(b"\r\n")
+        if end < 0:
+            if len(buffer) <= _BANNER_MAX:
+                return False
+            self.banner = ""  # no banner after all: frame it as messages
+            self._scanned = 0
+            return True
+        self.banner = buffer[:end].decode("utf-8", "replace")
+        self._consume(end + 2)
+        return True
 
     def feed(self, data: bytes, received_at: float | None = None) -> list[AmiMessage]:
         buffer = self._buffer
         buffer += data
-        if self.banner is None:
-            if len(buffer) < len(BANNER_PREFIX) and BANNER_PREFIX.startswith(bytes(buffer)):
-                return []
-            if buffer.startswith(BANNER_PREFIX):
-                end = buffer.find(b"\r\n")
-                if end < 0:
-                    return []
-                self.banner = buffer[:end].decode("utf-8", "replace")
-                del buffer[: end + 2]
-            else:
-                self.banner = ""
-        end = buffer.find(_END)
-        if end < 0:
+        if self.banner is None and not self._read_banner():
             return []
-        arrived = time.time() if received_at is None else received_at
-        messages = []
-        start = 0
-        while end >= 0:
-            block = buffer[start:end]
-            if block.strip():
-                messages.append(parse_message(block.decode("utf-8", "replace"), arrived))
-            start = end + 4
-            end = buffer.find(_END, start)
-        del buffer[:start]
+        messages: list[AmiMessage] = []
+        arrived: float | None = None
+        while True:
+            end = self._find(_END)
+            if end < 0:
+                break
+            if self._discarding:  # the blank line that ends the oversized message
+                self._discarding = False
+            elif end > self.max_message_bytes:
+                self._too_long(end)
+            else:
+                block = buffer[:end]
+                if block.strip():
+                    if arrived is None:
+                        arrived = time.time() if received_at is None else received_at
+                    messages.append(parse_message(block.decode("utf-8", "replace"), arrived))
+            self._consume(end + 4)
+        if len(buffer) > self.max_message_bytes:
+            # Unterminated and already too long: drop what we have, keep only the last 3
+            # bytes (the start of a terminator split across reads), skip the rest later.
+            if not self._discarding:
+                self._too_long(len(buffer))
+                self._discarding = True
+            self._consume(len(buffer) - (len(_END) - 1))
+            self._scanned = 0
         return messages
 
     @property

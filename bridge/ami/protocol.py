@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from panoramisk.ami_protocol import AMIProtocol
 
-from bridge.ami.message import AmiFramer, AmiMessage, encode_message
+from bridge.ami.message import DEFAULT_MAX_MESSAGE_BYTES, AmiFramer, AmiMessage, encode_message
 
 if TYPE_CHECKING:
     from bridge.ami.client import AmiClient
@@ -25,7 +25,8 @@ class AmiProtocol(AMIProtocol):
 
     def __init__(self, client: AmiClient) -> None:
         self.client = client
-        self.framer = AmiFramer()
+        # The client may carry `max_message_bytes` ([ami] max_message_bytes, set by the service).
+        self.framer = AmiFramer(getattr(client, "max_message_bytes", DEFAULT_MAX_MESSAGE_BYTES))
         self._lost_reported = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
