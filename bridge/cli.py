@@ -77,11 +77,13 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--db", help="database URL (default: from configuration)")
     from crm_adapters.cli import add_crm_commands
     from recordings.cli import add_recording_commands
+    from reports.cli import add_staffing_command
     from web.user_cli import add_user_commands
 
     add_crm_commands(sub)
     add_user_commands(sub)
     add_recording_commands(sub)
+    add_staffing_command(sub)
     _add_common_options(parser, None)
     return parser
 
@@ -174,6 +176,10 @@ def main(argv: list[str] | None = None) -> int:
         from web.user_cli import run_user_command
 
         runners = {"user": lambda: run_user_command(args, settings)}
+    elif args.command == "staffing":
+        from reports.cli import run_staffing_command
+
+        runners = {"staffing": lambda: run_staffing_command(args)}
     else:
         runners = {}
     runners |= {

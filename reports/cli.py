@@ -1,0 +1,114 @@
+"""`callbridge staffing ...` (and `callbridge report ...`): the reports' commands.
+
+Wiring in `bridge.cli`: call `add_staffing_command(sub)` on the top-level subparsers and run
+`await run_staffing_command(args)` when `args.command == "staffing"`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from typing import Any
+
+from reports.staffing import StaffingAdvice, advise
+
+# --- callbridge staffing ----------------------------------------------------------------------
+
+STAFFING_KEYS = ("agents", "staff", "service_level", "asa_seconds", "occupancy", "wait_probability",
+                 "abandon_rate")
+
+
+def add_staffing_command(subparsers: Any) -> None:
+    cmd = subparsers.add_parser(
+        "staffing", help="operators needed for an interval (Erlang C; Erlang A with --patience)",
+        description="How many operators answer CALLS calls in an interval so that P %% are answered "
+                    "within T seconds (Erlang C; with --patience, Erlang A: callers hang up after "
+                    "PATIENCE seconds on average, and the expected abandon rate is shown), with "
+                    "occupancy at most --max-occupancy, and the staff on the roster after shrinkage.")
+    cmd.add_argument("--calls", type=float, required=True, help="calls offered in the interval")
+    cmd.add_argument("--interval-minutes", type=float, required=True, help="length of the interval")
+    cmd.add_argument("--aht", type=float, required=True, metavar="SECONDS",
+                     help="average handling time (talk + after-call work)")
+    cmd.add_argument("--target-percent", type=float, required=True, metavar="P",
+                     help="share of calls to answer within the target time, in %% (e.g. 80)")
+    cmd.add_argument("--target-seconds", type=float, required=True, metavar="T",
+                     help="the promised answer time (e.g. 20)")
+    cmd.add_argument("--max-occupancy", type=float, default=0.85, metavar="F",
+                     help="most of their time operators may spend on calls, 0..1 (default 0.85)")
+    cmd.add_argument("--shrinkage", type=float, default=0.30, metavar="F",
+                     help="share of paid time off the phones: breaks, training, 0..1 (default 0.30)")
+    cmd.add_argument("--patience", type=float, metavar="SECONDS",
+                     help="callers' average patience: use Erlang A and show the abandon rate")
+    cmd.add_argument("--format", choices=("table", "json"), default="table", dest="staffing_format")
+
+
+async def run_staffing_command(args: argparse.Namespace) -> int:
+    """Run `staffing`; returns the exit status. Bad input is one line on stderr and 2."""
+    problem = _check_staffing_args(args)
+    if problem is None:
+        try:
+            advice = advise(args.calls, args.interval_minutes * 60, args.aht,
+                            target_fraction=args.target_percent / 100, target_seconds=args.target_seconds,
+                            max_occupancy=args.max_occupancy, shrinkage=args.shrinkage,
+                            patience_seconds=args.patience)
+        except ValueError as exc:
+            problem = str(exc)
+    if problem is not None:
+        print(f"callbridge staffing: {problem}", file=sys.stderr)
+        return 2
+    if args.staffing_format == "json":
+        print(json.dumps({key: getattr(advice, key) for key in STAFFING_KEYS}))
+    else:
+        print(staffing_table(advice, args))
+    return 0
+
+
+def staffing_table(advice: StaffingAdvice, args: argparse.Namespace) -> str:
+    model = "Erlang A" if args.patience is not None else "Erlang C"
+    asa = "unbounded" if advice.asa_seconds is None else f"{advice.asa_seconds:.2f} s"
+    if args.patience is not None:  # Erlang A's is the mean wait of every caller, answered or not
+        asa += " (mean wait of all callers)"
+    abandon = ("- (give --patience for Erlang A)" if advice.abandon_rate is None
+               else f"{_pct(advice.abandon_rate)} (patience {args.patience:g} s)")
+    rows = [
+        ("agents on the phones", str(advice.agents)),
+        (f"staff ({_pct(args.shrinkage, 0)} shrinkage)", str(advice.staff)),
+        ("service level", f"{_pct(advice.service_level)} within {args.target_seconds:g} s "
+                          f"(target {args.target_percent:g} %)"),
+        ("ASA", asa),
+        ("occupancy", f"{_pct(advice.occupancy)} (cap {_pct(args.max_occupancy, 0)})"),
+        ("probability of waiting", _pct(advice.wait_probability)),
+        ("abandon rate", abandon),
+    ]
+    width = max(len(label) for label, _ in rows)
+    head = (f"{args.calls:g} calls in {args.interval_minutes:g} min, AHT {args.aht:g} s, "
+            f"{args.target_percent:g} % within {args.target_seconds:g} s ({model})")
+    return "\n".join([head] + [f"  {label:<{width}}  {value}" for label, value in rows])
+
+
+def _pct(fraction: float, decimals: int = 1) -> str:
+    return f"{fraction * 100:.{decimals}f} %"
+
+
+def _check_staffing_args(args: argparse.Namespace) -> str | None:
+    """The first problem with the options, in the options' own names and units; None if fine."""
+    checks = [
+        ("--calls", args.calls, lambda v: v >= 0, "must be 0 or more"),
+        ("--interval-minutes", args.interval_minutes, lambda v: v > 0, "must be more than 0"),
+        ("--aht", args.aht, lambda v: v > 0, "must be more than 0 seconds"),
+        ("--target-percent", args.target_percent, lambda v: 0 <= v <= 100, "must be from 0 to 100"),
+        ("--target-seconds", args.target_seconds, lambda v: v >= 0, "must be 0 or more"),
+        ("--max-occupancy", args.max_occupancy, lambda v: 0 < v <= 1,
+         "must be a fraction above 0 and at most 1 (0.85 = 85 %)"),
+        ("--shrinkage", args.shrinkage, lambda v: 0 <= v < 1,
+         "must be a fraction from 0 up to (not including) 1 (0.30 = 30 %)"),
+        ("--patience", args.patience, lambda v: v is None or v > 0, "must be more than 0 seconds"),
+    ]
+    for flag, value, ok, rule in checks:
+        if value is not None and not math.isfinite(value):
+            return f"{flag} must be a number, not {value}"
+        if not ok(value):
+            return f"{flag} {rule}, not {value:g}"
+    return None
