@@ -33,6 +33,7 @@ from bridge.calls.tracker import CallTracker
 from bridge.settings import CallbridgeSettings
 from crm_adapters.lookup import LookupService
 from recordings.plugin import attach_recordings
+from reports.plugin import attach_reports
 from screenpop.app import console_names, create_web_app
 from supervision.plugin import attach_wallboard
 from web.features import BridgeParts, ResyncListener
@@ -114,6 +115,7 @@ class BridgeService:
         self.recorder = attach_recordings(parts, self.settings.recordings)
         self.wallboard = attach_wallboard(parts, self.settings.wallboard, caller_names=caller_names,
                                           operator_names=operator_names)
+        self.reports = attach_reports(parts, self.settings.reports)
         self.web_runner = web.AppRunner(app, access_log=None)
         await self.web_runner.setup()
         site = web.TCPSite(self.web_runner, http.host, http.port)

@@ -19,6 +19,7 @@ from pydantic_settings import (
 from bridge.calls.channel_names import DEFAULT_OPERATOR_PATTERN
 from crm_adapters.settings import CrmSettings
 from recordings.settings import RecordingSettings
+from reports.settings import ReportSettings
 from supervision.settings import TimeZoneName, WallboardSettings
 
 DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///var/callbridge.sqlite3"
@@ -69,12 +70,18 @@ class CallbridgeSettings(BaseSettings):
     http: HttpSettings = Field(default_factory=HttpSettings)
     recordings: RecordingSettings = Field(default_factory=RecordingSettings)
     wallboard: WallboardSettings = Field(default_factory=WallboardSettings)
+    reports: ReportSettings = Field(default_factory=ReportSettings)
 
     @model_validator(mode="after")
     def _one_time_zone(self) -> CallbridgeSettings:
         # The recordings' date folders follow the call centre's zone unless set apart.
         if "timezone" not in self.recordings.model_fields_set:
             self.recordings.timezone = self.timezone
+        # One "answered within T": the wallboard counts as the reports define it; T is
+        # [reports] target_seconds, else [wallboard] target_seconds.
+        if "target_seconds" not in self.reports.model_fields_set:
+            self.reports.target_seconds = self.wallboard.target_seconds
+        self.wallboard.service_level = self.reports.policy()
         return self
 
     @classmethod

@@ -43,5 +43,6 @@ class ReportSettings(BaseModel):
 
     def policy(self) -> ServiceLevelPolicy:
         return ServiceLevelPolicy(definition=self.service_level, target_seconds=self.target_seconds,
-                                  targets=dict(self.targets), short_abandon_seconds=self.short_abandon_seconds,
+                                  targets=dict(self.targets),
+                                  short_abandon_seconds=self.short_abandon_seconds,
                                   abandons_within_target_met=self.abandons_within_target_met)

@@ -13,6 +13,7 @@ from datetime import UTC, datetime, tzinfo
 
 from bridge.ami.message import AmiMessage
 from bridge.calls.channel_names import OperatorDirectory, unescape_ami
+from bridge.calls.definitions import ServiceLevelPolicy, Tally, service_level
 from bridge.calls.events import CallAnswered, CallEnded, CallRingEnded, CallRinging, DomainEvent
 from bridge.calls.record import CallRecord
 from supervision.models import (
@@ -52,19 +53,11 @@ class Member:
 
 
 @dataclass(slots=True)
-class QueueDay:
-    offered: int = 0
-    answered: int = 0
-    answered_in_target: int = 0
-    abandoned: int = 0
-
-
-@dataclass(slots=True)
 class QueueLive:
     name: str
     members: dict[str, Member] = field(default_factory=dict)  # by interface
     waiting: dict[str, tuple[float, str | None, str | None]] = field(default_factory=dict)  # channel ->
-    days: dict[str, QueueDay] = field(default_factory=dict)  # (joined, number, name)
+    days: dict[str, Tally] = field(default_factory=dict)  # (joined, number, name)
 
 
 @dataclass(slots=True)
@@ -76,10 +69,13 @@ class OperatorDay:
 class QueueBoard:
     def __init__(self, operators: OperatorDirectory | None = None, *, target_seconds: float = 30.0,
                  after_call_seconds: float = 10.0, thresholds: dict[str, AlertThresholds] | None = None,
-                 default_thresholds: AlertThresholds | None = None, tz: tzinfo = UTC) -> None:
+                 default_thresholds: AlertThresholds | None = None, tz: tzinfo = UTC,
+                 policy: ServiceLevelPolicy | None = None) -> None:
         self.operators = operators or OperatorDirectory()
         self.tz = tz  # the call centre's zone: where "today" starts and ends
-        self.target_seconds = target_seconds
+        # "Answered within T" as the reports define it ([reports]; bridge.calls.definitions).
+        self.policy = policy or ServiceLevelPolicy(target_seconds=target_seconds)
+        self.target_seconds = self.policy.target_seconds
         self.after_call_seconds = after_call_seconds
         self.thresholds = thresholds or {}
         self.default_thresholds = default_thresholds or AlertThresholds()
@@ -170,13 +166,9 @@ class QueueBoard:
             return
         day = self.day_of(call.entered_at)
         if call.queue and not call.internal:
-            stats = self._queue(call.queue).days.setdefault(day, QueueDay())
-            stats.offered += 1
-            if call.outcome == "answered":
-                stats.answered += 1
-                stats.answered_in_target += call.wait_seconds <= self.target_seconds
-            elif call.outcome == "abandoned":
-                stats.abandoned += 1
+            stats = self._queue(call.queue).days.setdefault(day, Tally())
+            stats.count(call.outcome, call.wait_seconds, self.policy.target_for(call.queue),
+                        self.policy.short_abandon_seconds)
         for operator, start, end in _talk_segments(call):
             self.last_call_end[operator] = call.ended_at
             figures = self.operator_days.setdefault((operator, day), OperatorDay())
@@ -210,20 +202,20 @@ class QueueBoard:
         return talking
 
     def _queue_view(self, queue: QueueLive, now: float, day: str) -> QueueView:
-        stats = queue.days.get(day, QueueDay())
+        stats = queue.days.get(day, Tally())
         members = list(queue.members.values())
         talking = self._talking()
         logged_in = [m for m in members if m.status not in _UNREACHABLE]
         free = [m for m in logged_in if not m.paused and not m.in_call and m.operator not in talking
                 and not self.ringing.get(m.operator or "", set())]
         longest = max((now - joined for joined, _, _ in queue.waiting.values()), default=0.0)
-        handled = stats.answered + stats.abandoned
+        level = service_level(stats, self.policy.definition,
+                              abandons_within_target_met=self.policy.abandons_within_target_met)
         return QueueView(
             name=queue.name, waiting=len(queue.waiting), longest_wait_seconds=round(max(0.0, longest), 1),
             logged_in=len(logged_in), free=len(free), calls_today=stats.offered,
             answered_today=stats.answered, abandoned_today=stats.abandoned,
-            answered_in_target_percent=(round(100.0 * stats.answered_in_target / handled, 1)
-                                        if handled else None),
+            answered_in_target_percent=round(100.0 * level, 1) if level is not None else None,
         )
 
     def _operator_view(self, operator: str, now: float, day: str,

@@ -9,6 +9,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
+from bridge.calls.definitions import ServiceLevelPolicy
 from supervision.models import AlertThresholds
 from supervision.pbx_actions import SupervisionSettings
 
@@ -32,6 +33,8 @@ class WallboardSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     target_seconds: float = Field(30.0, gt=0)  # answered within this wait counts as on target
+    # The reports' definition of "answered within T" (set from [reports] by the main settings).
+    service_level: ServiceLevelPolicy | None = None
     after_call_seconds: float = Field(10.0, ge=0)  # an operator shows after-call work this long
     default_thresholds: AlertThresholds = Field(default_factory=AlertThresholds)
     thresholds: dict[str, AlertThresholds] = Field(default_factory=dict)  # per queue, over the default

@@ -65,7 +65,7 @@ class WallboardService(SupervisorActions):
         self.pbx_connected, self.history, self.clock = pbx_connected, history, clock
         self.board = QueueBoard(self.operators, target_seconds=s.target_seconds,
                                 after_call_seconds=s.after_call_seconds, thresholds=dict(s.thresholds),
-                                default_thresholds=s.default_thresholds, tz=self.tz)
+                                default_thresholds=s.default_thresholds, tz=self.tz, policy=s.service_level)
         self.spies = SpyBook.create(self.operators)
         self.pipeline: CallPipeline | None = None
         self.pending: dict[str, PendingSpy] = {}  # by the Originate's ActionID

@@ -142,12 +142,12 @@ def what_the_events_say(events: list[AmiMessage], target: float = 30.0) -> dict[
     queues: dict[str, dict[str, Any]] = {}
     operators: Counter[str] = Counter()
     answered_legs: set[tuple[str, str]] = set()
-    abandoned_in: dict[str, str] = {}  # caller channel -> queue of its QueueCallerAbandon
+    abandoned_in: dict[str, tuple[str, bool]] = {}  # caller channel -> (queue, short) of its abandon
     members: list[tuple[str, str, bool, str]] = []  # (ext, queue, paused, reason) at each member event
     for ev in events:
         name, queue = ev.event, ev.get("Queue")
         q = queues.setdefault(queue, {"offered": set(), "waiting": set(), "max_waiting": 0, "answered": 0,
-                                      "in_target": 0, "abandoned": 0}) if queue else None
+                                      "in_target": 0, "abandoned": 0, "short": 0}) if queue else None
         if name == "QueueCallerJoin":
             q["offered"].add(ev["Channel"])
             q["waiting"].add(ev["Channel"])
@@ -156,10 +156,14 @@ def what_the_events_say(events: list[AmiMessage], target: float = 30.0) -> dict[
             q["waiting"].discard(ev["Channel"])
             if name == "QueueCallerAbandon":
                 q["abandoned"] += 1
-                abandoned_in[ev["Channel"]] = queue
+                short = int(ev["HoldTime"]) < 5  # a short abandon: left out of SL2 (the reports')
+                q["short"] += short
+                abandoned_in[ev["Channel"]] = (queue, short)
         elif name == "VarSet" and ev.get("Variable") == "QUEUESTATUS" and ev.get("Channel") in abandoned_in:
             # app_queue reports a timeout as an abandon too; QUEUESTATUS says the caller stayed
-            queues[abandoned_in.pop(ev["Channel"])]["abandoned"] -= 1
+            queue, short = abandoned_in.pop(ev["Channel"])
+            queues[queue]["abandoned"] -= 1
+            queues[queue]["short"] -= short
         elif name == "AgentConnect":
             q["answered"] += 1
             q["in_target"] += int(ev["HoldTime"]) <= target
@@ -173,7 +177,7 @@ def what_the_events_say(events: list[AmiMessage], target: float = 30.0) -> dict[
                 answered_legs.add((ext, ev["DestLinkedid"]))
                 operators[ext] += 1
     for q in queues.values():
-        handled = q["answered"] + q["abandoned"]
+        handled = q["answered"] + q["abandoned"] - q["short"]
         q["percent"] = round(100.0 * q["in_target"] / handled, 1) if handled else None
     return {"queues": queues, "operators": operators, "members": members}
 

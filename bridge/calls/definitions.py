@@ -159,6 +159,6 @@ def definitions(policy: ServiceLevelPolicy, after_call_seconds: float = 0.0) -> 
         "staffing.staff_actual": "average operators logged in and not paused during the interval",
         "staffing.expected_service_level": "the service level the needed agents would give",
         "staffing.service_level_with_actual": "the service level the staff one had would give (Erlang)",
-        "staffing.verdict": "under / over / ok: actual staff below the agents needed, above the staff "
-                            "needed, or between",
+        "staffing.verdict": "under: fewer operators available than the agents needed; over: one fewer "
+                            "would still be enough; ok: between",
     }

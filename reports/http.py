@@ -1,0 +1,162 @@
+"""The reports over HTTP (docs/reports_api.md).
+
+- `GET /reports`: the page (web/static/reports.html, with the pages' strict headers);
+- `GET /api/reports?period=&from=&to=&queue=&interval=`: the `Report` as JSON;
+- `GET /api/reports/export.csv?table=...&(same query)`: one table as CSV, audited `report.export`.
+
+Supervisors and admins only (`web.auth.require_role`); a refusal is a 403 and an audit-log row
+(`report.denied`). A bad query is a 400 `{"error": "<what is wrong>"}`.
+"""
+
+from __future__ import annotations
+
+import csv
+import functools
+import io
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+from reports.service import Report, ReportError, ReportService
+from web.audit_log import AuditLog
+from web.auth import require_role
+from web.pages import PAGE_HEADERS, STATIC_DIR
+
+ROLES = ("supervisor", "admin")
+NO_STORE = {"Cache-Control": "no-store"}
+QUERY_KEYS = frozenset({"period", "from", "to", "queue", "interval"})
+TABLES = ("totals", "by_queue", "intervals", "wait_distribution", "talk_distribution", "by_hour_of_day",
+          "by_weekday", "operators", "staffing")
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+class ReportsApi:
+    def __init__(self, service: ReportService, audit: AuditLog, static_dir: Path = STATIC_DIR) -> None:
+        self.service, self.audit, self.static_dir = service, audit, static_dir
+
+
+API_KEY = web.AppKey("reports_api", ReportsApi)
+
+
+def _bad(message: str) -> web.Response:
+    return web.json_response({"error": message, "message": message}, status=400, headers=NO_STORE)
+
+
+def _guarded(handler: Handler) -> Handler:
+    """`require_role("supervisor", "admin")`; a refusal also goes to the audit log table."""
+    guarded = require_role(*ROLES)(handler)
+
+    @functools.wraps(guarded)  # keeps the role mark that unguarded_routes looks for
+    async def audited(request: web.Request) -> web.StreamResponse:
+        try:
+            return await guarded(request)
+        except web.HTTPForbidden:
+            user = request.get("user")
+            if user is not None:
+                await request.app[API_KEY].audit.record(
+                    user.username, "report.denied", role=str(user.role), target=request.path,
+                    result="denied", detail={"method": request.method}, remote=request.remote)
+            raise
+
+    return audited
+
+
+async def _report(request: web.Request, extra: frozenset[str] = frozenset()) -> Report:
+    query = request.query
+    unknown = sorted(set(query) - QUERY_KEYS - extra)
+    if unknown:
+        raise ReportError(f"unknown parameter(s): {', '.join(k[:40] for k in unknown)}")
+    queue = query.get("queue") or None
+    return await request.app[API_KEY].service.report(
+        query.get("period", "today"), start=query.get("from"), end=query.get("to"), queue=queue,
+        interval=query.get("interval", "60"))
+
+
+@_guarded
+async def page(request: web.Request) -> web.StreamResponse:
+    path = request.app[API_KEY].static_dir / "reports.html"
+    if not path.is_file():
+        raise web.HTTPNotFound(text="reports.html is not installed")
+    return web.FileResponse(path, headers=PAGE_HEADERS)
+
+
+@_guarded
+async def get_report(request: web.Request) -> web.StreamResponse:
+    try:
+        report = await _report(request)
+    except ReportError as exc:
+        return _bad(str(exc))
+    return web.json_response(report.to_json(), headers=NO_STORE)
+
+
+@_guarded
+async def export_csv(request: web.Request) -> web.StreamResponse:
+    table = request.query.get("table", "")
+    if table not in TABLES:
+        return _bad(f"table must be one of {', '.join(TABLES)}")
+    try:
+        report = await _report(request, frozenset({"table"}))
+    except ReportError as exc:
+        return _bad(str(exc))
+    user, query = request["user"], request.query
+    await request.app[API_KEY].audit.record(
+        user.username, "report.export", role=str(user.role), target=table, remote=request.remote,
+        detail={k: query[k][:64] for k in sorted(QUERY_KEYS) if k in query})
+    name = f"callbridge-{table}-{report.period.from_[:10]}.csv"
+    return web.Response(body=table_csv(report, table).encode("utf-8"), content_type="text/csv",
+                        charset="utf-8",
+                        headers={**NO_STORE, "Content-Disposition": f'attachment; filename="{name}"'})
+
+
+# -- tables ----------------------------------------------------------------------------------------
+
+def _flat(row: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in row.items():
+        if isinstance(value, dict):
+            out.update(_flat(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = value
+    return out
+
+
+def table_rows(report: Report, table: str) -> list[dict[str, Any]]:
+    """A table of the report as flat rows (nested figures become `parent.key` columns)."""
+    data = report.to_json()
+    if table == "totals":
+        rows = [{"queue": report.period.queue or "(all)", **data["totals"]}]
+    elif table == "by_queue":
+        rows = [{"queue": name, **figures} for name, figures in data["by_queue"].items()]
+    else:
+        rows = data[table]
+    return [_flat(r) for r in rows]
+
+
+def _cell(value: Any) -> Any:
+    # A text cell starting with = + - @ would be a formula to a spreadsheet (queue and operator
+    # names come from the PBX): quote it.
+    if isinstance(value, str) and value[:1] in ("=", "+", "-", "@", "\t", "\r"):
+        return "'" + value
+    return "" if value is None else value
+
+
+def table_csv(report: Report, table: str) -> str:
+    rows = table_rows(report, table)
+    columns: list[str] = []
+    for row in rows:
+        columns.extend(k for k in row if k not in columns)
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=columns, lineterminator="\r\n")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({k: _cell(row.get(k)) for k in columns})
+    return buf.getvalue()
+
+
+def add_report_routes(app: web.Application, api: ReportsApi) -> None:
+    app[API_KEY] = api
+    app.router.add_get("/reports", page)
+    app.router.add_get("/api/reports", get_report)
+    app.router.add_get("/api/reports/export.csv", export_csv)

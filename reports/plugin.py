@@ -1,0 +1,45 @@
+"""Wiring: the queue member log and the reports' page and API attached to the running bridge
+(web.features)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from aiohttp import web
+
+from bridge.calls.channel_names import OperatorDirectory
+from reports.http import ReportsApi, add_report_routes
+from reports.member_log import MemberLog
+from reports.service import ReportService
+from reports.settings import ReportSettings
+from web.audit_log import AuditLog
+from web.features import BridgeParts, run_with_app
+
+
+@dataclass(frozen=True)
+class AttachedReports:
+    service: ReportService
+    member_log: MemberLog
+
+
+REPORTS_KEY = web.AppKey("reports", AttachedReports)
+
+
+def attach_reports(parts: BridgeParts, settings: ReportSettings | None = None) -> AttachedReports:
+    """Queue member events (live, and the QueueStatus list after every connect) into the member
+    log, written in the background from the app's start to its stop; `/reports` and its API on
+    the app, reporting in the call centre's zone by the bridge's clock."""
+    if (attached := parts.app.get(REPORTS_KEY)) is not None:  # once per app
+        return attached
+    settings = settings or ReportSettings()
+    member_log = MemberLog(parts.store, OperatorDirectory(parts.operator_pattern))
+    parts.pipeline.subscribe_raw(member_log.on_ami_event)
+    parts.on_resync(member_log.on_resync)
+    service = ReportService(parts.store, settings, timezone=parts.timezone, clock=parts.clock)
+    add_report_routes(parts.app, ReportsApi(service, AuditLog(parts.store)))
+    run_with_app(parts.app, member_log.start, member_log.stop)
+    parts.app[REPORTS_KEY] = attached = AttachedReports(service, member_log)
+    return attached
+
+
+__all__ = ["REPORTS_KEY", "AttachedReports", "attach_reports"]

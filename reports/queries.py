@@ -1,0 +1,308 @@
+"""The reports' SQL: every count, sum, maximum and percentile is computed in the database
+(GROUP BY with CASE), the same statements on SQLite and PostgreSQL.
+
+Portability notes, once:
+- times: the PBX's UTC `timestamptz` (SQLite: UTC text). `epoch()` is `EXTRACT(EPOCH ...)` on
+  PostgreSQL and `strftime('%s')` / `julianday` on SQLite.
+- local intervals: the period is cut into spans of one UTC offset (a DST change makes two), and
+  a call's local wall-clock second is `epoch + CASE WHEN epoch < change THEN offset ... END`;
+  integer division of that by 900 / 1800 / 3600 / 86400 is its interval, day, hour or weekday.
+- the 90th percentile: nearest rank with window functions (ROW_NUMBER and COUNT over the
+  partition; both databases have them): the row whose rank r is the first with 10 r >= 9 n.
+- Python then only adds up grouped rows (a few per queue and interval), never call rows.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import (
+    BigInteger,
+    Float,
+    Integer,
+    and_,
+    case,
+    cast,
+    extract,
+    func,
+    literal,
+    null,
+    or_,
+    select,
+    union_all,
+)
+from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.sql.elements import ColumnElement
+
+from bridge.call_log.tables import CallRow, RingRow, TransferRow
+from bridge.calls.definitions import ServiceLevelPolicy
+from reports.member_log import MEMBER_LOG
+from web.users import EXTENSIONS, USERS
+
+CALLS, RINGS, TRANSFERS = CallRow.__table__, RingRow.__table__, TransferRow.__table__
+INTERVAL_SECONDS = {"15": 900, "30": 1800, "60": 3600, "day": 86400}
+
+
+@dataclass(frozen=True)
+class Scope:
+    """What a report covers: [start, end) in the call centre's zone, one queue or all calls."""
+
+    start: datetime  # aware
+    end: datetime
+    tz: ZoneInfo
+    interval: str  # 15 | 30 | 60 | day | weekday
+    queue: str | None
+    dialect: str  # sqlite | postgresql
+
+    def offsets(self) -> list[tuple[int, int]]:
+        """(from UTC epoch, UTC offset seconds) spans covering the period; hourly probes find
+        every DST change (zones change on the hour or half hour: a 30-min step is exact)."""
+        spans: list[tuple[int, int]] = []
+        t, stop = self.start.astimezone(UTC), self.end.astimezone(UTC)
+        while t <= stop:
+            off = int(t.astimezone(self.tz).utcoffset().total_seconds())  # type: ignore[union-attr]
+            if not spans or spans[-1][1] != off:
+                spans.append((int(t.timestamp()), off))
+            t += timedelta(minutes=30)
+        return spans
+
+
+# -- dialect helpers --------------------------------------------------------------------------
+
+def epoch_int(col: Any, dialect: str) -> ColumnElement[int]:
+    if dialect == "sqlite":
+        return cast(func.strftime("%s", col), Integer)
+    return cast(func.floor(extract("epoch", col)), BigInteger)
+
+
+def epoch_float(col: Any, dialect: str) -> ColumnElement[float]:
+    if dialect == "sqlite":
+        return (func.julianday(col) - 2440587.5) * 86400.0
+    return cast(extract("epoch", col), Float)
+
+
+def _least(dialect: str, *args: Any) -> ColumnElement[Any]:
+    return func.min(*args) if dialect == "sqlite" else func.least(*args)
+
+
+def _greatest(dialect: str, *args: Any) -> ColumnElement[Any]:
+    return func.max(*args) if dialect == "sqlite" else func.greatest(*args)
+
+
+def local_seconds(col: Any, scope: Scope) -> ColumnElement[int]:
+    """The wall-clock second (as if UTC) of a stored time in the call centre's zone."""
+    epoch = epoch_int(col, scope.dialect)
+    spans = scope.offsets()
+    if len(spans) == 1:
+        return epoch + spans[0][1]
+    whens = [(epoch < nxt[0], literal(cur[1])) for cur, nxt in zip(spans, spans[1:], strict=False)]
+    return epoch + case(*whens, else_=literal(spans[-1][1]))
+
+
+def bucket(scope: Scope) -> ColumnElement[int]:
+    """The interval key: a local epoch divided by the interval (integer division on both
+    databases, the operands being integers), or the weekday (Monday 0; 1970-01-01 was a Thursday)."""
+    local = local_seconds(CALLS.c.entered_at, scope)
+    if scope.interval == "weekday":
+        return (local // 86400 + 3) % 7
+    return local // INTERVAL_SECONDS[scope.interval]
+
+
+def _in_scope(scope: Scope) -> list[ColumnElement[bool]]:
+    where = [CALLS.c.outcome.is_not(None), CALLS.c.internal.is_(False),
+             CALLS.c.entered_at >= scope.start.astimezone(UTC),
+             CALLS.c.entered_at < scope.end.astimezone(UTC)]
+    if scope.queue is not None:
+        where.append(CALLS.c.queue == scope.queue)
+    return where
+
+
+def _target(policy: ServiceLevelPolicy) -> ColumnElement[float]:
+    if not policy.targets:
+        return literal(policy.target_seconds)
+    return case(*[(CALLS.c.queue == q, literal(t)) for q, t in sorted(policy.targets.items())],
+                else_=literal(policy.target_seconds))
+
+
+def _count(cond: ColumnElement[bool]) -> ColumnElement[int]:
+    return func.sum(case((cond, 1), else_=0))
+
+
+def tally_columns(policy: ServiceLevelPolicy) -> list[ColumnElement[Any]]:
+    """The `Tally` fields and the sums the averages need, with the predicates of
+    bridge.calls.definitions written as CASE expressions."""
+    o, w, t = CALLS.c.outcome, CALLS.c.wait_seconds, _target(policy)
+    short = literal(policy.short_abandon_seconds)
+    answered = o == "answered"
+    return [
+        func.count().label("offered"),
+        _count(answered).label("answered"),
+        _count(and_(answered, w <= t)).label("answered_within"),
+        _count(o == "abandoned").label("abandoned"),
+        _count(and_(o == "abandoned", w < short)).label("short_abandoned"),
+        _count(and_(o == "abandoned", w >= short, w <= t)).label("abandoned_within"),
+        _count(o == "unanswered").label("unanswered"),
+        _count(o.not_in(("answered", "abandoned", "unanswered"))).label("incomplete"),
+        func.sum(case((answered, w), else_=0.0)).label("answered_wait"),
+        func.sum(case((answered, CALLS.c.talk_seconds), else_=0.0)).label("answered_talk"),
+        func.sum(w).label("total_wait"),
+        func.max(w).label("longest_wait"),
+    ]
+
+
+# -- the queries --------------------------------------------------------------------------------
+
+async def tallies(conn: AsyncConnection, scope: Scope, policy: ServiceLevelPolicy) -> Sequence[Any]:
+    """One row per (queue, interval key): the tallies everything else adds up."""
+    key = bucket(scope).label("bucket")
+    query = (select(CALLS.c.queue, key, *tally_columns(policy)).where(*_in_scope(scope))
+             .group_by(CALLS.c.queue, key))
+    return (await conn.execute(query)).all()
+
+
+async def unanswered_reasons(conn: AsyncConnection, scope: Scope) -> Sequence[Any]:
+    key = bucket(scope).label("bucket")
+    query = (select(CALLS.c.queue, key, CALLS.c.outcome_reason.label("reason"), func.count().label("calls"))
+             .where(*_in_scope(scope), CALLS.c.outcome == "unanswered")
+             .group_by(CALLS.c.queue, key, CALLS.c.outcome_reason))
+    return (await conn.execute(query)).all()
+
+
+async def wait_p90(conn: AsyncConnection, scope: Scope) -> dict[tuple[str, Any], float]:
+    """Nearest-rank p90 of answered calls' wait: {("total", None), ("queue", q), ("bucket", k)}."""
+    key = bucket(scope)
+    w = CALLS.c.wait_seconds
+    ranked = []
+    for kind, part in (("total", None), ("queue", CALLS.c.queue), ("bucket", key)):
+        over = {"partition_by": part} if part is not None else {}
+        ranked.append(select(
+            literal(kind).label("kind"),
+            (part if part is not None else cast(null(), Integer)).label("key"),
+            w.label("wait"),
+            func.row_number().over(order_by=w, **over).label("r"),
+            func.count().over(**over).label("n"),
+        ).where(*_in_scope(scope), CALLS.c.outcome == "answered"))
+    sub = union_all(*ranked).subquery()
+    query = select(sub.c.kind, sub.c.key, sub.c.wait).where(sub.c.r * 10 >= sub.c.n * 9,
+                                                          (sub.c.r - 1) * 10 < sub.c.n * 9)
+    return {(row.kind, row.key if row.kind != "total" else None): float(row.wait)
+            for row in (await conn.execute(query)).all()}
+
+
+def _bucketed(value: ColumnElement[float], edges: list[float]) -> ColumnElement[int]:
+    return case(*[(value < edge, i) for i, edge in enumerate(edges)], else_=len(edges))
+
+
+async def distribution(conn: AsyncConnection, scope: Scope, edges: list[float], *, talk: bool
+                       ) -> dict[int, tuple[int, int, int]]:
+    """{bucket index: (calls, answered, abandoned)}; talk: answered calls by talk time."""
+    o = CALLS.c.outcome
+    value = CALLS.c.talk_seconds if talk else CALLS.c.wait_seconds
+    idx = _bucketed(value, edges).label("idx")
+    where = [*_in_scope(scope)] + ([o == "answered"] if talk else [])
+    query = (select(idx, func.count().label("calls"), _count(o == "answered").label("answered"),
+                    _count(o == "abandoned").label("abandoned")).where(*where).group_by(idx))
+    return {r.idx: (r.calls, r.answered or 0, r.abandoned or 0) for r in (await conn.execute(query)).all()}
+
+
+async def by_weekday_hour(conn: AsyncConnection, scope: Scope) -> Sequence[Any]:
+    local = local_seconds(CALLS.c.entered_at, scope)
+    weekday, hour = ((local // 86400 + 3) % 7).label("weekday"), ((local % 86400) // 3600).label("hour")
+    query = (select(weekday, hour, func.count().label("calls")).where(*_in_scope(scope))
+             .group_by(weekday, hour))
+    return (await conn.execute(query)).all()
+
+
+async def operator_rings(conn: AsyncConnection, scope: Scope) -> Sequence[Any]:
+    """Per operator: calls his phone rang for, calls he answered (his ring answered)."""
+    answered_call = case((RINGS.c.answered_at.is_not(None), RINGS.c.call_id), else_=None)
+    query = (select(RINGS.c.operator, func.count(RINGS.c.call_id.distinct()).label("rung"),
+                    func.count(answered_call.distinct()).label("answered"),
+                    func.max(RINGS.c.member_name).label("member_name"))
+             .select_from(RINGS.join(CALLS, CALLS.c.call_id == RINGS.c.call_id))
+             .where(*_in_scope(scope)).group_by(RINGS.c.operator))
+    return (await conn.execute(query)).all()
+
+
+async def operator_talk(conn: AsyncConnection, scope: Scope) -> dict[str, float]:
+    """Each operator's own talk: from his answer to his transfer of the caller (or the end);
+    a colleague who takes a transferred caller talks from the transfer to the next or the end
+    (as the wallboard's talk segments)."""
+    d = scope.dialect
+    nxt = func.lead(TRANSFERS.c.at).over(partition_by=TRANSFERS.c.call_id, order_by=TRANSFERS.c.seq)
+    handover = (select(TRANSFERS.c.call_id, TRANSFERS.c.to_operator, TRANSFERS.c.at, nxt.label("next_at"),
+                       TRANSFERS.c.seq)
+                .select_from(TRANSFERS.join(CALLS, CALLS.c.call_id == TRANSFERS.c.call_id))
+                .where(*_in_scope(scope), TRANSFERS.c.to_operator.is_not(None))).subquery()
+    first = (select(handover.c.call_id, func.min(handover.c.at).label("at"))
+             .group_by(handover.c.call_id)).subquery()
+    own = (select(CALLS.c.answered_by.label("operator"),
+                  (epoch_float(func.coalesce(first.c.at, CALLS.c.ended_at), d)
+                   - epoch_float(CALLS.c.answered_at, d)).label("talk"))
+           .select_from(CALLS.outerjoin(first, first.c.call_id == CALLS.c.call_id))
+           .where(*_in_scope(scope), CALLS.c.answered_by.is_not(None), CALLS.c.answered_at.is_not(None)))
+    taken = (select(handover.c.to_operator.label("operator"),
+                    (epoch_float(func.coalesce(handover.c.next_at, CALLS.c.ended_at), d)
+                     - epoch_float(handover.c.at, d)).label("talk"))
+             .select_from(handover.join(CALLS, CALLS.c.call_id == handover.c.call_id)))
+    segments = union_all(own, taken).subquery()
+    query = (select(segments.c.operator, func.sum(_greatest(d, segments.c.talk, 0.0)).label("talk"))
+             .group_by(segments.c.operator))
+    return {r.operator: float(r.talk or 0.0) for r in (await conn.execute(query)).all()}
+
+
+async def operator_transfers(conn: AsyncConnection, scope: Scope) -> dict[str, int]:
+    query = (select(TRANSFERS.c.from_operator, func.count().label("n"))
+             .select_from(TRANSFERS.join(CALLS, CALLS.c.call_id == TRANSFERS.c.call_id))
+             .where(*_in_scope(scope), TRANSFERS.c.from_operator.is_not(None))
+             .group_by(TRANSFERS.c.from_operator))
+    return {r.from_operator: r.n for r in (await conn.execute(query)).all()}
+
+
+async def user_names(conn: AsyncConnection, extensions: list[str]) -> dict[str, str]:
+    if not extensions:
+        return {}
+    query = (select(EXTENSIONS.c.extension, USERS.c.display_name)
+             .select_from(EXTENSIONS.join(USERS, USERS.c.id == EXTENSIONS.c.user_id))
+             .where(EXTENSIONS.c.extension.in_(extensions)))
+    return {r.extension: r.display_name for r in (await conn.execute(query)).all()}
+
+
+def _member_segments(scope: Scope, now: datetime, queue_rows: bool) -> Any:
+    """Member-log states as [at, until) segments clipped to the period (and to now): the
+    next change of the same member ends a state (LEAD), the last one lasts until now."""
+    d, m = scope.dialect, MEMBER_LOG.c
+    end = min(scope.end.astimezone(UTC), now)
+    lead = func.lead(m.at).over(partition_by=(m.queue, m.interface), order_by=(m.at, m.id))
+    which = (m.queue == scope.queue) if queue_rows and scope.queue is not None else (
+        m.queue.is_not(None) if queue_rows else m.queue.is_(None))
+    rows = select(m.queue, m.interface, m.operator, m.name, m.logged_in, m.paused, m.at,
+                  lead.label("until")).where(which, m.at < end).subquery()
+    start_e, end_e = scope.start.astimezone(UTC).timestamp(), end.timestamp()
+    seg_from = _greatest(d, epoch_float(rows.c.at, d), literal(start_e))
+    seg_to = _least(d, func.coalesce(epoch_float(rows.c.until, d), literal(end_e)), literal(end_e))
+    return rows, seg_from, seg_to
+
+
+async def operator_member_times(conn: AsyncConnection, scope: Scope, now: datetime) -> Sequence[Any]:
+    """Per operator: seconds logged in and seconds paused in the period (his overall rows)."""
+    rows, seg_from, seg_to = _member_segments(scope, now, queue_rows=False)
+    span = _greatest(scope.dialect, seg_to - seg_from, 0.0)
+    query = (select(rows.c.operator, func.max(rows.c.name).label("name"),
+                    func.sum(case((rows.c.logged_in, span), else_=0.0)).label("logged_in"),
+                    func.sum(case((and_(rows.c.logged_in, rows.c.paused), span), else_=0.0)).label("paused"))
+             .where(rows.c.operator.is_not(None)).group_by(rows.c.operator))
+    return (await conn.execute(query)).all()
+
+
+async def available_segments(conn: AsyncConnection, scope: Scope, now: datetime) -> Sequence[Any]:
+    """[from, to) epochs when one member was logged in and not paused (the queue's rows for a
+    queue, the operators' overall rows for all queues): a few rows per operator and day."""
+    rows, seg_from, seg_to = _member_segments(scope, now, queue_rows=scope.queue is not None)
+    query = (select(seg_from.label("start"), seg_to.label("stop"))
+             .where(rows.c.logged_in, or_(rows.c.paused.is_(False)), seg_to > seg_from))
+    return (await conn.execute(query)).all()
