@@ -77,13 +77,14 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--db", help="database URL (default: from configuration)")
     from crm_adapters.cli import add_crm_commands
     from recordings.cli import add_recording_commands
-    from reports.cli import add_staffing_command
+    from reports.cli import add_report_command, add_staffing_command
     from web.user_cli import add_user_commands
 
     add_crm_commands(sub)
     add_user_commands(sub)
     add_recording_commands(sub)
     add_staffing_command(sub)
+    add_report_command(sub)
     _add_common_options(parser, None)
     return parser
 
@@ -180,6 +181,10 @@ def main(argv: list[str] | None = None) -> int:
         from reports.cli import run_staffing_command
 
         runners = {"staffing": lambda: run_staffing_command(args)}
+    elif args.command == "report":
+        from reports.cli import run_report_command
+
+        runners = {"report": lambda: run_report_command(args, settings)}
     else:
         runners = {}
     runners |= {

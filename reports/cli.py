@@ -112,3 +112,79 @@ def _check_staffing_args(args: argparse.Namespace) -> str | None:
         if not ok(value):
             return f"{flag} {rule}, not {value:g}"
     return None
+
+
+# --- callbridge report ------------------------------------------------------------------------
+
+REPORT_TABLES = ("totals", "by_queue", "intervals", "wait_distribution", "talk_distribution",
+                 "by_hour_of_day", "by_weekday", "operators", "staffing")
+
+
+def add_report_command(subparsers: Any) -> None:
+    cmd = subparsers.add_parser(
+        "report", help="the reports page's figures for a period (table, JSON or CSV)",
+        description="The same figures as /reports and /api/reports, from the call log.")
+    cmd.add_argument("--period", choices=("today", "yesterday", "last7", "range"), default="today")
+    cmd.add_argument("--from", dest="start", metavar="YYYY-MM-DD", help="first day (with --period range)")
+    cmd.add_argument("--to", dest="end", metavar="YYYY-MM-DD",
+                     help="last day, included (with --period range)")
+    cmd.add_argument("--queue", help="one queue (default: all calls)")
+    cmd.add_argument("--interval", choices=("15", "30", "60", "day", "weekday"), default="60")
+    cmd.add_argument("--table", choices=REPORT_TABLES, default="totals",
+                     help="the table to print as text or CSV (JSON prints the whole report)")
+    cmd.add_argument("--format", choices=("table", "json", "csv"), default="table")
+    cmd.add_argument("--db", help="database URL (default: from configuration)")
+
+
+def _text_table(rows: list[dict[str, Any]]) -> str:
+    """Aligned columns; numbers right-aligned, fractions as they are (0..1), nulls as '-'."""
+    if not rows:
+        return "(no rows)\n"
+    columns: list[str] = []
+    for row in rows:
+        columns.extend(k for k in row if k not in columns)
+
+    def show(value: Any) -> str:
+        if value is None:
+            return "-"
+        return f"{value:.3f}".rstrip("0").rstrip(".") if isinstance(value, float) else str(value)
+
+    cells = [[show(row.get(c)) for c in columns] for row in rows]
+    widths = [max(len(c), *(len(r[i]) for r in cells)) for i, c in enumerate(columns)]
+    lines = ["  ".join(c.ljust(w) for c, w in zip(columns, widths, strict=True))]
+    for r in cells:
+        lines.append("  ".join(v.rjust(w) for v, w in zip(r, widths, strict=True)))
+    return "\n".join(lines) + "\n"
+
+
+async def run_report_command(args: argparse.Namespace, settings: Any, *,
+                             clock: Any = None) -> int:
+    """`settings`: CallbridgeSettings (database_url, timezone, reports); `clock` for tests."""
+    import time
+
+    from bridge.call_log.store import CallLogStore
+    from reports.http import table_csv, table_rows
+    from reports.service import ReportError, ReportService
+
+    store = CallLogStore(args.db or settings.database_url)
+    await store.open()
+    try:
+        service = ReportService(store, settings.reports, timezone=settings.timezone, clock=clock or time.time)
+        try:
+            report = await service.report(args.period, start=args.start, end=args.end, queue=args.queue,
+                                          interval=args.interval)
+        except ReportError as exc:
+            print(f"callbridge report: {exc}", file=sys.stderr)
+            return 2
+    finally:
+        await store.close()
+    if args.format == "json":
+        sys.stdout.write(json.dumps(report.to_json(), ensure_ascii=False, indent=1) + "\n")
+    elif args.format == "csv":
+        sys.stdout.write(table_csv(report, args.table))
+    else:
+        period = report.period
+        sys.stdout.write(f"{args.table}: {period.from_} .. {period.to} ({period.timezone}), "
+                         f"queue {period.queue or 'all'}, interval {period.interval}\n")
+        sys.stdout.write(_text_table(table_rows(report, args.table)))
+    return 0
