@@ -4,6 +4,7 @@ AMI simulator replaying the recorded Asterisk captures in a loop."""
 from __future__ import annotations
 
 import logging
+import time
 from pathlib import Path
 
 from bridge.demo_data import login_help, seed_demo
@@ -37,7 +38,8 @@ async def run_demo(settings: CallbridgeSettings, *, speed: float = 1.0, db_url: 
     captures = demo_captures(captures_dir)
     secret = settings.ami.secret.get_secret_value()
     simulator = AmiSimulator(captures, username=settings.ami.username, secret=secret,
-                             speed=speed if speed > 0 else None, loop=True, port=ami_port)
+                             speed=speed if speed > 0 else None, loop=True, port=ami_port,
+                             now=time.time)  # the demo's PBX speaks in the present (issue 13)
     simulator.action_hooks.append(record_like_a_pbx)
     host, port = await simulator.start()
     ami = settings.ami.model_copy(update={"host": host, "port": port})

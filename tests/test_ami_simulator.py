@@ -512,7 +512,6 @@ async def test_channel_actions_check_the_live_channel(sim_factory) -> None:
     await client.next()
     live, gone = LIVE_CHANNEL["Channel"], "Local/nobody@nowhere-00000001;1"
     cases = [
-        ("Hangup", {"Channel": live}, "Success", "Channel Hungup"),
         ("Hangup", {"Channel": gone}, "Error", "No such channel"),
         ("Redirect", {"Channel": live, "Context": "direct", "Exten": "103", "Priority": "1"},
          "Success", "Redirect successful"),
@@ -522,7 +521,9 @@ async def test_channel_actions_check_the_live_channel(sim_factory) -> None:
         ("Atxfer", {"Channel": live, "Context": "direct", "Exten": "103"},
          "Success", "Atxfer successfully queued"),
         ("StopMixMonitor", {"Channel": gone}, "Error", "No such channel"),
-        ("MixMonitorMute", {"Channel": live, "Direction": "both", "State": "1"}, "Success", None),
+        ("StopMixMonitor", {"Channel": live}, "Error", "Could not stop monitoring channel"),
+        ("MixMonitorMute", {"Channel": live, "Direction": "sideways", "State": "1"}, "Error",
+         "Invalid direction specified. Must be read, write or both"),
         ("Setvar", {"Variable": "CRM_ID", "Value": "42"}, "Success", "Variable Set"),
         ("Events", {"EventMask": "on"}, "Success", None),
     ]
@@ -540,6 +541,11 @@ async def test_channel_actions_check_the_live_channel(sim_factory) -> None:
     action_id = client.send("Status", Channel=live)
     status = await client.answer(action_id, "StatusComplete")
     assert [m["CallerIDName"] for m in status if m.event == "Status"] == [CALLER]
+    action_id = client.send("Hangup", Channel=live)  # last: the channel is gone after it
+    reply, hangup = await client.next(), await client.next()
+    assert (reply["ActionID"], reply["Message"], hangup.event) == (action_id, "Channel Hungup", "Hangup")
+    client.send("Redirect", Channel=live, Context="direct", Exten="103", Priority="1")
+    assert (await client.next())["Message"] == f"Channel does not exist: {live}"
 
 
 async def test_cli_prints_address_and_serves() -> None:

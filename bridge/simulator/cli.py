@@ -7,6 +7,7 @@ import asyncio
 import contextlib
 import signal
 import sys
+import time
 from pathlib import Path
 
 from bridge.simulator.server import AmiSimulator
@@ -27,6 +28,9 @@ def build_parser() -> argparse.ArgumentParser:
                              "pbx_restart_part1.ami pbx_restart_part2.ami")
     parser.add_argument("--downtime", type=float, default=0.0, metavar="SECONDS",
                         help="with --per-connection: refuse connections this long after each PBX death")
+    parser.add_argument("--now", action="store_true",
+                        help="move every replayed time (Timestamp, id epochs, Cdr times...) to the "
+                             "present, per capture and pass, as the demo does")
     parser.add_argument("--username", default="callbridge")
     parser.add_argument("--secret", default="callbridge")
     return parser
@@ -35,13 +39,15 @@ def build_parser() -> argparse.ArgumentParser:
 async def _run(args: argparse.Namespace) -> None:
     sim = AmiSimulator(args.captures, username=args.username, secret=args.secret,
                        speed=args.speed or None, loop=args.loop, host=args.host, port=args.port,
-                       per_connection=args.per_connection, downtime=args.downtime)
+                       per_connection=args.per_connection, downtime=args.downtime,
+                       now=time.time if args.now else None)
     host, port = await sim.start()
     print(f"AMI simulator listening on {host}:{port}", flush=True)
     print(f"login: Username={args.username} Secret={args.secret}", flush=True)
     print(f"replaying {len(sim.events)} events from {len(args.captures)} capture(s), "
           f"speed {args.speed or 'max'}{', looping' if args.loop else ''}"
-          f"{', one capture per connection' if args.per_connection else ''}", flush=True)
+          f"{', one capture per connection' if args.per_connection else ''}"
+          f"{', times moved to now' if args.now else ''}", flush=True)
     stopped = asyncio.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):  # also when started with SIGINT ignored (`&`)
         with contextlib.suppress(NotImplementedError, RuntimeError):

@@ -26,6 +26,7 @@ class SimulatorHooks:
         self._overrides: dict[str, Pairs] = {}
         self._ignored: set[str] = set()
         self._cursors: dict[str, int] = {}
+        self.stripped: dict[str, tuple[str, ...]] = {}  # event name -> header prefixes left out
         self._changed = asyncio.Event()
 
     def set_response(self, action: str, headers: Mapping[str, str] | Pairs | None) -> None:
@@ -36,6 +37,15 @@ class SimulatorHooks:
         else:
             pairs = headers.items() if isinstance(headers, Mapping) else headers
             self._overrides[action.lower()] = list(pairs)
+
+    def strip_fields(self, event: str, *prefixes: str) -> None:
+        """Replay `event` without the headers starting with `prefixes` (none: as recorded),
+        e.g. `strip_fields("AttendedTransfer", "TransferTarget")`: the shape Asterisk sends
+        when the transfer had no target channel snapshot (main/stasis_bridges.c)."""
+        if prefixes:
+            self.stripped[event.lower()] = prefixes
+        else:
+            self.stripped.pop(event.lower(), None)
 
     def ignore_action(self, action: str, ignore: bool = True) -> None:
         """Never answer `action` (still recorded in `actions`): for client timeouts."""

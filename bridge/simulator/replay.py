@@ -7,13 +7,14 @@ Kept apart from the TCP server (`bridge.simulator.server`), which re-exports the
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Sequence
+import math
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 from bridge.ami.message import BANNER_PREFIX, AmiMessage, iter_capture, parse_message
 from bridge.simulator.actions import PbxState
-from bridge.simulator.relabel import relabel
+from bridge.simulator.relabel import relabel, shift_times
 
 _END = b"\r\n\r\n"
 
@@ -94,15 +95,27 @@ class ReplaySession:
 
     `run` is the PBX run (boot) it belongs to, `pass_no` the relabelling pass of its first
     event (both 0 unless the simulator serves one capture per connection).
+
+    Times: by default pass N is moved N * `pass_span` on (its Timestamps only). With `now`
+    (a clock), every time a message states is moved so that each capture of each pass
+    starts at `now()` when its first event goes out (whole seconds; see
+    `relabel.shift_times`): the PBX speaks in the present, as a live one would.
     """
 
     def __init__(self, events: list[CaptureEvent], loop: bool, rate: float, *,
                  boots: Sequence[Boot | None] = (), run: int = 0, pass_no: int = 0,
-                 pass_span: float = 0.0) -> None:
+                 pass_span: float = 0.0, now: Callable[[], float] | None = None) -> None:
         self.events, self.loop = events, loop
         self.boots, self.run, self.pass_no, self.pass_span = boots, run, pass_no, pass_span
-        start = next((e.timestamp for e in events if e.timestamp is not None), None)
-        self.state = PbxState(None if start is None else start + pass_no * pass_span, rate)
+        self.now = now
+        self._offsets: dict[tuple[int, int], float] = {}  # (pass, capture) -> seconds moved
+        self._firsts: dict[int, float] = {}  # capture -> its first Timestamp
+        for e in events:
+            if e.timestamp is not None:
+                self._firsts.setdefault(e.capture, e.timestamp)
+        first = next(((e.timestamp, e.capture) for e in events if e.timestamp is not None), None)
+        start = None if first is None else first[0] + self.offset(pass_no, first[1])
+        self.state = PbxState(start, rate, used=(e.message for e in events))
         self.position = 0  # counts on across loops
         self.last: CaptureEvent | None = None  # last event replayed, to pace the next one
         self.dead = False  # its PBX died: never resumed by a later login
@@ -118,9 +131,21 @@ class ReplaySession:
         """The relabelling pass of the next event (0: the capture's own ids and times)."""
         return self.pass_no + self.position // len(self.events)
 
+    def offset(self, pass_no: int, capture: int) -> float:
+        """Seconds the times of `capture` in pass `pass_no` are moved by."""
+        if self.now is None:
+            return pass_no * self.pass_span
+        key = (pass_no, capture)
+        if key not in self._offsets:  # taken when the segment's first event goes out
+            self._offsets[key] = math.floor(self.now() - self._firsts.get(capture, self.now()))
+        return self._offsets[key]
+
     def relabelled_next(self) -> CaptureEvent:
         item = self.next_event()
-        if pass_no := self.next_pass():
+        pass_no = self.next_pass()
+        if self.now is not None:
+            return shifted(item, pass_no, int(self.offset(pass_no, item.capture)))
+        if pass_no:
             item = relabelled(item, pass_no, pass_no * self.pass_span)
         return item
 
@@ -134,10 +159,32 @@ class ReplaySession:
         if boot is None:
             return None
         passes = self.next_pass() if ahead else self.pass_no + (self.position - 1) // len(self.events)
-        return boot.shifted(passes * self.pass_span)
+        return boot.shifted(self.offset(passes, item.capture))
+
+
+def _parsed(raw: bytes, stamp: float | None, capture: int) -> CaptureEvent:
+    return CaptureEvent(raw, parse_message(raw[:-4].decode("utf-8", "replace"), 0.0), stamp, capture)
 
 
 def relabelled(item: CaptureEvent, pass_no: int, offset: float) -> CaptureEvent:
     raw = relabel(item.raw, pass_no, offset)
-    stamp = None if item.timestamp is None else item.timestamp + offset
-    return CaptureEvent(raw, parse_message(raw[:-4].decode("utf-8", "replace"), 0.0), stamp, item.capture)
+    return _parsed(raw, None if item.timestamp is None else item.timestamp + offset, item.capture)
+
+
+def shifted(item: CaptureEvent, pass_no: int, seconds: int) -> CaptureEvent:
+    """`item` for pass `pass_no` (fresh ids after the first), every time moved `seconds`."""
+    if not pass_no and not seconds:
+        return item
+    raw = shift_times(relabel(item.raw, pass_no) if pass_no else item.raw, seconds)
+    return _parsed(raw, None if item.timestamp is None else item.timestamp + seconds, item.capture)
+
+
+def without_fields(item: CaptureEvent, prefixes: Sequence[str]) -> CaptureEvent:
+    """`item` with every header whose name starts with one of `prefixes` left out (the
+    others keep their bytes and order): a shape another Asterisk version or situation sends."""
+    lines = item.raw[:-4].split(b"\r\n")
+    wanted = tuple(p.encode() for p in prefixes)
+    kept = [line for line in lines if not line.split(b":", 1)[0].startswith(wanted)]
+    if len(kept) == len(lines):
+        return item
+    return _parsed(b"\r\n".join(kept) + _END, item.timestamp, item.capture)

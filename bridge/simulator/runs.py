@@ -8,15 +8,16 @@ the next login starts the next capture on a fresh PBX.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from bridge.simulator.replay import Boot, CaptureEvent, ReplaySession
 
 
 class ReplayRuns:
     def __init__(self, events: list[CaptureEvent], boots: Sequence[Boot | None], captures: int, *,
-                 loop: bool, per_connection: bool, pass_span: float) -> None:
-        self.events, self.boots, self.loop = events, boots, loop
+                 loop: bool, per_connection: bool, pass_span: float,
+                 now: Callable[[], float] | None = None) -> None:
+        self.events, self.boots, self.loop, self.now = events, boots, loop, now
         self.per_connection, self.pass_span = per_connection, pass_span
         self.captures = [[e for e in events if e.capture == i] for i in range(captures)]
         self.sessions: list[ReplaySession] = []  # every session started, in order
@@ -30,14 +31,14 @@ class ReplayRuns:
             return self.parked.pop(0)
         if not self.per_connection:
             session = ReplaySession(self.events, self.loop, rate, boots=self.boots,
-                                    pass_span=self.pass_span)
+                                    pass_span=self.pass_span, now=self.now)
         else:
             count = len(self.captures) or 1
             if len(self.run_logins) <= self.run:
                 self.run_logins.append(login)
             events = self.captures[self.run % count] if self.captures else []
             session = ReplaySession(events, False, rate, boots=self.boots, run=self.run,
-                                    pass_no=self.run // count, pass_span=self.pass_span)
+                                    pass_no=self.run // count, pass_span=self.pass_span, now=self.now)
         self.sessions.append(session)
         return session
 

@@ -46,6 +46,7 @@ from bridge.simulator.replay import (
     read_capture,
     recorded_boot,
     split_capture,
+    without_fields,
 )
 from bridge.simulator.runs import ReplayRuns
 
@@ -88,7 +89,8 @@ class _Connection:
 
 class AmiSimulator(SimulatorHooks):
     """A TCP AMI server replaying captures; `speed`, `drop_after_events`, `chunk_size`,
-    `answer_pings` and `downtime` may be changed while it runs."""
+    `answer_pings` and `downtime` may be changed while it runs. `now`: a clock to move every
+    replayed time to (the demo's present); by default the captures' own times."""
 
     def __init__(self, captures: Sequence[Path | str] | Sequence[bytes], *,
                  username: str = "callbridge", secret: str = "callbridge",
@@ -96,7 +98,8 @@ class AmiSimulator(SimulatorHooks):
                  host: str = "127.0.0.1", port: int = 0,
                  drop_after_events: int | None = None, chunk_size: int | None = None,
                  capture_gap: float = 1.0, resume: bool = True, record: bool | None = None,
-                 per_connection: bool = False, downtime: float = 0.0) -> None:
+                 per_connection: bool = False, downtime: float = 0.0,
+                 now: Callable[[], float] | None = None) -> None:
         if speed is not None and speed <= 0:
             raise ValueError("speed must be positive, or None for as fast as possible")
         if downtime < 0:
@@ -112,8 +115,10 @@ class AmiSimulator(SimulatorHooks):
         # so a bridge sees new calls rather than repeats of the same Linkedids.
         stamps = [e.timestamp for e in self.events if e.timestamp is not None]
         self._pass_span = (max(stamps) - min(stamps) if stamps else 0.0) + capture_gap * (len(captures) + 1)
+        # `now` (e.g. time.time): every replayed time moved to the present, per capture and
+        # pass (the demo); None: the captures' own times (tests compare them with fixtures).
         self.runs = ReplayRuns(self.events, self.boots, len(data), loop=loop,
-                               per_connection=per_connection, pass_span=self._pass_span)
+                               per_connection=per_connection, pass_span=self._pass_span, now=now)
         self.username, self.secret = username, secret
         self.speed, self.loop, self.host, self.port = speed, loop, host, port
         self.drop_after_events = drop_after_events  # per connection; read at every event
@@ -349,22 +354,33 @@ class AmiSimulator(SimulatorHooks):
             if self.drop_after_events is not None and conn.replayed >= self.drop_after_events:
                 conn.close()
                 return
-            item = session.relabelled_next()
-            if self.speed and item.timestamp is not None:
+            # Paced on the recorded times (a capture's gaps are the same however its times
+            # are moved); the event is rewritten after the wait, so a capture moved to the
+            # present starts when its first event really goes out.
+            upcoming = session.next_event()
+            if self.speed and upcoming.timestamp is not None:
                 last = session.last
                 if last is not None and last.timestamp is not None:
-                    same_run = last.capture == item.capture and session.position % len(session.events)
-                    gap = max(0.0, item.timestamp - last.timestamp) if same_run else self.capture_gap
+                    same_run = last.capture == upcoming.capture and session.position % len(session.events)
+                    gap = max(0.0, upcoming.timestamp - last.timestamp) if same_run else self.capture_gap
                     due = max(due, loop.time() - 0.05) + gap / self.speed  # paced, not bursty on lag
                 if (delay := due - loop.time()) > 0:
                     await asyncio.sleep(delay)
             else:
                 await asyncio.sleep(0)  # let the connection's actions in between events
+            if conn.closing:
+                return
+            item = session.relabelled_next()
+            if prefixes := self.stripped.get((item.message.event or "").lower()):
+                item = without_fields(item, prefixes)
+            # A channel an action hung up is gone: the capture's later words about it are not.
+            hidden = item.message.get("Channel") in session.state.hung_up
 
-            def replayed(item: CaptureEvent = item, sent: bool = conn.events_on) -> None:
+            def replayed(item: CaptureEvent = item, upcoming: CaptureEvent = upcoming,
+                         sent: bool = conn.events_on and not hidden) -> None:
                 session.state.apply(item.message)
                 session.position += 1
-                session.last = item
+                session.last = upcoming
                 if sent:
                     conn.replayed += 1
                 if sent and self.record:
@@ -372,7 +388,7 @@ class AmiSimulator(SimulatorHooks):
                     self.sent_event_bytes.append(item.raw)
                 self._notify()
 
-            if conn.events_on:
+            if conn.events_on and not hidden:
                 try:
                     await conn.send(item.raw, self.chunk_size, replayed)
                 except ConnectionError:
