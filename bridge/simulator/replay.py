@@ -137,7 +137,8 @@ class ReplaySession:
             return pass_no * self.pass_span
         key = (pass_no, capture)
         if key not in self._offsets:  # taken when the segment's first event goes out
-            self._offsets[key] = math.floor(self.now() - self._firsts.get(capture, self.now()))
+            now = self.now()
+            self._offsets[key] = math.floor(now - self._firsts.get(capture, now))
         return self._offsets[key]
 
     def relabelled_next(self) -> CaptureEvent:
