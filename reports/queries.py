@@ -24,6 +24,7 @@ from sqlalchemy import (
     BigInteger,
     Float,
     Integer,
+    String,
     and_,
     case,
     cast,
@@ -177,19 +178,21 @@ async def wait_p90(conn: AsyncConnection, scope: Scope) -> dict[tuple[str, Any],
     key = bucket(scope)
     w = CALLS.c.wait_seconds
     ranked = []
+    no_queue, no_bucket = cast(null(), String), cast(null(), BigInteger)
     for kind, part in (("total", None), ("queue", CALLS.c.queue), ("bucket", key)):
         over = {"partition_by": part} if part is not None else {}
-        ranked.append(select(
+        ranked.append(select(  # keys in two columns: UNION needs one type per column
             literal(kind).label("kind"),
-            (part if part is not None else cast(null(), Integer)).label("key"),
+            (CALLS.c.queue if kind == "queue" else no_queue).label("queue_key"),
+            (key if kind == "bucket" else no_bucket).label("bucket_key"),
             w.label("wait"),
             func.row_number().over(order_by=w, **over).label("r"),
             func.count().over(**over).label("n"),
         ).where(*_in_scope(scope), CALLS.c.outcome == "answered"))
     sub = union_all(*ranked).subquery()
-    query = select(sub.c.kind, sub.c.key, sub.c.wait).where(sub.c.r * 10 >= sub.c.n * 9,
-                                                          (sub.c.r - 1) * 10 < sub.c.n * 9)
-    return {(row.kind, row.key if row.kind != "total" else None): float(row.wait)
+    query = select(sub.c.kind, sub.c.queue_key, sub.c.bucket_key, sub.c.wait).where(
+        sub.c.r * 10 >= sub.c.n * 9, (sub.c.r - 1) * 10 < sub.c.n * 9)
+    return {(row.kind, row.queue_key if row.kind == "queue" else row.bucket_key): float(row.wait)
             for row in (await conn.execute(query)).all()}
 
 
