@@ -32,8 +32,9 @@ def at(day: date, hh: int, mm: int, ss: float = 0.0, tz: ZoneInfo = MSK) -> floa
     return datetime(day.year, day.month, day.day, hh, mm, tzinfo=tz).timestamp() + ss
 
 
-def call(cid: str, entered: float, outcome: str, wait: float, talk: float = 0.0, *, queue: str | None = "support",
-         operator: str | None = None, reason: str | None = None, rung: list[str] | None = None,
+def call(cid: str, entered: float, outcome: str, wait: float, talk: float = 0.0, *,
+         queue: str | None = "support", operator: str | None = None, reason: str | None = None,
+         rung: list[str] | None = None,
          transfer_to: str | None = None) -> CallRecord:
     answered = entered + wait if outcome == "answered" else None
     end = (answered + talk) if answered is not None else entered + wait
@@ -68,8 +69,8 @@ async def test_the_captures_day(store: CallLogStore) -> None:
     # sessions are not callers; queue_timeout and blonde_transfer are another day); 12 answered
     # (waits 1.0, 1.0, 3.0 and nine of 2.0 s), 19 abandoned of which the burst's 18 after 3.4 s.
     assert (t.offered, t.answered, t.abandoned, t.short_abandoned, t.unanswered) == (31, 12, 19, 18, 0)
-    assert t.service_level_by_definition == {"answered": 1.0, "answered_and_abandoned": pytest.approx(12 / 13),
-                                             "offered": pytest.approx(12 / 13)}
+    assert t.service_level_by_definition == {
+        "answered": 1.0, "answered_and_abandoned": pytest.approx(12 / 13), "offered": pytest.approx(12 / 13)}
     assert t.service_level == pytest.approx(12 / 13)  # the default: SL2
     assert t.abandon_rate == pytest.approx(1 / 13)  # queue_abandoned's 6.4 s of 31 - 18
     assert t.asa_seconds == pytest.approx(23 / 12, abs=0.01)
@@ -170,7 +171,8 @@ async def test_local_days_and_a_dst_change(store: CallLogStore) -> None:
                            operator="101")])
     svc = await service(store, at(sunday, 12, 0, tz=berlin), "Europe/Berlin")
     report = await svc.report("today", interval="60")
-    assert report.period.from_ == "2026-03-29T00:00:00+01:00" and report.period.to == "2026-03-30T00:00:00+02:00"
+    assert (report.period.from_, report.period.to) == ("2026-03-29T00:00:00+01:00",
+                                                       "2026-03-30T00:00:00+02:00")
     busy = {iv.start: iv.offered for iv in report.intervals if iv.offered}
     assert busy == {"2026-03-29T01:00:00+01:00": 1, "2026-03-29T03:00:00+02:00": 1,
                     "2026-03-29T23:00:00+02:00": 1}
@@ -209,7 +211,8 @@ def generate_month(first: date, days: int, calls_per_day: int, seed: int, tz: Zo
             cid = f"{day.isoformat()}-{n}"
             if roll < 0.82:
                 out.append(call(cid, entered, "answered", wait, round(rnd.expovariate(1 / 180.0), 1),
-                                queue=queue, operator=first_op, rung=[second, first_op] if wait > 15 else None,
+                                queue=queue, operator=first_op,
+                                rung=[second, first_op] if wait > 15 else None,
                                 transfer_to=second if rnd.random() < 0.05 else None))
             elif roll < 0.95:
                 out.append(call(cid, entered, "abandoned", wait, queue=queue, reason="caller_hangup",
@@ -246,7 +249,8 @@ async def test_a_generated_month(store: CallLogStore) -> None:
         iv = next(i for i in report.intervals if i.start == datetime.fromtimestamp(begin, MSK).isoformat())
         ref = reference(inside, policy)
         answered = sorted(c.wait_seconds for c in inside if c.outcome == "answered")
-        assert (iv.offered, iv.answered, iv.short_abandoned) == (ref.offered, ref.answered, ref.short_abandoned)
+        assert (iv.offered, iv.answered, iv.short_abandoned) == (
+            ref.offered, ref.answered, ref.short_abandoned)
         assert iv.service_level_by_definition == pytest.approx(service_levels(ref, policy))
         assert iv.asa_seconds == pytest.approx(sum(answered) / len(answered), abs=1e-3)
         assert iv.wait_p90_seconds == pytest.approx(answered[-(-9 * len(answered) // 10) - 1])
