@@ -115,7 +115,9 @@ async def test_mixmonitor_on_the_answering_leg_with_a_bridge_chosen_file(store: 
         "bridge", "101", "Local/101@agents-00000001;1", rel, "wav")
     assert rec.status == "ok" and not rec.problem
     assert rec.size_bytes == len(audio) and rec.duration_seconds == 4.4
-    assert rec.offset_seconds == pytest.approx(2.0, abs=0.01)  # answered 2 s into the call
+    # Answered 2 s into the call; MixMonitorStart (the true start) follows the action by the
+    # bridge's reaction time, stretched by the replay speed (8) into PBX time: never before.
+    assert 2.0 - 0.01 <= rec.offset_seconds <= 2.0 + 0.5
     assert rec.stopped_at == pytest.approx(1795508284.4078, abs=0.001)  # the operator leg's hang-up
     # The call log links it: the call's row (caller) joins the recording's.
     assert (rec.caller_number, rec.caller_name, rec.queue) == ("+74951234567", "Иван Петров", "support")
