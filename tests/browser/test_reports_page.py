@@ -12,8 +12,10 @@ The page's figures are checked against the JSON through the same formatting rule
 states (percentages to one decimal; durations "8 s", "3 min 05 s", "1 h 05 min"; counts
 with thousands separators), computed here independently with exact decimal rounding.
 
-One more test, through the real app (reports/http.py), checks that the page shows the
-API's own numbers; it is skipped while the back end is not in the checkout.
+One more test goes through the real app: the real login, reports/http.py and the report
+service on SQLite, seeded with a morning of calls (a queue and an operator named in markup,
+a queue named in SQL) and a fixed clock; Vera, a supervisor, signs in and the page shows
+exactly the numbers `GET /api/reports` answers her.
 
 Screenshots: artifacts/screenshots/reports-*.png (docs/screenshots/reports*.png are
 copies of them).
@@ -23,21 +25,37 @@ from __future__ import annotations
 
 import base64
 import copy
+import csv
+import io
 import json
 import re
 import struct
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import datetime
 from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit
+from zoneinfo import ZoneInfo
 
 import pytest
 from aiohttp import web
+from argon2 import PasswordHasher
 from playwright.sync_api import expect
 
+from bridge.call_log.store import CallLogStore
+from bridge.calls.record import CallRecord, RingRecord
+from crm_adapters.lookup import LookupService
+from reports.http import ReportsApi, add_report_routes
+from reports.service import ReportService
+from reports.settings import ReportSettings
+from screenpop.app import create_web_app
 from tests.browser.harness import SCREENSHOTS, STATIC, LoopThread, screenshot
+from web.audit_log import AuditLog
+from web.users import UserStore
+
+PASSWORD = "reports-page-password-1"
 
 FIXTURE = Path(__file__).with_name("reports_fixture.json")
 HOSTILE = "<img src=x onerror=alert(1)>"
@@ -48,7 +66,9 @@ CSP = (
     "img-src 'self'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
 )
 CHARTS = ["intervals", "wait", "hours", "weekdays", "talk", "staffing"]
-TABLES = ["totals", "intervals", "wait_distribution", "staffing", "by_queue", "operators"]
+AVAILABLE = "Available (red: too few, amber: too many)"  # the staffing chart's actual staff
+TABLES = ["totals", "by_queue", "intervals", "wait_distribution", "talk_distribution", "by_hour_of_day",
+          "by_weekday", "operators", "staffing"]  # every table export.csv knows (reports/http.py)
 
 
 def fixture() -> dict[str, Any]:
@@ -82,6 +102,12 @@ def secs(value: float | None) -> str:
 
 def count(value: int | None) -> str:
     return NONE if value is None else f"{value:,}"
+
+
+def staff_count(value: float | None) -> str:
+    if value is None:
+        return NONE
+    return count(int(value)) if value == int(value) else str(half_up(value, 1))
 
 
 def hour_label(start: str) -> str:
@@ -232,7 +258,7 @@ def test_headline_tables_and_definitions_show_the_api_figures(page: Any, fake: F
     expect(tiles["asa"]).to_have_text(secs(t["asa_seconds"]))
     expect(tiles["aht"]).to_have_text(secs(t["aht_seconds"]))
     expect(tiles["calls"]).to_have_text(count(t["offered"]))
-    assert [pct(t["service_level"]), secs(t["aht_seconds"])] == ["86.6%", "3 min 06 s"]  # the rules hold
+    assert [pct(t["service_level"]), secs(t["aht_seconds"])] == ["81.1%", "3 min 06 s"]  # the rules hold
     expect(page.locator('.tile[data-figure="abandon_rate"] .tile-sub')).to_have_text(
         f"{t['abandoned']} abandoned, {t['short_abandoned']} of them short")
     expect(page.locator('.tile[data-figure="asa"] .tile-sub')).to_have_text(
@@ -254,8 +280,18 @@ def test_headline_tables_and_definitions_show_the_api_figures(page: Any, fake: F
         expect(page.locator(f"{href} dd")).to_have_text(defs[key])
     expect(page.locator("#defs .def")).to_have_count(len(defs))
     expect(page.locator("#defs dd")).to_have_text(list(defs.values()))
-    expect(page.locator('.chip[data-sl="answered_and_abandoned"]')).to_have_attribute(
-        "title", defs["service_level_answered_and_abandoned"])
+    for name in t["service_level_by_definition"]:
+        key = f"service_level_by_definition.{name}"
+        chip = page.locator(f'.chip[data-sl="{name}"]')
+        expect(chip).to_have_attribute("title", defs[key])
+        expect(page.locator(f'{chip.locator(".fn-mark").get_attribute("href")} dd')).to_have_text(defs[key])
+    # Every table heading with a definition has it as its tooltip; each chart note says its own.
+    headings = page.eval_on_selector_all("th[data-def]", "els => els.map(e => [e.dataset.def, e.title])")
+    assert len(headings) > 30 and all(title == defs[key] for key, title in headings), headings
+    for key in ("wait_distribution", "talk_distribution", "by_hour_of_day", "by_weekday"):
+        mark = list(defs).index(key) + 1  # the footnote's number: the definitions in the API's order
+        expect(page.locator(f'p.note[data-def="{key}"]')).to_have_text(f"{defs[key]}{mark}")
+    expect(page.locator(".def-group h3")).to_have_text(["Calls and service level", "Operators", "Staffing"])
 
     # By queue: one row per queue in the API's order, the hostile names as text; then the total.
     rows = page.locator("#t-queues tbody tr")
@@ -264,7 +300,7 @@ def test_headline_tables_and_definitions_show_the_api_figures(page: Any, fake: F
         cells = rows.nth(i).locator("th, td")
         target = report["targets"][name]
         expect(cells).to_have_text([
-            name, f"{target} s", count(f["offered"]), count(f["answered"]), count(f["abandoned"]),
+            name, f"{target:g} s", count(f["offered"]), count(f["answered"]), count(f["abandoned"]),
             count(f["unanswered"]), pct(f["service_level"]), pct(f["abandon_rate"]), secs(f["asa_seconds"]),
             secs(f["wait_p90_seconds"]), secs(f["longest_wait_seconds"]), secs(f["aht_seconds"])])
     expect(rows.nth(3).locator("td").nth(6)).to_have_text(NONE)  # no calls behind it: a dash, never 0%
@@ -289,16 +325,19 @@ def test_headline_tables_and_definitions_show_the_api_figures(page: Any, fake: F
         expect(row).to_have_attribute("data-verdict", s["verdict"])
         expect(row.locator("th, td")).to_have_text([
             hour_label(s["start"]), count(s["calls"]), secs(s["aht_seconds"]), count(s["agents"]),
-            count(s["staff"]), count(s["staff_actual"]), pct(s["expected_service_level"]),
+            count(s["staff"]), staff_count(s["staff_actual"]), pct(s["expected_service_level"]),
             pct(s["service_level_with_actual"]), pct(s["abandon_rate"]),
             {"under": "under-staffed", "over": "over-staffed", "ok": "as needed"}[s["verdict"]]])
+    defs = report["definitions"]
     backgrounds = page.evaluate("""() => Object.fromEntries(['under', 'over', 'ok'].map(v => [v,
         getComputedStyle(document.querySelector(`#t-staffing tr[data-verdict="${v}"]`)).backgroundColor]))""")
     assert len(set(backgrounds.values())) == 3, backgrounds  # three different highlights
     verdicts = [s["verdict"] for s in report["staffing"]]
     under, over = verdicts.count("under"), verdicts.count("over")
     expect(page.locator("#staff-note")).to_contain_text(
-        f"{under} under-staffed, {over} over-staffed of {len(verdicts)} intervals")
+        f"{under} under-staffed, {over} over-staffed of {len(verdicts)} intervals. "
+        f"Verdict: {defs['staffing.verdict']}")
+    assert staff_count(2.75) == "2.8" and staff_count(3.0) == "3"
 
     page.locator(".as-table summary").click()
     first = report["intervals"][0]
@@ -327,8 +366,20 @@ def test_charts_render_with_the_api_data(page: Any, fake: FakeReportsServer) -> 
         round(r["service_level"] * 100, 1) for r in report["intervals"]]
 
     wait = page.evaluate(CHART_DATA, "chart-wait")
-    assert wait["labels"] == [f"{b['label']} s" for b in report["wait_distribution"]]
-    assert wait["sets"]["calls"] == [b["calls"] for b in report["wait_distribution"]]
+    buckets = report["wait_distribution"]
+    assert wait["labels"] == [f"{b['label']} s" for b in buckets]
+    assert wait["sets"]["Answered"] == [b["answered"] for b in buckets]
+    assert wait["sets"]["Abandoned"] == [b["abandoned"] for b in buckets]
+    rest = [b["calls"] - b["answered"] - b["abandoned"] for b in buckets]
+    assert wait["sets"]["Unanswered or incomplete"] == rest
+    assert sum(wait["sets"]["Unanswered or incomplete"]) > 0
+
+    talk = page.evaluate(CHART_DATA, "chart-talk")
+    assert talk["sets"] == {"calls": [b["calls"] for b in report["talk_distribution"]]}
+
+    weekdays = page.evaluate(CHART_DATA, "chart-weekdays")
+    assert weekdays["labels"] == ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"]
+    assert weekdays["sets"]["calls per day"] == [d["calls_per_day"] for d in report["by_weekday"]]
 
     hours = page.evaluate(CHART_DATA, "chart-hours")
     per_hour = {h["hour"]: h["calls_per_day"] for h in report["by_hour_of_day"]}
@@ -337,7 +388,7 @@ def test_charts_render_with_the_api_data(page: Any, fake: FakeReportsServer) -> 
 
     staffing = page.evaluate(CHART_DATA, "chart-staffing")
     assert staffing["sets"]["Staff needed"] == [s["staff"] for s in report["staffing"]]
-    assert staffing["sets"]["Logged in (red: too few, amber: too many)"] == [
+    assert staffing["sets"][AVAILABLE] == [
         s["staff_actual"] for s in report["staffing"]]
     assert staffing["sets"]["Agents needed on the phones"] == [s["agents"] for s in report["staffing"]]
     colours = page.evaluate("""() => Chart.getChart(document.getElementById('chart-staffing'))
@@ -486,8 +537,190 @@ def test_layout_fits_the_width(page: Any, fake: FakeReportsServer, width: int) -
     assert all(b["width"] > 300 for b in boxes), boxes
     if width == 800:
         assert all(b["width"] > 700 for b in boxes), boxes
-        screenshot(page, "reports-800")
+        screenshot(page, "reports-800-full")
+        page.evaluate("window.scrollTo(0, 0)")
+        page.screenshot(path=str(SCREENSHOTS / "reports-800.png"), animations="disabled")
     tile_values = page.locator(".tile-value")
     for i in range(tile_values.count()):  # the big numbers are never cut
         box = page.evaluate("(e) => [e.scrollWidth, e.clientWidth]", tile_values.nth(i).element_handle())
         assert box[0] <= box[1], (i, box)
+
+
+def test_staffing_without_member_data_and_per_day(page: Any, fake: FakeReportsServer) -> None:
+    """No queue member events: verdicts are null and say so; per day there is no staffing advice."""
+    for row in fake.report["staffing"]:
+        row["staff_actual"], row["service_level_with_actual"], row["verdict"] = None, None, None
+    open_reports(page, fake.base_url)
+    rows = page.locator("#t-staffing tbody tr")
+    expect(rows).to_have_count(len(fake.report["staffing"]))
+    expect(rows.first).to_have_attribute("data-verdict", "unknown")
+    expect(rows.first.locator("td").nth(4)).to_have_text(NONE)
+    expect(rows.first.locator(".verdict")).to_have_text("no member data")
+    expect(page.locator("#staff-note")).to_contain_text(
+        "0 under-staffed, 0 over-staffed of 12 intervals (12 without queue member data)")
+    assert page.evaluate(CHART_DATA, "chart-staffing")["sets"][AVAILABLE] == [None] * 12
+
+    fake.loop_thread.call(fake.report.__setitem__, "staffing", [])
+    page.select_option("#p-interval", "day")
+    expect(page.locator("#staff-none")).to_be_visible()
+    expect(page.locator("#chart-staffing")).to_be_hidden()
+    expect(page.locator("#staff-note")).to_have_text("")
+
+
+# ---- through the real app -------------------------------------------------------------------
+
+MOSCOW = ZoneInfo("Europe/Moscow")
+DAY = datetime(2026, 11, 24, 9, 0, tzinfo=MOSCOW).timestamp()  # 09:00 in the call centre
+NOW = DAY + 6 * 3600.0  # the bridge's clock: 15:00 the same day
+
+
+def seeded_calls() -> list[CallRecord]:
+    """(queue, entered at minutes after 09:00, waited, talked or None, outcome, reason, operator)."""
+    plan = [
+        ("support", 0, 8.0, 120.0, "answered", None, "101"),
+        ("support", 14, 45.0, 200.0, "answered", None, "102"),
+        (HOSTILE, 31, 3.0, 60.0, "answered", None, "103"),
+        ("support", 50, 20.0, None, "abandoned", "caller_hangup", None),
+        ("support", 75, 2.0, None, "abandoned", "caller_hangup", None),
+        (HOSTILE, 95, 60.0, None, "unanswered", "timeout", None),
+        ("support", 130, 12.0, 95.0, "answered", None, "101"),
+        (DROP, 150, 25.0, 300.0, "answered", None, "101"),
+        ("support", 242, 5.0, 45.0, "answered", None, "103"),
+    ]
+    calls = []
+    for i, (queue, minute, wait, talk, outcome, reason, op) in enumerate(plan):
+        t = DAY + minute * 60.0
+        answered = t + wait if talk is not None else None
+        end = (answered + talk) if answered is not None and talk is not None else t + wait
+        rings = [RingRecord(operator=op, queue=queue, started_at=t + 1.0, ended_at=answered,
+                            answered_at=answered, result="ANSWER")] if op else []
+        calls.append(CallRecord(
+            call_id=f"1795500000.{i}", caller_number=f"+7495000000{i}", caller_name=f"Caller {i}",
+            queue=queue, answered_by=op, rung=[op] if op else [], outcome=outcome, outcome_reason=reason,
+            ended_by="hangup", entered_at=t, answered_at=answered, ended_at=end, rings=rings))
+    return calls
+
+
+@dataclass
+class ReportsStack:
+    """The real web app (login, auth) with the reports' routes over a seeded SQLite call log."""
+
+    loop_thread: LoopThread
+    tmp: Path
+    base_url: str = ""
+    store: Any = None
+    runner: web.AppRunner | None = None
+
+    async def start(self) -> None:
+        self.store = CallLogStore(f"sqlite+aiosqlite:///{self.tmp / 'calls.sqlite3'}")
+        await self.store.open()
+        users = UserStore(self.store, hasher=PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1))
+        for name, role, display, ext in (("vera", "supervisor", "Vera Supervisor", "201"),
+                                         ("anna", "operator", "Anna Operator", "101"),
+                                         ("mallory", "operator", HOSTILE, "102")):
+            await users.add(name, PASSWORD, role=role, display_name=display, extensions=[ext])
+        await self.store.save(seeded_calls())
+        app = create_web_app(None, LookupService([]), user_store=users, auth_options={"secure_cookie": False})
+        service = ReportService(self.store, ReportSettings(targets={"support": 20.0}),
+                                timezone="Europe/Moscow", clock=lambda: NOW)
+        add_report_routes(app, ReportsApi(service, AuditLog(self.store)))
+        self.runner = web.AppRunner(app, access_log=None)
+        await self.runner.setup()
+        site = web.TCPSite(self.runner, "127.0.0.1", 0)
+        await site.start()
+        host, port = site._server.sockets[0].getsockname()[:2]  # type: ignore[union-attr]
+        self.base_url = f"http://{host}:{port}"
+
+    async def stop(self) -> None:
+        if self.runner is not None:
+            await self.runner.cleanup()
+        if self.store is not None:
+            await self.store.close()
+
+
+@pytest.fixture
+def real(loop_thread: LoopThread, tmp_path: Path) -> Iterator[ReportsStack]:
+    stack = ReportsStack(loop_thread, tmp_path)
+    loop_thread.run(stack.start())
+    yield stack
+    loop_thread.run(stack.stop())
+
+
+def test_through_the_real_app_the_page_shows_the_apis_numbers(page: Any, real: ReportsStack) -> None:
+    page.set_viewport_size({"width": 1366, "height": 768})
+    page.goto(real.base_url + "/reports")
+    expect(page).to_have_url(re.compile(r"/login\?next="))
+    page.locator("#username").fill("vera")
+    page.locator("#password").fill(PASSWORD)
+    page.get_by_role("button", name="Sign in").click()
+    expect(page).to_have_url(re.compile(r"/reports$"))
+    expect(page.locator("body")).to_have_attribute("data-state", "ready")
+    expect(page.locator("#whoami")).to_contain_text("Vera Supervisor")
+
+    resp = page.request.get(real.base_url + "/api/reports?period=today&interval=60")
+    assert resp.ok, resp.text()
+    api = resp.json()
+    t = api["totals"]
+    assert t["offered"] == 9 and t["answered"] == 6  # the seeded morning, as the service counts it
+    expect(page.locator("#period-text")).to_have_text("Tue 24 Nov 2026")
+    expect(page.locator("#period-sub")).to_have_text("all queues · per hour · Europe/Moscow")
+    value = lambda f: page.locator(f'.tile[data-figure="{f}"] .tile-value')  # noqa: E731
+    expect(value("service_level")).to_have_text(pct(t["service_level"]))
+    expect(value("abandon_rate")).to_have_text(pct(t["abandon_rate"]))
+    expect(value("asa")).to_have_text(secs(t["asa_seconds"]))
+    expect(value("aht")).to_have_text(secs(t["aht_seconds"]))
+    expect(value("calls")).to_have_text(count(t["offered"]))
+    expect(page.locator('.tile[data-figure="service_level"]')).to_have_attribute(
+        "title", api["definitions"]["service_level"])
+    for name, sl in t["service_level_by_definition"].items():
+        expect(page.locator(f'.chip[data-sl="{name}"] b')).to_have_text(pct(sl))
+
+    rows = page.locator("#t-queues tbody tr")
+    expect(rows).to_have_count(len(api["by_queue"]))
+    assert set(api["by_queue"]) == {"support", HOSTILE, DROP}
+    for i, (name, f) in enumerate(api["by_queue"].items()):
+        expect(rows.nth(i).locator("th, td")).to_have_text([
+            name, f"{api['targets'][name]:g} s", count(f["offered"]), count(f["answered"]),
+            count(f["abandoned"]), count(f["unanswered"]), pct(f["service_level"]), pct(f["abandon_rate"]),
+            secs(f["asa_seconds"]), secs(f["wait_p90_seconds"]), secs(f["longest_wait_seconds"]),
+            secs(f["aht_seconds"])])
+
+    ops = page.locator("#t-operators tbody tr")
+    expect(ops).to_have_count(len(api["operators"]))
+    for i, o in enumerate(api["operators"]):
+        expect(ops.nth(i)).to_have_attribute("data-operator", o["operator"])
+        expect(ops.nth(i).locator(".op-name")).to_have_text(o["name"] or o["operator"])
+        expect(ops.nth(i).locator("td")).to_have_text([
+            count(o["rung"]), count(o["answered"]), count(o["missed"]), secs(o["talk_seconds"]),
+            secs(o["aht_seconds"]), count(o["transfers"]), secs(o["logged_in_seconds"]),
+            secs(o["paused_seconds"]), pct(o["occupancy"])])
+    expect(page.locator('#t-operators tr[data-operator="102"] .op-name')).to_have_text(HOSTILE)
+
+    chart = page.evaluate(CHART_DATA, "chart-intervals")
+    assert chart["labels"] == [hour_label(r["start"]) for r in api["intervals"]]
+    assert chart["sets"]["Answered"] == [r["answered"] for r in api["intervals"]]
+    assert sum(chart["sets"]["Answered"]) == t["answered"]
+    assert page.evaluate(INK, "chart-intervals")["coloured"] > 300
+    wait = page.evaluate(CHART_DATA, "chart-wait")
+    assert wait["sets"]["Answered"] == [b["answered"] for b in api["wait_distribution"]]
+    staffing = page.locator("#t-staffing tbody tr")
+    expect(staffing).to_have_count(len(api["staffing"]))
+    for i, s in enumerate(api["staffing"]):
+        if s["calls"]:
+            expect(staffing.nth(i).locator("td").nth(3)).to_have_text(count(s["staff"]))
+
+    # The CSV link gives the same table, and the hostile names stayed text.
+    href = page.get_attribute('a.csv[data-table="by_queue"]', "href")
+    assert href == "/api/reports/export.csv?table=by_queue&period=today&interval=60"
+    csv_resp = page.request.get(real.base_url + href)
+    assert csv_resp.ok and csv_resp.headers["content-type"].startswith("text/csv")
+    table = list(csv.DictReader(io.StringIO(csv_resp.text())))
+    assert [(r["queue"], int(r["offered"])) for r in table] == [
+        (name, f["offered"]) for name, f in api["by_queue"].items()]
+    links = page.eval_on_selector_all("a.csv", "els => els.map(a => a.getAttribute('href'))")
+    assert len(links) == len(TABLES)
+    for link in links:  # every table the page offers, the server makes
+        got = page.request.get(real.base_url + link)
+        assert got.ok and got.text().count("\r\n") >= 2, (link, got.status, got.text()[:200])
+    assert page.locator("img, [onerror]").count() == 0
+    screenshot(page, "reports-real-app")

@@ -39,10 +39,10 @@
     talk: "#7a4fd6",
     grid: "#e6eaf0",
     ink: "#5b6675",
-    verdict: { under: "#d92d20", over: "#e08a00", ok: "#1f9d55" },
+    verdict: { under: "#d92d20", over: "#e08a00", ok: "#1f9d55", unknown: "#b8c1cc" },
   };
   // Staffing verdicts in words (the colour is never the only sign).
-  const VERDICTS = { under: "under-staffed", over: "over-staffed", ok: "as needed" };
+  const VERDICTS = { under: "under-staffed", over: "over-staffed", ok: "as needed", unknown: "no member data" };
   // The headline tiles, each with the definition keys its footnote may come from (the
   // first one `definitions` has).
   const TILES = [
@@ -54,15 +54,34 @@
   ];
   // How a definition's key reads as a term (others: underscores become spaces).
   const TERMS = {
+    offered: "Calls (offered)",
+    target_seconds: "Target (T)",
     service_level: "Service level",
-    abandon_rate: "Abandon rate",
-    asa_seconds: "ASA (average speed of answer)",
-    aht_seconds: "AHT (average handling time)",
+    "service_level_by_definition.answered": "SL of answered",
+    "service_level_by_definition.answered_and_abandoned": "SL of answered + abandoned",
+    "service_level_by_definition.offered": "SL of offered",
+    asa_seconds: "ASA",
+    aht_seconds: "AHT",
     wait_p90_seconds: "90% wait",
     longest_wait_seconds: "Longest wait",
+    talk_seconds_avg: "Average talk time",
     short_abandoned: "Short abandons",
-    offered: "Calls offered",
+    wait_distribution: "Wait before an answer or hang-up",
+    talk_distribution: "Talk time",
+    by_hour_of_day: "Calls per day by hour",
+    by_weekday: "Calls per day by weekday",
+    "operators.talk_seconds": "Talk time",
+    "operators.aht_seconds": "AHT",
+    "operators.logged_in_seconds": "Logged in",
+    "operators.paused_seconds": "Paused",
+    "staffing.agents": "Agents needed",
+    "staffing.staff": "Staff needed",
+    "staffing.staff_actual": "Available",
+    "staffing.expected_service_level": "Expected SL",
+    "staffing.service_level_with_actual": "SL with those available",
   };
+  // The definitions' groups, by the key's prefix ("operators.rung").
+  const GROUPS = [["", "Calls and service level"], ["operators", "Operators"], ["staffing", "Staffing"]];
 
   const app = {
     query: readQuery(window.location.search),
@@ -186,22 +205,44 @@
     return keys.find((k) => typeof defs[k] === "string" && defs[k]) || null;
   }
 
-  const termOf = (key) => TERMS[key] || key.replace(/_/g, " ").replace(/^./, (c) => c.toUpperCase());
+  function termOf(key) {
+    if (TERMS[key]) return TERMS[key];
+    const last = key.slice(key.lastIndexOf(".") + 1).replace(/_seconds$/, "").replace(/_/g, " ");
+    return last.replace(/^./, (c) => c.toUpperCase());
+  }
 
+  const groupOf = (key) => (key.includes(".") && !key.startsWith("service_level") ? key.split(".")[0] : "");
+
+  // Every definition the report sent, numbered, in groups; the page's figures point here.
   function renderDefinitions(defs) {
     app.defIds = new Map();
-    const items = [];
-    Object.entries(defs || {}).forEach(([key, text], i) => {
-      if (typeof text !== "string") return;
-      const id = `def-${i + 1}`;
-      app.defIds.set(key, { id, n: app.defIds.size + 1 });
-      items.push(
-        el("div", { class: "def", id, "data-key": key },
-          el("dt", {}, el("span", { class: "fn" }, String(app.defIds.size)), termOf(key)),
-          el("dd", {}, text)),
-      );
-    });
-    setChildren($("defs"), items);
+    const entries = Object.entries(defs || {}).filter(([, text]) => typeof text === "string");
+    const known = GROUPS.map(([g]) => g);
+    const groups = [...GROUPS, ...[...new Set(entries.map(([k]) => groupOf(k)))].filter((g) => !known.includes(g)).map((g) => [g, g])];
+    const blocks = [];
+    for (const [group, title] of groups) {
+      const items = [];
+      for (const [key, text] of entries.filter(([k]) => groupOf(k) === group)) {
+        const n = app.defIds.size + 1;
+        const id = `def-${n}`;
+        app.defIds.set(key, { id, n });
+        items.push(el("div", { class: "def", id, "data-key": key },
+          el("dt", {}, el("span", { class: "fn" }, String(n)), termOf(key)), el("dd", {}, text)));
+      }
+      if (items.length) blocks.push(el("section", { class: "def-group" }, el("h3", {}, title), el("dl", { class: "defs" }, ...items)));
+    }
+    setChildren($("defs"), blocks);
+    // Table headings: the definition as the tooltip; chart notes: the definition, then its mark.
+    for (const node of document.querySelectorAll("[data-def]")) {
+      const text = defs && typeof defs[node.dataset.def] === "string" ? defs[node.dataset.def] : null;
+      if (node.tagName === "TH") {
+        if (text) node.setAttribute("title", text);
+        else node.removeAttribute("title");
+        node.classList.toggle("has-def", Boolean(text));
+      } else {
+        setChildren(node, text ? [text, footnote(node.dataset.def)] : []);
+      }
+    }
   }
 
   // A footnote mark linking to the definition, and the definition as the tooltip.
@@ -257,14 +298,18 @@
     const byDef = t.service_level_by_definition || {};
     const slWords = { answered: "of answered", answered_and_abandoned: "of answered + abandoned", offered: "of offered" };
     for (const [name, value] of Object.entries(byDef)) {
-      const key = definitionKey([`service_level_${name}`, name]);
+      const key = definitionKey([`service_level_by_definition.${name}`, `service_level_${name}`]);
       chips.push(el("span", { class: "chip", "data-sl": name, title: key ? report.definitions[key] : null },
         `SL ${slWords[name] || name.replace(/_/g, " ")}: `, el("b", {}, pct(value)), key ? footnote(key) : null));
     }
     const reasons = Object.entries(t.unanswered_by_reason || {}).filter(([, n]) => isNum(n) && n > 0);
     if (reasons.length) {
-      chips.push(el("span", { class: "chip", "data-field": "reasons" },
+      chips.push(el("span", { class: "chip", "data-field": "reasons", title: definitionKey(["unanswered_by_reason"]) ? report.definitions.unanswered_by_reason : null },
         "Unanswered: ", reasons.map(([r, n]) => `${r.replace(/_/g, " ")} ${count(n)}`).join(", ")));
+    }
+    if (isNum(t.incomplete) && t.incomplete > 0) {
+      chips.push(el("span", { class: "chip", "data-field": "incomplete", title: definitionKey(["incomplete"]) ? report.definitions.incomplete : null },
+        `Incomplete: ${count(t.incomplete)}`, footnote("incomplete")));
     }
     setChildren($("breakdown"), chips);
   }
@@ -321,31 +366,44 @@
     setChildren($("t-intervals").tBodies[0], rows.length ? rows : [emptyRow(8)]);
   }
 
+  // null: no queue member events in the period, so nobody knows who was available.
   function verdictOf(row) {
-    return typeof row.verdict === "string" && row.verdict ? row.verdict : "ok";
+    return typeof row.verdict === "string" && row.verdict ? row.verdict : "unknown";
+  }
+
+  // Operators available on average: "3", "2.8".
+  function staffCount(v) {
+    if (!isNum(v)) return NONE;
+    return Number.isInteger(v) ? count(v) : v.toFixed(1);
   }
 
   function renderStaffing(report) {
     const staffing = report.staffing || [];
     const rows = staffing.map((r) => {
       const verdict = verdictOf(r);
-      return el("tr", { "data-start": r.start, "data-verdict": verdict },
+      const idle = !r.calls && !r.agents && !r.staff_actual; // nobody called, nobody was needed or there
+      return el("tr", { "data-start": r.start, "data-verdict": verdict, class: idle ? "idle" : null },
         el("th", { scope: "row" }, intervalLabel(r, report)),
         num(count(r.calls)), num(secs(r.aht_seconds)), num(count(r.agents)), num(count(r.staff)),
-        num(count(r.staff_actual)), num(pct(r.expected_service_level)), num(pct(r.service_level_with_actual)),
+        num(staffCount(r.staff_actual)), num(pct(r.expected_service_level)), num(pct(r.service_level_with_actual)),
         num(pct(r.abandon_rate)),
         el("td", { class: "verdict" }, el("span", { class: "verdict-badge" }, VERDICTS[verdict] || verdict)));
     });
     setChildren($("t-staffing").tBodies[0], rows.length ? rows : [emptyRow(10)]);
+    // Staffing comes per 15 / 30 / 60 minutes only: for days and weekdays the panel says so.
+    const none = staffing.length === 0 && !["15", "30", "60"].includes(String(report.period && report.period.interval));
+    $("staffing-panel").dataset.empty = none ? "true" : "false";
+    $("staff-none").hidden = !none;
     const under = staffing.filter((r) => verdictOf(r) === "under").length;
     const over = staffing.filter((r) => verdictOf(r) === "over").length;
-    const key = definitionKey(["staffing", "staff", "staff_needed", "agents"]);
-    setChildren($("staff-note"), [
+    const unknown = staffing.filter((r) => verdictOf(r) === "unknown").length;
+    const key = definitionKey(["staffing.verdict"]);
+    setChildren($("staff-note"), none ? [] : [
       el("span", { class: under ? "count-under" : "" }, `${under} under-staffed`),
       ", ",
       el("span", { class: over ? "count-over" : "" }, `${over} over-staffed`),
-      ` of ${staffing.length} intervals. `,
-      key ? el("span", { class: "def-inline" }, report.definitions[key]) : null,
+      ` of ${staffing.length} intervals${unknown ? ` (${unknown} without queue member data)` : ""}. `,
+      key ? el("span", { class: "def-inline" }, `Verdict: ${report.definitions[key]}`) : null,
       key ? footnote(key) : null,
     ]);
   }
@@ -422,17 +480,27 @@
     });
   }
 
-  function chartBuckets(name, canvasId, buckets, color, axis) {
+  // A distribution: calls per bucket; split into answered / abandoned / the rest when the
+  // buckets say (the wait), one bar otherwise.
+  function chartBuckets(name, canvasId, buckets, color, axis, split) {
     const rows = buckets || [];
+    const n = (v) => (isNum(v) ? v : 0);
+    const canSplit = split && rows.some((b) => isNum(b.answered) || isNum(b.abandoned));
+    const datasets = canSplit
+      ? [
+          { label: "Answered", stack: "c", backgroundColor: COLOR.answered, data: rows.map((b) => n(b.answered)) },
+          { label: "Abandoned", stack: "c", backgroundColor: COLOR.abandoned, data: rows.map((b) => n(b.abandoned)) },
+          { label: "Unanswered or incomplete", stack: "c", backgroundColor: COLOR.unanswered,
+            data: rows.map((b) => Math.max(0, n(b.calls) - n(b.answered) - n(b.abandoned))) },
+        ]
+      : [{ label: "calls", backgroundColor: color, data: rows.map((b) => n(b.calls)) }];
     drawChart(name, canvasId, {
       type: "bar",
-      data: {
-        labels: rows.map((b) => `${b.label} s`),
-        datasets: [{ label: "calls", backgroundColor: color, data: rows.map((b) => (isNum(b.calls) ? b.calls : 0)) }],
-      },
+      data: { labels: rows.map((b) => `${b.label} s`), datasets },
       options: baseOptions({
-        plugins: { legend: { display: false } },
-        scales: { x: { title: { display: true, text: axis }, grid: { display: false } }, y: yCalls("calls") },
+        plugins: { legend: { display: canSplit, position: "bottom", labels: { boxWidth: 14 } } },
+        scales: { x: { stacked: true, title: { display: true, text: axis }, grid: { display: false } },
+          y: { ...yCalls("calls"), stacked: true } },
       }),
     });
   }
@@ -462,7 +530,7 @@
       data: {
         labels: rows.map((r) => (typeof r.name === "string" && r.name ? r.name : WEEKDAYS[r.weekday] || String(r.weekday))),
         datasets: [{ label: "calls per day", backgroundColor: COLOR.bar,
-          data: rows.map((r) => (isNum(r.calls_per_day) ? r.calls_per_day : 0)) }],
+          data: rows.map((r) => (isNum(r.calls_per_day) ? r.calls_per_day : null)) }],
       },
       options: baseOptions({
         plugins: { legend: { display: false } },
@@ -484,7 +552,7 @@
             backgroundColor: COLOR.agents, borderDash: [5, 4], borderWidth: 2, pointRadius: 2, stepped: "middle",
             data: rows.map((r) => n(r.agents)) },
           { label: "Staff needed", order: 1, backgroundColor: COLOR.needed, data: rows.map((r) => n(r.staff)) },
-          { label: "Logged in (red: too few, amber: too many)", order: 1,
+          { label: "Available (red: too few, amber: too many)", order: 1,
             backgroundColor: rows.map((r) => COLOR.verdict[verdictOf(r)] || COLOR.bar),
             data: rows.map((r) => n(r.staff_actual)) },
         ],
@@ -495,7 +563,7 @@
           tooltip: { callbacks: { afterBody: (items) => {
             const r = rows[items[0].dataIndex];
             return r ? [`${VERDICTS[verdictOf(r)] || verdictOf(r)}`,
-              `expected SL ${pct(r.expected_service_level)}, with those logged in ${pct(r.service_level_with_actual)}`] : [];
+              `expected SL ${pct(r.expected_service_level)}, with those available ${pct(r.service_level_with_actual)}`] : [];
           } } },
         },
         scales: { x: { grid: { display: false } }, y: yCalls("operators") },
@@ -509,10 +577,10 @@
       return;
     }
     chartIntervals(report);
-    chartBuckets("wait", "chart-wait", report.wait_distribution, COLOR.answered, "wait");
+    chartBuckets("wait", "chart-wait", report.wait_distribution, COLOR.answered, "wait", true);
     chartHours(report);
     chartWeekdays(report);
-    chartBuckets("talk", "chart-talk", report.talk_distribution, COLOR.talk, "talk time");
+    chartBuckets("talk", "chart-talk", report.talk_distribution, COLOR.talk, "talk time", false);
     chartStaffing(report);
   }
 
