@@ -724,3 +724,15 @@ def test_through_the_real_app_the_page_shows_the_apis_numbers(page: Any, real: R
         assert got.ok and got.text().count("\r\n") >= 2, (link, got.status, got.text()[:200])
     assert page.locator("img, [onerror]").count() == 0
     screenshot(page, "reports-real-app")
+
+    # Per weekday the API's intervals have no start, only a weekday; there is no staffing advice.
+    page.select_option("#p-interval", "weekday")
+    expect(page.locator("#period-sub")).to_have_text("all queues · per weekday · Europe/Moscow")
+    expect(page.locator("body")).to_have_attribute("data-state", "ready")
+    api = page.request.get(real.base_url + "/api/reports?period=today&interval=weekday").json()
+    names = ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"]
+    chart = page.evaluate(CHART_DATA, "chart-intervals")
+    assert chart["labels"] == [names[r["weekday"]] for r in api["intervals"]] == names
+    assert chart["sets"]["Answered"] == [r["answered"] for r in api["intervals"]]
+    assert api["staffing"] == []
+    expect(page.locator("#staff-none")).to_be_visible()
