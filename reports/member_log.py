@@ -58,8 +58,10 @@ MEMBER_LOG = MemberLogRow.__table__
 
 # Indexes the reports need on the call log's own tables (migration 0007 creates them); declared
 # here so the ORM's schema matches the migrations without the call log knowing about reports.
-Index("ix_calls_queue_entered_at", CallRow.__table__.c.queue, CallRow.__table__.c.entered_at)
-Index("ix_call_rings_operator", RingRow.__table__.c.operator)
+_calls, _rings = CallRow.__table__.c, RingRow.__table__.c
+Index("ix_calls_report", _calls.entered_at, _calls.queue, _calls.outcome, _calls.internal,
+      _calls.wait_seconds, _calls.talk_seconds, _calls.answered_by, _calls.call_id)
+Index("ix_call_rings_report", _rings.call_id, _rings.operator, _rings.answered_at, _rings.member_name)
 
 
 @dataclass(frozen=True, slots=True)

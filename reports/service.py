@@ -7,6 +7,7 @@ in the call centre's zone, adds up the grouped rows, applies the shared definiti
 
 from __future__ import annotations
 
+import asyncio
 import bisect
 import math
 import time
@@ -253,25 +254,47 @@ class ReportService:
         scope = q.Scope(begin, finish, self.tz, interval, queue, self.store.engine.dialect.name)
         settings, policy = self.settings, self.settings.policy()
         now_dt = datetime.fromtimestamp(now, UTC)
-        async with self.store.engine.connect() as conn:
-            tallies = await q.tallies(conn, scope, policy)
-            reasons = await q.unanswered_reasons(conn, scope)
-            p90 = await q.wait_p90(conn, scope)
-            waits = await q.distribution(conn, scope, settings.wait_buckets, talk=False)
-            talks = await q.distribution(conn, scope, settings.talk_buckets, talk=True)
-            week_hours = await q.by_weekday_hour(conn, scope)
-            rings = await q.operator_rings(conn, scope)
-            talk = await q.operator_talk(conn, scope)
-            transfers = await q.operator_transfers(conn, scope)
-            member = await q.operator_member_times(conn, scope, now_dt)
-            segments = await q.available_segments(conn, scope, now_dt)
-            extensions = sorted({r.operator for r in rings} | {m.operator for m in member})
-            names = await q.user_names(conn, extensions)
+        engine = self.store.engine
+
+        # Three independent groups of queries, each on its own pooled connection: the database
+        # works on them at once (SQLite's WAL lets readers run side by side).
+        async def calls() -> tuple[Any, Any]:
+            async with engine.connect() as conn:
+                return (await q.tallies(conn, scope, policy, settings.wait_buckets, settings.talk_buckets),
+                        await q.unanswered_reasons(conn, scope))
+
+        async def waits_and_talk() -> tuple[Any, Any, Any]:
+            async with engine.connect() as conn:
+                return (await q.wait_p90(conn, scope), await q.operator_talk(conn, scope),
+                        await q.operator_transfers(conn, scope))
+
+        async def people() -> tuple[Any, Any, Any, Any]:
+            async with engine.connect() as conn:
+                rings = await q.operator_rings(conn, scope)
+                member = await q.operator_member_times(conn, scope, now_dt)
+                segments = await q.available_segments(conn, scope, now_dt)
+                extensions = sorted({r.operator for r in rings} | {m.operator for m in member})
+                return rings, member, segments, await q.user_names(conn, extensions)
+
+        (tallies, reasons), (p90, talk, transfers), (rings, member, segments, names) = await asyncio.gather(
+            calls(), waits_and_talk(), people())
 
         total, per_queue, per_bucket = _Sum(), defaultdict(_Sum), defaultdict(_Sum)
-        for row in tallies:
-            for s in (total, per_queue[row.queue], per_bucket[row.bucket]):
+        base = q.base_seconds(scope)
+        week_hours: dict[tuple[int, int], int] = defaultdict(int)  # (weekday, hour) -> calls
+        waits: dict[int, tuple[int, int, int]] = {}
+        talks: dict[int, tuple[int, int, int]] = {}
+        for row in tallies:  # grouped rows (queue x base interval), added up
+            wall = row.base * base
+            for s in (total, per_queue[row.queue], per_bucket[_interval_key(wall, row.base, interval)]):
                 s.add(row)
+            week_hours[((wall // 86400 + 3) % 7, wall % 86400 // 3600)] += row.offered
+            for i in range(len(settings.wait_buckets) + 1):
+                old = waits.get(i, (0, 0, 0))
+                waits[i] = (old[0] + _n(row, f"w{i}"), old[1] + _n(row, f"wa{i}"), old[2] + _n(row, f"wb{i}"))
+            for i in range(len(settings.talk_buckets) + 1):
+                old = talks.get(i, (0, 0, 0))
+                talks[i] = (old[0] + _n(row, f"t{i}"), old[1] + _n(row, f"t{i}"), 0)
         for row in reasons:
             reason = row.reason or "unknown"
             for s in (total, per_queue[row.queue], per_bucket[row.bucket]):
@@ -357,9 +380,15 @@ class ReportService:
         out = []
         for i, iv in enumerate(intervals):
             aht = iv.aht_seconds or period_aht
-            need = advise(iv.offered, size, aht or 1.0, target_fraction=s.target_fraction,
-                          target_seconds=target, max_occupancy=s.max_occupancy, shrinkage=s.shrinkage,
-                          patience_seconds=patience)
+            kwargs: dict[str, Any] = {"target_fraction": s.target_fraction, "target_seconds": target,
+                                      "max_occupancy": s.max_occupancy, "shrinkage": s.shrinkage,
+                                      "patience_seconds": patience}
+            load = iv.offered * (aht or 1.0) / size
+            try:  # a bound near the answer keeps the Erlang B table short (square-root staffing)
+                bound = int(load / s.max_occupancy + 5 * math.sqrt(load)) + 20
+                need = advise(iv.offered, size, aht or 1.0, max_agents=bound, **kwargs)
+            except ValueError:  # an extreme target: search the whole default range
+                need = advise(iv.offered, size, aht or 1.0, **kwargs)
             have = actual[i] if actual is not None else None
             with_actual = None
             if have is not None and aht and iv.offered:
@@ -375,6 +404,19 @@ class ReportService:
                                    service_level_with_actual=with_actual, abandon_rate=need.abandon_rate,
                                    verdict=verdict))
         return out
+
+
+def _n(row: Any, name: str) -> int:
+    return int(getattr(row, name) or 0)
+
+
+def _interval_key(wall: int, base_key: int, interval: str) -> int:
+    """The interval a base group (queues.base_seconds) belongs to: the SQL's `bucket`."""
+    if interval == "day":
+        return wall // 86400
+    if interval == "weekday":
+        return (wall // 86400 + 3) % 7
+    return base_key
 
 
 def _staff_per_interval(segments: Iterable[Any], starts: list[str | None], size: int) -> list[float]:
@@ -395,20 +437,20 @@ def _days(begin: datetime, finish: datetime) -> list[date]:
     return [first + timedelta(days=i) for i in range(n)]
 
 
-def _hours(rows: Iterable[Any], begin: datetime, finish: datetime) -> list[HourOfDay]:
+def _hours(week_hours: dict[tuple[int, int], int], begin: datetime, finish: datetime) -> list[HourOfDay]:
     days = len(_days(begin, finish)) or 1
     calls = [0] * 24
-    for r in rows:
-        calls[int(r.hour)] += r.calls
+    for (_, hour), n in week_hours.items():
+        calls[hour] += n
     return [HourOfDay(hour=h, calls_per_day=round(calls[h] / days, 3)) for h in range(24)]
 
 
-def _weekdays(rows: Iterable[Any], begin: datetime, finish: datetime) -> list[Weekday]:
+def _weekdays(week_hours: dict[tuple[int, int], int], begin: datetime, finish: datetime) -> list[Weekday]:
     count = [0] * 7
     for d in _days(begin, finish):
         count[d.weekday()] += 1
     calls = [0] * 7
-    for r in rows:
-        calls[int(r.weekday)] += r.calls
+    for (weekday, _), n in week_hours.items():
+        calls[weekday] += n
     return [Weekday(weekday=i, name=WEEKDAYS[i],
                     calls_per_day=round(calls[i] / count[i], 3) if count[i] else None) for i in range(7)]

@@ -38,13 +38,15 @@ def upgrade() -> None:
     )
     op.create_index("ix_queue_member_log_at", "queue_member_log", ["at"])
     op.create_index("ix_queue_member_log_operator_at", "queue_member_log", ["operator", "at"])
-    # A report for one queue reads its period by (queue, entered_at); operators' figures
-    # find their rings by operator.
-    op.create_index("ix_calls_queue_entered_at", "calls", ["queue", "entered_at"])
-    op.create_index("ix_call_rings_operator", "call_rings", ["operator"])
+    # Covering indexes: a report reads a period's calls and their rings from the index alone
+    # (on SQLite a month's report took twice as long through table lookups).
+    op.create_index("ix_calls_report", "calls", ["entered_at", "queue", "outcome", "internal", "wait_seconds",
+                                                 "talk_seconds", "answered_by", "call_id"])
+    op.create_index("ix_call_rings_report", "call_rings",
+                    ["call_id", "operator", "answered_at", "member_name"])
 
 
 def downgrade() -> None:
-    op.drop_index("ix_call_rings_operator", table_name="call_rings")
-    op.drop_index("ix_calls_queue_entered_at", table_name="calls")
+    op.drop_index("ix_call_rings_report", table_name="call_rings")
+    op.drop_index("ix_calls_report", table_name="calls")
     op.drop_table("queue_member_log")
