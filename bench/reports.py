@@ -37,7 +37,8 @@ async def measure(store: CallLogStore, month: list, days: int) -> tuple[list[flo
     t0 = time.perf_counter()
     for i in range(0, len(month), 5000):
         await store.save(month[i:i + 5000])
-    print(f"  stored {len(month):,} calls in {time.perf_counter() - t0:.1f} s")
+    if month:
+        print(f"  stored {len(month):,} calls in {time.perf_counter() - t0:.1f} s")
     last = FIRST.fromordinal(FIRST.toordinal() + days - 1)
     service = ReportService(store, ReportSettings(), timezone="Europe/Moscow",
                             clock=lambda: at(last, 23, 0))
