@@ -59,9 +59,11 @@ def show(name: str, times: list[float], report: Report) -> None:
     print(f"  offered {t.offered:,}, answered {t.answered:,}, abandoned {t.abandoned:,} "
           f"(short {t.short_abandoned:,}), unanswered {t.unanswered:,} {t.unanswered_by_reason}")
     print(f"  service level {t.service_level:.3f} ({report.definitions['service_level'].split(':')[0]}); "
-          + ", ".join(f"{k} {v:.3f}" for k, v in t.service_level_by_definition.items() if v is not None))
+          + ", ".join(f"{k} {v:.3f}" for k, v in t.service_level_by_definition.items()
+                      if v is not None))
     print(f"  abandon rate {t.abandon_rate:.3f}, ASA {t.asa_seconds:.1f} s, "
-          f"p90 wait {t.wait_p90_seconds:.1f} s, longest {t.longest_wait_seconds:.1f} s, AHT {t.aht_seconds:.1f} s")
+          f"p90 wait {t.wait_p90_seconds:.1f} s, longest {t.longest_wait_seconds:.1f} s, "
+          f"AHT {t.aht_seconds:.1f} s")
     print(f"  {len(report.intervals)} intervals, {len(report.operators)} operators, "
           f"{len(report.staffing)} staffing rows; busiest hour needs "
           f"{max(s.agents for s in report.staffing)} agents")
