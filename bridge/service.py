@@ -61,6 +61,7 @@ class BridgeService:
             action_timeout=ami.action_timeout, backoff_max=ami.backoff_max,
             probe_interval=ami.probe_interval,
         )
+        self.client.max_message_bytes = ami.max_message_bytes  # read by each AmiProtocol's framer
         self.queue_status: list[AmiMessage] = []
         self.lookup = LookupService.from_settings(settings.crm, self.store)
         self.web_runner: web.AppRunner | None = None
@@ -107,7 +108,9 @@ class BridgeService:
         # The console (auth and the operators' cards) is the app every other page joins.
         app = create_web_app(self.pipeline, self.lookup, user_store=self.users,
                              auth_options={"secure_cookie": http.secure_cookie,
-                                           "session_max_age": http.session_max_age})
+                                           "session_max_age": http.session_max_age,
+                                           "idle_timeout": http.idle_timeout,
+                                           "trusted_proxies": [str(n) for n in http.trusted_proxies]})
         parts = self.parts(app)
         caller_names, operator_names = console_names(app)
         # Every feature attaches the same way (web.features): subscribed to the model, its

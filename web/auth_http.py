@@ -197,7 +197,8 @@ def setup_auth(app: web.Application, user_store: UserStore, *, secure_cookie: bo
                 secret=secret, clock=clock, trusted_proxies=parse_networks(trusted_proxies))
     app[AUTH_KEY] = auth
     app[THROTTLE_KEY] = LoginThrottle(account_free=login_attempts, address_free=address_attempts,
-                                      base_delay=login_window, global_limit=global_attempts, clock=clock)
+                                      base_delay=login_window, global_limit=global_attempts,
+                                      secret=auth.secret, clock=clock)
     sockets = SocketRegistry(per_session=sockets_per_session, per_user=sockets_per_user)
     app[SOCKETS_KEY] = sockets
     app.middlewares.append(auth_middleware)

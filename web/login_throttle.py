@@ -108,11 +108,12 @@ class LoginThrottle:
     def __init__(self, *, account_free: int = 5, address_free: int = 20, base_delay: float = 60.0,
                  max_delay: float = 15 * 60.0, forget_after: float = 3600.0, global_limit: int = 300,
                  global_window: float = 60.0, slots: int = 4096, device_max_age: float = 30 * 86400.0,
-                 clock: Callable[[], float]) -> None:
+                 secret: bytes | None = None, clock: Callable[[], float]) -> None:
         if min(account_free, address_free, global_limit, slots) < 1 or min(base_delay, global_window) <= 0:
             raise ValueError("login limits must be positive")
         self.clock = clock
-        self.secret = secrets.token_bytes(32)  # slot keys and device cookies: unguessable per process
+        # Slot keys and device cookies: unguessable; shared by the nodes given the same secret.
+        self.secret = secret or secrets.token_bytes(32)
         common = {"base_delay": base_delay, "max_delay": max_delay, "forget_after": forget_after}
         self.accounts = SlotCounters(slots, self.secret[:16] + b"account", free=account_free, **common)
         self.addresses = SlotCounters(slots, self.secret[:16] + b"address", free=address_free, **common)
@@ -165,10 +166,12 @@ class LoginThrottle:
         self.everyone.failed(now)
 
     def succeeded(self, username: str, device: str | None) -> None:
-        # The address keeps its count: an attacker's own valid login must not reset it.
-        self.accounts.reset(username)
+        # The address keeps its count: an attacker's own valid login must not reset it; nor
+        # does a device-cookie login reset the account's (the attacker's delay stays).
         if device is not None:
             self.devices.reset(device)
+        else:
+            self.accounts.reset(username)
 
 
 def seconds(wait: float) -> int:

@@ -83,6 +83,7 @@ class SocketRegistry:
             raise ValueError("socket caps must be at least 1")
         self.per_session, self.per_user = per_session, per_user
         self._open: dict[OpenSocket, None] = {}  # insertion order: oldest first
+        self._closing: set[asyncio.Task[None]] = set()
         self.closed_for_cap = 0
 
     def __len__(self) -> int:
@@ -102,7 +103,11 @@ class SocketRegistry:
         if excess:
             self.closed_for_cap += len(excess)
             log.warning("%s has more pages open than allowed: closing the %d oldest", username, len(excess))
-            await self._close(excess, CloseCode.TOO_MANY, "too many pages open: this one, the oldest, closed")
+            # In the background: a peer that never answers the close must not delay this page.
+            task = asyncio.create_task(self._close(excess, CloseCode.TOO_MANY,
+                                                   "too many pages open: this one, the oldest, closed"))
+            self._closing.add(task)
+            task.add_done_callback(self._closing.discard)
         return entry
 
     @staticmethod
