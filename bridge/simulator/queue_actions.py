@@ -99,6 +99,7 @@ class QueueActions(PbxCore):
                             action.get("Reason", "") if paused else "")
         member["StateInterface"] = action.get("StateInterface") or interface
         queue.members[interface] = member
+        self.keep_member(queue.name, interface, member)
         return Answer([reply(action, message="Added interface to queue"),
                        self._pause_device(queue, interface, paused),
                        self._member_event("QueueMemberAdded", queue, member)])
@@ -112,6 +113,7 @@ class QueueActions(PbxCore):
         if member["Membership"] != "dynamic":
             return error_answer(action, "Member not dynamic")
         del queue.members[interface]
+        self.keep_member(queue.name, interface, None)
         return Answer([reply(action, message="Removed interface from queue"),
                        self._member_event("QueueMemberRemoved", queue, member)])
 
@@ -133,6 +135,7 @@ class QueueActions(PbxCore):
                        self._member_event("QueueMemberPause", queue, member)]
             if not paused:
                 member["PausedReason"] = ""
+            self.keep_member(queue.name, interface, member)
         if not events:
             return error_answer(action, "Interface not found")
         text = "Interface paused successfully" if paused else "Interface unpaused successfully"

@@ -12,7 +12,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from bridge.ami.message import BANNER_PREFIX, AmiMessage, iter_capture, parse_message
+from bridge.ami.message import BANNER_PREFIX, AmiMessage, encode_message, iter_capture, parse_message
 from bridge.simulator.actions import PbxState
 from bridge.simulator.relabel import relabel, shift_times
 
@@ -145,10 +145,18 @@ class ReplaySession:
         item = self.next_event()
         pass_no = self.next_pass()
         if self.now is not None:
-            return shifted(item, pass_no, int(self.offset(pass_no, item.capture)))
-        if pass_no:
+            item = shifted(item, pass_no, int(self.offset(pass_no, item.capture)))
+        elif pass_no:
             item = relabelled(item, pass_no, pass_no * self.pass_span)
-        return item
+        return self._supervisor_kept(item)
+
+    def _supervisor_kept(self, item: CaptureEvent) -> CaptureEvent:
+        """A queue member a supervisor's action changed keeps his change: the recorded
+        QueueMember* events about it are said as this PBX would (PbxCore.member_event_kept)."""
+        kept = self.state.member_event_kept(item.message)
+        if kept is None:
+            return item
+        return _parsed(encode_message(kept), item.timestamp, item.capture)
 
     def boot(self) -> Boot | None:
         """The boot of the PBX this session is at: the one of its next (or last) event."""

@@ -28,6 +28,9 @@ from bridge.simulator.shapes import (
     to_int,
 )
 
+# What a supervisor's QueueAdd / QueuePause sets on a member, which the replay then keeps.
+OVERRIDDEN_MEMBER_FIELDS = ("MemberName", "Membership", "Penalty", "Paused", "PausedReason", "LastPause",
+                            "LoginTime")
 # `<tech>/<resource>-<8 hex digits>[;1|;2]`: Asterisk's channel names (Local: core_unreal.c).
 _CHANNEL_SEQ = re.compile(r"^(\w+)/.*-([0-9a-f]{8})(?:;[12])?$")
 _UNIQUEID = re.compile(r"^(\d+)\.(\d+)$")
@@ -107,6 +110,9 @@ class PbxCore:
         self.globals: dict[str, str] = {}
         self.queues: dict[str, Queue] = {}
         self.hung_up: set[str] = set()  # channels an action hung up: their replay is over
+        # Members a supervisor's action changed, by (queue, interface): what he set (None:
+        # he removed the member). The replay's later words about them keep his changes.
+        self.member_overrides: dict[tuple[str, str], dict[str, str] | None] = {}
         for name, (strategy, members) in SEED_QUEUES.items():
             queue = self.queues[name] = Queue(name, strategy)
             for interface, member_name in members:
@@ -182,6 +188,31 @@ class PbxCore:
                 queue.completed += 1
                 queue.talktime = queue_average(queue.talktime, to_int(msg.get("TalkTime")),
                                                queue.completed == 1)
+
+    def keep_member(self, queue: str, interface: str, member: dict[str, str] | None) -> None:
+        """A supervisor's action set this member (or removed it: None); the replay keeps it."""
+        self.member_overrides[(queue, interface)] = None if member is None else {
+            k: member[k] for k in OVERRIDDEN_MEMBER_FIELDS if k in member}
+
+    def member_event_kept(self, msg: AmiMessage) -> Pairs | None:
+        """A replayed QueueMember* event about a member a supervisor's action changed, as this
+        PBX would say it: his pause, reason, name and membership stay (a removed member stays
+        removed); the device's own state (Status, InCall, calls taken) is the replay's.
+        None when the event is about no such member (it goes out as recorded)."""
+        name = msg.event or ""
+        if not name.startswith("QueueMember") or name == "QueueMember":
+            return None
+        key = (msg.get("Queue", ""), msg.get("Interface", ""))
+        if key not in self.member_overrides:
+            return None
+        kept = self.member_overrides[key]
+        pairs = list(msg.pairs)
+        if kept is None:  # he removed the member: the replay cannot bring it back
+            return [("Event", "QueueMemberRemoved"), *((k, v) for k, v in pairs if k != "Event")]
+        pairs = [(k, kept.get(k, v)) for k, v in pairs]
+        if name == "QueueMemberRemoved":  # he added it: it stays, as it is
+            pairs[0] = ("Event", "QueueMemberStatus")
+        return pairs
 
     def _queue(self, name: str) -> Queue:
         # A queue the seed does not know (another PBX's capture) appears when first named.
