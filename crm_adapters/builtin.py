@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import re
 from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from typing import Any, NamedTuple
@@ -268,6 +269,43 @@ class BuiltinCrm(CrmAdapter):
         except ValueError:
             return None
         return self._contact(await self._run(_BY_ID, {"contact_id": cid}))
+
+    async def search(self, query: str, limit: int = 20) -> list[Contact]:
+        """Contacts by name (or company) containing the text, or by number (whole or a run of
+        at least 3 digits), the most recently updated first."""
+        text = " ".join(query.split())[:100]
+        if len(text) < 2:
+            return []
+        digits = re.sub(r"\D", "", text)
+        wanted: list[Any] = []
+        if digits and not re.sub(r"[\d\s()+\-.]", "", text):  # a number, as people write them
+            e164 = normalize(text, self.default_region)
+            if e164 is not None:
+                wanted.append(PHONES.c.e164 == e164)
+            if len(digits) >= 3:
+                wanted.append(PHONES.c.e164.like(f"%{digits}%"))
+        else:
+            pattern = re.sub(r"([\\%_])", r"\\\1", text)
+            # ILIKE folds ASCII everywhere and all of Unicode on PostgreSQL; SQLite's LIKE folds
+            # ASCII only, so the usual spellings of a Cyrillic name are asked for as well.
+            forms = dict.fromkeys((pattern, pattern.lower(), pattern.capitalize(), pattern.title()))
+            wanted += [column.ilike(f"%{form}%", escape="\\") for form in forms
+                       for column in (CONTACTS.c.display_name, COMPANIES.c.name)]
+        if not wanted:
+            return []
+        ids = (select(CONTACTS.c.id, CONTACTS.c.updated_at)
+               .select_from(CONTACTS.outerjoin(COMPANIES, COMPANIES.c.id == CONTACTS.c.company_id)
+                            .outerjoin(PHONES, PHONES.c.contact_id == CONTACTS.c.id))
+               .where(or_(*wanted)).distinct()
+               .order_by(CONTACTS.c.updated_at.desc(), CONTACTS.c.id.desc()).limit(max(1, min(limit, 100))))
+        found = [r.id for r in await self._run(ids, {})]
+        if not found:
+            return []
+        rows = await self._run(_contact_query(CONTACTS.c.id.in_(found)), {})
+        by_id: dict[int, list[Row[Any]]] = {}
+        for row in rows:
+            by_id.setdefault(row.id, []).append(row)
+        return [c for cid in found if (c := self._contact(by_id.get(cid, []))) is not None]
 
     async def history(self, contact: Contact, limit: int = 20) -> list[Interaction]:
         mine = contact.source == self.name and contact.id.isdigit()

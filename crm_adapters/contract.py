@@ -20,6 +20,8 @@ from typing import Literal
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
+from crm_adapters.errors import CrmNotSupported
+
 Direction = Literal["inbound", "outbound"]
 # As in the call log (bridge.calls.record.Outcome), plus "busy"/"failed" for outbound calls.
 CallOutcome = Literal["answered", "abandoned", "unanswered", "incomplete", "busy", "failed"]
@@ -128,6 +130,11 @@ class CrmAdapter(ABC):
     @abstractmethod
     async def create_contact(self, new: NewContact) -> Contact:
         """Create a contact (raise CrmNotSupported if the CRM cannot)."""
+
+    async def search(self, query: str, limit: int = 20) -> list[Contact]:
+        """Contacts whose name contains `query`, or with a number matching it (the operator's
+        search box), best first. Optional: an adapter without it says "search not supported"."""
+        raise CrmNotSupported("search not supported", adapter=self.name)
 
     @abstractmethod
     async def log_call(self, call: FinishedCall) -> str | None:

@@ -226,3 +226,47 @@ async def test_csv_without_a_phone_column_is_refused(crm: BuiltinCrm, tmp_path: 
     source = write_csv(tmp_path / "x.csv", [["name", "email"], ["A", "a@example.com"]])
     with pytest.raises(CsvFormatError, match="phone column"):
         await import_csv(crm, source)
+
+
+async def test_search_by_name_company_or_number(crm: BuiltinCrm) -> None:
+    ivan = await crm.create_contact(NewContact(display_name="Иван Петров", phones=["+74951234567"],
+                                               company="Romashka LLC"))
+    olga = await crm.create_contact(NewContact(display_name="Olga Smirnova", phones=["+74957654321"]))
+    await crm.create_contact(NewContact(display_name="100% Sure_Thing", phones=["+74950000001"]))
+    assert [c.id for c in await crm.search("иван")] == [ivan.id]  # Cyrillic, any case
+    assert [c.id for c in await crm.search("ПЕТРОВ")] == [ivan.id]
+    assert [c.id for c in await crm.search("smirn")] == [olga.id]
+    assert [c.id for c in await crm.search("romashka")] == [ivan.id]  # by company
+    assert [c.id for c in await crm.search("8 (495) 123-45-67")] == [ivan.id]  # a national form
+    assert [c.id for c in await crm.search("654")] == [olga.id]  # a run of digits
+    assert {c.display_name for c in await crm.search("495")} == {"Иван Петров", "Olga Smirnova",
+                                                                   "100% Sure_Thing"}
+    # LIKE's wildcards are text: "%" finds only the name that has one.
+    assert [c.display_name for c in await crm.search("0%")] == ["100% Sure_Thing"]
+    assert await crm.search("Sur_") == []  # "_" is no wildcard either ("Sure" has no "Sur_")
+    assert await crm.search("x") == [] and await crm.search("   ") == []
+    found = (await crm.search("Olga"))[0]
+    assert found.phones == ["+74957654321"] and found.source == "builtin"
+
+
+async def test_adapters_without_search_say_so() -> None:
+    from crm_adapters.contract import Contact, CrmAdapter, Interaction
+    from crm_adapters.errors import CrmNotSupported
+
+    class Minimal(CrmAdapter):
+        name = "minimal"
+
+        async def find_contact(self, number: str) -> Contact | None:
+            return None
+
+        async def history(self, contact: Contact, limit: int = 20) -> list[Interaction]:
+            return []
+
+        async def create_contact(self, new: NewContact) -> Contact:
+            raise CrmNotSupported("no")
+
+        async def log_call(self, call: FinishedCall) -> str | None:
+            return None
+
+    with pytest.raises(CrmNotSupported, match="search not supported"):
+        await Minimal().search("ivan")
