@@ -123,8 +123,14 @@ REPORT_TABLES = ("totals", "by_queue", "intervals", "wait_distribution", "talk_d
 def add_report_command(subparsers: Any) -> None:
     cmd = subparsers.add_parser(
         "report", help="the reports page's figures for a period (table, JSON or CSV)",
-        description="The same figures as /reports and /api/reports, from the call log.")
-    cmd.add_argument("--period", choices=("today", "yesterday", "last7", "range"), default="today")
+        description="The same figures as /reports and /api/reports, from the call log. "
+                    "`report staffing --day YYYY-MM-DD [--weeks N]`: the staffing plan of a day from the "
+                    "same weekday of the last N weeks; `report staffing [--period ...]`: of the typical "
+                    "day of the period (/api/reports/staffing).")
+    cmd.add_argument("view", nargs="?", choices=("staffing",),
+                     help="staffing: the staffing plan of --day, or of the period's typical day")
+    cmd.add_argument("--period", choices=("today", "yesterday", "last7", "range"),
+                     help="the period (default today; for a staffing plan: the days of its typical day)")
     cmd.add_argument("--from", dest="start", metavar="YYYY-MM-DD", help="first day (with --period range)")
     cmd.add_argument("--to", dest="end", metavar="YYYY-MM-DD",
                      help="last day, included (with --period range)")
@@ -132,6 +138,11 @@ def add_report_command(subparsers: Any) -> None:
     cmd.add_argument("--interval", choices=("15", "30", "60", "day", "weekday"), default="60")
     cmd.add_argument("--table", choices=REPORT_TABLES, default="totals",
                      help="the table to print as text or CSV (JSON prints the whole report)")
+    cmd.add_argument("--day", metavar="YYYY-MM-DD|typical",
+                     help="report staffing: the day to plan (past, today or future), or 'typical'")
+    cmd.add_argument("--weeks", type=int, metavar="N",
+                     help="report staffing --day: weeks of the same weekday to average (default: [reports] "
+                          "forecast_weeks, 4)")
     cmd.add_argument("--format", choices=("table", "json", "csv"), default="table")
     cmd.add_argument("--db", help="database URL (default: from configuration)")
 
@@ -170,9 +181,11 @@ async def run_report_command(args: argparse.Namespace, settings: Any, *,
     await store.open()
     try:
         service = ReportService(store, settings.reports, timezone=settings.timezone, clock=clock or time.time)
+        if args.view == "staffing" or args.day is not None or args.weeks is not None:
+            return await _run_plan(service, args)
         try:
-            report = await service.report(args.period, start=args.start, end=args.end, queue=args.queue,
-                                          interval=args.interval)
+            report = await service.report(args.period or "today", start=args.start, end=args.end,
+                                          queue=args.queue, interval=args.interval)
         except ReportError as exc:
             print(f"callbridge report: {exc}", file=sys.stderr)
             return 2
@@ -188,3 +201,35 @@ async def run_report_command(args: argparse.Namespace, settings: Any, *,
                          f"queue {period.queue or 'all'}, interval {period.interval}\n")
         sys.stdout.write(_text_table(table_rows(report, args.table)))
     return 0
+
+
+async def _run_plan(service: Any, args: argparse.Namespace) -> int:
+    """`callbridge report staffing ...`: the staffing plan, as /api/reports/staffing answers it."""
+    from reports.forecast import staffing_plan
+    from reports.http import plan_csv, plan_rows
+    from reports.service import ReportError
+
+    try:
+        plan = await staffing_plan(service, args.day or "typical", weeks=args.weeks, period=args.period,
+                                   start=args.start, end=args.end, queue=args.queue, interval=args.interval)
+    except ReportError as exc:
+        print(f"callbridge report staffing: {exc}", file=sys.stderr)
+        return 2
+    if args.format == "json":
+        sys.stdout.write(json.dumps(plan.to_json(), ensure_ascii=False, indent=1) + "\n")
+    elif args.format == "csv":
+        sys.stdout.write(plan_csv(plan))
+    else:
+        what = (f"typical day of {plan.period.from_[:10]} .. {plan.period.to[:10]}" if plan.day == "typical"
+                else f"{plan.day} ({WEEKDAY_NAMES[plan.weekday or 0]}, from {plan.weeks} weeks)")
+        p = plan.period
+        sys.stdout.write(f"staffing plan: {what}, queue {p.queue or 'all'}, interval {p.interval} "
+                         f"({p.timezone}); {plan.target_fraction:.0%} within {plan.target_seconds:g} s\n")
+        sys.stdout.write(f"history days: {', '.join(plan.history_days) or 'none'}\n")
+        columns = ("time", "calls", "aht_seconds", "patience_seconds", "agents", "staff", "staff_actual",
+                   "expected_service_level", "service_level_with_actual", "abandon_rate", "verdict")
+        sys.stdout.write(_text_table([{c: row[c] for c in columns} for row in plan_rows(plan)]))
+    return 0
+
+
+WEEKDAY_NAMES = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")

@@ -2,7 +2,10 @@
 
 - `GET /reports`: the page (web/static/reports.html, with the pages' strict headers);
 - `GET /api/reports?period=&from=&to=&queue=&interval=`: the `Report` as JSON;
-- `GET /api/reports/export.csv?table=...&(same query)`: one table as CSV, audited `report.export`.
+- `GET /api/reports/export.csv?table=...&(same query)`: one table as CSV, audited `report.export`;
+- `GET /api/reports/staffing?day=YYYY-MM-DD|typical&weeks=&period=&from=&to=&queue=&interval=`: the
+  staffing plan of a chosen day or of the typical day of a period (reports.forecast);
+  `GET /api/reports/staffing.csv?(same query)`: its rows as CSV, audited `report.export`.
 
 Supervisors and admins only (`web.auth.require_role`); a refusal is a 403 and an audit-log row
 (`report.denied`). A bad query is a 400 `{"error": "<what is wrong>"}`.
@@ -19,6 +22,7 @@ from typing import Any
 
 from aiohttp import web
 
+from reports.forecast import StaffingPlan, staffing_plan
 from reports.service import Report, ReportError, ReportService
 from web.audit_log import AuditLog
 from web.auth import require_role
@@ -27,6 +31,7 @@ from web.pages import PAGE_HEADERS, STATIC_DIR
 ROLES = ("supervisor", "admin")
 NO_STORE = {"Cache-Control": "no-store"}
 QUERY_KEYS = frozenset({"period", "from", "to", "queue", "interval"})
+PLAN_KEYS = frozenset({"day", "weeks", *QUERY_KEYS})
 TABLES = ("totals", "by_queue", "intervals", "wait_distribution", "talk_distribution", "by_hour_of_day",
           "by_weekday", "operators", "staffing")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -74,6 +79,17 @@ async def _report(request: web.Request, extra: frozenset[str] = frozenset()) -> 
         interval=query.get("interval", "60"))
 
 
+async def _plan(request: web.Request) -> StaffingPlan:
+    query = request.query
+    unknown = sorted(set(query) - PLAN_KEYS)
+    if unknown:
+        raise ReportError(f"unknown parameter(s): {', '.join(k[:40] for k in unknown)}")
+    return await staffing_plan(
+        request.app[API_KEY].service, query.get("day", "typical"), weeks=query.get("weeks"),
+        period=query.get("period"), start=query.get("from"), end=query.get("to"),
+        queue=query.get("queue") or None, interval=query.get("interval", "60"))
+
+
 @_guarded
 async def page(request: web.Request) -> web.StreamResponse:
     path = request.app[API_KEY].static_dir / "reports.html"
@@ -110,6 +126,30 @@ async def export_csv(request: web.Request) -> web.StreamResponse:
                         headers={**NO_STORE, "Content-Disposition": f'attachment; filename="{name}"'})
 
 
+@_guarded
+async def get_staffing_plan(request: web.Request) -> web.StreamResponse:
+    try:
+        plan = await _plan(request)
+    except ReportError as exc:
+        return _bad(str(exc))
+    return web.json_response(plan.to_json(), headers=NO_STORE)
+
+
+@_guarded
+async def staffing_plan_csv(request: web.Request) -> web.StreamResponse:
+    try:
+        plan = await _plan(request)
+    except ReportError as exc:
+        return _bad(str(exc))
+    user, query = request["user"], request.query
+    await request.app[API_KEY].audit.record(
+        user.username, "report.export", role=str(user.role), target="staffing_plan", remote=request.remote,
+        detail={k: query[k][:64] for k in sorted(PLAN_KEYS) if k in query})
+    name = f"callbridge-staffing-plan-{plan.day}.csv"
+    return web.Response(body=plan_csv(plan).encode("utf-8"), content_type="text/csv", charset="utf-8",
+                        headers={**NO_STORE, "Content-Disposition": f'attachment; filename="{name}"'})
+
+
 # -- tables ----------------------------------------------------------------------------------------
 
 def _flat(row: dict[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -143,7 +183,19 @@ def _cell(value: Any) -> Any:
 
 
 def table_csv(report: Report, table: str) -> str:
-    rows = table_rows(report, table)
+    return rows_csv(table_rows(report, table))
+
+
+def plan_rows(plan: StaffingPlan) -> list[dict[str, Any]]:
+    """The plan's rows, each with the plan's day (a date, or "typical")."""
+    return [{"day": plan.day, **row} for row in plan.to_json()["staffing"]]
+
+
+def plan_csv(plan: StaffingPlan) -> str:
+    return rows_csv(plan_rows(plan))
+
+
+def rows_csv(rows: list[dict[str, Any]]) -> str:
     columns: list[str] = []
     for row in rows:
         columns.extend(k for k in row if k not in columns)
@@ -160,3 +212,5 @@ def add_report_routes(app: web.Application, api: ReportsApi) -> None:
     app.router.add_get("/reports", page)
     app.router.add_get("/api/reports", get_report)
     app.router.add_get("/api/reports/export.csv", export_csv)
+    app.router.add_get("/api/reports/staffing", get_staffing_plan)
+    app.router.add_get("/api/reports/staffing.csv", staffing_plan_csv)

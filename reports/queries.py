@@ -316,3 +316,34 @@ async def available_segments(conn: AsyncConnection, scope: Scope, now: datetime)
     query = (select(seg_from.label("start"), seg_to.label("stop"))
              .where(rows.c.logged_in, or_(rows.c.paused.is_(False)), seg_to > seg_from))
     return (await conn.execute(query)).all()
+
+
+# -- the staffing plan (reports.forecast) -------------------------------------------------------
+
+def _local_day_and_slot(scope: Scope, slot_seconds: int) -> Any:
+    """Calls of the scope with their local day (days since 1970-01-01) and slot of the day."""
+    local = local_seconds(CALLS.c.entered_at, scope)
+    return select(CALLS.c.queue, CALLS.c.outcome, CALLS.c.wait_seconds, CALLS.c.talk_seconds,
+                  (local // 86400).label("day"), (local % 86400 // slot_seconds).label("slot")
+                  ).where(*_in_scope(scope)).subquery()
+
+
+async def day_slot_tallies(conn: AsyncConnection, scope: Scope, policy: ServiceLevelPolicy, days: list[int],
+                           slot_seconds: int) -> Sequence[Any]:
+    """One row per (local day, slot of the day) of `days` (days since 1970-01-01, local) with the
+    tallies and sums of `tally_columns`: what the staffing plan averages. One scan of the span
+    from the first day to the last; the days' filter is on the computed local day."""
+    inner = _local_day_and_slot(scope, slot_seconds)
+    c = inner.c
+    query = (select(c.day, c.slot, *tally_columns(policy, c)).where(c.day.in_(days))
+             .group_by(c.day, c.slot))
+    return (await conn.execute(query)).all()
+
+
+async def recorded_days(conn: AsyncConnection, scope: Scope, days: list[int]) -> set[int]:
+    """Which of `days` have any finished, non-internal call at all (every queue): the days the
+    call log was being kept and the call centre was open."""
+    inner = _local_day_and_slot(Scope(scope.start, scope.end, scope.tz, scope.interval, None, scope.dialect),
+                                86400)
+    query = select(inner.c.day).where(inner.c.day.in_(days)).group_by(inner.c.day)
+    return {int(r.day) for r in (await conn.execute(query)).all()}

@@ -30,6 +30,8 @@ class ReportSettings(BaseModel):
     target_fraction: float = Field(0.8, gt=0, le=1)
     max_occupancy: float = Field(0.85, gt=0, le=1)
     shrinkage: float = Field(0.30, ge=0, lt=1)
+    # The staffing plan of a chosen day averages the same weekday over this many weeks before it.
+    forecast_weeks: int = Field(4, ge=1, le=52)
 
     _buckets = field_validator("wait_buckets", "talk_buckets")(_ascending)
 
