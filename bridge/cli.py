@@ -7,7 +7,10 @@ import asyncio
 import csv
 import json
 import logging
+import os
 import sys
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from datetime import datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
@@ -16,6 +19,54 @@ from bridge.calls.record import REPLAY_KEYS, CallRecord
 from bridge.settings import ConfigError, load_settings
 
 log = logging.getLogger("callbridge")
+
+
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+_DB_EXAMPLES = "e.g. sqlite+aiosqlite:///var/callbridge.sqlite3 or postgresql+asyncpg://user:secret@host/db"
+
+
+def _log_level(value: str) -> str:
+    if value.upper() not in LOG_LEVELS:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a log level: one of {', '.join(LOG_LEVELS)}")
+    return value.upper()
+
+
+def _shown_url(url: str) -> str:
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except ArgumentError:
+        return repr(url)
+
+
+@asynccontextmanager
+async def database_errors(url: str) -> AsyncIterator[None]:
+    """A bad database URL or a database that cannot be reached is one clear line (a
+    ConfigError), not a traceback."""
+    from sqlalchemy.exc import ArgumentError, DBAPIError
+
+    try:
+        yield
+    except ArgumentError as exc:  # NoSuchModuleError too: an unknown dialect or driver
+        raise ConfigError(f"--db / database_url {_shown_url(url)} is not a database URL we can use "
+                          f"({str(exc).splitlines()[0]}); {_DB_EXAMPLES}") from None
+    except (DBAPIError, OSError) as exc:
+        reason = str(getattr(exc, "orig", None) or exc).splitlines()[0] or type(exc).__name__
+        raise ConfigError(f"cannot open the database {_shown_url(url)}: {reason}") from None
+
+
+async def check_database(url: str) -> None:
+    """Open (and migrate) the database once, so a bad one stops the start with one line."""
+    from bridge.call_log.store import CallLogStore
+
+    store = CallLogStore(url)
+    try:
+        async with database_errors(url):
+            await store.open()
+    finally:
+        await store.close()
 
 
 def _setup_logging(level: str) -> None:
@@ -40,8 +91,8 @@ def _parse_since(value: str) -> datetime:
 
 def _add_common_options(parser: argparse.ArgumentParser, default: object) -> None:
     parser.add_argument("--config", type=Path, default=default, help="TOML configuration file")
-    parser.add_argument("--log-level", default=default,
-                        help="DEBUG, INFO, WARNING (default from config: INFO)")
+    parser.add_argument("--log-level", default=default, type=_log_level, metavar="LEVEL",
+                        help=f"{', '.join(LOG_LEVELS)} (default from config: INFO)")
     for action in parser._actions:
         if isinstance(action, argparse._SubParsersAction):
             for subparser in action.choices.values():
@@ -105,21 +156,29 @@ def _print_calls(calls: list[CallRecord], fmt: str) -> None:
 
 
 async def _replay(args: argparse.Namespace, settings) -> int:
-    from bridge.calls.replay import replay_bytes
+    from bridge.calls.replay import capture_events, replay_bytes
 
+    captures = []
     for path in args.file:
         if not path.is_file():
             raise ConfigError(f"no such capture file: {path}")
-    calls = replay_bytes(*(path.read_bytes() for path in args.file),
-                         operator_pattern=settings.operator_pattern)
+        data = path.read_bytes()
+        if not any(message.is_event for message in capture_events(data)):
+            raise ConfigError(f"{path} is not an AMI capture (no AMI event in it: a capture is the "
+                              "text an AMI connection sends, 'Event: ...' lines in blocks)")
+        captures.append(data)
+    if args.db:
+        await check_database(args.db)  # before printing anything
+    calls = replay_bytes(*captures, operator_pattern=settings.operator_pattern)
     _print_calls(calls, "jsonl")
     if args.db:
         from bridge.call_log.store import CallLogStore
 
         store = CallLogStore(args.db)
-        await store.open()
         try:
-            await store.save(calls)
+            async with database_errors(args.db):
+                await store.open()
+                await store.save(calls)
         finally:
             await store.close()
         log.info("stored %d calls in %s", len(calls), args.db)
@@ -132,10 +191,12 @@ async def _export(args: argparse.Namespace, settings) -> int:
     since = args.since
     if since is not None and since.tzinfo is None:
         since = since.replace(tzinfo=ZoneInfo(settings.timezone))
-    store = CallLogStore(args.db or settings.database_url)
-    await store.open()
+    url = args.db or settings.database_url
+    store = CallLogStore(url)
     try:
-        calls = await store.export(since=since)
+        async with database_errors(url):
+            await store.open()
+            calls = await store.export(since=since)
     finally:
         await store.close()
     _print_calls([c for c in calls if c.ended_at is not None], args.format)
@@ -145,6 +206,7 @@ async def _export(args: argparse.Namespace, settings) -> int:
 async def _serve(settings) -> int:
     from bridge.service import run_until_stopped
 
+    await check_database(settings.database_url)
     await run_until_stopped(settings)
     return 0
 
@@ -152,6 +214,7 @@ async def _serve(settings) -> int:
 async def _demo(args: argparse.Namespace, settings) -> int:
     from bridge.demo import run_demo
 
+    await check_database(args.db or settings.database_url)
     await run_demo(settings, speed=args.speed, db_url=args.db, ami_port=args.ami_port,
                    http_port=args.http_port)
     return 0
@@ -164,7 +227,12 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"callbridge: {exc}", file=sys.stderr)
         return 2
-    _setup_logging(args.log_level or settings.log_level)
+    level = args.log_level or settings.log_level
+    if level.upper() not in LOG_LEVELS:
+        print(f"callbridge: log_level {level!r} is not a log level: one of {', '.join(LOG_LEVELS)}",
+              file=sys.stderr)
+        return 2
+    _setup_logging(level)
     if args.command in ("crm", "lookup"):
         from crm_adapters.cli import run_crm_command
 
@@ -194,12 +262,27 @@ def main(argv: list[str] | None = None) -> int:
         "calls": lambda: _export(args, settings),
     }
     try:
-        return asyncio.run(runners[args.command]())
+        code = asyncio.run(runners[args.command]())
+        sys.stdout.flush()  # a closed pipe shows here, not in the interpreter's exit
+        return code
     except ConfigError as exc:
         print(f"callbridge: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:
+        # `callbridge ... | head`: the reader has all it wanted. Quietly, as `cat` does; what
+        # is still buffered goes nowhere (Python's advice for SIGPIPE, docs: signal).
+        _drop_stdout()
+        return 141  # 128 + SIGPIPE, the shell's status for a writer whose reader left
+
+
+def _drop_stdout() -> None:
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError, AttributeError):  # no real file descriptor (tests' capture)
+        pass
 
 
 if __name__ == "__main__":

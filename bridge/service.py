@@ -12,6 +12,7 @@ next start.
 from __future__ import annotations
 
 import asyncio
+import errno
 import gc
 import logging
 import os
@@ -30,7 +31,7 @@ from bridge.call_log.store import CallLogStore
 from bridge.call_log.writer import CallLogWriter
 from bridge.calls.pipeline import CallPipeline
 from bridge.calls.tracker import CallTracker
-from bridge.settings import CallbridgeSettings
+from bridge.settings import CallbridgeSettings, ConfigError
 from crm_adapters.lookup import LookupService
 from recordings.plugin import attach_recordings
 from reports.plugin import attach_reports
@@ -122,7 +123,14 @@ class BridgeService:
         self.web_runner = web.AppRunner(app, access_log=None)
         await self.web_runner.setup()
         site = web.TCPSite(self.web_runner, http.host, http.port)
-        await site.start()
+        try:
+            await site.start()
+        except OSError as exc:  # one line naming the option, not a traceback (issue 13)
+            await self.web_runner.cleanup()
+            self.web_runner = None
+            why = "is in use" if exc.errno == errno.EADDRINUSE else f"cannot be used ({exc.strerror or exc})"
+            raise ConfigError(f"the web port {http.host}:{http.port} {why}: choose another with "
+                              "--http-port N (or [http] port in the configuration)") from None
         server = site._server
         sockets = getattr(server, "sockets", None) or []
         self.web_address = sockets[0].getsockname()[:2] if sockets else (http.host, http.port)

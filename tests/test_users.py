@@ -239,6 +239,27 @@ async def test_cli_add_list_passwd_disable(tmp_path: Path, monkeypatch: pytest.M
         assert await store.authenticate("anna", "another long password") is not None
 
 
+@pytest.mark.parametrize("bad", ["abc", "1", "1234567", "10a", "+101", "101 "])
+async def test_cli_add_and_edit_refuse_what_is_not_an_extension(
+        bad: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    db = ["--db", f"sqlite+aiosqlite:///{tmp_path / 'users.sqlite3'}"]
+    add = ["user", "add", "anna", "--role", "operator", "--extension", bad, "--password-stdin", *db]
+    assert await _cli(add, monkeypatch, PW + "\n") == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"--extension {bad!r} is not an extension: 2-6 digits" in err
+    assert not (tmp_path / "users.sqlite3").exists()  # refused before the database is touched
+    good = ["user", "add", "anna", "--role", "operator", "--extension", "101", "--password-stdin", *db]
+    assert await _cli(good, monkeypatch, PW + "\n") == 0
+    assert await _cli(["user", "edit", "anna", "--extension", bad, *db], monkeypatch) == 2
+    # A PBX whose operators dial 4 digits: its own operator_pattern decides.
+    settings = SimpleNamespace(database_url="unused://", operator_pattern=r"^\d{4}$")
+    monkeypatch.setattr("sys.stdin", io.StringIO(PW + "\n"))
+    code = await run_user_command(_parse(["user", "add", "boris", "--role", "operator", "--extension", "102",
+                                          "--password-stdin", *db]), settings)
+    assert code == 2 and "matching operator_pattern ^\\d{4}$" in capsys.readouterr().err
+
+
 def test_cli_prompts_twice_on_a_terminal(monkeypatch: pytest.MonkeyPatch) -> None:
     from web import user_cli
 

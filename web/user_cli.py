@@ -13,11 +13,13 @@ import argparse
 import asyncio
 import getpass
 import json
+import re
 import sys
 from typing import Any, TextIO
 
 from sqlalchemy.exc import SQLAlchemyError
 
+from bridge.calls.channel_names import DEFAULT_OPERATOR_PATTERN
 from web.users import ROLES, UserError, UserInfo, UserStore
 
 USER_COMMANDS = ("user",)
@@ -64,6 +66,20 @@ def _fail(message: str, status: int = 1) -> int:
     return status
 
 
+def bad_extensions(extensions: list[str] | None, pattern: str) -> str | None:
+    """Why these `--extension` values are not phones of this PBX (`operator_pattern`), or None."""
+    for ext in extensions or ():
+        if not re.search(pattern, ext):
+            shown = ("2-6 digits" if pattern == DEFAULT_OPERATOR_PATTERN
+                     else f"matching operator_pattern {pattern}")
+            return f"--extension {ext!r} is not an extension: {shown}, e.g. 101"
+    return None
+
+
+def _pattern(settings: Any) -> str:
+    return getattr(settings, "operator_pattern", None) or DEFAULT_OPERATOR_PATTERN
+
+
 def read_password(from_stdin: bool, *, stdin: TextIO | None = None) -> str:
     """One line from stdin, or typed twice at a terminal prompt; ValueError otherwise."""
     stream = stdin or sys.stdin
@@ -100,6 +116,8 @@ async def run_user_command(args: argparse.Namespace, settings: Any) -> int:
             return _fail("an operator needs at least one --extension (the phone whose calls he gets)", 2)
         if command == "edit" and args.extension and args.no_extensions:
             return _fail("--extension and --no-extensions exclude each other", 2)
+        if command in ("add", "edit") and (why := bad_extensions(args.extension, _pattern(settings))):
+            return _fail(why, 2)
         if command in ("add", "passwd"):
             # Off the event loop: getpass blocks on the terminal.
             password = await asyncio.to_thread(read_password, args.password_stdin)
