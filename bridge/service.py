@@ -38,6 +38,7 @@ from reports.plugin import attach_reports
 from screenpop.app import console_names, create_web_app
 from supervision.plugin import attach_wallboard
 from web.features import BridgeParts, ResyncListener
+from web.pages import add_favicon
 from web.users import UserStore
 
 log = logging.getLogger("callbridge")
@@ -112,6 +113,7 @@ class BridgeService:
                                            "session_max_age": http.session_max_age,
                                            "idle_timeout": http.idle_timeout,
                                            "trusted_proxies": [str(n) for n in http.trusted_proxies]})
+        add_favicon(app)  # every page's icon (web.pages)
         parts = self.parts(app)
         caller_names, operator_names = console_names(app)
         # Every feature attaches the same way (web.features): subscribed to the model, its

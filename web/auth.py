@@ -26,6 +26,7 @@ notice, `touch`) move `last_seen_at`, not an open tab or its pings.
 
 from __future__ import annotations
 
+import base64
 import functools
 import hashlib
 import hmac
@@ -280,21 +281,49 @@ def _where(request: web.Request) -> str:
     return f"{request.method} {request.rel_url.raw_path}"
 
 
-_PAGE = ("<!doctype html><html lang=\"en\"><meta charset=\"utf-8\"><title>{title}</title>"
-         "<main><h1>{title}</h1><p>{message}</p><p><a href=\"/\">Home</a> · <a href=\"/login\">Sign in</a>"
-         "</p></main></html>")
+_ROLE_REFUSED = "Your role may not do this."
+_TITLES = {401: "Sign-in needed", 403: "Not for your role", 429: "Too many attempts"}
+_HOME_LABELS = {"/console": "Back to your console", "/wallboard": "Back to the wallboard",
+                "/reviews": "Back to the review room"}
+
+
+@functools.cache
+def _error_page_parts() -> tuple[str, str, str]:
+    """web/static/forbidden.html, its style inlined, and the CSP that allows only that style."""
+    from web.pages import STATIC_DIR
+
+    style = (STATIC_DIR / "forbidden.css").read_text(encoding="utf-8")
+    digest = base64.b64encode(hashlib.sha256(style.encode()).digest()).decode()
+    csp = (f"default-src 'none'; style-src 'sha256-{digest}'; img-src 'self'; base-uri 'none'; "
+           "form-action 'self'; frame-ancestors 'none'")
+    return (STATIC_DIR / "forbidden.html").read_text(encoding="utf-8"), style, csp
+
+
+def error_page(request: web.Request, status: int, message: str) -> tuple[str, dict[str, str]]:
+    """The page a browser gets for a refusal: what happened, and a link back to the user's
+    own page (every text escaped: a path or name is never markup)."""
+    template, style, csp = _error_page_parts()
+    user: User | None = request.get("user")
+    home = ROLE_HOME.get(user.role, "/") if user else "/"
+    if status == 403 and user is not None and message == _ROLE_REFUSED:
+        message = f"Your role ({user.role}) may not open {request.path}. Ask an admin if you need it."
+    body = template.format(title=_TITLES.get(status, "Error"), style=style, message=html.escape(message),
+                           home=html.escape(home), home_label=_HOME_LABELS.get(home, "Home"))
+    headers = {**NO_STORE, "Content-Security-Policy": csp, "X-Content-Type-Options": "nosniff",
+               "Referrer-Policy": "same-origin", "X-Frame-Options": "DENY"}
+    return body, headers
 
 
 def error_response(request: web.Request, status: int, error: str, message: str,
                    exc: type[web.HTTPException] | None = None) -> web.Response:
-    """JSON for /api and /ws, a small page otherwise; an HTTPException instance if `exc` is given."""
+    """JSON for /api and /ws, a styled page otherwise; an HTTPException instance if `exc` is given."""
     cls = exc or web.Response
     if is_api(request.path):
         body, ctype = web.json_response({"error": error, "message": message}).text, "application/json"
+        headers = NO_STORE
     else:
-        title = {401: "Sign-in needed", 403: "Forbidden", 429: "Too many attempts"}.get(status, "Error")
-        body, ctype = _PAGE.format(title=title, message=html.escape(message)), "text/html"
-    kwargs: dict[str, Any] = {"text": body, "content_type": ctype, "headers": NO_STORE}
+        (body, headers), ctype = error_page(request, status, message), "text/html"
+    kwargs: dict[str, Any] = {"text": body, "content_type": ctype, "headers": headers}
     return cls(**kwargs) if exc else web.Response(status=status, **kwargs)
 
 
@@ -305,7 +334,7 @@ def check_role(request: web.Request, *roles: Role) -> User:
         raise error_response(request, 401, "unauthenticated", "Please sign in.", web.HTTPUnauthorized)
     if user.role not in roles:
         AUDIT.warning("audit: user=%s role=%s denied %s", user.username, user.role, _where(request))
-        raise error_response(request, 403, "forbidden", "Your role may not do this.", web.HTTPForbidden)
+        raise error_response(request, 403, "forbidden", _ROLE_REFUSED, web.HTTPForbidden)
     return user
 
 

@@ -416,7 +416,7 @@ def test_an_operator_may_not_enter_the_review_room(page: Any, stack: ReviewStack
     expect(page.locator("#status")).to_have_text("None of your calls has been reviewed yet.")
     response = page.goto(stack.base_url + "/reviews")
     assert response is not None and response.status == 403
-    expect(page.locator("h1")).to_have_text("Forbidden")
+    expect(page.locator("h1")).to_have_text("Not for your role")
     # Nor can she reach Clara's recording through the API the page uses.
     status = page.evaluate(f"fetch('/api/recordings/{stack.ids['clara']}').then(r => r.status)")
     assert status == 403
