@@ -112,7 +112,9 @@ class BridgeService:
                              auth_options={"secure_cookie": http.secure_cookie,
                                            "session_max_age": http.session_max_age,
                                            "idle_timeout": http.idle_timeout,
-                                           "trusted_proxies": [str(n) for n in http.trusted_proxies]})
+                                           "trusted_proxies": [str(n) for n in http.trusted_proxies]},
+                             send_action=self.client.send_action, store=self.store,
+                             console=self.settings.console)
         add_favicon(app)  # every page's icon (web.pages)
         parts = self.parts(app)
         caller_names, operator_names = console_names(app)

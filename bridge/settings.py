@@ -20,6 +20,7 @@ from bridge.calls.channel_names import DEFAULT_OPERATOR_PATTERN
 from crm_adapters.settings import CrmSettings
 from recordings.settings import RecordingSettings
 from reports.settings import ReportSettings
+from screenpop.settings import ConsoleSettings
 from supervision.settings import TimeZoneName, WallboardSettings
 
 DEFAULT_DATABASE_URL = "sqlite+aiosqlite:///var/callbridge.sqlite3"
@@ -71,6 +72,7 @@ class CallbridgeSettings(BaseSettings):
     recordings: RecordingSettings = Field(default_factory=RecordingSettings)
     wallboard: WallboardSettings = Field(default_factory=WallboardSettings)
     reports: ReportSettings = Field(default_factory=ReportSettings)
+    console: ConsoleSettings = Field(default_factory=ConsoleSettings)
 
     @model_validator(mode="after")
     def _one_time_zone(self) -> CallbridgeSettings:
@@ -82,6 +84,9 @@ class CallbridgeSettings(BaseSettings):
         if "target_seconds" not in self.reports.model_fields_set:
             self.reports.target_seconds = self.wallboard.target_seconds
         self.wallboard.service_level = self.reports.policy()
+        # The console pauses an operator on the interface the supervisors' actions use.
+        if "member_interface" not in self.console.model_fields_set:
+            self.console.member_interface = self.wallboard.supervision.member_interface
         return self
 
     @classmethod

@@ -19,10 +19,14 @@ from typing import Any
 
 from aiohttp import web
 
+from bridge.call_log.store import CallLogStore
 from bridge.calls.pipeline import CallPipeline
 from crm_adapters.lookup import LookupService
+from screenpop.console_actions import ConsoleActions, SendAction
 from screenpop.console_http import SCREENPOP_KEY, add_console_routes
 from screenpop.screenpop_service import ScreenPopService, ScreenPopSettings
+from screenpop.settings import ConsoleSettings
+from web.audit_log import AuditLog
 from web.pages import STATIC_DIR
 
 log = logging.getLogger(__name__)
@@ -58,16 +62,20 @@ class OperatorDirectory:
 def create_web_app(pipeline: CallPipeline | None, lookup: LookupService | None = None, *,
                    user_store: Any | None = None, screenpop: ScreenPopService | None = None,
                    settings: ScreenPopSettings | None = None, auth_options: Mapping[str, Any] | None = None,
-                   middlewares: Iterable[Any] = (), static_dir: Path = STATIC_DIR) -> web.Application:
+                   middlewares: Iterable[Any] = (), static_dir: Path = STATIC_DIR,
+                   send_action: SendAction | None = None, store: CallLogStore | None = None,
+                   console: ConsoleSettings | None = None) -> web.Application:
     """The console app. Give `lookup` (a ScreenPopService is made around it) or a ready
     `screenpop`; `pipeline` (if given) gets it as a subscriber. With `user_store`, the auth
     of web.auth_http is installed (`auth_options` go to `setup_auth`); without it,
-    `middlewares` must set `request["user"]`, or every console request is a 401."""
+    `middlewares` must set `request["user"]`, or every console request is a 401.
+    `send_action` lets operators pause themselves and click-to-dial (audited in `store`);
+    `console` is the `[console]` settings."""
     directory = OperatorDirectory(user_store) if user_store is not None else None
     if screenpop is None:
         if lookup is None:
             raise ValueError("create_web_app needs a lookup service or a screen-pop service")
-        screenpop = ScreenPopService(lookup, settings=settings, operator_names=directory)
+        screenpop = ScreenPopService(lookup, settings=settings, operator_names=directory, console=console)
     elif directory is not None and screenpop.book.operator_names is None:
         screenpop.book.operator_names = directory
     if pipeline is not None:
@@ -78,7 +86,8 @@ def create_web_app(pipeline: CallPipeline | None, lookup: LookupService | None =
         from web.auth_http import setup_auth  # here: the console runs without it in tests
 
         setup_auth(app, user_store, **dict(auth_options or {}))
-    add_console_routes(app, screenpop, static_dir=static_dir)
+    actions = ConsoleActions(screenpop, send_action, AuditLog(store) if store is not None else None)
+    add_console_routes(app, screenpop, static_dir=static_dir, actions=actions)
 
     async def lifecycle(app: web.Application) -> AsyncIterator[None]:
         service = app[SCREENPOP_KEY]

@@ -22,9 +22,6 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
-from datetime import UTC
-
-import phonenumbers
 
 from bridge.calls.events import (
     CallAnswered,
@@ -37,14 +34,23 @@ from bridge.calls.events import (
 from bridge.calls.record import CallRecord, TransferKind
 from crm_adapters.contract import Interaction
 from crm_adapters.lookup import CallerCard
-from crm_adapters.phone_numbers import ANONYMOUS_IDS, is_anonymous, normalize
-from screenpop.messages import CallerView, Card, CardRemoved, CardState, HistoryItem, TransferView
+from screenpop.card_views import (  # noqa: F401  # re-exported: the card's views live there
+    UNKNOWN_NUMBER,
+    OperatorNames,
+    Transfers,
+    caller_view,
+    format_number,
+    history_item,
+    history_items,
+    without_echoed_notes,
+)
+from screenpop.messages import Card, CardRemoved, CardState, HistoryItem, TransferView
 
 Clock = Callable[[], float]
-OperatorNames = Callable[[str], str | None]
 Outgoing = Card | CardRemoved
-
-UNKNOWN_NUMBER = "Unknown number"
+# A ring that ended without an answer (busy, no answer, the queue moved on): if a colleague
+# answers within this many seconds (PBX clock), the card comes back saying who took it.
+TAKEN_BY_WINDOW = 60.0
 # Asterisk's DialStatus of a ring that ended without the operator answering, for people.
 RING_END_REASONS = {
     "BUSY": "phone busy",
@@ -68,54 +74,6 @@ def operator_of(card_id_: str) -> str:
 
 def call_of(card_id_: str) -> str:
     return card_id_.rsplit(":", 1)[0]
-
-
-def format_number(raw: str | None, region: str = "RU") -> str:
-    """"+7 495 123-45-67" for a phone number, the raw text for anything else (an extension)."""
-    if raw is None or is_anonymous(raw):
-        return UNKNOWN_NUMBER
-    e164 = normalize(raw, region)
-    if e164 is None:
-        return raw.strip()
-    return phonenumbers.format_number(phonenumbers.parse(e164), phonenumbers.PhoneNumberFormat.INTERNATIONAL)
-
-
-def caller_view(record: CallRecord, found: CallerCard | None, region: str = "RU") -> CallerView:
-    number = record.caller_number
-    cid_name = (record.caller_name or "").strip()
-    # The PBX's caller-id name is shown until a CRM knows better ("<unknown>" is no name).
-    name = None if cid_name.casefold() in ANONYMOUS_IDS or cid_name == (number or "").strip() else cid_name
-    if found is None:
-        return CallerView(number=number, number_display=format_number(number, region), name=name,
-                          lookup="anonymous" if is_anonymous(number) else "pending")
-    contact = found.contact
-    return CallerView(
-        number=number, number_display=format_number(number, region),
-        name=contact.display_name if contact else name,
-        company=contact.company if contact else None,
-        tags=list(contact.tags) if contact else [],
-        vip=contact.vip if contact else False,
-        crm_url=contact.url if contact else None,
-        contact_id=contact.id if contact else None,
-        contact_source=contact.source if contact else None,
-        lookup=found.status, stale=found.stale,
-    )
-
-
-def history_item(item: Interaction, names: OperatorNames | None = None) -> HistoryItem:
-    operator = item.operator
-    if operator and names is not None and (name := names(operator)):
-        operator = name  # people read "Anna Operator", not "101"
-    return HistoryItem(at=item.at.astimezone(UTC).isoformat(), kind=item.kind, operator=operator,
-                       outcome=item.outcome, summary=item.summary, url=item.url)
-
-
-def without_echoed_notes(items: Iterable[Interaction]) -> list[Interaction]:
-    """A note saved during a call is also logged with that call (same operator, same text):
-    show it once, on the call."""
-    items = list(items)
-    logged = {(i.operator, i.summary) for i in items if i.kind == "call" and i.summary}
-    return [i for i in items if not (i.kind == "note" and (i.operator, i.summary) in logged)]
 
 
 @dataclass
@@ -142,6 +100,9 @@ class _Call:
     slots: dict[str, _Slot] = field(default_factory=dict)  # extension -> card shown
     versions: dict[str, int] = field(default_factory=dict)  # survive a card's removal: only grow
     notes: dict[str, str] = field(default_factory=dict)  # extension -> his note on this call
+    wrapups: dict[str, str] = field(default_factory=dict)  # extension -> his wrap-up code
+    # extension -> (PBX time its ring ended unanswered, queue): told who took the call
+    missed: dict[str, tuple[float, str | None]] = field(default_factory=dict)
     pending_transfer: tuple[TransferKind, str | None, str | None] | None = None  # kind, from, to
 
 
@@ -181,6 +142,8 @@ class CardBook:
             if slot is not None and slot.state == "ringing":
                 slot.state = "withdrawn"
                 slot.reason = RING_END_REASONS.get(event.result, "ringing stopped")
+                if call.record.answered_at is None:
+                    call.missed[event.operator] = (event.at, slot.queue)
         elif isinstance(event, CallAnswered):
             self._answer(call, event)
         elif isinstance(event, CallTransferred):
@@ -205,12 +168,11 @@ class CardBook:
         return self._refresh(call, list(call.slots))
 
     def on_history(self, call_id: str, items: Iterable[Interaction],
-                   contact_key: str | None) -> list[Outgoing]:
+                   contact_key: str | None, transfers: Transfers | None = None) -> list[Outgoing]:
         call = self._calls.get(call_id)
         if call is None or contact_key != _contact_key(call.caller):
             return []
-        shown = without_echoed_notes(items)[: self.history_items]
-        call.history = [history_item(i, self.operator_names) for i in shown]
+        call.history = history_items(items, self.history_items, self.operator_names, transfers)
         return self._refresh(call, list(call.slots))
 
     def set_note(self, call_id: str, operator: str, text: str) -> list[Outgoing]:
@@ -232,6 +194,16 @@ class CardBook:
         del call.slots[operator]
         self._forget_if_done(call)
         return CardRemoved(card_id=card_id(call_id, operator))
+
+    def set_wrapup(self, call_id: str, operator: str, code: str) -> None:
+        """The wrap-up code the operator chose as he closed his card (logged with the call)."""
+        call = self._calls.get(call_id)
+        if call is not None:
+            call.wrapups[operator] = code
+
+    def wrapups(self, call_id: str) -> dict[str, str]:
+        call = self._calls.get(call_id)
+        return dict(call.wrapups) if call else {}
 
     def expire(self) -> list[CardRemoved]:
         """After-call cards left open longer than `after_call_seconds` close themselves."""
@@ -324,6 +296,12 @@ class CardBook:
         for other in call.slots.values():
             if other.state == "ringing":
                 other.state, other.reason = "withdrawn", f"answered by {who}"
+        # Phones whose ring ended a moment before (the queue moved on, ring-all's cancels
+        # ahead of the answer): their card comes back once, saying who took the call.
+        for op, (ended, queue) in call.missed.items():
+            if op != ev.operator and op not in call.slots and ev.at - ended <= TAKEN_BY_WINDOW:
+                call.slots[op] = _Slot(op, "withdrawn", reason=f"answered by {who}", queue=queue)
+        call.missed.clear()
 
     def _transfer(self, call: _Call, ev: CallTransferred) -> None:
         t = ev.transfer
@@ -382,6 +360,8 @@ class CardBook:
             wait_seconds=record.wait_seconds, transfer=transfer, history=call.history,
             note=call.notes.get(slot.operator, ""),
             recording=record.live and any(r.stopped_at is None for r in record.recordings),
+            closes_at=(slot.ended_at + self.after_call_seconds
+                       if slot.state == "after_call" and slot.ended_at is not None else None),
         )
 
     def _name(self, record: CallRecord, operator: str | None) -> str | None:

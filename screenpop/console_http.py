@@ -5,10 +5,13 @@
   then `card` / `card_removed` frames for the extensions bound to the user, whatever his
   role (a supervisor sees the cards of the extensions bound to him, no others).
 - `POST /api/notes` {call_id, text}, `POST /api/contacts` {call_id, name, company},
-  `POST /api/cards/dismiss` {call_id}: JSON bodies checked by the pydantic models of
+  `POST /api/cards/dismiss` {call_id, wrapup_code}, and the operator's own actions
+  (screenpop.console_actions: `POST /api/console/pause`, `POST /api/console/dial`,
+  `GET /api/console/search?q=`): JSON bodies checked by the pydantic models of
   screenpop.messages. 400: bad JSON or fields (the message says which); 403: the call
   did not ring one of the user's extensions; 404: no such open call; 409: not possible in
-  the card's state; 503: the CRM or database failed.
+  the card's state; 501: no CRM can search; 502: the PBX refused; 503: the CRM, the
+  database or the PBX link failed.
 - `GET /static/<file>`: the console's assets.
 
 Who the user is comes from `request["user"]` (set by the auth middleware, web.auth);
@@ -27,7 +30,8 @@ from typing import Any, TypeVar
 from aiohttp import web
 from pydantic import BaseModel, ValidationError
 
-from screenpop.messages import DismissRequest, NewContactRequest, NoteRequest
+from screenpop.console_actions import ACTIONS_KEY, ConsoleActions
+from screenpop.messages import DialRequest, DismissRequest, NewContactRequest, NoteRequest, PauseRequest
 from screenpop.screenpop_service import ScreenPopError, ScreenPopService
 from web.pages import PAGE_HEADERS, STATIC_DIR
 from web.users import SignedInUser
@@ -54,7 +58,7 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 Action = Callable[[web.Request, ScreenPopService, SignedInUser], Awaitable[dict[str, Any]]]
 Model = TypeVar("Model", bound=BaseModel)
 _ERRORS = {400: "bad_request", 401: "unauthenticated", 403: "forbidden", 404: "not_found",
-           409: "conflict", 503: "unavailable"}
+           409: "conflict", 501: "not_supported", 502: "pbx_refused", 503: "unavailable"}
 
 
 def _any_role(handler: Handler) -> Handler:
@@ -125,7 +129,24 @@ async def post_contact(request: web.Request, service: ScreenPopService, user: Si
 @_action
 async def post_dismiss(request: web.Request, service: ScreenPopService, user: SignedInUser) -> dict[str, Any]:
     body = await _body(request, DismissRequest)
-    return {"removed": service.dismiss(user, body.call_id)}
+    return {"removed": await service.dismiss(user, body.call_id, body.wrapup_code)}
+
+
+@_action
+async def post_pause(request: web.Request, service: ScreenPopService, user: SignedInUser) -> dict[str, Any]:
+    body = await _body(request, PauseRequest)
+    return await request.app[ACTIONS_KEY].pause(user, body.paused, body.reason, request.remote)
+
+
+@_action
+async def post_dial(request: web.Request, service: ScreenPopService, user: SignedInUser) -> dict[str, Any]:
+    body = await _body(request, DialRequest)
+    return await request.app[ACTIONS_KEY].dial(user, body.number, request.remote)
+
+
+@_action
+async def get_search(request: web.Request, service: ScreenPopService, user: SignedInUser) -> dict[str, Any]:
+    return await request.app[ACTIONS_KEY].search(request.query.get("q", ""))
 
 
 async def console_page(request: web.Request) -> web.StreamResponse:
@@ -158,7 +179,8 @@ async def console_ws(request: web.Request) -> web.StreamResponse:
     entry = await sockets_of(request.app).add(
         ws, session.token_hash if session is not None else None, user.username, transport=request.transport,
         still_ok=lambda fresh: sorted(fresh.extensions) == extensions)
-    conn = service.hub.attach(ws, user, service.hello(user), transport=request.transport)
+    since = session.created_at if session is not None else None  # no cards from before his login
+    conn = service.hub.attach(ws, user, service.hello(user, since), transport=request.transport)
     try:
         await conn.run(activity_listener(request))
     finally:
@@ -168,13 +190,17 @@ async def console_ws(request: web.Request) -> web.StreamResponse:
 
 
 def add_console_routes(app: web.Application, service: ScreenPopService, *,
-                       static_dir: Path = STATIC_DIR) -> None:
+                       static_dir: Path = STATIC_DIR, actions: ConsoleActions | None = None) -> None:
     app[SCREENPOP_KEY] = service
     app[STATIC_KEY] = static_dir
+    app[ACTIONS_KEY] = actions or ConsoleActions(service, None, None)
     sockets_of(app)  # made now, before the app is frozen (setup_auth's, if it ran first)
     app.router.add_get("/console", _any_role(console_page))
     app.router.add_get("/ws/console", _any_role(console_ws))
     app.router.add_post("/api/notes", post_note)
     app.router.add_post("/api/contacts", post_contact)
     app.router.add_post("/api/cards/dismiss", post_dismiss)
+    app.router.add_post("/api/console/pause", post_pause)
+    app.router.add_post("/api/console/dial", post_dial)
+    app.router.add_get("/api/console/search", get_search)
     app.router.add_get("/static/{path:.+}", _any_role(static_file))

@@ -32,6 +32,7 @@ from web.ws_tasks import beside, read_until_closed
 log = logging.getLogger(__name__)
 
 _HELLO = "\0hello"  # buffer key of the Hello frame (card ids never start with NUL)
+WITHDRAWN_KEPT = 32  # withdrawn card ids a connection remembers
 
 
 class Connection:
@@ -47,6 +48,8 @@ class Connection:
         self._pending: OrderedDict[str, tuple[str, str | None]] = OrderedDict()
         self._wake = asyncio.Event()
         self.shown: set[str] = set()  # card ids this browser has on screen
+        # Withdrawn lately (newest last): a later "answered by Boris" about one still goes out.
+        self.withdrawn: OrderedDict[str, None] = OrderedDict()
         self.closing: str | None = None  # why we are closing it
         self.frames_sent = 0
 
@@ -99,12 +102,16 @@ class Connection:
     def _want(self, key: str, state: str | None) -> bool:
         """Frames about a card this browser never had on screen are skipped: a ring that
         was over (busy, answered elsewhere) before the frame left shows nothing at all."""
-        if key == _HELLO:
+        if key.startswith("\0"):  # hello, the operator's state, the clock
             return True
         if state == "withdrawn" or state is None:
             if key not in self.shown:
-                return False
+                return state == "withdrawn" and key in self.withdrawn
             self.shown.discard(key)
+            if state == "withdrawn":
+                self.withdrawn[key] = None
+                while len(self.withdrawn) > WITHDRAWN_KEPT:
+                    self.withdrawn.popitem(last=False)
         else:
             self.shown.add(key)
         return True
@@ -191,6 +198,14 @@ class Hub:
                 if not conn.offer(message.card_id, text, state):
                     self.dropped += 1
                     conn.drop(f"more than {self.queue_size} cards waiting")
+
+    def send(self, key: str, text: str, extension: str | None = None) -> None:
+        """A frame that is no card (the operator's state, the clock) to the connections of one
+        extension, or to all; `key` (starting with NUL) keeps only the newest waiting one."""
+        for conn in list(self._all if extension is None else self._by_extension.get(extension, ())):
+            if not conn.offer(key, text, "frame"):
+                self.dropped += 1
+                conn.drop(f"more than {self.queue_size} cards waiting")
 
     def connections(self, extension: str | None = None) -> list[Connection]:
         if extension is None:

@@ -7,7 +7,13 @@ Server -> browser only (state changes go through CSRF-protected HTTP POSTs):
 - `card`: the whole card of one call for this operator, sent whenever anything on it
   changes (ring, CRM answer, answer, transfer, hang-up). The browser replaces the card
   with the same `card_id`; `version` only grows, so a late frame never undoes a newer one.
-- `card_removed`: the operator closed the card (after-call work done) on another tab.
+- `card_removed`: the operator closed the card (after-call work done) on another tab, or
+  it closed itself (the wrap-up time is over).
+- `agent_state`: the operator's own state in his queues (paused with a reason, available).
+- `clock`: the PBX's clock moved against the server's (timers count in the PBX's clock).
+
+The browser sends only `{"type": "activity"}` (the person typed or clicked: keeps his
+session alive), at most once a minute.
 
 Every text field that came from a caller or a CRM (names, companies, notes) is data:
 the page must render it as text, never as HTML.
@@ -46,8 +52,12 @@ class HistoryItem(_Frozen):
     kind: str  # call, note, ticket, deal, ...
     operator: str | None = None
     outcome: str | None = None
-    summary: str = ""  # a note's text, a ticket's subject
+    summary: str = ""  # what the CRM says (a note's text, a ticket's subject, a call's outcome)
     url: str | None = None
+    note: str = ""  # notes only: a note's text, the note logged with a call
+    detail: str | None = None  # what happened: "answered, talked 4:05", a ticket's subject
+    transfers: list[str] = Field(default_factory=list)  # "blind transfer Anna Operator → Boris"
+    call_id: str | None = None
 
 
 class TransferView(_Frozen):
@@ -77,6 +87,7 @@ class Card(_Frozen):
     history: list[HistoryItem] = Field(default_factory=list)
     note: str = ""  # this operator's note on this call, as last saved
     recording: bool = False
+    closes_at: float | None = None  # after-call: when the card closes itself (PBX clock)
 
 
 class Hello(_Frozen):
@@ -87,6 +98,46 @@ class Hello(_Frozen):
     extensions: list[str]
     cards: list[Card]
     server_time: float  # epoch seconds, so timers run from the server's clock
+    # The PBX's clock minus the server's (card times are the PBX's): timers count
+    # pbx_now = browser_now + (server_time - browser_now_at_hello) + pbx_offset.
+    pbx_offset: float = 0.0
+    console: ConsoleInfo | None = None
+    agent: AgentState | None = None
+
+
+class ConsoleInfo(_Frozen):
+    """What the console offers this user (from `[console]`)."""
+
+    wrapup_seconds: float
+    wrapup_codes: list[str] = Field(default_factory=list)
+    pause_reasons: list[str] = Field(default_factory=list)
+    can_pause: bool = False  # the PBX can be asked (and the user has an extension)
+    can_dial: bool = False
+
+
+class QueueMembership(_Frozen):
+    queue: str
+    paused: bool
+    reason: str | None = None
+
+
+class AgentState(_Frozen):
+    """The operator's own state in his queues (from the PBX's queue member events)."""
+
+    type: Literal["agent_state"] = "agent_state"
+    extension: str
+    known: bool = False  # no queue member event seen yet for him
+    paused: bool = False  # paused in every queue he is a member of
+    reason: str | None = None
+    queues: list[QueueMembership] = Field(default_factory=list)
+
+
+class Clock(_Frozen):
+    """Sent when the PBX's clock offset changed (see Hello.pbx_offset)."""
+
+    type: Literal["clock"] = "clock"
+    server_time: float
+    pbx_offset: float
 
 
 class CardRemoved(_Frozen):
@@ -94,7 +145,8 @@ class CardRemoved(_Frozen):
     card_id: str
 
 
-ServerMessage = Hello | Card | CardRemoved
+ServerMessage = Hello | Card | CardRemoved | AgentState | Clock
+Hello.model_rebuild()
 
 
 # HTTP request bodies (JSON), each checked against the session's CSRF token.
@@ -113,3 +165,13 @@ class NewContactRequest(_Frozen):
 
 class DismissRequest(_Frozen):
     call_id: str = Field(min_length=1, max_length=64)
+    wrapup_code: str | None = Field(None, max_length=60)
+
+
+class PauseRequest(_Frozen):
+    paused: bool
+    reason: str | None = Field(None, max_length=60)
+
+
+class DialRequest(_Frozen):
+    number: str = Field(min_length=1, max_length=40)

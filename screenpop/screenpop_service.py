@@ -27,7 +27,8 @@ from pydantic import BaseModel, Field
 from sqlalchemy import delete, insert, update
 from sqlalchemy.exc import SQLAlchemyError
 
-from bridge.calls.events import CallEnded, DomainEvent
+from bridge.ami.message import AmiMessage
+from bridge.calls.events import CallAnswered, CallEnded, CallRinging, DomainEvent
 from bridge.calls.pipeline import CallPipeline
 from bridge.calls.record import CallRecord
 from crm_adapters.builtin import BuiltinCrm
@@ -37,8 +38,11 @@ from crm_adapters.errors import CrmError, CrmNotSupported, CrmRejected, CrmUnava
 from crm_adapters.lookup import CallerCard, LogResult, LookupService
 from crm_adapters.phone_numbers import normalize
 from screenpop.cards import CardBook, Outgoing, call_of, operator_of
+from screenpop.history_calls import call_transfers
 from screenpop.hub import Hub
-from screenpop.messages import Card, CardRemoved, Hello
+from screenpop.messages import AgentState, Card, CardRemoved, Clock, ConsoleInfo, Hello
+from screenpop.operator_state import AgentStates, PbxClock
+from screenpop.settings import ConsoleSettings
 from web.users import SignedInUser
 
 log = logging.getLogger(__name__)
@@ -69,10 +73,18 @@ class ScreenPopService:
     def __init__(self, lookup: LookupService, *, settings: ScreenPopSettings | None = None,
                  hub: Hub | None = None, notes: BuiltinCrm | None = None,
                  operator_names: Callable[[str], str | None] | None = None,
-                 clock: Callable[[], float] = time.monotonic) -> None:
+                 clock: Callable[[], float] = time.monotonic, console: ConsoleSettings | None = None,
+                 wall_clock: Callable[[], float] = time.time) -> None:
         self.lookup = lookup
-        self.settings = settings or ScreenPopSettings()
+        self.console = console or ConsoleSettings()
+        if settings is None:  # the wrap-up time of [console] closes after-call cards
+            settings = ScreenPopSettings(after_call_seconds=self.console.wrapup_seconds)
+        self.settings = settings
         s = self.settings
+        self.wall_clock = wall_clock
+        self.pbx_clock = PbxClock(wall_clock)
+        self.agents = AgentStates(self.console.member_interface)
+        self.can_act = False  # the console may send actions to the PBX (screenpop.console_actions)
         self.hub = hub or Hub(queue_size=s.queue_size, heartbeat=s.heartbeat_seconds,
                               send_timeout=s.send_timeout_seconds)
         self.region = lookup.settings.default_region
@@ -89,6 +101,17 @@ class ScreenPopService:
 
     def attach(self, pipeline: CallPipeline) -> None:
         pipeline.subscribe(self)
+        pipeline.subscribe_raw(self.on_raw)
+
+    def on_raw(self, event: AmiMessage) -> None:
+        """Queue member events: the operator's own state, pushed to his pages."""
+        ext = self.agents.on_event(event)
+        if ext is not None:
+            self.hub.send("\0agent", self.agents.state(ext).model_dump_json(), extension=ext)
+
+    def agent_state(self, user: SignedInUser) -> AgentState | None:
+        states = [self.agents.state(ext) for ext in sorted(user.extensions)]
+        return next((a for a in states if a.known), states[0] if states else None)
 
     async def start(self) -> None:
         self._expiry = asyncio.create_task(self._expire_loop(), name="screenpop after-call expiry")
@@ -104,9 +127,12 @@ class ScreenPopService:
 
     def __call__(self, event: DomainEvent) -> None:
         call_id = event.call_id
-        if isinstance(event, CallEnded) and any(self.book.notes(call_id).values()):
+        if isinstance(event, CallRinging | CallAnswered) and self.pbx_clock.observe(event.at):
+            frame = Clock(server_time=self.wall_clock(), pbx_offset=self.pbx_clock.offset)
+            self.hub.send("\0clock", frame.model_dump_json())
+        if isinstance(event, CallEnded) and any(self.call_notes(call_id).values()):
             # Taken before the book may forget the call (its last card gone at hang-up).
-            self._loop_task(self._log_finished(event.call, self.book.notes(call_id),
+            self._loop_task(self._log_finished(event.call, self.call_notes(call_id),
                                                self.book.caller(call_id)), f"log call {call_id}")
         messages = self.book.on_event(event)
         self._start_lookup(event)  # before the push: a new call's first cards wait for the lookup
@@ -157,7 +183,8 @@ class ScreenPopService:
 
     async def _history(self, call_id: str, contact: Contact, key: str | None) -> None:
         items = await self.lookup.history(contact, self.settings.history_items)
-        self._push(self.book.on_history(call_id, items, key))
+        moves = await call_transfers(self.notes, [i.call_id for i in items if i.kind == "call" and i.call_id])
+        self._push(self.book.on_history(call_id, items, key, moves))
 
     def _push(self, messages: list[Outgoing]) -> None:
         free: list[Outgoing] = []
@@ -187,7 +214,7 @@ class ScreenPopService:
             log.error("screen-pop task %s failed", task.get_name(), exc_info=task.exception())
 
     async def _expire_loop(self) -> None:
-        period = min(30.0, self.settings.after_call_seconds / 4)
+        period = min(2.0, self.settings.after_call_seconds / 4)
         while True:
             await asyncio.sleep(period)
             self.expire_now()
@@ -200,10 +227,19 @@ class ScreenPopService:
 
     # -- the console --------------------------------------------------------------------------
 
-    def hello(self, user: SignedInUser) -> Hello:
+    def hello(self, user: SignedInUser, since: float | None = None) -> Hello:
+        """The first frame; `since` (the login, our clock): after-call cards of calls that
+        ended before it are somebody else's business, not this operator's."""
+        offset = self.pbx_clock.offset
+        cards = [c for c in self.book.cards_for(user.extensions)
+                 if since is None or c.state != "after_call" or (c.ended_at or 0) - offset >= since]
+        c = self.console
+        info = ConsoleInfo(wrapup_seconds=self.settings.after_call_seconds, wrapup_codes=c.wrapup_codes,
+                           pause_reasons=c.pause_reasons, can_pause=self.can_act and bool(user.extensions),
+                           can_dial=self.can_act and bool(user.extensions))
         return Hello(user=user.username, display_name=user.display_name, role=user.role,
-                     extensions=list(user.extensions), cards=self.book.cards_for(user.extensions),
-                     server_time=time.time())
+                     extensions=list(user.extensions), cards=cards, server_time=self.wall_clock(),
+                     pbx_offset=offset, console=info, agent=self.agent_state(user))
 
     def extension_for(self, user: SignedInUser, call_id: str) -> str:
         """The user's extension this call rang (his card's, if he has one); else 403/404."""
@@ -224,7 +260,7 @@ class ScreenPopService:
         record = self.book.record(call_id)
         logged: LogResult | None = None
         if record is not None and not record.live:
-            logged = await self._log_finished(record, self.book.notes(call_id), self.book.caller(call_id))
+            logged = await self._log_finished(record, self.call_notes(call_id), self.book.caller(call_id))
         return {"card": self.book.card(call_id, ext), "crm": logged}
 
     async def _store_note(self, call_id: str, ext: str, text: str) -> None:
@@ -258,6 +294,15 @@ class ScreenPopService:
             raise ScreenPopError(f"the note was not saved (database error: {exc})", 503) from exc
         except CrmUnavailable as exc:
             raise ScreenPopError(f"the note was not saved ({exc})", 503) from exc
+
+    def call_notes(self, call_id: str) -> dict[str, str]:
+        """Each operator's note on the call, with the wrap-up code he closed his card with."""
+        notes, codes = self.book.notes(call_id), self.book.wrapups(call_id)
+        out: dict[str, str] = {}
+        for ext in {**notes, **codes}:
+            code = f"Wrap-up: {codes[ext]}" if ext in codes else ""
+            out[ext] = "\n".join(p for p in (notes.get(ext, ""), code) if p)
+        return out
 
     async def _log_finished(self, record: CallRecord, notes: dict[str, str],
                             found: CallerCard | None) -> LogResult | None:
@@ -314,14 +359,39 @@ class ScreenPopService:
         self._on_caller(call_id, card)
         return {"contact": contact, "card": self.book.card(call_id, ext)}
 
-    def dismiss(self, user: SignedInUser, call_id: str) -> bool:
-        """Close the user's after-call card of this call (False: nothing left to close)."""
+    async def dismiss(self, user: SignedInUser, call_id: str, wrapup_code: str | None = None) -> bool:
+        """Close the user's after-call card of this call (False: nothing left to close), with
+        the wrap-up code he chose: kept with his note and logged with the call."""
         ext = self.extension_for(user, call_id)
         card = self.book.card(call_id, ext)
         if card is not None and card.state != "after_call":
             raise ScreenPopError(f"the call is still {card.state.replace('_', ' ')}: "
                                  "only an after-call card can be closed", 409)
+        code = (wrapup_code or "").strip() or None
+        codes = self.console.wrapup_codes
+        if code is not None and codes and code not in codes:
+            raise ScreenPopError(f"unknown wrap-up code {code!r}: one of {', '.join(codes)}", 400)
+        record, found = self.book.record(call_id), self.book.caller(call_id)
+        if code is not None and card is not None:
+            self.book.set_wrapup(call_id, ext, code)
+        notes = self.call_notes(call_id)  # before the book may forget the call
         removed = self.book.dismiss(call_id, ext)
         if removed is not None:
             self._push([removed])
+            if code is not None:
+                await self._store_wrapup(call_id, ext, code)
+                if record is not None and not record.live:
+                    await self._log_finished(record, notes, found)
         return removed is not None
+
+    async def _store_wrapup(self, call_id: str, ext: str, code: str) -> None:
+        """The code on the operator's note (its `outcome`), when he wrote one."""
+        row_id = self._note_rows.get((call_id, ext))
+        if self.notes is None or row_id is None:
+            return
+        try:
+            async with self.notes.engine.begin() as conn:
+                await conn.execute(update(INTERACTIONS).where(INTERACTIONS.c.id == row_id)
+                                   .values(outcome=code))
+        except (OSError, SQLAlchemyError, CrmUnavailable) as exc:
+            log.warning("wrap-up code of call %s not saved with the note: %s", call_id, exc)

@@ -216,9 +216,10 @@ def test_crm_answers_update_the_card_in_place() -> None:
     found = updates[0].caller
     assert (found.name, found.company, found.vip, found.crm_url, found.contact_id, found.contact_source) == (
         "Ivan Petrov", "Romashka LLC", True, "https://crm.example/contacts/42", "42", "builtin")
-    assert found.tags == ["VIP", "wholesale"]
+    assert found.tags == ["wholesale"]  # the "VIP" tag is the VIP badge: shown once
     history = updates[1].history
-    assert len(history) == 10 and history[0].summary == "n1" and history[0].at.startswith("2026-01-01T")
+    # Newest first, whatever order the CRM gave them in (here oldest first).
+    assert len(history) == 10 and history[0].summary == "n14" and history[0].at.startswith("2026-01-14T")
     assert [f.caller.name for f in frames] == ["Иван Петров", "Ivan Petrov", "Ivan Petrov"]
     # An answer about another number (the caller id changed meanwhile) is ignored.
     assert book.on_caller(frames[0].call_id, _found("+74950000000")) == []
@@ -283,3 +284,79 @@ def test_history_shows_a_logged_note_once_and_operators_by_name() -> None:
     names = {"101": "Anna Operator"}.get
     assert history_item(shown[0], names).operator == "Anna Operator"
     assert history_item(shown[1], names).operator == "102"  # unknown extension: as it is
+
+
+def test_history_reads_at_a_glance_newest_first_notes_once_transfers_shown() -> None:
+    from datetime import timedelta
+
+    from screenpop.cards import history_items
+
+    t1 = datetime(2026, 11, 24, 9, 45, tzinfo=UTC)
+    two_notes = "Anna Operator (101): Wants a refund\nBoris (102): Refund approved"
+    items = [  # as two sources give them: each newest first, not merged
+        Interaction(id="c1", kind="call", at=t1, summary=two_notes, source="builtin", operator="102",
+                    outcome="answered", duration_seconds=245, call_id="1795508277.0"),
+        Interaction(id="n2", kind="note", at=t1 + timedelta(seconds=90), summary="Refund approved",
+                    operator="102", source="builtin"),
+        Interaction(id="n1", kind="note", at=t1 + timedelta(seconds=20), summary="Wants a refund",
+                    operator="101", source="builtin"),
+        Interaction(id="n0", kind="note", at=t1 - timedelta(days=3), summary="Prefers e-mail",
+                    operator="103", source="builtin"),
+        Interaction(id="t1", kind="ticket", at=t1 + timedelta(hours=2), summary="Refund #5531",
+                    outcome="open", source="odoo"),
+        Interaction(id="1795508277.0", kind="call", at=t1, summary="answered by 101, talked 245 s",
+                    source="call_log", operator="101", outcome="answered", duration_seconds=245,
+                    call_id="1795508277.0"),
+        Interaction(id="1795000000.1", kind="call", at=t1 - timedelta(days=5), summary="abandoned after 40 s",
+                    source="call_log", outcome="abandoned", call_id="1795000000.1"),
+    ]
+    names = {"101": "Anna Operator", "102": "Boris"}.get
+    shown = history_items(items, 10, names, {"1795508277.0": [("blind", "101", "102")]})
+    assert [(h.kind, h.note, h.detail) for h in shown] == [
+        ("ticket", "", "Refund #5531 · open"),
+        ("call", two_notes, "answered, talked 4:05"),  # both operators' notes, each shown once
+        ("note", "Prefers e-mail", None),
+        ("call", "", "abandoned"),  # the call log's own words are no note
+    ]
+    assert shown[1].operator == "Boris" and shown[1].transfers == ["blind transfer Anna Operator → Boris"]
+    assert [h.at for h in shown] == sorted((h.at for h in shown), reverse=True)
+    assert len(history_items(items, 2, names)) == 2
+
+
+def test_a_ring_that_ended_unanswered_later_says_who_took_the_call() -> None:
+    from bridge.calls.events import CallRingEnded
+    from bridge.calls.record import CallRecord, RingRecord
+
+    def rec(**kw: object) -> CallRecord:
+        base: dict[str, object] = {"call_id": "c1", "caller_number": "+74951234567", "queue": "support",
+                                   "entered_at": 1000.0}
+        return CallRecord.model_validate({**base, **kw})
+
+    def run(answer_at: float) -> dict[str, list[tuple[str, str | None]]]:
+        book = CardBook(operator_names={"102": "Boris"}.get)
+        r101 = RingRecord(operator="101", queue="support", started_at=1001.0)
+        r102 = RingRecord(operator="102", queue="support", started_at=answer_at - 2)
+        frames = []
+        frames += book.on_event(CallRinging(at=1001.0, call=rec(rung=["101"], rings=[r101]), operator="101",
+                                            queue="support"))
+        frames += book.on_event(CallRingEnded(at=1016.0, call=rec(rung=["101"], rings=[r101]), operator="101",
+                                              result="NOANSWER"))
+        both = rec(rung=["101", "102"], rings=[r101, r102])
+        frames += book.on_event(CallRinging(at=answer_at - 2, call=both, operator="102", queue="support"))
+        answered = rec(rung=["101", "102"], rings=[r101, r102], answered_at=answer_at, answered_by="102")
+        frames += book.on_event(CallAnswered(at=answer_at, call=answered, operator="102"))
+        assert book.cards_for(["101"]) == []  # told once, kept nowhere
+        return by_operator(frames)
+
+    assert run(1019.0)["101"] == [("ringing", None), ("withdrawn", "not answered"),
+                                  ("withdrawn", "answered by Boris (102)")]
+    assert run(1019.0)["102"] == [("ringing", None), ("live", None)]
+    assert run(1080.0)["101"] == [("ringing", None), ("withdrawn", "not answered")]  # long after: no news
+
+
+def test_after_call_cards_say_when_they_close_themselves() -> None:
+    frames, _, _ = replay("queue_answered", CardBook(after_call_seconds=90))
+    after = frames[-1]
+    assert after.state == "after_call" and after.ended_at is not None
+    assert after.closes_at == pytest.approx(after.ended_at + 90)
+    assert all(f.closes_at is None for f in frames[:-1])

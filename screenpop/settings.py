@@ -1,0 +1,56 @@
+"""The operator console's settings: `[console]` in the configuration file.
+
+```toml
+[console]
+wrapup_seconds = 120                         # an after-call card closes itself this long after the call
+wrapup_codes = ["Resolved", "Call back", "Sale", "Complaint"]
+pause_reasons = ["Break", "Lunch", "Training", "Back office"]
+member_interface = "Local/{ext}@agents/n"    # the operator's queue member interface
+originate_channel = "Local/{ext}@from-internal"  # click-to-dial rings this (his phone) first
+originate_context = "from-internal"          # ... then dials the number in this context
+```
+"""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+
+def _clean_list(values: list[str]) -> list[str]:
+    out: list[str] = []
+    for value in values:
+        value = value.strip()
+        if not value or len(value) > 60:
+            raise ValueError(f"an entry must have 1-60 characters: {value!r}")
+        if value not in out:
+            out.append(value)
+    return out
+
+
+class ConsoleSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    wrapup_seconds: float = Field(120.0, gt=0, le=24 * 3600,
+                                  description="an after-call card closes itself this long after the call")
+    wrapup_codes: list[str] = Field(default_factory=lambda: ["Resolved", "Call back", "Sale", "Complaint"],
+                                    description="what the operator picks when he closes a card")
+    pause_reasons: list[str] = Field(default_factory=lambda: ["Break", "Lunch", "Training", "Back office"],
+                                     description="why an operator pauses himself in his queues")
+    member_interface: str = Field("Local/{ext}@agents/n",
+                                  description="queue member interface of an extension")
+    originate_channel: str = Field("Local/{ext}@from-internal",
+                                   description="click-to-dial: the operator's own phone, rung first")
+    originate_context: str = Field("from-internal", description="click-to-dial: the context of the number")
+    originate_timeout_ms: int = Field(30_000, gt=0)
+
+    @field_validator("wrapup_codes", "pause_reasons")
+    @classmethod
+    def _entries(cls, values: list[str]) -> list[str]:
+        return _clean_list(values)
+
+    @field_validator("member_interface", "originate_channel")
+    @classmethod
+    def _has_ext(cls, value: str) -> str:
+        if "{ext}" not in value:
+            raise ValueError("must contain {ext} (the operator's extension)")
+        return value
