@@ -4,11 +4,14 @@
   view with the action buttons (web/static/wallboard.* and supervisor.*).
 - `GET /ws/wallboard`: frames `{"type": "wallboard", ...}`, each the whole picture (the
   WallboardSnapshot plus `spies`, `activity`, `thresholds`, `alert_sound`, `pbx`,
-  `server_time`): one at once, then whenever it changes (live timers change it every
+  `server_time`, `timezone`: the zone the page shows times in; `at` is the PBX's clock, which
+  the page's clock and timers run on): one at once, then whenever it changes (live timers change it every
   second). A page that falls behind only skips to the newest frame.
 - `POST /api/supervisor/spy` {operator, mode: listen|whisper|barge, listener_extension?}
-  (default listener: the supervisor's own first extension; a trainee's for shadowing),
-  `POST /api/supervisor/spy/end` {spyer_channel}, `POST /api/supervisor/queue/add`
+  (default listener: the supervisor's own first extension; a trainee's for shadowing; one
+  session per listener: a second click switches its mode instead of calling again),
+  `POST /api/supervisor/spy/end` {spyer_channel}, `POST /api/supervisor/spy/cancel`
+  {listener_extension?} (a session whose phone still rings), `POST /api/supervisor/queue/add`
   {queue, extension, name, penalty}, `POST /api/supervisor/queue/remove` {queue, extension},
   `POST /api/supervisor/pause` {extension, paused, reason, queue?}. Answer: the ActionResult
   (the PBX's Response and Message) with `ok`; 200 when the PBX answered (whatever it said),
@@ -64,6 +67,10 @@ class SpyEndRequest(_Body):
     spyer_channel: str = Field(min_length=1, max_length=200)
 
 
+class SpyCancelRequest(_Body):
+    listener_extension: Extension | None = None
+
+
 class QueueAddRequest(_Body):
     queue: QueueName
     extension: Extension
@@ -102,7 +109,8 @@ class WallboardHub:
         connected = service.pbx_connected is None or service.pbx_connected()
         return {**snap.model_dump(mode="json"), "server_time": service.clock(),
                 "spies": _spies(service, snap), "activity": list(service.activity), "thresholds": thresholds,
-                "alert_sound": service.settings.alert_sound, "pbx": "connected" if connected else "lost"}
+                "alert_sound": service.settings.alert_sound, "pbx": "connected" if connected else "lost",
+                "timezone": str(service.tz)}
 
     def publish(self, now: float) -> None:
         if not self.connections:
@@ -173,7 +181,7 @@ def _spies(service: WallboardService, snap: WallboardSnapshot) -> list[dict[str,
               "listener_name": service.name_of(s.supervisor), "operator": s.operator,
               "operator_name": service.name_of(s.operator), "call_id": s.call_id,
               "caller": callers.get(s.call_id or ""), "mode": s.mode, "since": s.started_at,
-              "requested_by": service.requested_by.get(s.supervisor or "")}
+              "requested_by": service.requested_by.get(s.supervisor or ""), "switchable": s.switchable}
              for s in sorted(service.spies.sessions.values(), key=lambda s: s.started_at)]
     views += [{"state": "calling", "spyer_channel": None, "listener": p.listener,
                "listener_name": service.name_of(p.listener), "operator": p.operator,
@@ -236,6 +244,7 @@ def _action(model: type[BaseModel], run: Run) -> Handler:
 
 post_spy = _action(SpyRequest, lambda s, u, b, r: s.spy(u, b.operator, b.mode, b.listener_extension, r))
 post_spy_end = _action(SpyEndRequest, lambda s, u, b, r: s.end_spy(u, b.spyer_channel, r))
+post_spy_cancel = _action(SpyCancelRequest, lambda s, u, b, r: s.cancel_spy(u, b.listener_extension, r))
 post_queue_add = _action(QueueAddRequest,
                          lambda s, u, b, r: s.queue_add(u, b.queue, b.extension, b.name, b.penalty, r))
 post_queue_remove = _action(QueueRemoveRequest, lambda s, u, b, r: s.queue_remove(u, b.queue, b.extension, r))
@@ -285,6 +294,7 @@ def add_wallboard_routes(app: web.Application, service: WallboardService, *,
     app.router.add_get("/ws/wallboard", wallboard_ws)
     app.router.add_post("/api/supervisor/spy", post_spy)
     app.router.add_post("/api/supervisor/spy/end", post_spy_end)
+    app.router.add_post("/api/supervisor/spy/cancel", post_spy_cancel)
     app.router.add_post("/api/supervisor/queue/add", post_queue_add)
     app.router.add_post("/api/supervisor/queue/remove", post_queue_remove)
     app.router.add_post("/api/supervisor/pause", post_pause)

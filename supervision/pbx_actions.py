@@ -5,7 +5,11 @@ runs ChanSpy on the operator's channel (the `supervisor_spy` and
 `supervisor_whisper_barge` captures show the Originate and the ChanSpyStart/Stop it
 gives). ChanSpy options: `q` quiet (no beep, no name announced), `w` whisper (only the
 operator hears the supervisor), `B` barge (both sides hear him), `E` exit when the spied
-channel hangs up (without it ChanSpy would jump to the operator's next call).
+channel hangs up (without it ChanSpy would jump to the operator's next call), `d` numeric
+DTMF switches the mode of a running session (app_chanspy.c `change_spy_mode`: 4 listen,
+5 whisper, 6 barge; with `d` both audiohooks are attached from the start). A session we
+started is switched with `PlayDTMF` `Receive: true` on the spying channel (app_senddtmf.c
+queues the digit as if the supervisor's phone had sent it): no second call to his phone.
 """
 
 from __future__ import annotations
@@ -19,7 +23,8 @@ from bridge.ami.message import AmiMessage
 from bridge.calls.channel_names import OperatorDirectory
 
 SpyMode = Literal["listen", "whisper", "barge"]
-SPY_OPTIONS: dict[str, str] = {"listen": "qE", "whisper": "qwE", "barge": "qBE"}
+SPY_OPTIONS: dict[str, str] = {"listen": "qdE", "whisper": "qwdE", "barge": "qBdE"}
+SWITCH_DIGITS: dict[str, str] = {"listen": "4", "whisper": "5", "barge": "6"}
 
 
 class SupervisionSettings(BaseModel):
@@ -59,6 +64,17 @@ def spy_action(settings: SupervisionSettings, supervisor_ext: str, operator_ext:
     }
 
 
+def spy_switch_action(spyer_channel: str, mode: SpyMode) -> dict[str, str]:
+    """The DTMF digit that switches a running ChanSpy (started with `d`) to `mode`."""
+    return {"Action": "PlayDTMF", "Channel": spyer_channel, "Digit": SWITCH_DIGITS[mode], "Receive": "true"}
+
+
+def spy_mode_of(options: str) -> tuple[SpyMode, bool]:
+    """(mode, switchable by DTMF) of a ChanSpy's options string."""
+    mode: SpyMode = "barge" if "B" in options else "whisper" if "w" in options else "listen"
+    return mode, "d" in options
+
+
 def queue_add_action(settings: SupervisionSettings, queue: str, ext: str, name: str,
                      penalty: int = 0) -> dict[str, str]:
     return {"Action": "QueueAdd", "Queue": queue,
@@ -91,6 +107,7 @@ class SpySession(BaseModel):
     call_id: str | None  # the spied call's Linkedid
     mode: SpyMode | None
     started_at: float
+    switchable: bool = False  # started with ChanSpy's `d`: PlayDTMF switches its mode
 
 
 @dataclass(slots=True)

@@ -1,5 +1,6 @@
 """The supervisor's live control from the wallboard: spy (listen, whisper, barge) and end
-a spy session, add/remove queue members, pause/unpause. Each builds its AMI action
+a spy session (one per listening phone: switched, not stacked; a ringing one cancelled),
+add/remove queue members, pause/unpause. Each builds its AMI action
 (supervision.pbx_actions), sends it through the injected `send_action`, audits who did what to
 whom with the PBX's answer, notes it for the pages and returns that answer.
 
@@ -26,6 +27,7 @@ from supervision.pbx_actions import (
     queue_pause_action,
     queue_remove_action,
     spy_action,
+    spy_switch_action,
 )
 from supervision.settings import WallboardSettings
 from web.users import SignedInUser
@@ -62,18 +64,26 @@ class PendingSpy:
 
     listener: str
     operator: str
-    mode: SpyMode
+    mode: SpyMode  # the mode wanted now: a click while the phone rings changes it
     requested_by: str
     at: float
+    started_as: SpyMode | None = None  # the mode the Originate's ChanSpy options start in
+    channel: str | None = None  # the listener's channel being rung (its Newchannel), to cancel it
+    user: SignedInUser | None = None  # who asked (a switch made when the session starts is his)
 
 
 class SupervisorActions:
+    """One spy session per listening phone: a click on another mode switches the session
+    (DTMF, or end-then-start for a session we did not start), a click while the phone rings
+    changes the mode it will start in, and a ringing phone can be cancelled."""
+
     settings: WallboardSettings
     send_action: SendAction
     audit: Any | None  # web.audit_log.AuditLog
     spies: SpyBook
     pending: dict[str, PendingSpy]  # by the Originate's ActionID
     requested_by: dict[str, str]  # listener extension -> who set his session up
+    cancelled: dict[str, float]  # listener extension -> when his ringing session was cancelled
     _dirty: asyncio.Event
 
     if TYPE_CHECKING:  # the WallboardService's
@@ -81,25 +91,74 @@ class SupervisorActions:
 
         def _note(self, kind: str, text: str, **extra: Any) -> None: ...
 
+    def pending_of(self, listener: str) -> tuple[str, PendingSpy] | None:
+        return next(((k, p) for k, p in self.pending.items() if p.listener == listener), None)
+
     async def spy(self, user: SignedInUser, operator: str, mode: SpyMode, listener: str | None = None,
                   remote: str | None = None) -> ActionResult:
         """Ring `listener` (default: the user's own first extension; a trainee's for shadowing),
-        ChanSpy on `operator` in `mode`. A session live on that phone ends first (a switch)."""
+        ChanSpy on `operator` in `mode`. One session per listener: a live one on that operator
+        switches mode, a ringing one changes the mode it starts in; any other ends first."""
         listener = listener or (user.extensions[0] if user.extensions else None)
         if not listener:
             raise SupervisorError("You have no extension of your own: say which phone should listen.")
         if listener == operator:
             raise SupervisorError("An operator cannot listen to his own calls.")
         action = _build(spy_action, self.settings.supervision, listener, operator, mode, user.display_name)
-        ended = [await self._end(user, s, remote, "switch") for s in self.spies.of_supervisor(listener)]
+        detail: dict[str, Any] = {"listener": listener, "shadowing": listener not in user.extensions}
+        if (found := self.pending_of(listener)) is not None:
+            pending = found[1]
+            if pending.operator == operator:  # his phone rings already: no second call
+                was, pending.mode = pending.mode, mode
+                return await self.record(user, f"spy.{mode}", operator, "None", "Success",
+                                         f"Your phone is being called; the session starts as {mode}.",
+                                         remote, {**detail, "switch_from": was, "pending": True})
+            await self.cancel_spy(user, listener, remote, why="switch")
+        live = self.spies.of_supervisor(listener)
+        if len(live) == 1 and live[0].operator == operator and (live[0].switchable or live[0].mode == mode):
+            return await self.switch_spy(user, live[0], mode, remote, detail)
+        ended = [await self._end(user, s, remote, "switch") for s in live]
         self.spies.requested_mode(listener, mode)
-        detail = {"listener": listener, "shadowing": listener not in user.extensions,
-                  "ended": [r.model_dump() for r in ended]}
+        detail["ended"] = [r.model_dump() for r in ended]
         result = await self.run_action(user, f"spy.{mode}", operator, action, remote, detail)
         if result.ok and result.action_id:
-            self.pending[result.action_id] = PendingSpy(listener, operator, mode, user.username, self.now())
+            self.pending[result.action_id] = PendingSpy(listener, operator, mode, user.username, self.now(),
+                                                        started_as=mode, user=user)
             self.requested_by[listener] = user.username
+            self.cancelled.pop(listener, None)
         return result
+
+    async def switch_spy(self, user: SignedInUser, session: SpySession, mode: SpyMode,
+                         remote: str | None = None, detail: dict[str, Any] | None = None) -> ActionResult:
+        """A running session (started with ChanSpy's `d`) to `mode`, by DTMF: one session."""
+        detail = {**(detail or {}), "spyer_channel": session.spyer_channel, "switch_from": session.mode}
+        if session.mode == mode:
+            return await self.record(user, f"spy.{mode}", session.operator, "None", "Success",
+                                     f"Already in {mode} mode.", remote, detail)
+        result = await self.run_action(user, f"spy.{mode}", session.operator,
+                                       spy_switch_action(session.spyer_channel, mode), remote, detail)
+        if result.ok and session.spyer_channel in self.spies.sessions:
+            self.spies.sessions[session.spyer_channel] = session.model_copy(update={"mode": mode})
+            if session.supervisor:
+                self.spies.requested_mode(session.supervisor, mode)
+        return result
+
+    async def cancel_spy(self, user: SignedInUser, listener: str | None = None, remote: str | None = None,
+                         why: str = "cancel") -> ActionResult:
+        """Stop ringing the listener's phone for a session not yet started."""
+        listener = listener or (user.extensions[0] if user.extensions else None)
+        found = self.pending_of(listener) if listener else None
+        if listener is None or found is None:
+            raise SupervisorError("No call to that phone is waiting (it may have been answered).", 404)
+        key, pending = found
+        del self.pending[key]
+        self.cancelled[listener] = self.now()  # a session that starts all the same is ended
+        detail = {"listener": listener, "mode": pending.mode, "reason": why, "action_id": key}
+        if pending.channel is None:  # the PBX has not rung it yet
+            return await self.record(user, "spy.cancel", pending.operator, "None", "Success",
+                                     "Cancelled before the phone rang.", remote, detail)
+        return await self.run_action(user, "spy.cancel", pending.operator,
+                                     {"Action": "Hangup", "Channel": pending.channel}, remote, detail)
 
     async def end_spy(self, user: SignedInUser, spyer_channel: str,
                       remote: str | None = None) -> ActionResult:
@@ -144,16 +203,26 @@ class SupervisorActions:
             response, message = "Unavailable", str(exc)
         else:
             response, message = reply.response or "?", reply.get("Message") or ""
-        result = ActionResult(ok=reply is not None and reply.success, action=what, target=target,
-                              ami_action=action["Action"], response=response, message=message,
-                              action_id=reply.action_id if reply is not None else None, detail=detail or {})
+        return await self.record(user, what, target, action["Action"], response, message, remote,
+                                 {**(detail or {}), "ami": dict(action)},
+                                 ok=reply is not None and reply.success,
+                                 action_id=reply.action_id if reply is not None else None)
+
+    async def record(self, user: SignedInUser, what: str, target: str | None, ami_action: str,
+                     response: str, message: str, remote: str | None, detail: dict[str, Any] | None = None,
+                     *, ok: bool = True, action_id: str | None = None) -> ActionResult:
+        """Audit and note one action (`ami_action` "None": settled without asking the PBX)."""
+        detail = detail or {}
+        result = ActionResult(ok=ok, action=what, target=target, ami_action=ami_action, response=response,
+                              message=message, action_id=action_id,
+                              detail={k: v for k, v in detail.items() if k != "ami"})
         answer = f"{response}: {message}" if message else response
         self._note(what, f"{user.display_name or user.username}: {what} {target or ''} -> {answer}",
                    user=user.username)
         self._dirty.set()
         if self.audit is not None:  # awaited: an action that cannot be audited fails loudly
             await self.audit.record(user.username, what, role=str(user.role), target=target, result=answer,
-                                    detail={**(detail or {}), "ami": dict(action)}, remote=remote)
+                                    detail=detail, remote=remote)
         return result
 
 

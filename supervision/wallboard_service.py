@@ -32,7 +32,7 @@ from bridge.calls.events import CallEnded, DomainEvent
 from bridge.calls.pipeline import CallPipeline
 from bridge.calls.record import CallRecord
 from supervision.models import Alert, WallboardSnapshot
-from supervision.pbx_actions import SpyBook, SpyMode, SpySession
+from supervision.pbx_actions import SpyBook, SpySession, spy_mode_of
 from supervision.queue_board import QueueBoard
 from supervision.settings import WallboardSettings
 from supervision.supervisor_actions import (
@@ -48,6 +48,8 @@ log = logging.getLogger("callbridge.wallboard")
 __all__ = ["ActionResult", "PendingSpy", "SupervisorError", "WallboardService", "WallboardSettings"]
 
 Names = Callable[[str], str | None]
+# A PBX time this far behind the board's is the PBX's clock set back, not a late event.
+CLOCK_STEP_BACK = 5.0
 
 
 class WallboardService(SupervisorActions):
@@ -70,6 +72,8 @@ class WallboardService(SupervisorActions):
         self.pipeline: CallPipeline | None = None
         self.pending: dict[str, PendingSpy] = {}  # by the Originate's ActionID
         self.requested_by: dict[str, str] = {}  # listener extension -> who set his session up
+        self.cancelled: dict[str, float] = {}  # listener -> when his ringing session was cancelled
+        self._tasks: set[asyncio.Task[Any]] = set()  # actions the PBX's events call for
         self.spy_calls: set[str] = set()  # Linkedids of the listeners' own calls: not callers
         self.activity: deque[dict[str, Any]] = deque(maxlen=40)  # alerts and actions, newest last
         self.listeners: list[Callable[[float], None]] = []  # told at each refresh (PBX time)
@@ -97,6 +101,8 @@ class WallboardService(SupervisorActions):
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
+        for task in list(self._tasks):
+            task.cancel()
         await self._write_audits()
 
     async def _seed_today(self) -> None:
@@ -118,12 +124,15 @@ class WallboardService(SupervisorActions):
         return datetime.combine(today, datetime.min.time(), tzinfo=self.tz)
 
     def now(self) -> float:
-        """The PBX's clock: its last event's Timestamp moved on by our elapsed time. Never
-        backwards: an event that took a while to reach us must not shorten a wait (alerts flap)."""
+        """The PBX's clock: its last event's Timestamp moved on by our elapsed time. Not
+        backwards for an event that took a while to reach us (a wait must not shorten: alerts
+        flap), but a PBX clock that was set back (a replay starting again in the present after
+        running ahead, an NTP step) is followed: an old clock never makes a long wait."""
         if self._last_event is None:
             return self.clock()
         pbx_at, our_at = self._last_event
-        self._now = max(self._now, pbx_at + max(0.0, self.clock() - our_at))
+        pbx_now = pbx_at + max(0.0, self.clock() - our_at)
+        self._now = pbx_now if pbx_now < self._now - CLOCK_STEP_BACK else max(self._now, pbx_now)
         return self._now
 
     # -- what the PBX says -----------------------------------------------------------------
@@ -145,6 +154,8 @@ class WallboardService(SupervisorActions):
             self._on_spy_event(ev)
         elif name == "OriginateResponse" and ev.action_id in self.pending:
             self._on_originate_response(ev)
+        elif name == "Newchannel" and (self.pending or self.cancelled):
+            self._on_listener_channel(ev)
         else:
             return
         self._dirty.set()
@@ -165,6 +176,35 @@ class WallboardService(SupervisorActions):
         self._check_alerts(at)
         self._dirty.set()
 
+    def _listener_prefix(self, listener: str) -> str:
+        """How the PBX names the listener's channels: `Local/202@supervisor-…;1`, `PJSIP/202-…`."""
+        dialled = self.settings.supervision.supervisor_channel.format(ext=listener)
+        tech, _, resource = dialled.partition("/")
+        return f"{tech}/{resource.split('/', 1)[0] if tech == 'Local' else resource}-"
+
+    def _on_listener_channel(self, ev: AmiMessage) -> None:
+        """The phone a spy Originate rings: kept to cancel it; rung after a cancel: hung up."""
+        channel = ev.get("Channel") or ""
+        for pending in self.pending.values():
+            if pending.channel is None and channel.startswith(self._listener_prefix(pending.listener)):
+                pending.channel = channel
+                return
+        for listener in self.cancelled:
+            if channel.startswith(self._listener_prefix(listener)):
+                self._in_background(self.send_action({"Action": "Hangup", "Channel": channel}))
+                return
+
+    def _in_background(self, coro: Awaitable[Any]) -> None:
+        async def run() -> None:
+            try:
+                await coro
+            except Exception as exc:  # the PBX's answer is in the audit when it matters
+                log.warning("wallboard action failed: %s", exc)
+
+        task = asyncio.get_running_loop().create_task(run())
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
     def _on_spy_event(self, ev: AmiMessage) -> None:
         session = self.spies.handle(ev)
         if session is None:
@@ -173,7 +213,16 @@ class WallboardService(SupervisorActions):
         if ev.event == "ChanSpyStart":
             if ev.get("SpyerLinkedid"):
                 self.spy_calls.add(ev["SpyerLinkedid"])
+            found = self.pending_of(session.supervisor or "")
             self.pending = {k: p for k, p in self.pending.items() if p.listener != session.supervisor}
+            if found is not None:  # ours: started with `d`, in the mode of the Originate
+                pending = found[1]
+                session = session.model_copy(update={"switchable": True, "mode": pending.started_as})
+                self.spies.sessions[session.spyer_channel] = session
+                if pending.mode != pending.started_as and pending.user is not None:
+                    self._in_background(self.switch_spy(pending.user, session, pending.mode))
+            elif (session.supervisor or "") in self.cancelled:  # cancelled, answered all the same
+                self._in_background(self.send_action(self.spies.hangup_action(session)))
             verb = {"listen": "listening to", "whisper": "whispering to", "barge": "barging in on"}
             self._note("spy.started", f"{who} is {verb.get(session.mode or '', 'spying on')} {whom}")
         else:
@@ -204,10 +253,11 @@ class WallboardService(SupervisorActions):
             call_id = next((c.get("Linkedid") for c in live.values() if operator is not None
                             and c.get("Application") != "ChanSpy" and c.get("Linkedid") != ch.get("Linkedid")
                             and self.operators.operator_of(c["Channel"]) == operator), None)
-            mode: SpyMode = "barge" if "B" in options else "whisper" if "w" in options else "listen"
+            mode, switchable = spy_mode_of(options)
             self.spies.sessions[name] = SpySession(
                 spyer_channel=name, supervisor=self.operators.operator_of(name), operator=operator,
-                call_id=call_id, mode=mode, started_at=at - _seconds(ch.get("Duration")))
+                call_id=call_id, mode=mode, started_at=at - _seconds(ch.get("Duration")),
+                switchable=switchable)
             if ch.get("Linkedid"):
                 self.spy_calls.add(ch["Linkedid"])
 
@@ -244,6 +294,7 @@ class WallboardService(SupervisorActions):
         now = self.now()
         limit = self.settings.supervision.originate_timeout_ms / 1000 + 10
         self.pending = {k: p for k, p in self.pending.items() if now - p.at < limit}
+        self.cancelled = {k: at for k, at in self.cancelled.items() if now - at < limit}
         self._check_alerts(now)
         await self._write_audits()
         for listener in list(self.listeners):

@@ -17,11 +17,11 @@ from tests.capture_facts import capture_events
 SETTINGS = SupervisionSettings()
 
 
-@pytest.mark.parametrize(("mode", "options"), [("listen", "qE"), ("whisper", "qwE"), ("barge", "qBE")])
+@pytest.mark.parametrize(("mode", "options"), [("listen", "qdE"), ("whisper", "qwdE"), ("barge", "qBdE")])
 def test_spy_originate_matches_what_the_captured_pbx_was_sent(mode: str, options: str) -> None:
     action = spy_action(SETTINGS, "201", "101", mode)
     # The captures' README: Originate Channel=Local/201@supervisor Application=ChanSpy
-    # Data=Local/101@agents,q... CallerID="Supervisor <201>".
+    # Data=Local/101@agents,q... CallerID="Supervisor <201>"; `d`: the mode switches by DTMF.
     assert action["Channel"] == "Local/201@supervisor"
     assert action["Application"] == "ChanSpy"
     assert action["Data"] == f"Local/101@agents,{options}"
@@ -31,7 +31,7 @@ def test_spy_originate_matches_what_the_captured_pbx_was_sent(mode: str, options
 def test_sip_pbx_templates() -> None:
     sip = SupervisionSettings(supervisor_channel="PJSIP/{ext}", operator_spy_prefix="PJSIP/{ext}",
                               member_interface="PJSIP/{ext}")
-    assert spy_action(sip, "201", "101", "barge")["Data"] == "PJSIP/101,qBE"
+    assert spy_action(sip, "201", "101", "barge")["Data"] == "PJSIP/101,qBdE"
     assert queue_add_action(sip, "support", "105", "Reserve Eve", 2)["Interface"] == "PJSIP/105"
 
 

@@ -127,3 +127,84 @@ def test_supervisor_view_listens_in_ends_a_session_and_shows_the_pbx_answer(
     expect(boris).to_contain_text("coaching")
     assert page.evaluate("window.pwned") is None
     assert page.locator("#operators-body img, #calls-body img").count() == 0
+
+
+# -- issue 13: one spy session per phone, labels at 1366 px, PBX time, navigation ------------
+
+DOCS_SHOTS = Path(__file__).resolve().parents[2] / "docs" / "screenshots"
+# Text boxes on the board whose words must stay on one line (a label broken over two lines
+# reads as two labels from across the room).
+WRAPPED_LABELS = """() => {
+  const wrapped = [];
+  for (const node of document.querySelectorAll(
+      '.cap, .queue-name, .agent-status, .agent-day, .topbar .tool')) {
+    const range = document.createRange();
+    range.selectNodeContents(node);
+    const lines = new Set([...range.getClientRects()].map((r) => Math.round(r.top)));
+    if (lines.size > 1) wrapped.push(node.textContent);
+  }
+  return wrapped;
+}"""
+
+
+def docs_screenshot(page: Any, name: str, full_page: bool = False) -> None:
+    """A picture for the README (docs/screenshots/), the mouse out of the way."""
+    DOCS_SHOTS.mkdir(parents=True, exist_ok=True)
+    page.mouse.move(0, 0)
+    page.screenshot(path=str(DOCS_SHOTS / f"{name}.png"), full_page=full_page, animations="disabled")
+
+
+def test_wallboard_labels_stay_on_one_line_its_clock_is_the_pbxs_and_it_links_to_reports(
+        page: Any, stack: WallboardStack, loop_thread: LoopThread) -> None:
+    page.set_viewport_size({"width": 1366, "height": 768})
+    sign_in(page, stack, "/wallboard")
+    loop_thread.run(stack.start_pbx(speed=0.02))
+    expect(page.locator('.queue[data-queue="support"] [data-field="waiting"] .num')).to_have_text(
+        "20", timeout=15_000)
+    assert page.evaluate(WRAPPED_LABELS) == []
+    # The clock is the PBX's (the burst was recorded at 08:19 UTC), not the browser's own time.
+    expect(page.locator("#clock")).to_have_text(re.compile(r"^08:(19|2\d):\d\d$"))
+    docs_screenshot(page, "wallboard-1366")
+    docs_screenshot(page, "wallboard")
+    page.set_viewport_size({"width": 800, "height": 1000})
+    assert page.evaluate(WRAPPED_LABELS) == []
+    docs_screenshot(page, "wallboard-800")
+    page.get_by_role("link", name="Reports").click()
+    expect(page).to_have_url(re.compile(r"/reports$"))
+    page.get_by_role("link", name="Wallboard").click()
+    expect(page).to_have_url(re.compile(r"/wallboard$"))
+
+
+def test_a_second_click_switches_the_ringing_session_and_it_can_be_cancelled(
+        page: Any, stack: WallboardStack, loop_thread: LoopThread) -> None:
+    page.set_viewport_size({"width": 1366, "height": 768})
+    sign_in(page, stack, "/supervisor")
+    captures = [(Path(__file__).parents[1] / "fixtures" / "supervisor_spy.ami").read_bytes()]
+    sim = loop_thread.run(stack.start_pbx(captures, speed=1.0))
+    anna = page.locator('#operators-body tr[data-operator="101"]')
+    expect(anna).to_have_attribute("data-status", "talking", timeout=15_000)
+
+    anna.get_by_role("button", name="Listen").click()
+    calling = page.locator('#spies-body tr[data-state="calling"]')
+    expect(calling).to_have_count(1)
+    expect(calling.locator(".chip")).to_have_text("listen")
+    anna.get_by_role("button", name="Whisper").click()
+    expect(page.locator("#answer-text")).to_contain_text("the session starts as whisper")
+    anna.get_by_role("button", name="Barge").click()
+    expect(calling).to_have_count(1)  # one call to Sam's phone, its mode switched
+    expect(calling.locator(".chip")).to_have_text("barge")
+    expect(anna.get_by_role("button", name="Barge")).to_have_attribute("aria-pressed", "true")
+    assert [a["Action"] for a in sim.actions].count("Originate") == 1
+    docs_screenshot(page, "supervisor-1366", full_page=True)
+    docs_screenshot(page, "supervisor", full_page=True)
+    page.set_viewport_size({"width": 800, "height": 1000})
+    docs_screenshot(page, "supervisor-800", full_page=True)
+
+    calling.get_by_role("button", name="Cancel").click()
+    expect(page.locator("#answer")).to_have_attribute("data-state", "ok")
+    expect(calling).to_have_count(0)
+    expect(page.locator("#activity li").first).to_contain_text("spy.cancel")
+    page.get_by_role("link", name="Reports").click()
+    expect(page).to_have_url(re.compile(r"/reports$"))
+    page.get_by_role("link", name="Supervisor").click()
+    expect(page).to_have_url(re.compile(r"/supervisor$"))

@@ -17,6 +17,8 @@
   const ACTIVITY_ROWS = 15;
 
   const rows = { operators: new Map(), calls: new Map(), spies: new Map() };
+  let ownExtension = null;
+  let mine = {}; // operator -> mode of the session (live or ringing) on this page's phone
 
   // ---- the PBX's answer -------------------------------------------------------------------
 
@@ -55,9 +57,18 @@
     return name ? `${name} (${ext})` : ext || "?";
   }
 
-  function spyButtons(operator, operatorName, enabled, listenerExt) {
+  // The listening phone of this page: the one typed in, else the user's own.
+  function myPhone() {
+    return listener() || ownExtension;
+  }
+
+  // One session per listening phone: a click on another mode switches it (the server sends
+  // ChanSpy's DTMF, or ends and calls again); the mode it is in shows pressed.
+  function spyButtons(operator, operatorName, enabled, listenerExt, activeMode) {
     return MODES.map(([mode, text, hint]) => {
-      const button = el("button", { type: "button", class: `act spy-${mode}`, title: hint, disabled: !enabled }, text);
+      const on = activeMode === mode;
+      const button = el("button", { type: "button", class: `act spy-${mode}${on ? " on" : ""}`, title: hint,
+        disabled: !enabled, "aria-pressed": on ? "true" : "false" }, text);
       button.addEventListener("click", () => {
         const from = listenerExt === undefined ? listener() : listenerExt;
         act(button, `${text} — ${label(operatorName, operator)}${from ? ` from ${from}` : ""}`,
@@ -136,8 +147,8 @@
         "/api/supervisor/queue/remove", { queue, extension: op.operator }));
       return el("span", { class: "queue-chip" }, queue, remove);
     }));
-    update(spy, [op.status, op.name], () => [el("div", { class: "spy-cell" },
-      ...spyButtons(op.operator, op.name, op.status === "talking"))]);
+    update(spy, [op.status, op.name, mine[op.operator]], () => [el("div", { class: "spy-cell" },
+      ...spyButtons(op.operator, op.name, op.status === "talking", undefined, mine[op.operator]))]);
     row.pause.textContent = op.status === "paused" ? "Unpause" : "Pause";
     row.reason.hidden = op.status === "paused" || op.queues.length === 0;
     row.pause.hidden = op.queues.length === 0;
@@ -155,8 +166,9 @@
       call.operator ? label(names[call.operator], call.operator) : el("span", { class: "muted" }, "waiting")]);
     update(duration, [call.call_id], () => [W.running(call.duration_seconds, true)]);
     update(recording, [call.recording], () => [call.recording ? el("span", { class: "rec" }, "● REC") : "—"]);
-    update(spy, [call.operator], () => (call.operator
-      ? [el("div", { class: "spy-cell" }, ...spyButtons(call.operator, names[call.operator], true))] : []));
+    update(spy, [call.operator, mine[call.operator]], () => (call.operator
+      ? [el("div", { class: "spy-cell" }, ...spyButtons(call.operator, names[call.operator], true, undefined,
+        mine[call.operator]))] : []));
   }
 
   function fillSpyRow(row, s) {
@@ -169,7 +181,12 @@
     update(sinceCell, [s.since], () => [W.since(s.since)]);
     update(by, [s.requested_by], () => [s.requested_by || "—"]);
     update(actions, [s.state, s.mode, s.spyer_channel], () => {
-      if (s.state !== "live") return [];
+      if (s.state !== "live") {
+        const cancel = el("button", { type: "button", class: "act end" }, "Cancel");
+        cancel.addEventListener("click", () => act(cancel, `Cancel the call to ${label(s.listener_name, s.listener)}`,
+          "/api/supervisor/spy/cancel", { listener_extension: s.listener }));
+        return [el("div", { class: "spy-cell" }, cancel)];
+      }
       const other = spyButtons(s.operator, s.operator_name, true, s.listener)
         .filter((b) => !b.classList.contains(`spy-${s.mode}`));
       const end = el("button", { type: "button", class: "act end" }, "End");
@@ -195,6 +212,9 @@
   }
 
   function onFrame(frame) {
+    const phone = myPhone();
+    mine = Object.fromEntries((frame.spies || []).filter((s) => s.listener === phone && s.operator)
+      .map((s) => [s.operator, s.mode]));
     const ops = frame.operators || [];
     const names = Object.fromEntries(ops.map((o) => [o.operator, o.name]));
     syncRows(rows.operators, $("operators-body"), ops, (o) => o.operator, createOperatorRow, fillOperatorRow);
@@ -223,6 +243,7 @@
 
   function onSession(session) {
     const exts = session.extensions || [];
+    ownExtension = exts[0] || null;
     showWhoami(session);
     $("listener").placeholder = exts.length ? `your own phone (${exts[0]})` : "extension (you have none)";
   }

@@ -2,8 +2,9 @@
 //
 // Contract: supervision/http.py. /ws/wallboard sends frames {type: "wallboard", ...}:
 // each is the whole picture (queues, operators, live_calls, alerts, spies, activity,
-// thresholds, alert_sound, pbx, at = the PBX's clock), the first one at once. Timers run
-// on the page between frames from `at`. Actions are JSON POSTs with the session's CSRF
+// thresholds, alert_sound, pbx, timezone, at = the PBX's clock), the first one at once.
+// Timers and the clock run on the page between frames from `at` (the PBX's time, never the
+// browser's own), times of day shown in `timezone`. Actions are JSON POSTs with the session's CSRF
 // token (GET /api/session). The DOM, session, POST and socket helpers are window.Callbridge
 // (common.js, loaded first).
 //
@@ -40,10 +41,22 @@
 
   const pbxNow = () => Date.now() / 1000 + app.offset;
 
+  // Times of day in the call centre's zone (the frame's `timezone`), not the browser's.
+  let timeFormat = null;
+  function setZone(zone) {
+    if (timeFormat && timeFormat.zone === zone) return;
+    try {
+      timeFormat = { zone, fmt: new Intl.DateTimeFormat("en-GB", { timeZone: zone || undefined,
+        hour: "2-digit", minute: "2-digit", second: "2-digit", hourCycle: "h23" }) };
+    } catch {
+      timeFormat = { zone, fmt: new Intl.DateTimeFormat("en-GB", { hour: "2-digit", minute: "2-digit",
+        second: "2-digit", hourCycle: "h23" }) };
+    }
+  }
+
   function fmtTime(epoch) {
-    const d = new Date(epoch * 1000);
-    const pad = (n) => String(n).padStart(2, "0");
-    return `${pad(d.getHours())}:${pad(d.getMinutes())}:${pad(d.getSeconds())}`;
+    if (!timeFormat) setZone(null);
+    return timeFormat.fmt.format(new Date(epoch * 1000));
   }
 
   // A timer counting up from a PBX time (talking since ...).
@@ -69,8 +82,9 @@
       const elapsed = (Date.now() - Number(node.dataset.at)) / 1000;
       node.textContent = formatDuration(Number(node.dataset.base) + elapsed);
     }
+    // The PBX's clock, as the timers and the activity list: one time on the whole page.
     const clock = $("clock");
-    if (clock) clock.textContent = fmtTime(Date.now() / 1000);
+    if (clock && app.frame) clock.textContent = fmtTime(pbxNow());
   }
 
   // ---- frames from /ws/wallboard ----------------------------------------------------------
@@ -87,6 +101,7 @@
     app.frame = frame;
     app.receivedAt = Date.now();
     app.offset = Number(frame.at) - Date.now() / 1000 || 0;
+    setZone(frame.timezone);
     render(frame);
     for (const handler of app.handlers) handler(frame);
     tick();
