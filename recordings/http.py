@@ -22,11 +22,11 @@ from typing import Any
 from aiohttp import web
 
 from bridge.call_log.store import CallLogStore
-from bridge.calls.record import CallRecord
+from recordings.http_shapes import SERVABLE, card_json, dump_recording, timeline
 from recordings.naming import UnsafePath, check_parameter, resolve_under, valid_call_id, valid_operator
 from recordings.ranges import unsatisfiable_range
 from recordings.recorder import NoActiveRecording, Recorder, RecordingControlError
-from recordings.review_store import ReviewError, ReviewStore, ScoreCard
+from recordings.review_store import ReviewError, ReviewStore
 from recordings.settings import RecordingSettings
 from recordings.store import RecordingInfo, RecordingStore
 from web.audit_log import AuditLog
@@ -36,7 +36,6 @@ from web.users import ROLES, User
 REVIEWERS = ("trainer", "supervisor", "admin")
 SEE_ALL = REVIEWERS
 CONTROLLERS = ("supervisor", "admin")  # may pause anyone's recording; operators their own
-SERVABLE = ("ok", "stopped")
 _STATUSES = ("starting", "recording", "stopped", "ok", "missing", "empty", "failed", "external", "purged")
 _LIST_PARAMS = {"operator", "call_id", "since", "until", "status", "limit", "offset"}
 NO_STORE = {"Cache-Control": "no-store"}
@@ -135,46 +134,6 @@ async def _visible(request: web.Request) -> RecordingInfo:
     return rec
 
 
-def _dump(api: RecordingsApi, rec: RecordingInfo) -> dict[str, Any]:
-    data = rec.model_dump(mode="json", exclude={"file", "path"})  # no server paths to browsers
-    data["audio_url"] = f"{api.settings.url_prefix}/{rec.id}/audio" if rec.status in SERVABLE else None
-    data["problem"] = rec.problem
-    return data
-
-
-def _card(card: ScoreCard) -> dict[str, Any]:
-    return card.model_dump(mode="json") | {"percent": card.percent}
-
-
-def _iso(ts: float | None) -> str | None:
-    return None if ts is None else datetime.fromtimestamp(ts, UTC).isoformat()
-
-
-def _timeline(call: CallRecord | None, rec: RecordingInfo) -> list[dict[str, Any]]:
-    """The call's events, each at its time and at its offset in this recording."""
-    items: list[tuple[float, dict[str, Any]]] = []
-    if call is not None:
-        items.append((call.entered_at, {"event": "entered", "queue": call.queue}))
-        for ring in call.rings:
-            items.append((ring.started_at, {"event": "rung", "operator": ring.operator}))
-            if ring.answered_at is not None:
-                items.append((ring.answered_at, {"event": "answered", "operator": ring.operator}))
-        for tr in call.transfers:
-            items.append((tr.at, {"event": "transferred", "kind": tr.kind, "from": tr.from_operator,
-                                  "to": tr.to_operator}))
-        if call.ended_at is not None:
-            items.append((call.ended_at, {"event": "hung_up", "outcome": call.outcome}))
-    items.append((rec.started_at, {"event": "recording_started", "operator": rec.operator}))
-    for span in rec.paused:
-        items.append((rec.started_at + span.start, {"event": "paused"}))
-        if span.end is not None:
-            items.append((rec.started_at + span.end, {"event": "resumed"}))
-    if rec.stopped_at is not None:
-        items.append((rec.stopped_at, {"event": "recording_stopped"}))
-    items.sort(key=lambda item: item[0])
-    return [{**body, "at": _iso(at), "offset_seconds": round(at - rec.started_at, 3)} for at, body in items]
-
-
 async def _json_body(request: web.Request) -> dict[str, Any]:
     try:
         body = await request.json()
@@ -249,9 +208,9 @@ async def get_recording(request: web.Request) -> web.StreamResponse:
     return web.json_response({
         "recording": _dump(api, rec),
         "call": call.replay_dict() if call is not None else None,
-        "timeline": _timeline(call, rec),
+        "timeline": timeline(call, rec),
         "comments": [c.model_dump(mode="json") for c in comments],
-        "scores": [_card(c) for c in cards],
+        "scores": [card_json(c) for c in cards],
     }, headers=NO_STORE)
 
 
@@ -330,7 +289,7 @@ async def score(request: web.Request) -> web.StreamResponse:
         return await _refuse(request, "recording.score", target, refused)
     await _audit(request, "recording.score", str(rec.id), operator=rec.operator, total=card.total,
                  max_total=card.max_total)
-    return web.json_response(_card(card))
+    return web.json_response(card_json(card))
 
 
 @require_role(*ROLES)
@@ -349,7 +308,7 @@ async def my_reviews(request: web.Request) -> web.StreamResponse:
     return web.json_response({
         "reviews": [{
             "recording": _dump(api, rec),
-            "scores": [_card(c) for c in cards if c.recording_id == rec.id],
+            "scores": [card_json(c) for c in cards if c.recording_id == rec.id],
             "comments": [c.model_dump(mode="json") for c in comments if c.recording_id == rec.id],
         } for rec in recs],
         "summary": [s.model_dump() for s in summaries],
@@ -405,3 +364,7 @@ async def control(request: web.Request) -> web.StreamResponse:
     await _audit(request, action, call_id, recordings=[r.seq for r in done])
     return web.json_response({"call_id": call_id, "paused": verb == "pause",
                               "recordings": [_dump(api, r) for r in done]})
+
+
+def _dump(api: RecordingsApi, rec: RecordingInfo) -> dict[str, Any]:
+    return dump_recording(rec, api.settings.url_prefix)

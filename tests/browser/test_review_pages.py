@@ -133,6 +133,8 @@ class ReviewStack:
     unguarded: list[str] = field(default_factory=list)
     store: CallLogStore | None = None
     runner: web.AppRunner | None = None
+    more_calls: int = 0  # that many more answered calls of Boris's, each recorded (a long list)
+    problems: bool = False  # and recordings of every state a user may meet
 
     def start(self) -> None:
         self.loop_thread.run(self._start())
@@ -162,6 +164,17 @@ class ReviewStack:
         self.ids["boris"] = await recs.save(leg(hostile, 1, "102", T0 + 3605.0, 20.0, boris_path))
         self.ids["missing"] = await recs.save(leg(yesterday, 1, "101", T0 - 86397.0, 37.0,
                                                   "2026/11/22/1795357500.7-101-1.wav", status="missing"))
+        if self.problems:  # more legs of Boris's call: one that plays, and what can go wrong
+            for seq, status in enumerate(("stopped", "failed", "empty", "purged", "recording"), start=2):
+                self.ids[status] = await recs.save(leg(hostile, seq, "102", T0 + 3605.0 + seq, 20.0,
+                                                       boris_path, status=status))
+        for n in range(self.more_calls):  # older calls, so the list runs far below the first screen
+            fields = {"call_id": f"1795300000.{n}", "caller_name": f"Caller {n}",
+                      "entered_at": T0 - 7200.0 - 60 * n}
+            call = hostile_call().model_copy(update=fields)
+            await store.save([call])
+            self.ids[f"more{n}"] = await recs.save(leg(call, 1, "102", T0 - 7195.0 - 60 * n, 20.0,
+                                                       boris_path))
 
     async def _start(self) -> None:
         self.store = CallLogStore(f"sqlite+aiosqlite:///{self.tmp / 'calls.sqlite3'}")
@@ -379,7 +392,7 @@ def test_filters_narrow_the_list(page: Any, stack: ReviewStack) -> None:
     page.locator("#f-apply").click()
     expect(rows).to_have_count(1)
     assert ids() == [stack.ids["missing"]]
-    expect(rows.first.locator(".row-status")).to_have_text("no audio: missing")
+    expect(rows.first.locator(".row-status")).to_have_text("file missing")
 
     page.locator("#f-reset").click()
     page.locator("#f-since").fill("2026-11-23")
@@ -407,7 +420,8 @@ def test_filters_narrow_the_list(page: Any, stack: ReviewStack) -> None:
     page.locator("#f-reset").click()
     page.locator(f'.call-row[data-id="{stack.ids["missing"]}"]').click()
     expect(page.locator("#caller-card .caller-name")).to_have_text("Мария Иванова")
-    expect(page.locator("#no-audio")).to_have_text("No audio to play: the recording is missing.")
+    expect(page.locator("#no-audio")).to_have_text(
+        "No audio: the recording's file is missing (the PBX did not write it, or it was moved).")
     expect(page.locator("#play")).to_be_disabled()
 
 
@@ -417,9 +431,70 @@ def test_an_operator_may_not_enter_the_review_room(page: Any, stack: ReviewStack
     response = page.goto(stack.base_url + "/reviews")
     assert response is not None and response.status == 403
     expect(page.locator("h1")).to_have_text("Not for your role")
+    expect(page.get_by_role("link", name="Back to your console")).to_have_attribute("href", "/console")
     # Nor can she reach Clara's recording through the API the page uses.
+    page.goto(stack.base_url + "/my-reviews")
     status = page.evaluate(f"fetch('/api/recordings/{stack.ids['clara']}').then(r => r.status)")
     assert status == 403
-    page.goto(stack.base_url + "/my-reviews")
     csp = page.evaluate("fetch('/my-reviews').then(r => r.headers.get('content-security-policy'))")
     assert "script-src 'self'" in csp and "media-src 'self'" in csp and "unsafe-inline" not in csp
+
+
+@pytest.fixture
+def long_stack(loop_thread: LoopThread, tmp_path: Path) -> Iterator[ReviewStack]:
+    s = ReviewStack(loop_thread, tmp_path, more_calls=60, problems=True)
+    s.start()
+    yield s
+    s.stop()
+
+
+def test_badges_say_what_the_user_needs(page: Any, long_stack: ReviewStack) -> None:
+    """A recording that plays has no badge; one that does not says why, in the user's words."""
+    stack = long_stack
+    log_in(page, stack, "tina", "/reviews")
+    expect(page.locator(".call-row")).to_have_count(4 + 5 + 60)
+    row = lambda name: page.locator(f'.call-row[data-id="{stack.ids[name]}"]')  # noqa: E731
+    for playing in ("anna", "boris", "stopped", "more0"):
+        expect(row(playing).locator(".row-status")).to_have_count(0)
+    words = {"missing": "file missing", "failed": "not recorded", "empty": "nothing recorded",
+             "purged": "deleted (retention)", "recording": "still recording"}
+    for name, badge in words.items():
+        expect(row(name).locator(".row-status")).to_have_text(badge)
+    badges = page.locator(".row-status").all_text_contents()
+    assert not [b for b in badges if "no audio" in b or b in ("missing", "failed", "empty", "purged")], badges
+    # The one stopped by a hang-up mid-write plays: the player is on, nothing says "no audio".
+    row("stopped").click()
+    expect(page.locator("#play")).to_be_enabled()
+    expect(page.locator("#no-audio")).to_be_hidden()
+    row("failed").click()
+    expect(page.locator("#no-audio")).to_have_text(
+        "No audio: this call was not recorded (the PBX refused to record it).")
+    expect(page.locator("#play")).to_be_disabled()
+    # The call's outcome is a word for people, not the call log's value.
+    row("missing").click()
+    expect(page.locator("#caller-card .outcome")).to_have_text("end not seen")
+
+
+@pytest.mark.parametrize("width", [800, 1366])
+def test_the_call_opens_where_the_reviewer_clicked(page: Any, long_stack: ReviewStack, width: int) -> None:
+    """Far down a long list, the picked call shows at once: beside the list (wide) or right
+    below it, scrolled to (stacked at 800 px) — never thousands of pixels below."""
+    stack = long_stack
+    page.set_viewport_size({"width": width, "height": 768})
+    log_in(page, stack, "tina", "/reviews")
+    target = page.locator(f'.call-row[data-id="{stack.ids["more50"]}"]')
+    target.scroll_into_view_if_needed()
+    target.click()
+    name = page.locator("#caller-card .caller-name")
+    expect(name).to_have_text("Caller 50")
+    expect(name).to_be_in_viewport()
+    expect(page.locator("#play")).to_be_in_viewport()
+    if width == 800:  # stacked: the list is a box of its own, the call right below it
+        scrolled = page.evaluate("window.scrollY")
+        assert scrolled < 1500, scrolled
+        list_box = page.locator("#call-list").bounding_box()
+        detail_box = page.locator("#detail").bounding_box()
+        assert detail_box["y"] >= list_box["y"] + list_box["height"]
+        assert abs(detail_box["x"] - list_box["x"]) < 30
+    else:  # beside: the row clicked stays in view too
+        expect(target).to_be_in_viewport()

@@ -75,7 +75,7 @@
     ].filter(Boolean);
     const audio = rec.audio_url
       ? el("audio", { class: "review-audio", controls: true, preload: "none", src: rec.audio_url })
-      : el("p", { class: "no-audio" }, `No audio to play: the recording is ${rec.status}.`);
+      : el("p", { class: "no-audio" }, rec.audio_note || "No audio to play.");
     const paused = (rec.paused || []).map((p) => `${formatClock(p.start)}–${p.end == null ? "…" : formatClock(p.end)}`);
     return el(
       "article",

@@ -36,7 +36,14 @@
   };
   // Shown as pins on the bar; the others are its edges or its paused spans.
   const PINNED = new Set(["entered", "rung", "answered", "transferred", "hung_up"]);
-  const SERVABLE = new Set(["ok", "stopped"]);
+  // The call's outcome in the reviewer's words (the API's values are the call log's).
+  const OUTCOME_WORDS = {
+    answered: "answered",
+    abandoned: "caller hung up",
+    unanswered: "not answered",
+    incomplete: "end not seen",
+  };
+  const outcomeWords = (outcome) => OUTCOME_WORDS[outcome] || outcome;
 
   // ---- page state -----------------------------------------------------------------
 
@@ -184,15 +191,18 @@
       el("span", { class: "row-caller" }, caller),
       rec.caller_name && rec.caller_number ? el("span", { class: "row-number" }, rec.caller_number) : null,
       el("span", { class: "row-facts" }, facts.join(" · ")),
-      SERVABLE.has(rec.status) ? null : el("span", { class: "badge badge-warn row-status" }, `no audio: ${rec.status}`),
+      rec.audio_url ? null : el("span", { class: "badge badge-warn row-status" }, rec.audio_badge || "no audio"),
     );
-    button.addEventListener("click", () => openRecording(rec.id));
+    button.addEventListener("click", () => openRecording(rec.id, { reveal: true }));
     return el("li", {}, button);
   }
 
   // ---- one recording ----------------------------------------------------------------
 
-  async function openRecording(id) {
+  // Stacked (narrow screens) the call opens below the list: bring it into view.
+  const STACKED = window.matchMedia("(max-width: 900px)");
+
+  async function openRecording(id, { reveal = false } = {}) {
     const token = ++app.openToken;
     if (window.location.hash !== `#recording=${id}`) window.history.replaceState(null, "", `#recording=${id}`);
     let detail;
@@ -216,6 +226,8 @@
     renderScoreCard();
     resetCommentForm();
     renderList(); // moves the "open" mark
+    if (reveal && STACKED.matches) $("detail").scrollIntoView({ block: "start" });
+    else if (reveal) $("detail").scrollTop = 0; // beside the list: the new call from its top
   }
 
   function showPlaceholder(text) {
@@ -233,7 +245,7 @@
     const name = call.caller_name || rec.caller_name || number || "Unknown caller";
     const badges = [];
     if (call.queue || rec.queue) badges.push(el("span", { class: "badge" }, `Queue ${call.queue || rec.queue}`));
-    if (call.outcome) badges.push(el("span", { class: `badge outcome outcome-${call.outcome}` }, call.outcome));
+    if (call.outcome) badges.push(el("span", { class: `badge outcome outcome-${call.outcome}` }, outcomeWords(call.outcome)));
     if ((call.transfers || []).length) badges.push(el("span", { class: "badge badge-info" }, "transferred"));
     if (rec.paused && rec.paused.length) badges.push(el("span", { class: "badge badge-warn" }, "partly paused"));
     const facts = [
@@ -261,7 +273,7 @@
     app.duration = Number(rec.duration_seconds) || 0;
     const playable = Boolean(rec.audio_url);
     $("no-audio").hidden = playable;
-    $("no-audio").textContent = playable ? "" : `No audio to play: the recording is ${rec.status}.`;
+    $("no-audio").textContent = playable ? "" : rec.audio_note || "No audio to play.";
     $("play").disabled = !playable;
     $("download").hidden = !playable;
     if (playable) {
@@ -474,7 +486,7 @@
       case "transferred":
         return `Transferred${item.kind ? ` (${item.kind})` : ""} ${ext(item.from)} → ${ext(item.to)}`;
       case "hung_up":
-        return item.outcome ? `Hung up (${item.outcome})` : "Hung up";
+        return item.outcome ? `Hung up (${outcomeWords(item.outcome)})` : "Hung up";
       case "recording_started":
         return item.operator ? `Recording started (${ext(item.operator)})` : "Recording started";
       default:
