@@ -32,7 +32,7 @@ import re
 import struct
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
 from typing import Any
@@ -123,6 +123,7 @@ class FakeReportsServer:
     report: dict[str, Any] = field(default_factory=fixture)
     queries: list[dict[str, str]] = field(default_factory=list)
     exports: list[dict[str, str]] = field(default_factory=list)
+    plans: list[dict[str, str]] = field(default_factory=list)  # GET /api/reports/staffing queries
     base_url: str = ""
     _runner: web.AppRunner | None = None
 
@@ -144,6 +145,7 @@ class FakeReportsServer:
         app.router.add_get("/api/session", self._session)
         app.router.add_get("/api/reports", self._report)
         app.router.add_get("/api/reports/export.csv", self._export)
+        app.router.add_get("/api/reports/staffing", self._plan)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", 0)
@@ -192,10 +194,38 @@ class FakeReportsServer:
             report["by_queue"] = {queue: report["by_queue"][queue]}
         return web.json_response(report)
 
+    async def _plan(self, request: web.Request) -> web.Response:
+        q = dict(request.query)
+        self.plans.append(q)
+        day = q.get("day", "typical")
+        if day != "typical" and not ("2000-01-01" <= day <= "2027-12-31"):
+            return web.json_response({"error": f"day must be a YYYY-MM-DD from 2000-01-01, not {day!r}"},
+                                     status=400)
+        return web.json_response(fake_plan(self.report, day, q.get("weeks")))
+
     async def _export(self, request: web.Request) -> web.Response:
         self.exports.append(dict(request.query))
         table = request.query.get("table", "")
         return web.Response(text=f"table\r\n{table}\r\n", content_type="text/csv")
+
+
+def fake_plan(report: dict[str, Any], day: str, weeks: str | None) -> dict[str, Any]:
+    """A staffing plan as docs/reports_api.md has it, made from the fixture's staffing rows:
+    averaged calls (fractions), a time of day, and a start on the chosen day (none when typical)."""
+    rows = []
+    for r in report["staffing"]:
+        time = r["start"][11:16]
+        rows.append({**r, "calls": r["calls"] + 0.25, "time": time, "patience_seconds": 90.0,
+                     "start": None if day == "typical" else f"{day}T{time}:00+03:00"})
+    typical = day == "typical"
+    n = int(weeks or 4)
+    last = datetime(2026, 11, 30).date()  # the fake plans from the Mondays up to 30 Nov
+    history = ["2026-11-23"] if typical else [str(last - timedelta(weeks=k)) for k in range(n - 1, -1, -1)]
+    return {"day": day, "weekday": None if typical else 0, "weeks": None if typical else n,
+            "period": {**report["period"]}, "history_days": history,
+            "definitions": {k: v for k, v in report["definitions"].items() if k.startswith("staffing.")},
+            "target_seconds": 30, "target_fraction": 0.8, "max_occupancy": 0.85, "shrinkage": 0.3,
+            "patience_seconds": 90.0, "staffing": rows}
 
 
 @pytest.fixture
@@ -736,3 +766,127 @@ def test_through_the_real_app_the_page_shows_the_apis_numbers(page: Any, real: R
     assert chart["sets"]["Answered"] == [r["answered"] for r in api["intervals"]]
     assert api["staffing"] == []
     expect(page.locator("#staff-none")).to_be_visible()
+
+
+# ---- the staffing plan ----------------------------------------------------------------------
+
+
+def plan_cells(row: dict[str, Any]) -> list[str]:
+    """A plan row as the table shows it: calls are averages (one decimal)."""
+    return [row["time"], str(half_up(row["calls"], 1)), secs(row["aht_seconds"]), count(row["agents"]),
+            count(row["staff"]), staff_count(row["staff_actual"]), pct(row["expected_service_level"]),
+            pct(row["service_level_with_actual"]), pct(row["abandon_rate"]),
+            {"under": "under-staffed", "over": "over-staffed", "ok": "as needed"}[row["verdict"]]]
+
+
+def planned(fake: FakeReportsServer) -> list[dict[str, str]]:
+    return fake.loop_thread.call(list, fake.plans)
+
+
+def test_staffing_plan_picker_typical_and_chosen_day(page: Any, fake: FakeReportsServer) -> None:
+    page.set_viewport_size({"width": 1366, "height": 768})
+    open_reports(page, fake.base_url)
+    assert fake.loop_thread.call(list, fake.plans) == []  # no plan until one is picked
+    expect(page.locator("#p-plan")).to_have_value("")
+
+    page.select_option("#p-plan", "typical")
+    expect(page.locator("#plan-note")).to_have_text(
+        "Typical day of Tue 24 Nov 2026 — from 1 day: 23 Nov. Target 80.0% within 30 s.")
+    assert planned(fake)[-1] == {"day": "typical", "period": "today", "interval": "60"}
+    plan = fake_plan(fixture(), "typical", None)
+    rows = page.locator("#t-staffing tbody tr")
+    expect(rows).to_have_count(len(plan["staffing"]))
+    for i, r in enumerate(plan["staffing"]):
+        expect(rows.nth(i).locator("th, td")).to_have_text(plan_cells(r))
+        expect(rows.nth(i)).to_have_attribute("data-verdict", r["verdict"])
+    assert plan_cells(plan["staffing"][1])[1] == "14.3"  # 14.25, half up
+    backgrounds = page.evaluate("""() => Object.fromEntries(['under', 'over', 'ok'].map(v => [v,
+        getComputedStyle(document.querySelector(`#t-staffing tr[data-verdict="${v}"]`)).backgroundColor]))""")
+    assert len(set(backgrounds.values())) == 3, backgrounds  # under / over highlighted as for the period
+    chart = page.evaluate(CHART_DATA, "chart-staffing")
+    assert chart["labels"] == [r["time"] for r in plan["staffing"]]
+    assert chart["sets"]["Staff needed"] == [r["staff"] for r in plan["staffing"]]
+    assert chart["sets"][AVAILABLE] == [r["staff_actual"] for r in plan["staffing"]]
+    assert page.evaluate(INK, "chart-staffing")["coloured"] > 300
+    verdicts = [r["verdict"] for r in plan["staffing"]]
+    expect(page.locator("#staff-note")).to_contain_text(
+        f"{verdicts.count('under')} under-staffed, {verdicts.count('over')} over-staffed of {len(verdicts)}")
+    assert parse_qsl(urlsplit(page.url).query) == [("period", "today"), ("interval", "60"),
+                                                   ("plan", "typical")]
+    href = page.get_attribute('a.csv[data-table="staffing"]', "href")
+    assert href == "/api/reports/staffing.csv?day=typical&period=today&interval=60"
+    assert fake.asked() == [{"period": "today", "interval": "60"}]  # the report was not asked again
+
+    # A chosen day: seeded as the day after the period, planned on "Plan" with the weeks picked.
+    page.select_option("#p-plan", "day")
+    expect(page.locator("#p-plan-day")).to_have_value("2026-11-25")
+    page.fill("#p-plan-day", "2026-12-07")
+    page.select_option("#p-plan-weeks", "3")
+    assert fake.loop_thread.call(len, fake.plans) == 1  # nothing asked before "Plan"
+    page.click("#p-plan-apply")
+    expect(page.locator("#plan-note")).to_have_text(
+        "Plan for Mon 7 Dec 2026 — from 3 Mondays: 16 Nov, 23 Nov, 30 Nov. Target 80.0% within 30 s.")
+    assert planned(fake)[-1] == {"day": "2026-12-07", "weeks": "3", "interval": "60"}
+    day_plan = fake_plan(fixture(), "2026-12-07", "3")
+    expect(rows.first.locator("th, td")).to_have_text(plan_cells(day_plan["staffing"][0]))
+    expect(rows.first).to_have_attribute("data-start", "2026-12-07T08:00:00+03:00")
+    screenshot(page, "reports-staffing-plan")
+    page.locator("#staffing-panel").screenshot(path=str(SCREENSHOTS / "reports-staffing-plan-panel.png"),
+                                               animations="disabled")
+
+    # The address keeps the plan: a reload shows it again; the queue and interval pickers re-plan.
+    page.reload()
+    expect(page.locator("#p-plan")).to_have_value("day")
+    expect(page.locator("#p-plan-day")).to_have_value("2026-12-07")
+    expect(page.locator("#plan-note")).to_contain_text("Plan for Mon 7 Dec 2026")
+    page.select_option("#p-interval", "day")  # a plan is per hour for day / weekday intervals
+    expect(page.locator("#staff-none")).to_be_hidden()
+    expect(rows).to_have_count(len(day_plan["staffing"]))
+    assert planned(fake)[-1] == {"day": "2026-12-07", "weeks": "3", "interval": "60"}
+
+    # Back to the period's intervals: the report's own rows and links.
+    page.select_option("#p-plan", "")
+    expect(page.locator("#plan-note")).to_have_text("")
+    expect(rows.first.locator("th")).to_have_text("Tue 24 Nov")  # the report's rows, per day
+    expect(rows.first.locator("td").first).to_have_text(count(fixture()["staffing"][0]["calls"]))
+    assert "plan" not in dict(parse_qsl(urlsplit(page.url).query))
+    assert page.get_attribute('a.csv[data-table="staffing"]', "href").startswith(
+        "/api/reports/export.csv?table=staffing&")
+
+
+def test_a_refused_plan_is_shown_as_text(page: Any, fake: FakeReportsServer) -> None:
+    open_reports(page, fake.base_url, "?period=today&interval=60&plan=1999-01-04")
+    expect(page.locator("#plan-note")).to_have_text(
+        "The staffing plan could not be made: day must be a YYYY-MM-DD from 2000-01-01, not '1999-01-04'")
+    expect(page.locator("#t-staffing tbody tr")).to_have_count(len(fixture()["staffing"]))  # the period's
+
+
+def test_through_the_real_app_the_staffing_plan_is_the_apis(page: Any, real: ReportsStack) -> None:
+    """A Tuesday a week before the seeded one (17 Nov) is the history of Tuesday 1 December."""
+    earlier = [c.model_copy(update={"call_id": f"{c.call_id}-w", "entered_at": c.entered_at - 7 * 86400,
+                                    "answered_at": c.answered_at and c.answered_at - 7 * 86400,
+                                    "ended_at": c.ended_at and c.ended_at - 7 * 86400, "rings": []})
+               for c in seeded_calls()[:5]]
+    real.loop_thread.run(real.store.save(earlier))
+    page.goto(real.base_url + "/reports")
+    page.locator("#username").fill("vera")
+    page.locator("#password").fill(PASSWORD)
+    page.get_by_role("button", name="Sign in").click()
+    expect(page.locator("body")).to_have_attribute("data-state", "ready")
+    page.select_option("#p-plan", "day")
+    page.fill("#p-plan-day", "2026-12-01")
+    page.select_option("#p-plan-weeks", "2")
+    page.click("#p-plan-apply")
+    expect(page.locator("#plan-note")).to_contain_text("Plan for Tue 1 Dec 2026 — from 1 Tuesday: 17 Nov.")
+    api = page.request.get(real.base_url + "/api/reports/staffing?day=2026-12-01&weeks=2&interval=60").json()
+    assert api["history_days"] == ["2026-11-17"] and sum(r["calls"] for r in api["staffing"]) == 5
+    rows = page.locator("#t-staffing tbody tr")
+    expect(rows).to_have_count(24)
+    for i, r in enumerate(api["staffing"]):
+        if r["calls"]:
+            expect(rows.nth(i).locator("th, td")).to_have_text(plan_cells({**r, "verdict": "ok"})[:9] + [
+                "no member data"])
+    chart = page.evaluate(CHART_DATA, "chart-staffing")
+    assert chart["sets"]["Staff needed"] == [r["staff"] for r in api["staffing"]]
+    csv_resp = page.request.get(real.base_url + page.get_attribute('a.csv[data-table="staffing"]', "href"))
+    assert csv_resp.ok and len(list(csv.DictReader(io.StringIO(csv_resp.text())))) == 24

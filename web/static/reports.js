@@ -5,6 +5,8 @@
 // whole report as JSON (fractions 0..1, seconds, null where no call is behind a figure);
 // GET /api/reports/export.csv?table=NAME&<the same query> one table as CSV. The page keeps
 // its query in its own address (/reports?...), so a link shows the same report again.
+// The staffing plan (GET /api/reports/staffing?day=typical|YYYY-MM-DD[&weeks=N]...) replaces
+// the staffing panel's rows when picked; the address keeps it as plan= and weeks=.
 //
 // Times: the API writes every interval start in the report's time zone, with its offset
 // ("2026-11-24T11:00:00+03:00"); the page shows the wall-clock part as written and never
@@ -22,10 +24,14 @@
   const { $, el, setChildren } = window.Callbridge;
   const API = "/api/reports";
   const EXPORT = "/api/reports/export.csv";
+  const PLAN_API = "/api/reports/staffing";
+  const PLAN_EXPORT = "/api/reports/staffing.csv";
+  const PLAN_INTERVALS = ["15", "30", "60"];
   const PERIODS = ["today", "yesterday", "last7", "range"];
   const INTERVALS = ["15", "30", "60", "day", "weekday"];
   const INTERVAL_WORDS = { 15: "per 15 minutes", 30: "per 30 minutes", 60: "per hour", day: "per day", weekday: "per weekday" };
   const WEEKDAYS = ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"];
+  const WEEKDAY_NAMES = ["Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday"];
   const MONTHS = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
   const DATE_RE = /^\d{4}-\d{2}-\d{2}$/;
   const COLOR = {
@@ -86,6 +92,8 @@
   const app = {
     query: readQuery(window.location.search),
     report: null,
+    plan: null, // the staffing plan on screen (GET /api/reports/staffing), or null
+    planSeq: 0,
     seq: 0, // the latest request; an older answer arriving late is dropped
     charts: {}, // name -> Chart
     defIds: new Map(), // definition key -> footnote element id
@@ -98,7 +106,36 @@
     const period = PERIODS.includes(params.get("period")) ? params.get("period") : "today";
     const interval = INTERVALS.includes(params.get("interval")) ? params.get("interval") : "60";
     const date = (name) => (DATE_RE.test(params.get(name) || "") ? params.get(name) : "");
-    return { period, from: date("from"), to: date("to"), queue: params.get("queue") || "", interval };
+    const plan = params.get("plan") === "typical" ? "typical" : date("plan");
+    const weeks = DATE_RE.test(plan) && /^\d{1,2}$/.test(params.get("weeks") || "") ? params.get("weeks") : "";
+    return { period, from: date("from"), to: date("to"), queue: params.get("queue") || "", interval, plan, weeks };
+  }
+
+  // The page's own address: the report's query, then the staffing plan if one is picked.
+  function pageParams(q) {
+    const params = queryParams(q);
+    if (q.plan) params.set("plan", q.plan);
+    if (q.plan && q.plan !== "typical" && q.weeks) params.set("weeks", q.weeks);
+    return params;
+  }
+
+  // The staffing plan's query: the typical day of the period on screen, or a chosen day from
+  // its weekday's history; per the page's interval (per hour for day / weekday).
+  function planParams(q) {
+    const params = new URLSearchParams();
+    params.set("day", q.plan);
+    if (q.plan === "typical") {
+      params.set("period", q.period);
+      if (q.period === "range") {
+        params.set("from", q.from);
+        params.set("to", q.to);
+      }
+    } else if (q.weeks) {
+      params.set("weeks", q.weeks);
+    }
+    if (q.queue) params.set("queue", q.queue);
+    params.set("interval", PLAN_INTERVALS.includes(q.interval) ? q.interval : "60");
+    return params;
   }
 
   // The API's query for `q`, in one fixed order (the CSV links carry the same).
@@ -379,33 +416,157 @@
 
   function renderStaffing(report) {
     const staffing = report.staffing || [];
-    const rows = staffing.map((r) => {
+    // Staffing comes per 15 / 30 / 60 minutes only: for days and weekdays the panel says so.
+    const none = staffing.length === 0 && !PLAN_INTERVALS.includes(String(report.period && report.period.interval));
+    showStaffing(staffing, (r) => intervalLabel(r, report), none, false);
+  }
+
+  // The staffing table and note for `rows`: the report's intervals, or a plan's (whose calls
+  // are averages: "12.5").
+  function showStaffing(rows, label, none, plan) {
+    const trs = rows.map((r) => {
       const verdict = verdictOf(r);
       const idle = !r.calls && !r.agents && !r.staff_actual; // nobody called, nobody was needed or there
-      return el("tr", { "data-start": r.start, "data-verdict": verdict, class: idle ? "idle" : null },
-        el("th", { scope: "row" }, intervalLabel(r, report)),
-        num(count(r.calls)), num(secs(r.aht_seconds)), num(count(r.agents)), num(count(r.staff)),
-        num(staffCount(r.staff_actual)), num(pct(r.expected_service_level)), num(pct(r.service_level_with_actual)),
-        num(pct(r.abandon_rate)),
+      return el("tr", { "data-start": r.start || r.time, "data-verdict": verdict, class: idle ? "idle" : null },
+        el("th", { scope: "row" }, label(r)),
+        num(plan ? perDay(r.calls) : count(r.calls)), num(secs(r.aht_seconds)), num(count(r.agents)),
+        num(count(r.staff)), num(staffCount(r.staff_actual)), num(pct(r.expected_service_level)),
+        num(pct(r.service_level_with_actual)), num(pct(r.abandon_rate)),
         el("td", { class: "verdict" }, el("span", { class: "verdict-badge" }, VERDICTS[verdict] || verdict)));
     });
-    setChildren($("t-staffing").tBodies[0], rows.length ? rows : [emptyRow(10)]);
-    // Staffing comes per 15 / 30 / 60 minutes only: for days and weekdays the panel says so.
-    const none = staffing.length === 0 && !["15", "30", "60"].includes(String(report.period && report.period.interval));
+    setChildren($("t-staffing").tBodies[0], trs.length ? trs : [emptyRow(10)]);
     $("staffing-panel").dataset.empty = none ? "true" : "false";
     $("staff-none").hidden = !none;
-    const under = staffing.filter((r) => verdictOf(r) === "under").length;
-    const over = staffing.filter((r) => verdictOf(r) === "over").length;
-    const unknown = staffing.filter((r) => verdictOf(r) === "unknown").length;
+    const under = rows.filter((r) => verdictOf(r) === "under").length;
+    const over = rows.filter((r) => verdictOf(r) === "over").length;
+    const unknown = rows.filter((r) => verdictOf(r) === "unknown").length;
     const key = definitionKey(["staffing.verdict"]);
     setChildren($("staff-note"), none ? [] : [
       el("span", { class: under ? "count-under" : "" }, `${under} under-staffed`),
       ", ",
       el("span", { class: over ? "count-over" : "" }, `${over} over-staffed`),
-      ` of ${staffing.length} intervals${unknown ? ` (${unknown} without queue member data)` : ""}. `,
-      key ? el("span", { class: "def-inline" }, `Verdict: ${report.definitions[key]}`) : null,
+      ` of ${rows.length} intervals${unknown ? ` (${unknown} without queue member data)` : ""}. `,
+      key ? el("span", { class: "def-inline" }, `Verdict: ${app.report.definitions[key]}`) : null,
       key ? footnote(key) : null,
     ]);
+  }
+
+  // ---- the staffing plan -------------------------------------------------------------------
+
+  const shortDay = (date) => {
+    const p = parts(date);
+    return p ? `${p.d} ${MONTHS[p.mo - 1]}` : String(date);
+  };
+
+  function planTitle(plan) {
+    if (plan.day === "typical") return `Typical day of ${periodText(plan.period)}`;
+    const p = parts(plan.day);
+    return p ? `Plan for ${dayText(p, true)}` : `Plan for ${plan.day}`;
+  }
+
+  // What the plan averaged: "from 4 Mondays: 9 Nov, 16 Nov, 23 Nov, 30 Nov".
+  function planSource(plan) {
+    const days = Array.isArray(plan.history_days) ? plan.history_days : [];
+    if (!days.length) return "no earlier day with calls to average: nothing to plan from";
+    const what = `${plan.day === "typical" ? "day" : WEEKDAY_NAMES[plan.weekday] || "day"}${days.length === 1 ? "" : "s"}`;
+    return `from ${days.length} ${what}: ${days.map(shortDay).join(", ")}`;
+  }
+
+  function showPlanPicker() {
+    const q = app.query;
+    $("p-plan").value = q.plan === "typical" ? "typical" : q.plan ? "day" : "";
+    $("plan-day").hidden = !q.plan || q.plan === "typical";
+    if (q.plan && q.plan !== "typical") $("p-plan-day").value = q.plan;
+    $("p-plan-weeks").value = q.weeks;
+  }
+
+  async function loadPlan() {
+    const seq = ++app.planSeq;
+    const q = app.query;
+    updateCsvLinks();
+    if (!q.plan) {
+      app.plan = null;
+      setChildren($("plan-note"), []);
+      $("staffing-panel").dataset.plan = "";
+      if (app.report) {
+        renderStaffing(app.report);
+        if (window.Chart) chartStaffing(app.report.staffing || [], (r) => intervalLabel(r, app.report));
+      }
+      return;
+    }
+    $("plan-note").textContent = "Planning…";
+    let resp;
+    let body;
+    try {
+      resp = await fetch(`${PLAN_API}?${planParams(q)}`, {
+        credentials: "same-origin", cache: "no-store", headers: { Accept: "application/json" },
+      });
+      if (resp.status === 401) {
+        window.Callbridge.goToLogin();
+        return;
+      }
+      body = await resp.json().catch(() => null);
+    } catch {
+      if (seq === app.planSeq) $("plan-note").textContent = "The server cannot be reached. Try again in a moment.";
+      return;
+    }
+    if (seq !== app.planSeq) return;
+    if (!resp.ok || !body || typeof body !== "object" || !Array.isArray(body.staffing)) {
+      const why = body && typeof body.error === "string" ? body.error : `HTTP ${resp.status}`;
+      $("staffing-panel").dataset.plan = "error";
+      $("plan-note").textContent = `The staffing plan could not be made: ${why}`;
+      return;
+    }
+    renderPlan(body);
+  }
+
+  function renderPlan(plan) {
+    app.plan = plan;
+    $("staffing-panel").dataset.plan = plan.day === "typical" ? "typical" : "day";
+    const label = (r) => (typeof r.time === "string" ? r.time : intervalLabel(r, app.report || {}));
+    setChildren($("plan-note"), [el("b", { class: "plan-title" }, planTitle(plan)), ` — ${planSource(plan)}.`,
+      ` Target ${pct(plan.target_fraction)} within ${isNum(plan.target_seconds) ? plan.target_seconds : NONE} s.`]);
+    showStaffing(plan.staffing, label, false, true);
+    if (window.Chart) chartStaffing(plan.staffing, label);
+  }
+
+  // The plan picker: "typical" plans at once; a chosen day waits for its date and "Plan".
+  function onPlanChange(event) {
+    const which = $("p-plan").value;
+    if (which === "day") {
+      $("plan-day").hidden = false;
+      if (event.target.id === "p-plan" && !$("p-plan-day").value) {
+        const days = periodDays(app.report && app.report.period); // the day after the period on screen
+        if (days) $("p-plan-day").value = dayAfter(days.last.date);
+      }
+      if (event.target.id === "p-plan-weeks" && DATE_RE.test(app.query.plan)) applyPlanDay();
+      return;
+    }
+    goPlan(which === "typical" ? "typical" : "", "");
+  }
+
+  function applyPlanDay() {
+    const day = $("p-plan-day").value;
+    if (!DATE_RE.test(day)) {
+      $("plan-note").textContent = "Pick the day to plan.";
+      return;
+    }
+    goPlan(day, $("p-plan-weeks").value);
+  }
+
+  function goPlan(plan, weeks) {
+    app.query = { ...app.query, plan, weeks };
+    window.history.replaceState(null, "", `${window.location.pathname}?${pageParams(app.query)}`);
+    showPlanPicker();
+    loadPlan();
+  }
+
+  // The calendar day after `date` (YYYY-MM-DD).
+  function dayAfter(date) {
+    const p = parts(date);
+    if (!p) return "";
+    const t = new Date(Date.UTC(p.y, p.mo - 1, p.d + 1));
+    return `${t.getUTCFullYear()}-${pad(t.getUTCMonth() + 1)}-${pad(t.getUTCDate())}`;
   }
 
   function emptyRow(columns) {
@@ -540,13 +701,12 @@
     });
   }
 
-  function chartStaffing(report) {
-    const rows = report.staffing || [];
+  function chartStaffing(rows, label) {
     const n = (v) => (isNum(v) ? v : null);
     drawChart("staffing", "chart-staffing", {
       type: "bar",
       data: {
-        labels: rows.map((r) => intervalLabel(r, report)),
+        labels: rows.map(label),
         datasets: [
           { type: "line", label: "Agents needed on the phones", order: 0, borderColor: COLOR.agents,
             backgroundColor: COLOR.agents, borderDash: [5, 4], borderWidth: 2, pointRadius: 2, stepped: "middle",
@@ -581,7 +741,7 @@
     chartHours(report);
     chartWeekdays(report);
     chartBuckets("talk", "chart-talk", report.talk_distribution, COLOR.talk, "talk time", false);
-    chartStaffing(report);
+    chartStaffing(report.staffing || [], (r) => intervalLabel(r, report));
   }
 
   // ---- export ------------------------------------------------------------------------------
@@ -589,6 +749,11 @@
   function updateCsvLinks() {
     const query = queryParams(app.query);
     for (const link of document.querySelectorAll("a.csv[data-table]")) {
+      if (link.dataset.table === "staffing" && app.query.plan) {
+        link.href = `${PLAN_EXPORT}?${planParams(app.query)}`;
+        link.setAttribute("download", `callbridge-staffing-plan-${app.query.plan}.csv`);
+        continue;
+      }
       const params = new URLSearchParams([["table", link.dataset.table], ...query]);
       link.href = `${EXPORT}?${params}`;
       link.setAttribute("download", `callbridge-${link.dataset.table}.csv`);
@@ -622,6 +787,7 @@
     $("p-from").value = q.from;
     $("p-to").value = q.to;
     fillQueues(app.report ? app.report.queues : []);
+    showPlanPicker();
   }
 
   // The queue picker: every queue the report knows, and the one asked for even if not.
@@ -682,7 +848,7 @@
 
   function go(q) {
     app.query = q;
-    window.history.replaceState(null, "", `${window.location.pathname}?${queryParams(q)}`);
+    window.history.replaceState(null, "", `${window.location.pathname}?${pageParams(q)}`);
     showPickers();
     load();
   }
@@ -737,6 +903,8 @@
     renderQueues(report);
     renderOperators(report);
     renderCharts(report);
+    if (app.query.plan) loadPlan(); // the plan follows the queue, interval and period picked
+    else app.plan = null;
     const offered = report.totals && report.totals.offered;
     showStatus("ready", offered === 0 ? "No calls in this period." : "");
     const title = [periodText(report.period), p.queue || null, "Reports · Callbridge"].filter(Boolean);
@@ -759,6 +927,8 @@
       const q = { ...app.query, period: "range", queue: $("p-queue").value, interval: $("p-interval").value };
       if (readRange(q)) go(q);
     });
+    $("plan-pick").addEventListener("change", onPlanChange);
+    $("p-plan-apply").addEventListener("click", applyPlanDay);
     for (const button of document.querySelectorAll("button.png[data-chart]")) {
       button.addEventListener("click", () => exportPng(button.dataset.chart));
     }
