@@ -10,7 +10,7 @@ from pathlib import Path
 from bridge.demo_data import login_help, seed_demo
 from bridge.service import BridgeService, run_until_stopped
 from bridge.settings import CallbridgeSettings, ConfigError
-from bridge.simulator.mixmonitor_files import record_like_a_pbx
+from bridge.simulator.mixmonitor_files import DemoMixMonitor
 from bridge.simulator.server import AmiSimulator
 
 log = logging.getLogger("callbridge.demo")
@@ -40,7 +40,9 @@ async def run_demo(settings: CallbridgeSettings, *, speed: float = 1.0, db_url: 
     simulator = AmiSimulator(captures, username=settings.ami.username, secret=secret,
                              speed=speed if speed > 0 else None, loop=True, port=ami_port,
                              now=time.time)  # the demo's PBX speaks in the present (issue 13)
-    simulator.action_hooks.append(record_like_a_pbx)
+    # Recordings as long as the call's talk: the file closes when the channel hangs up.
+    recorder = DemoMixMonitor(lambda: [session.state for session in simulator.sessions])
+    simulator.action_hooks.append(recorder)
     host, port = await simulator.start()
     ami = settings.ami.model_copy(update={"host": host, "port": port})
     # The demo serves plain http on localhost: a Secure cookie would never come back.
@@ -58,6 +60,7 @@ async def run_demo(settings: CallbridgeSettings, *, speed: float = 1.0, db_url: 
         await run_until_stopped(settings, service)
     finally:
         await simulator.stop()
+        await recorder.close()
 
 
 class DemoService(BridgeService):
