@@ -23,7 +23,8 @@ from sqlalchemy import text  # noqa: E402
 from sqlalchemy.ext.asyncio import create_async_engine  # noqa: E402
 
 from bridge.call_log.store import CallLogStore  # noqa: E402
-from reports.service import Report, ReportService  # noqa: E402
+from reports.models import Report  # noqa: E402
+from reports.service import ReportService  # noqa: E402
 from reports.settings import ReportSettings  # noqa: E402
 from tests.test_reports_figures import at, generate_month  # noqa: E402
 

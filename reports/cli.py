@@ -175,7 +175,8 @@ async def run_report_command(args: argparse.Namespace, settings: Any, *,
 
     from bridge.call_log.store import CallLogStore
     from reports.http import table_csv, table_rows
-    from reports.service import ReportError, ReportService
+    from reports.models import ReportError
+    from reports.service import ReportService
 
     store = CallLogStore(args.db or settings.database_url)
     await store.open()
@@ -207,7 +208,7 @@ async def _run_plan(service: Any, args: argparse.Namespace) -> int:
     """`callbridge report staffing ...`: the staffing plan, as /api/reports/staffing answers it."""
     from reports.forecast import staffing_plan
     from reports.http import plan_csv, plan_rows
-    from reports.service import ReportError
+    from reports.models import ReportError
 
     try:
         plan = await staffing_plan(service, args.day or "typical", weeks=args.weeks, period=args.period,

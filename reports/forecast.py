@@ -27,14 +27,8 @@ from pydantic import Field
 
 from bridge.calls.definitions import definitions
 from reports import queries as q
-from reports.service import (
-    PeriodInfo,
-    ReportError,
-    ReportService,
-    _Model,
-    _staff_per_interval,
-    resolve_period,
-)
+from reports.models import PeriodInfo, ReportError, _Model
+from reports.service import ReportService, _staff_per_interval, resolve_period
 from reports.staffing import advise, expected
 
 PLAN_INTERVALS = ("15", "30", "60")

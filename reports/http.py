@@ -23,7 +23,8 @@ from typing import Any
 from aiohttp import web
 
 from reports.forecast import StaffingPlan, staffing_plan
-from reports.service import Report, ReportError, ReportService
+from reports.models import Report, ReportError
+from reports.service import ReportService
 from web.audit_log import AuditLog
 from web.auth import require_role
 from web.pages import PAGE_HEADERS, STATIC_DIR

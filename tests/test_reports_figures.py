@@ -16,7 +16,8 @@ from bridge.calls.definitions import ServiceLevelPolicy, Tally, service_levels
 from bridge.calls.record import CallRecord, RingRecord, TransferRecord
 from bridge.calls.replay import replay_bytes
 from reports.member_log import MemberLog
-from reports.service import ReportError, ReportService
+from reports.models import ReportError
+from reports.service import ReportService
 from reports.settings import ReportSettings
 from tests.capture_facts import capture_bytes
 from tests.db_fixtures import database_fixture, store_fixture  # noqa: F401

@@ -28,7 +28,8 @@ from reports.cli import run_report_command
 from reports.forecast import StaffingPlan, history_for_day, staffing_plan
 from reports.http import ReportsApi, add_report_routes
 from reports.member_log import MemberLog
-from reports.service import ReportError, ReportService
+from reports.models import ReportError
+from reports.service import ReportService
 from reports.settings import ReportSettings
 from reports.staffing import advise, expected
 from tests.db_fixtures import database_fixture, store_fixture  # noqa: F401
