@@ -37,6 +37,7 @@ from recordings.plugin import attach_recordings
 from reports.plugin import attach_reports
 from screenpop.app import console_names, create_web_app
 from supervision.plugin import attach_wallboard
+from web.admin_http import attach_admin
 from web.features import BridgeParts, ResyncListener
 from web.pages import add_favicon
 from web.users import UserStore
@@ -124,6 +125,7 @@ class BridgeService:
         self.wallboard = attach_wallboard(parts, self.settings.wallboard, caller_names=caller_names,
                                           operator_names=operator_names)
         self.reports = attach_reports(parts, self.settings.reports)
+        attach_admin(parts, self.users)
         self.web_runner = web.AppRunner(app, access_log=None)
         await self.web_runner.setup()
         site = web.TCPSite(self.web_runner, http.host, http.port)

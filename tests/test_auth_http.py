@@ -204,7 +204,7 @@ async def test_session_api_describes_the_user(site: Site) -> None:
 
 
 @pytest.mark.parametrize(("user", "home"), [("anna", "/console"), ("sam", "/wallboard"), ("tina", "/reviews"),
-                                            ("root", "/console")])
+                                            ("root", "/admin/users")])  # issue 13: not the console
 async def test_login_goes_to_the_role_home(site: Site, user: str, home: str) -> None:
     assert (await site.browser().login(user)).headers["Location"] == home
 

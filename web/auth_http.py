@@ -82,9 +82,14 @@ def _login_page(auth: Auth, *, status: int = 200, error: str = "", username: str
     return response
 
 
+# Where a login lands when no page was asked for: an admin's is the user administration
+# (he answers no calls: the operator console would be empty for him).
+LANDING: dict[str, str] = {**ROLE_HOME, "admin": "/admin/users"}
+
+
 def _home(role: str, next_path: str | None) -> str:
     target = safe_next(next_path)
-    return target if target and target != "/" else ROLE_HOME.get(role, "/")
+    return target if target and target != "/" else LANDING.get(role, "/")
 
 
 async def login_page(request: web.Request) -> web.StreamResponse:

@@ -1,0 +1,64 @@
+"""The admins' user API (web/admin_http.py) on the real bridge: admin role only (a refusal is
+a 403 and an audit row), CSRF as every state-changing request, the CLI's rules, no admin
+locking himself out, the password never in the audit log, the admin's login landing."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.test_wallboard_http import Tab
+from tests.test_wallboard_service import WallboardStack
+from web.audit_log import AuditLog
+
+pytestmark = pytest.mark.filterwarnings("ignore::aiohttp.web_exceptions.NotAppKeyWarning")
+
+
+async def test_only_admins_with_the_csrf_token_change_users_and_all_is_audited(tmp_path: Path) -> None:
+    async with WallboardStack(tmp_path, ["queue_answered"]) as stack:
+        sam, root = Tab(stack.base_url), Tab(stack.base_url)
+        try:
+            await sam.login("sam")
+            assert (await sam.session.get("/admin/users")).status == 403
+            status, _ = await sam.post("/api/admin/users/anna", {"active": False})
+            assert status == 403
+
+            await root.login("root")
+            resp = await root.session.get("/login", allow_redirects=False)  # signed in: sent to his page
+            assert resp.headers["Location"] == "/admin/users"
+            no_csrf = await root.session.post("/api/admin/users/anna", json={"active": False})
+            assert no_csrf.status == 403
+            status, body = await root.post("/api/admin/users/root", {"active": False})
+            assert status == 400 and "cannot disable yourself" in body["message"]
+            status, body = await root.post("/api/admin/users/root",
+                                           {"role": "operator", "extensions": ["109"]})
+            assert status == 400
+            status, body = await root.post("/api/admin/users", {"username": "ivan", "password": "short",
+                                                                "role": "trainer"})
+            assert status == 400 and "at least 10 characters" in body["message"]
+            status, body = await root.post("/api/admin/users", {"username": "anna", "password": "x" * 12,
+                                                                "role": "trainer"})
+            assert status == 409
+            status, body = await root.post("/api/admin/users/nobody", {"active": False})
+            assert status == 404
+            ivan = {"username": "ivan", "password": "secret ivan 1", "role": "operator"}
+            status, body = await root.post("/api/admin/users", {**ivan, "extensions": ["1x"]})
+            assert status == 400 and "not an extension" in body["message"]
+            status, body = await root.post("/api/admin/users", {**ivan, "extensions": ["107"]})
+            assert status == 200 and body["user"]["extensions"] == ["107"]
+            status, body = await root.post("/api/admin/users/ivan", {"role": "supervisor"})
+            assert status == 200 and body["user"]["role"] == "supervisor"
+        finally:
+            await sam.close()
+            await root.close()
+        rows = list(reversed(await AuditLog(stack.bridge.store).entries()))
+    denied = [(r.username, r.action, r.target) for r in rows if r.action == "admin.denied"]
+    assert denied == [("sam", "admin.denied", "/admin/users"),
+                      ("sam", "admin.denied", "/api/admin/users/anna")]
+    mine = [(r.action, r.target, (r.result or "").split(":")[0]) for r in rows if r.username == "root"]
+    assert mine == [("user.update", "root", "refused"), ("user.update", "root", "refused"),
+                    ("user.add", "ivan", "refused"), ("user.add", "anna", "refused"),
+                    ("user.update", "nobody", "refused"), ("user.add", "ivan", "refused"),
+                    ("user.add", "ivan", "ok"), ("user.update", "ivan", "ok")]
+    assert not any("secret" in str(r.detail) or "password" in str(r.detail) for r in rows)
