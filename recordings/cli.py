@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any
 
 from bridge.call_log.store import CallLogStore
@@ -29,8 +31,10 @@ def add_recording_commands(subparsers: Any) -> None:
     purge_cmd.add_argument("--db", help="database URL (default: from configuration)")
 
 
-async def run_recording_command(args: argparse.Namespace, settings: Any) -> int:
-    """Run `recordings ...`; returns the exit status. Problems go to stderr, never a traceback."""
+async def run_recording_command(args: argparse.Namespace, settings: Any,
+                                clock: Callable[[], datetime] = lambda: datetime.now(UTC)) -> int:
+    """Run `recordings ...`; returns the exit status. Problems go to stderr, never a traceback.
+    `clock`: now, which the retention period counts back from (tests pass their own)."""
     if getattr(args, "recordings_command", None) != "purge":
         print(f"callbridge: not a recordings command: {args}", file=sys.stderr)
         return 2
@@ -45,7 +49,7 @@ async def run_recording_command(args: argparse.Namespace, settings: Any) -> int:
         print(f"callbridge: cannot open the database: {exc}", file=sys.stderr)
         return 2
     try:
-        report = await purge(RecordingStore(store), rec_settings, dry_run=args.dry_run)
+        report = await purge(RecordingStore(store), rec_settings, dry_run=args.dry_run, now=clock())
     finally:
         await store.close()
     verb = "would purge" if args.dry_run else "purged"

@@ -23,7 +23,7 @@ from tests.db_fixtures import database_fixture, store_fixture  # noqa: F401  # f
 from tests.test_recorder import write_wav
 
 RECORDING_TABLES = {"recording_files", "recording_comments", "recording_scores"}
-NOW = datetime.now(UTC).replace(microsecond=0)  # the purge command uses the real clock
+NOW = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)  # the purge command gets this clock too
 
 
 def _rec(seq: int, days_old: float, **fields: object) -> RecordingInfo:
@@ -119,7 +119,7 @@ async def test_the_purge_command(tmp_path: Path, capsys: pytest.CaptureFixture[s
         database_url = url
         recordings = RecordingSettings(directory=tmp_path / "rec", retention_days=30)
 
-    assert await run_recording_command(args, Settings()) == 0
+    assert await run_recording_command(args, Settings(), clock=lambda: NOW) == 0
     out = capsys.readouterr()
     lines = out.out.splitlines()
     verb = "would purge" if dry_run else "purged"

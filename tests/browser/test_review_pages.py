@@ -19,6 +19,7 @@ Screenshots: artifacts/screenshots/reviews-*.png.
 from __future__ import annotations
 
 import math
+import os
 import re
 import struct
 import wave
@@ -42,7 +43,7 @@ from recordings.review_store import ReviewStore
 from recordings.settings import Criterion, RecordingSettings
 from recordings.store import PausedSpan, RecordingInfo, RecordingStore
 from screenpop.app import create_web_app
-from tests.browser.harness import LoopThread, screenshot
+from tests.browser.harness import ROOT, LoopThread, screenshot
 from web.audit_log import AuditLog
 from web.auth import unguarded_routes
 from web.users import UserStore
@@ -212,6 +213,20 @@ def stack(loop_thread: LoopThread, tmp_path: Path) -> Iterator[ReviewStack]:
     s.stop()
 
 
+def docs_screenshot(page: Any, *names: str, width: int = 1366, then: Any = None) -> None:
+    """With CALLBRIDGE_DOCS_SCREENSHOTS=1: the window at `width` x 768 as docs/screenshots/<name>.png."""
+    if os.environ.get("CALLBRIDGE_DOCS_SCREENSHOTS") != "1":
+        return
+    before = page.viewport_size
+    page.set_viewport_size({"width": width, "height": 768})
+    if then is not None:
+        then()
+    page.wait_for_timeout(300)  # the pins' labels are laid out again on resize
+    for name in names:
+        page.screenshot(path=str(ROOT / "docs" / "screenshots" / f"{name}.png"), animations="disabled")
+    page.set_viewport_size(before)
+
+
 def log_in(page: Any, stack: ReviewStack, username: str, path: str) -> None:
     """Open `path` signed out: the login page comes, then `path` after the password."""
     page.goto(stack.base_url + path)
@@ -337,6 +352,10 @@ def test_trainer_reviews_a_recording_and_the_operator_sees_it(page: Any, stack: 
     expect(page.locator('#other-cards .card-row[data-reviewer="tina"]')).to_contain_text("13 / 15")
     page.evaluate("window.scrollTo(0, 0)")
     screenshot(page, "reviews-player")
+    docs_screenshot(page, "review-1366", "review-room",
+                    then=lambda: page.evaluate("document.getElementById('detail').scrollTop = 0"))
+    docs_screenshot(page, "review-800", width=800,  # stacked: the click scrolls to the call
+                    then=page.locator(f'.call-row[data-id="{stack.ids["anna"]}"]').click)
 
     # It is stored: a fresh load of the same recording shows it all again.
     page.goto(f"{stack.base_url}/reviews#recording={stack.ids['anna']}")
@@ -366,6 +385,8 @@ def test_trainer_reviews_a_recording_and_the_operator_sees_it(page: Any, stack: 
                            " return a.currentTime >= 22 && !a.paused; }")
     page.evaluate("document.querySelector('article.review audio').pause()")
     screenshot(page, "reviews-my-reviews")
+    page.evaluate("window.scrollTo(0, 0)")
+    docs_screenshot(page, "my-reviews-1366")
 
 
 def test_filters_narrow_the_list(page: Any, stack: ReviewStack) -> None:
