@@ -20,7 +20,7 @@ from typing import Any
 
 from aiohttp import WSMsgType, web
 
-from screenpop.messages import Card, CardRemoved, Hello
+from screenpop.messages import AgentState, Card, CardRemoved, Clock, ConsoleInfo, Hello
 from tests.browser.harness import STATIC, LoopThread
 
 CSRF_TOKEN = "csrf-test-token-1"
@@ -48,6 +48,16 @@ class FakeConsoleServer:
     fail_posts: bool = False
     logged_in: bool = True
     base_url: str = ""
+    # What the next hello says about the console and the clocks (tests change them).
+    console: ConsoleInfo = field(default_factory=lambda: ConsoleInfo(
+        wrapup_seconds=120, wrapup_codes=["Resolved", "Call back", "Sale"], pause_reasons=["Break", "Lunch"],
+        can_pause=True, can_dial=True))
+    agent: AgentState | None = None
+    pbx_offset: float = 0.0
+    search_answer: dict[str, Any] = field(
+        default_factory=lambda: {"contacts": [], "unsupported": [], "failed": []})
+    received: list[str] = field(default_factory=list)  # text frames the pages sent on their sockets
+    searches: list[str] = field(default_factory=list)
     _sockets: set[web.WebSocketResponse] = field(default_factory=set)
     _runner: web.AppRunner | None = None
 
@@ -67,8 +77,9 @@ class FakeConsoleServer:
         app.router.add_static("/static/", STATIC)
         app.router.add_get("/api/session", self._session)
         app.router.add_get("/ws/console", self._ws)
+        app.router.add_get("/api/console/search", self._search)
         for path in ("/api/notes", "/api/contacts", "/api/cards/dismiss", "/logout",
-                     "/api/calls/{call_id}/recording/{verb}"):
+                     "/api/calls/{call_id}/recording/{verb}", "/api/console/pause", "/api/console/dial"):
             app.router.add_post(path, self._post)
         self._runner = web.AppRunner(app)
         await self._runner.setup()
@@ -106,6 +117,23 @@ class FakeConsoleServer:
     def forget_card(self, card_id: str) -> None:
         self.loop_thread.call(self.cards.pop, card_id, None)
 
+    def send_agent(self, state: AgentState) -> None:
+        """The PBX said the operator's queue state changed."""
+        self.loop_thread.call(setattr, self, "agent", state)
+        self.loop_thread.run(self._broadcast(state.model_dump_json()))
+
+    def send_clock(self, pbx_offset: float) -> None:
+        self.loop_thread.call(setattr, self, "pbx_offset", pbx_offset)
+        frame = Clock(server_time=time.time(), pbx_offset=pbx_offset)
+        self.loop_thread.run(self._broadcast(frame.model_dump_json()))
+
+    def close_sockets(self, code: int, message: str = "") -> None:
+        """Close every console socket with this code (4008: too many pages open)."""
+        self.loop_thread.run(self._close_with(code, message))
+
+    def frames_received(self) -> list[str]:
+        return self.loop_thread.call(list, self.received)
+
     def posts_to(self, path: str) -> list[Post]:
         return [p for p in self.loop_thread.call(list, self.posts) if p.path == path]
 
@@ -126,6 +154,11 @@ class FakeConsoleServer:
         for ws in list(self._sockets):
             if not ws.closed:
                 await ws.send_str(text)
+
+    async def _close_with(self, code: int, message: str) -> None:
+        for ws in list(self._sockets):
+            await ws.close(code=code, message=message.encode())
+        self._sockets.clear()
 
     async def _drop(self) -> None:
         for ws in list(self._sockets):
@@ -165,16 +198,25 @@ class FakeConsoleServer:
             extensions=["101"],
             cards=sorted(self.cards.values(), key=lambda c: c.entered_at),
             server_time=time.time(),
+            pbx_offset=self.pbx_offset,
+            console=self.console,
+            agent=self.agent,
         )
         await ws.send_str(hello.model_dump_json())
         self._sockets.add(ws)
         try:
-            async for msg in ws:  # the browser sends nothing; wait for the close
+            async for msg in ws:  # the browser sends only its activity notices
                 if msg.type == WSMsgType.ERROR:
                     break
+                if msg.type == WSMsgType.TEXT:
+                    self.received.append(msg.data)
         finally:
             self._sockets.discard(ws)
         return ws
+
+    async def _search(self, request: web.Request) -> web.Response:
+        self.searches.append(request.query.get("q", ""))
+        return web.json_response(self.search_answer)
 
     async def _post(self, request: web.Request) -> web.Response:
         csrf = request.headers.get("X-CSRF-Token")

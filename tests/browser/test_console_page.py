@@ -27,7 +27,7 @@ def make_card(call_id: str = "1700000000.1", version: int = 1, state: str = "rin
         number_display="+7 495 123-45-67",
         name="Ivan Petrov",
         company="Romashka LLC",
-        tags=["wholesale", "Moscow"],
+        tags=["VIP", "wholesale", "Moscow"],  # as a CRM may send them: the tag is the badge
         vip=True,
         crm_url="https://crm.example.test/contacts/42",
         contact_id="42",
@@ -53,9 +53,15 @@ def make_card(call_id: str = "1700000000.1", version: int = 1, state: str = "rin
                 operator="Boris",
                 outcome="answered",
                 summary="Asked about the March invoice",
+                note="Asked about the March invoice",
+                detail="answered, talked 4:05",
+                transfers=["blind transfer Anna Operator → Boris"],
+                call_id="1699990000.7",
             ),
-            HistoryItem(at="2024-02-28T09:30:00Z", kind="note", operator="Anna", summary="Prefers e-mail"),
-            HistoryItem(at="2024-01-15T16:45:00Z", kind="call", operator=None, outcome="abandoned"),
+            HistoryItem(at="2024-02-28T09:30:00Z", kind="note", operator="Anna", summary="Prefers e-mail",
+                        note="Prefers e-mail"),
+            HistoryItem(at="2024-01-15T16:45:00Z", kind="call", operator=None, outcome="abandoned",
+                        summary="abandoned after 40 s", detail="abandoned", call_id="1699000000.1"),
         ],
     }
     base.update(fields)
@@ -101,7 +107,8 @@ def test_ringing_card_shows_the_caller_at_a_glance(page: Any, server: FakeConsol
     expect(el.locator(".company")).to_have_text("Romashka LLC")
     expect(el.locator(".number")).to_have_text("+7 495 123-45-67")
     expect(el.locator(".vip-badge")).to_have_text("VIP")
-    expect(el.locator(".tag")).to_have_text(["wholesale", "Moscow"])
+    expect(el.locator(".tag")).to_have_text(["wholesale", "Moscow"])  # no second "VIP"
+    expect(el.locator(".badges").get_by_text("VIP", exact=True)).to_have_count(1)
     expect(el.locator(".queue")).to_have_text("Queue support")
     expect(el.locator(".timer-label")).to_have_text("Waiting")
     expect(el.locator(".timer-value")).to_have_text(re.compile(r"^0:2\d$"))
@@ -110,11 +117,15 @@ def test_ringing_card_shows_the_caller_at_a_glance(page: Any, server: FakeConsol
     expect(link).to_have_attribute("rel", re.compile(r"\bnoopener\b"))
     rows = el.locator(".history-row")
     expect(rows).to_have_count(3)
+    # When, who, what happened (with the transfer), the note: notes only in the Note column.
     expect(rows.nth(0).locator("td")).to_have_text(
-        ["2024-03-12 14:05", "Boris", "answered", "Asked about the March invoice"]
+        ["2024-03-12 14:05", "Boris", "Callanswered, talked 4:05blind transfer Anna Operator → Boris",
+         "Asked about the March invoice", "Call"]
     )
-    expect(rows.nth(1).locator("td")).to_have_text(["2024-02-28 09:30", "Anna", "note", "Prefers e-mail"])
+    expect(rows.nth(1).locator("td")).to_have_text(["2024-02-28 09:30", "Anna", "Note", "Prefers e-mail", ""])
     expect(rows.nth(2).locator(".h-operator")).to_have_text("—")
+    expect(rows.nth(2).locator(".h-what")).to_have_text("Callabandoned")
+    expect(rows.nth(2).locator(".h-note")).to_have_text("")  # the call log's words are no note
     # History sits below the name; ringing cards have no note box yet.
     assert el.locator(".history").bounding_box()["y"] > name.bounding_box()["y"]
     expect(el.locator(".note")).to_be_hidden()
@@ -225,7 +236,8 @@ def test_withdrawn_card_says_who_answered_and_goes_away(page: Any, server: FakeC
 def test_after_call_note_is_saved_with_the_csrf_token(page: Any, server: FakeConsoleServer) -> None:
     open_console(page, server)
     now = time.time()
-    card = make_card(state="after_call", version=5, answered_at=now - 200, ended_at=now - 8)
+    card = make_card(state="after_call", version=5, answered_at=now - 200, ended_at=now - 8,
+                     closes_at=now - 8 + 120)
     server.push(card)
     el = card_locator(page, card)
     expect(el.locator(".state-label")).to_have_text("After-call work")
@@ -255,11 +267,15 @@ def test_after_call_note_is_saved_with_the_csrf_token(page: Any, server: FakeCon
     expect(el.locator(".note-status")).to_have_text("Saved")
     assert server.posts_to("/api/notes")[-1].json["text"] == "Refund approved, call back on Monday at 10"
 
-    # "Done" closes the card on the server and here.
+    # Wrap-up: the card says when it closes itself; the operator picks a code and closes it
+    # early ("Done"): on the server and here, with the code.
+    expect(el.locator(".wrapup-left")).to_have_text(re.compile(r"^closes by itself in 1:5\d$"))
+    expect(el.locator(".wrapup-code option")).to_have_text(["Wrap-up code…", "Resolved", "Call back", "Sale"])
+    el.locator(".wrapup-code").select_option("Sale")
     el.locator("button.done").click()
     expect(el).to_have_count(0)
     dismiss = server.posts_to("/api/cards/dismiss")
-    assert [(p.csrf, p.json) for p in dismiss] == [(CSRF_TOKEN, {"call_id": card.call_id})]
+    assert [(p.csrf, p.json) for p in dismiss] == [(CSRF_TOKEN, {"call_id": card.call_id, "wrapup_code": "Sale"})]
 
 
 def test_card_frame_does_not_overwrite_a_note_being_typed(page: Any, server: FakeConsoleServer) -> None:
@@ -355,7 +371,8 @@ def test_javascript_urls_are_not_links(page: Any, server: FakeConsoleServer) -> 
     expect(el.locator("a.crm-link")).to_have_count(0)
     expect(el.locator("a")).to_have_count(1)  # only the http history link
     expect(el.locator("a")).to_have_attribute("href", "http://crm.test/t/7")
-    expect(el.locator(".history-row").first.locator(".h-note")).to_have_text("Broken router")
+    expect(el.locator(".history-row").first.locator(".h-detail")).to_have_text("Broken router")
+    expect(el.locator(".history-row").first.locator(".h-note")).to_have_text("")  # a subject is no note
 
 
 def test_reconnect_restores_the_cards_from_hello(page: Any, server: FakeConsoleServer) -> None:

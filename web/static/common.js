@@ -14,6 +14,8 @@
   const LOGIN_URL = "/login";
   const LOGOUT_URL = "/logout";
   const BACKOFF_MS = [500, 1000, 2000, 4000, 8000, 15000]; // reconnect delays, then the last
+  const ACTIVITY_EVERY_MS = 60000; // "the person is here" over the socket, at most this often
+  const CLOSE_TOO_MANY = 4008; // the server's cap on open pages closed this one (web/ws_tasks.py)
 
   const state = { session: null, csrf: null, sessionHandlers: [] };
 
@@ -207,26 +209,76 @@
   // The top bar's connection pill: body[data-conn] styles it, #conn-text says it.
   function showConnection(status, connectedText, detail) {
     document.body.dataset.conn = status;
-    const text = { connecting: "connecting…", connected: connectedText, reconnecting: "reconnecting…" }[status];
+    const text = { connecting: "connecting…", connected: connectedText, reconnecting: "reconnecting…", replaced: "open in another tab" }[status];
     $("conn-text").textContent = text || status;
     $("conn").title = detail || "";
+  }
+
+  // "Opened in another tab": the page stays closed (reconnecting would push the other tab
+  // out, and round and round) and says so, with a button to take over here.
+  function showReplaced(takeOver) {
+    let box = $("replaced");
+    if (!box) {
+      const button = el("button", { type: "button", class: "btn btn-primary replaced-take" }, "Use it here");
+      box = el(
+        "div",
+        { id: "replaced", class: "replaced", role: "alert" },
+        el("strong", {}, "This page is open in another tab or window. "),
+        el("span", {}, "It stopped updating here, so that one keeps working. "),
+        button,
+      );
+      document.body.prepend(box);
+    }
+    box.hidden = false;
+    const button = box.querySelector("button");
+    button.onclick = () => {
+      box.hidden = true;
+      takeOver();
+    };
   }
 
   // A WebSocket to `path` that reconnects with backoff. Before each try the session is read
   // again: that renews the CSRF token and sends an ended session to the login page rather
   // than round and round. The page calls connected() once a frame of its own arrived.
+  // A typing or clicking user is told to the server over the socket ({"type": "activity"},
+  // at most once a minute): it keeps his session from its idle timeout, which an open
+  // socket alone does not. Closed for too many pages (4008), it does not reconnect.
   function liveSocket(path, { onMessage, connectedText }) {
-    const sock = { ws: null, attempt: 0, everConnected: false };
+    const sock = { ws: null, attempt: 0, everConnected: false, lastActivity: 0, replaced: false };
 
     function connect() {
       const scheme = window.location.protocol === "https:" ? "wss:" : "ws:";
       const ws = new WebSocket(`${scheme}//${window.location.host}${path}`);
       sock.ws = ws;
       ws.addEventListener("message", (event) => onMessage(event.data));
-      ws.addEventListener("close", () => {
-        if (sock.ws === ws) scheduleReconnect();
+      ws.addEventListener("close", (event) => {
+        if (sock.ws !== ws) return;
+        if (event.code === CLOSE_TOO_MANY) {
+          sock.ws = null;
+          sock.replaced = true;
+          showConnection("replaced", connectedText, "open in another tab");
+          showReplaced(() => {
+            sock.replaced = false;
+            sock.attempt = 0;
+            showConnection("connecting", connectedText);
+            reconnect();
+          });
+          return;
+        }
+        scheduleReconnect();
       });
       // An error is always followed by close; nothing more to do here.
+    }
+
+    function noteActivity() {
+      const now = Date.now();
+      const ws = sock.ws;
+      if (!ws || ws.readyState !== WebSocket.OPEN || now - sock.lastActivity < ACTIVITY_EVERY_MS) return;
+      sock.lastActivity = now;
+      ws.send(JSON.stringify({ type: "activity" }));
+    }
+    for (const kind of ["pointerdown", "keydown", "wheel", "touchstart"]) {
+      document.addEventListener(kind, noteActivity, { capture: true, passive: true });
     }
 
     function scheduleReconnect() {
@@ -240,6 +292,7 @@
     }
 
     async function reconnect() {
+      if (sock.replaced) return;
       try {
         await loadSession();
       } catch {

@@ -19,6 +19,8 @@
   const AUTOSAVE_MS = 1000; // debounce: save a note one second after the last keystroke
   const HISTORY_ROWS = 8;
 
+  const TOOLS = window.ConsoleTools; // console-tools.js: pause, search, dial, ring sound, alerts
+
   const STATE_LABELS = {
     ringing: "Ringing",
     live: "On call",
@@ -40,6 +42,7 @@
   const app = {
     views: new Map(), // card_id -> view (see createView)
     clockOffset: 0, // server epoch seconds minus ours, from hello.server_time
+    pbxOffset: 0, // the PBX's clock minus the server's (card times are the PBX's)
     socket: null, // Callbridge.liveSocket on /ws/console
   };
 
@@ -47,14 +50,16 @@
 
   // ---- time -----------------------------------------------------------------------
 
-  const serverNow = () => Date.now() / 1000 + app.clockOffset;
+  // Now in the PBX's clock, which the card times are in: the browser's clock is not trusted
+  // (the server's time came with hello), nor is the PBX's taken to be the server's.
+  const pbxNow = () => Date.now() / 1000 + app.clockOffset + app.pbxOffset;
 
   // What the big timer of a card counts, by state: null when it shows none.
   function timerSpec(card) {
     if (card.state === "ringing") return { label: "Waiting", from: card.entered_at };
     if (card.state === "live") return { label: "Talking", from: card.answered_at || card.entered_at };
     if (card.state === "after_call" && card.answered_at) {
-      return { label: "Talked", fixed: (card.ended_at || serverNow()) - card.answered_at };
+      return { label: "Talked", fixed: (card.ended_at || pbxNow()) - card.answered_at };
     }
     return null;
   }
@@ -62,7 +67,10 @@
   // One interval for every running timer, so they tick together.
   function tickTimers() {
     for (const node of document.querySelectorAll(".timer-value[data-from]")) {
-      node.textContent = formatDuration(serverNow() - Number(node.dataset.from));
+      node.textContent = formatDuration(pbxNow() - Number(node.dataset.from));
+    }
+    for (const node of document.querySelectorAll(".wrapup-left[data-until]")) {
+      node.textContent = `closes by itself in ${formatDuration(Number(node.dataset.until) - pbxNow())}`;
     }
   }
 
@@ -78,12 +86,21 @@
     if (msg.type === "hello") onHello(msg);
     else if (msg.type === "card") upsertCard(msg, false);
     else if (msg.type === "card_removed") removeCard(msg.card_id, false);
+    else if (msg.type === "agent_state") TOOLS.onAgent(msg);
+    else if (msg.type === "clock") setClock(msg);
+  }
+
+  function setClock(frame) {
+    app.clockOffset = Number(frame.server_time) - Date.now() / 1000 || 0;
+    app.pbxOffset = Number(frame.pbx_offset) || 0;
+    tickTimers();
   }
 
   function onHello(hello) {
     app.socket.connected();
-    app.clockOffset = Number(hello.server_time) - Date.now() / 1000 || 0;
+    setClock(hello);
     window.Callbridge.showWhoami(hello);
+    TOOLS.onHello(hello);
     // hello is the server's whole truth: drop cards it no longer has, restore the rest.
     const keep = new Set((hello.cards || []).map((c) => c.card_id));
     for (const id of [...app.views.keys()]) if (!keep.has(id)) removeCard(id, false);
@@ -97,19 +114,27 @@
     if (view) {
       // version only grows: a late frame must never undo a newer one (hello may repeat it).
       if (card.version < view.card.version || (card.version === view.card.version && !fromHello)) return;
+      const was = view.card.state;
       view.card = card;
+      if (was === "ringing" && card.state !== "ringing") {
+        TOOLS.ringEnded(card.card_id);
+        if (card.state !== "withdrawn") insertInOrder(view.root, card); // out of the ringing strip
+      }
       renderView(view);
       return;
     }
     const created = createView(card);
     app.views.set(card.card_id, created);
-    insertInOrder(created.root, card);
+    if (card.state === "ringing") {
+      $("ringing").prepend(created.root); // the newest ringing card on top, always in view
+      TOOLS.notifyRing(card);
+    } else insertInOrder(created.root, card);
     renderView(created);
     refreshBoard();
   }
 
   // Oldest call first; existing cards never move (moving a node would blur a note
-  // the operator is typing).
+  // the operator is typing). Ringing cards live in the ringing strip above them.
   function insertInOrder(root, card) {
     const list = $("cards");
     for (const other of list.children) {
@@ -128,6 +153,7 @@
     app.views.delete(cardId);
     window.clearTimeout(view.removeTimer);
     window.clearTimeout(view.note.timer);
+    TOOLS.ringEnded(cardId);
     if (fade) {
       view.root.classList.add("fading");
       window.setTimeout(() => {
@@ -146,6 +172,8 @@
     let ringing = 0;
     for (const view of app.views.values()) if (view.card.state === "ringing") ringing += 1;
     document.title = ringing ? `(${ringing}) ringing — Callbridge` : "Callbridge console";
+    $("ringing").hidden = !$("ringing").children.length;
+    TOOLS.setRinging(ringing);
   }
 
   // A view keeps its interactive parts (note box, contact form) across updates, so a
@@ -191,7 +219,7 @@
     setChildren(view.history, renderHistory(card));
     updateNoteBox(view);
     updateContactForm(view);
-    view.actions.root.hidden = card.state !== "after_call";
+    updateActions(view);
     view.pause.root.hidden = !(card.state === "live" && card.recording);
     scheduleWithdrawal(view);
     tickTimers();
@@ -243,7 +271,11 @@
     const name = caller.name || (anonymous ? "Anonymous caller" : caller.number_display || "Unknown number");
     const badges = [];
     if (caller.vip) badges.push(el("span", { class: "badge badge-vip vip-badge" }, "VIP"));
-    for (const tag of caller.tags || []) badges.push(el("span", { class: "badge badge-tag tag" }, tag));
+    // The "VIP" tag is the VIP badge: never both.
+    for (const tag of caller.tags || []) {
+      if (caller.vip && String(tag).trim().toUpperCase() === "VIP") continue;
+      badges.push(el("span", { class: "badge badge-tag tag" }, tag));
+    }
     const lookup = LOOKUP_BADGES[caller.lookup];
     if (lookup) badges.push(el("span", { class: `badge lookup ${lookup[1]}` }, lookup[0]));
     if (caller.stale) badges.push(el("span", { class: "badge badge-warn stale" }, "CRM down: last known"));
@@ -290,23 +322,40 @@
       {},
       el("th", { scope: "col" }, "When"),
       el("th", { scope: "col" }, "Operator"),
-      el("th", { scope: "col" }, "Outcome"),
+      el("th", { scope: "col" }, "What"),
       el("th", { scope: "col" }, "Note"),
+      el("th", { scope: "col", class: "h-act" }, el("span", { class: "visually-hidden" }, "Call back")),
     );
-    const rows = items.map(renderHistoryRow);
+    // Newest first: the server sends them so; kept so whatever comes.
+    const sorted = [...items].sort((a, b) => String(b.at).localeCompare(String(a.at)));
+    const rows = sorted.map((item) => renderHistoryRow(item, card));
     return [title, el("table", { class: "history-table" }, el("thead", {}, head), el("tbody", {}, ...rows))];
   }
 
-  function renderHistoryRow(item) {
-    const summary = item.summary || "";
-    const link = externalLink(item.url, summary || "open ↗", "history-link");
+  const KIND_LABELS = { call: "Call", note: "Note", ticket: "Ticket", deal: "Deal", email: "E-mail", task: "Task" };
+
+  // What: the kind, what happened, transfers. Note: notes only (a note, the note of a call).
+  function renderHistoryRow(item, card) {
+    const kind = KIND_LABELS[item.kind] || item.kind || "";
+    const other = item.kind !== "note" && item.kind !== "call";
+    const detail = item.detail || (other ? [item.summary, item.outcome].filter(Boolean).join(" · ") : item.kind === "call" ? item.outcome : null) || null;
+    const note = item.note || (item.kind === "note" ? item.summary || "" : "");
+    const what = el(
+      "td",
+      { class: "h-what" },
+      el("span", { class: "h-kind" }, kind),
+      detail ? el("span", { class: "h-detail" }, externalLink(item.url, detail, "history-link") || detail) : null,
+      ...(item.transfers || []).map((t) => el("span", { class: "h-transfer" }, t)),
+    );
+    const number = card.caller && card.caller.lookup !== "anonymous" ? card.caller.number : null;
     return el(
       "tr",
-      { class: "history-row" },
+      { class: `history-row kind-${item.kind}` },
       el("td", { class: "h-when" }, formatWhen(item.at)),
       el("td", { class: "h-operator" }, item.operator || "—"),
-      el("td", { class: "h-outcome" }, item.outcome || item.kind || ""),
-      el("td", { class: "h-note" }, link || summary),
+      what,
+      el("td", { class: "h-note" }, note),
+      el("td", { class: "h-act" }, item.kind === "call" ? TOOLS.dialButton(number, card.caller.name) : null),
     );
   }
 
@@ -470,11 +519,24 @@
 
   function createActions(view) {
     const actions = {};
+    const codes = (TOOLS.info() || {}).wrapup_codes || [];
+    actions.code = el("select", { class: "wrapup-code", "aria-label": "Wrap-up code" },
+      el("option", { value: "" }, "Wrap-up code…"), ...codes.map((c) => el("option", { value: c }, c)));
+    actions.code.hidden = !codes.length;
+    actions.left = el("span", { class: "wrapup-left" });
     actions.done = el("button", { type: "button", class: "btn btn-primary done" }, "Done");
     actions.status = el("span", { class: "done-status", role: "status" });
-    actions.root = el("div", { class: "actions", hidden: true }, actions.done, actions.status);
+    actions.root = el("div", { class: "actions", hidden: true }, actions.code, actions.done, actions.left, actions.status);
     actions.done.addEventListener("click", () => finishCall(view));
     return actions;
+  }
+
+  // The after-call countdown: the card closes itself at closes_at (the server closes it).
+  function updateActions(view) {
+    const { actions, card } = view;
+    actions.root.hidden = card.state !== "after_call";
+    if (card.state === "after_call" && card.closes_at) actions.left.dataset.until = String(card.closes_at);
+    else delete actions.left.dataset.until;
   }
 
   // Save the note first: "done" must never lose what the operator wrote.
@@ -484,7 +546,7 @@
     actions.status.textContent = "";
     try {
       if (!(await saveNote(view))) throw new Error("note not saved");
-      await postJson("/api/cards/dismiss", { call_id: view.card.call_id });
+      await postJson("/api/cards/dismiss", { call_id: view.card.call_id, wrapup_code: actions.code.value || null });
       removeCard(view.card.card_id, true);
     } catch (err) {
       actions.status.textContent = `Could not close the card: ${err.message}`;
