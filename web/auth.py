@@ -55,8 +55,10 @@ AUDIT = logging.getLogger("callbridge.audit")
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE"})
 CSRF_HEADER, CSRF_FIELD = "X-CSRF-Token", "csrf_token"
+# Each role's own page: where a login lands and where a refusal's "back" link leads. An
+# admin answers no calls (his console would be empty): his is the user administration.
 ROLE_HOME: dict[str, str] = {"operator": "/console", "supervisor": "/wallboard", "trainer": "/reviews",
-                             "admin": "/console"}
+                             "admin": "/admin/users"}
 DEFAULT_PUBLIC = frozenset({"/login", "/login.css", "/favicon.ico"})
 _TOKEN = re.compile(r"[A-Za-z0-9_-]{32,64}")
 _ROLES_ATTR = "__callbridge_roles__"

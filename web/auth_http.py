@@ -82,9 +82,7 @@ def _login_page(auth: Auth, *, status: int = 200, error: str = "", username: str
     return response
 
 
-# Where a login lands when no page was asked for: an admin's is the user administration
-# (he answers no calls: the operator console would be empty for him).
-LANDING: dict[str, str] = {**ROLE_HOME, "admin": "/admin/users"}
+LANDING = ROLE_HOME  # where a login lands when no page was asked for
 
 
 def _home(role: str, next_path: str | None) -> str:
