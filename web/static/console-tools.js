@@ -250,7 +250,11 @@
   $("sound-toggle").addEventListener("click", () => {
     store(SOUND_KEY, soundOn() ? "off" : "on");
     renderSound();
-    if (soundOn()) ringOnce(); // what it sounds like, and the click unlocks the audio
+    setRinging(0);
+    if (soundOn()) {
+      ringOnce(); // what it sounds like, and the click unlocks the audio
+      setRinging(document.querySelectorAll('article.card[data-state="ringing"]').length);
+    }
   });
   document.addEventListener("pointerdown", askForNotifications, { capture: true, once: true });
   renderSound();
