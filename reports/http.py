@@ -14,7 +14,6 @@ Supervisors and admins only (`web.auth.require_role`); a refusal is a 403 and an
 from __future__ import annotations
 
 import csv
-import functools
 import io
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -25,8 +24,7 @@ from aiohttp import web
 from reports.forecast import StaffingPlan, staffing_plan
 from reports.models import Report, ReportError
 from reports.service import ReportService
-from web.audit_log import AuditLog
-from web.auth import require_role
+from web.audit_log import AuditLog, require_role_audited
 from web.pages import PAGE_HEADERS, STATIC_DIR
 
 ROLES = ("supervisor", "admin")
@@ -52,21 +50,8 @@ def _bad(message: str) -> web.Response:
 
 def _guarded(handler: Handler) -> Handler:
     """`require_role("supervisor", "admin")`; a refusal also goes to the audit log table."""
-    guarded = require_role(*ROLES)(handler)
-
-    @functools.wraps(guarded)  # keeps the role mark that unguarded_routes looks for
-    async def audited(request: web.Request) -> web.StreamResponse:
-        try:
-            return await guarded(request)
-        except web.HTTPForbidden:
-            user = request.get("user")
-            if user is not None:
-                await request.app[API_KEY].audit.record(
-                    user.username, "report.denied", role=str(user.role), target=request.path,
-                    result="denied", detail={"method": request.method}, remote=request.remote)
-            raise
-
-    return audited
+    return require_role_audited(*ROLES, action="report.denied",
+                                audit=lambda request: request.app[API_KEY].audit)(handler)
 
 
 async def _report(request: web.Request, extra: frozenset[str] = frozenset()) -> Report:

@@ -24,7 +24,6 @@ log line and an audit-log row. CSRF on the POSTs is the auth middleware's.
 from __future__ import annotations
 
 import asyncio
-import functools
 import json
 import logging
 from collections.abc import Awaitable, Callable
@@ -37,7 +36,7 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, Validation
 from supervision.models import WallboardSnapshot
 from supervision.pbx_actions import SpyMode
 from supervision.wallboard_service import ActionResult, SupervisorError, WallboardService
-from web.auth import require_role
+from web.audit_log import require_role_audited
 from web.pages import PAGE_HEADERS, STATIC_DIR
 from web.ws_tasks import activity_listener, beside, read_until_closed, sockets_of
 
@@ -202,21 +201,8 @@ def _json_error(status: int, error: str, message: str) -> web.Response:
 
 def supervisors_only(handler: Handler) -> Handler:
     """`require_role("supervisor", "admin")`, and a refusal also goes to the audit log table."""
-    guarded = require_role(*ROLES)(handler)
-
-    @functools.wraps(guarded)  # keeps the role mark that unguarded_routes looks for
-    async def audited(request: web.Request) -> web.StreamResponse:
-        try:
-            return await guarded(request)
-        except web.HTTPForbidden:
-            user, audit = request.get("user"), request.app[SERVICE_KEY].audit
-            if user is not None and audit is not None:
-                await audit.record(user.username, "supervisor.denied", role=str(user.role),
-                                   target=request.path, result="denied", detail={"method": request.method},
-                                   remote=request.remote)
-            raise
-
-    return audited
+    return require_role_audited(*ROLES, action="supervisor.denied",
+                                audit=lambda request: request.app[SERVICE_KEY].audit)(handler)
 
 
 Run = Callable[[WallboardService, Any, Any, str | None], Awaitable[ActionResult]]

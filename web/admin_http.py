@@ -18,7 +18,6 @@ Answers: 200 with the user, 400 for a bad body or a broken rule, 404 for an unkn
 
 from __future__ import annotations
 
-import functools
 import json
 from collections.abc import Awaitable, Callable
 from pathlib import Path
@@ -27,8 +26,7 @@ from typing import Annotated, Any
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
 
-from web.audit_log import AuditLog
-from web.auth import require_role
+from web.audit_log import AuditLog, require_role_audited
 from web.features import BridgeParts
 from web.pages import PAGE_HEADERS, STATIC_DIR
 from web.user_cli import bad_extensions
@@ -118,19 +116,8 @@ API_KEY = web.AppKey("admin_api", AdminApi)
 
 def admins_only(handler: Handler) -> Handler:
     """`require_role("admin")`; a refusal also goes to the audit log table."""
-    guarded = require_role("admin")(handler)
-
-    @functools.wraps(guarded)  # keeps the role mark that unguarded_routes looks for
-    async def audited(request: web.Request) -> web.StreamResponse:
-        try:
-            return await guarded(request)
-        except web.HTTPForbidden:
-            if request.get("user") is not None:
-                await request.app[API_KEY].log(request, "admin.denied", request.path, "denied",
-                                               {"method": request.method})
-            raise
-
-    return audited
+    return require_role_audited("admin", action="admin.denied",
+                                audit=lambda request: request.app[API_KEY].audit)(handler)
 
 
 def _error(status: int, message: str) -> web.Response:

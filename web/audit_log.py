@@ -7,17 +7,23 @@ an action that cannot be audited is not silently done.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any
 
+from aiohttp import web
 from pydantic import BaseModel, ConfigDict
 from sqlalchemy import JSON, Index, Integer, String, insert, select
 from sqlalchemy.orm import Mapped, mapped_column
 
 from bridge.call_log.store import CallLogStore
 from bridge.call_log.tables import Base, UtcDateTime
+from web.auth import require_role
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 log = logging.getLogger("callbridge.audit")
 
@@ -82,3 +88,28 @@ class AuditLog:
         return [AuditEntry(id=r.id, at=r.at, username=r.username, role=r.role, action=r.action,
                            target=r.target, result=r.result, detail=r.detail, remote=r.remote)
                 for r in rows]
+
+
+def require_role_audited(*roles: str, action: str,
+                         audit: Callable[[web.Request], Any]) -> Callable[[Handler], Handler]:
+    """`require_role(*roles)`, and a refusal also becomes an audit-log row `action` (result
+    "denied"); `audit(request)` gives the feature's AuditLog, or None."""
+
+    def decorate(handler: Handler) -> Handler:
+        guarded = require_role(*roles)(handler)
+
+        @functools.wraps(guarded)  # keeps the role mark that unguarded_routes looks for
+        async def audited(request: web.Request) -> web.StreamResponse:
+            try:
+                return await guarded(request)
+            except web.HTTPForbidden:
+                user, log = request.get("user"), audit(request)
+                if user is not None and log is not None:
+                    await log.record(user.username, action, role=str(user.role), target=request.path,
+                                     result="denied", detail={"method": request.method},
+                                     remote=request.remote)
+                raise
+
+        return audited
+
+    return decorate
