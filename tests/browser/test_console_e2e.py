@@ -48,7 +48,7 @@ RECORD_CARDS = """() => {
       window.cardLog.push([card.dataset.state, name ? name.textContent : null]);
     }
   };
-  new MutationObserver(note).observe(document.getElementById("cards"),
+  new MutationObserver(note).observe(document.body,  // the ringing strip and the board
     {subtree: true, childList: true, attributes: true, characterData: true});
 }"""
 
