@@ -237,3 +237,42 @@ def test_opened_in_another_tab_the_page_stays_closed_until_taken_over(
     expect(page.locator("#conn-text")).to_have_text("connected")
     expect(banner).to_be_hidden()
     assert server.connections() == 1
+
+
+def test_console_at_1366_and_800_px(page: Any, server: FakeConsoleServer) -> None:
+    """A working moment, for a person to look at (copied to docs/screenshots/console-*.png):
+    one call ringing in the strip, one live (transferred with the colleague's note), one in
+    wrap-up; the operator available. Nothing overflows sideways at either width."""
+    from screenpop.messages import HistoryItem, TransferView
+
+    now = time.time()
+    history = [
+        HistoryItem(at="2026-11-23T15:12:00Z", kind="call", operator="Boris Operator", outcome="answered",
+                    note="Invoice 5531 re-sent to the new address", detail="answered, talked 3:12",
+                    transfers=["blind transfer Anna Operator → Boris Operator"], call_id="1795400000.2"),
+        HistoryItem(at="2026-11-20T09:30:00Z", kind="note", operator="Anna Operator", note="Prefers e-mail"),
+        HistoryItem(at="2026-11-18T11:02:00Z", kind="call", outcome="abandoned", detail="abandoned",
+                    call_id="1795000000.1"),
+    ]
+    server.set_card(make_card("1795508000.1", state="after_call", entered_at=now - 400,
+                              answered_at=now - 380, ended_at=now - 20, closes_at=now + 100,
+                              note="Refund approved", history=history))
+    server.set_card(make_card(
+        "1795508100.4", state="live", entered_at=now - 140, answered_at=now - 95, wait_seconds=45,
+        recording=True, history=history[1:],
+        caller=CallerView(number="+74957654321", number_display="+7 495 765-43-21", name="Olga Smirnova",
+                          company="Vector JSC", tags=["wholesale"], lookup="found"),
+        transfer=TransferView(kind="blind", from_operator="102", from_name="Boris Operator",
+                              note="Wants a refund for order 5531")))
+    server.agent = AgentState(extension="101", known=True, paused=False,
+                              queues=[QueueMembership(queue="support", paused=False)])
+    for width, height, name in ((1366, 768, "console-1366"), (800, 1000, "console-800")):
+        page.set_viewport_size({"width": width, "height": height})
+        open_console(page, server)
+        server.push(make_card("1795508200.9", entered_at=now - 6, history=history))
+        expect(page.locator("#ringing article.card")).to_have_count(1)
+        expect(page.locator("article.card")).to_have_count(3)
+        scroll = page.evaluate("document.documentElement.scrollWidth")
+        assert scroll <= width, f"the page is {scroll} px wide at {width} px"
+        screenshot(page, name)
+        server.remove("1795508200.9:101")
