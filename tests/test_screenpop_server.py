@@ -422,6 +422,27 @@ async def test_hub_sends_the_newest_version_and_nothing_of_a_ring_over_before_it
     await run
 
 
+
+async def test_hub_tells_a_withdrawn_card_who_answered_after_all() -> None:
+    """A ring that ended ("not answered") and then "answered by Boris": the second withdrawn
+    frame reaches the browser that showed the card; one never shown stays unsent."""
+    hub = Hub()
+    anna = USERS["anna"]
+    sock = StuckSocket(block=False)
+    conn = hub.attach(sock, anna, _hello(anna))
+    run = asyncio.create_task(conn.run())
+    hub.push([_card("a", "101", 1)])
+    await until(lambda: len(sock.sent) == 2)
+    hub.push([_card("a", "101", 2, "withdrawn")])
+    await until(lambda: len(sock.sent) == 3)
+    hub.push([_card("a", "101", 3, "withdrawn"), _card("z", "101", 1, "withdrawn")])
+    await until(lambda: len(sock.sent) == 4)
+    await asyncio.sleep(0.05)
+    assert [(json.loads(t)["card_id"], json.loads(t)["version"]) for t in sock.sent[1:]] == [
+        ("a:101", 1), ("a:101", 2), ("a:101", 3)]
+    await sock.close()
+    await run
+
 # -- the page, and the real auth in front of it ------------------------------------------------
 
 
