@@ -180,7 +180,8 @@ async def console_ws(request: web.Request) -> web.StreamResponse:
         ws, session.token_hash if session is not None else None, user.username, transport=request.transport,
         still_ok=lambda fresh: sorted(fresh.extensions) == extensions)
     since = session.created_at if session is not None else None  # no cards from before his login
-    conn = service.hub.attach(ws, user, service.hello(user, since), transport=request.transport)
+    hello = service.since_login(service.hello(user), since)
+    conn = service.hub.attach(ws, user, hello, transport=request.transport)
     try:
         await conn.run(activity_listener(request))
     finally:

@@ -231,15 +231,24 @@ class ScreenPopService:
         """The first frame; `since` (the login, our clock): after-call cards of calls that
         ended before it are somebody else's business, not this operator's."""
         offset = self.pbx_clock.offset
-        cards = [c for c in self.book.cards_for(user.extensions)
-                 if since is None or c.state != "after_call" or (c.ended_at or 0) - offset >= since]
+        cards = self.book.cards_for(user.extensions)
         c = self.console
         info = ConsoleInfo(wrapup_seconds=self.settings.after_call_seconds, wrapup_codes=c.wrapup_codes,
                            pause_reasons=c.pause_reasons, can_pause=self.can_act and bool(user.extensions),
                            can_dial=self.can_act and bool(user.extensions))
-        return Hello(user=user.username, display_name=user.display_name, role=user.role,
-                     extensions=list(user.extensions), cards=cards, server_time=self.wall_clock(),
-                     pbx_offset=offset, console=info, agent=self.agent_state(user))
+        hello = Hello(user=user.username, display_name=user.display_name, role=user.role,
+                      extensions=list(user.extensions), cards=cards, server_time=self.wall_clock(),
+                      pbx_offset=offset, console=info, agent=self.agent_state(user))
+        return self.since_login(hello, since)
+
+    def since_login(self, hello: Hello, since: float | None) -> Hello:
+        """The Hello without the after-call cards of calls that ended before `since` (the
+        login, our clock): those are somebody else's business, not this operator's."""
+        if since is None:
+            return hello
+        offset = self.pbx_clock.offset
+        cards = [c for c in hello.cards if c.state != "after_call" or (c.ended_at or 0) - offset >= since]
+        return hello if len(cards) == len(hello.cards) else hello.model_copy(update={"cards": cards})
 
     def extension_for(self, user: SignedInUser, call_id: str) -> str:
         """The user's extension this call rang (his card's, if he has one); else 403/404."""

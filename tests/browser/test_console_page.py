@@ -275,7 +275,8 @@ def test_after_call_note_is_saved_with_the_csrf_token(page: Any, server: FakeCon
     el.locator("button.done").click()
     expect(el).to_have_count(0)
     dismiss = server.posts_to("/api/cards/dismiss")
-    assert [(p.csrf, p.json) for p in dismiss] == [(CSRF_TOKEN, {"call_id": card.call_id, "wrapup_code": "Sale"})]
+    expected = {"call_id": card.call_id, "wrapup_code": "Sale"}
+    assert [(p.csrf, p.json) for p in dismiss] == [(CSRF_TOKEN, expected)]
 
 
 def test_card_frame_does_not_overwrite_a_note_being_typed(page: Any, server: FakeConsoleServer) -> None:
