@@ -35,7 +35,7 @@ from bridge.settings import CallbridgeSettings, ConfigError
 from crm_adapters.lookup import LookupService
 from recordings.plugin import attach_recordings
 from reports.plugin import attach_reports
-from screenpop.app import console_names, create_web_app
+from screenpop.app import console_names, console_resync, create_web_app
 from supervision.plugin import attach_wallboard
 from web.admin_http import attach_admin
 from web.features import BridgeParts, ResyncListener
@@ -119,6 +119,7 @@ class BridgeService:
         add_favicon(app)  # every page's icon (web.pages)
         parts = self.parts(app)
         caller_names, operator_names = console_names(app)
+        parts.on_resync(console_resync(app))  # the operators' own states after every connect
         # Every feature attaches the same way (web.features): subscribed to the model, its
         # routes on the app, its start and stop with the app's.
         self.recorder = attach_recordings(parts, self.settings.recordings)

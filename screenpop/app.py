@@ -121,3 +121,8 @@ def console_names(app: web.Application) -> tuple[Callable[[str], str | None],
         return found.contact.display_name if found is not None and found.contact is not None else None
 
     return caller_name, screenpop.book.operator_names
+
+
+def console_resync(app: web.Application) -> Callable[[list[Any], list[Any], float], None]:
+    """The console's resync listener (web.features.ResyncListener): operators' own states."""
+    return app[SCREENPOP_KEY].on_resync

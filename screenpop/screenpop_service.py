@@ -109,6 +109,11 @@ class ScreenPopService:
         if ext is not None:
             self.hub.send("\0agent", self.agents.state(ext).model_dump_json(), extension=ext)
 
+    def on_resync(self, channels: list[AmiMessage], queue_status: list[AmiMessage], at: float) -> None:
+        """After a (re)connect the PBX's QueueStatus answer says every operator's state at once."""
+        for item in queue_status:
+            self.on_raw(item)
+
     def agent_state(self, user: SignedInUser) -> AgentState | None:
         states = [self.agents.state(ext) for ext in sorted(user.extensions)]
         return next((a for a in states if a.known), states[0] if states else None)

@@ -130,6 +130,13 @@ async def test_his_own_state_comes_from_the_queue_member_events(store: CallLogSt
         frame = json.loads((await ws.receive(timeout=5)).data)
         assert frame["paused"] is False and [q["paused"] for q in frame["queues"]] == [False, True]
         assert service.hello(USERS["anna"]).agent == service.agents.state("101")
+        # After a (re)connect the QueueStatus answer's QueueMember items set it at once.
+        member = {"Event": "QueueMember", "Queue": "support", "Location": "Local/101@agents/n",
+                  "Paused": "0", "PausedReason": ""}
+        service.on_resync([], [AmiMessage.from_dict(member),
+                               AmiMessage.from_dict({**member, "Queue": "sales"})], 0.0)
+        frame = json.loads((await ws.receive(timeout=5)).data)
+        assert frame["paused"] is False and [q["paused"] for q in frame["queues"]] == [False, False]
         await ws.close()
     finally:
         await client.close()
