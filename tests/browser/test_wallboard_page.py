@@ -8,6 +8,8 @@ arrives live over the WebSocket.
 
 from __future__ import annotations
 
+import os
+
 import re
 from pathlib import Path
 from typing import Any
@@ -148,7 +150,10 @@ WRAPPED_LABELS = """() => {
 
 
 def docs_screenshot(page: Any, name: str, full_page: bool = False) -> None:
-    """A picture for the README (docs/screenshots/), the mouse out of the way."""
+    """A picture for the README (docs/screenshots/), the mouse out of the way; only with
+    CALLBRIDGE_DOCS_SCREENSHOTS=1, so an ordinary run leaves the checkout as it was."""
+    if os.environ.get("CALLBRIDGE_DOCS_SCREENSHOTS") != "1":
+        return
     DOCS_SHOTS.mkdir(parents=True, exist_ok=True)
     page.mouse.move(0, 0)
     page.screenshot(path=str(DOCS_SHOTS / f"{name}.png"), full_page=full_page, animations="disabled")
