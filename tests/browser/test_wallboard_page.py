@@ -9,7 +9,6 @@ arrives live over the WebSocket.
 from __future__ import annotations
 
 import os
-
 import re
 from pathlib import Path
 from typing import Any
