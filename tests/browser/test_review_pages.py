@@ -387,6 +387,7 @@ def test_trainer_reviews_a_recording_and_the_operator_sees_it(page: Any, stack: 
     screenshot(page, "reviews-my-reviews")
     page.evaluate("window.scrollTo(0, 0)")
     docs_screenshot(page, "my-reviews-1366")
+    docs_screenshot(page, "my-reviews-800", width=800)
 
 
 def test_filters_narrow_the_list(page: Any, stack: ReviewStack) -> None:

@@ -38,10 +38,17 @@ WIDE = {"width": 1366, "height": 768}
 
 
 def docs_screenshot(page: Any, name: str) -> None:
-    """artifacts/screenshots/<name>.png, and docs/screenshots/ when asked to refresh them."""
+    """artifacts/screenshots/<name>.png, and docs/screenshots/ when asked to refresh them
+    (`<name>-1366` also at 800 px wide, as `<name>-800`)."""
     path = screenshot(page, f"small-{name}")
     if os.environ.get("CALLBRIDGE_DOCS_SCREENSHOTS") == "1":
         shutil.copyfile(path, DOCS / f"{name}.png")
+        if name.endswith("-1366"):
+            before = page.viewport_size
+            page.set_viewport_size({"width": 800, "height": 768})
+            narrow = screenshot(page, f"small-{name[:-5]}-800")
+            shutil.copyfile(narrow, DOCS / f"{name[:-5]}-800.png")
+            page.set_viewport_size(before)
 
 
 def free_port() -> int:
