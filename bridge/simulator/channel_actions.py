@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from bridge.ami.message import AmiMessage
 from bridge.simulator.shapes import (
+    CAUSE_TEXT,
     CHANNEL_ACTIONS,
     CHANNEL_FIELDS,
     Answer,
@@ -17,9 +18,6 @@ from bridge.simulator.shapes import (
 from bridge.simulator.state import PbxCore
 
 MONITOR_DIR = "/var/spool/asterisk/monitor"  # ast_config_AST_MONITOR_DIR: where a relative File goes
-# ast_cause2str (channel.c causes[]) for the causes a Hangup action is likely to carry.
-CAUSE_TEXT = {16: "Normal Clearing", 17: "User busy", 18: "No user responding",
-              19: "User alerting, no answer", 21: "Call Rejected", 34: "Circuit/channel congestion"}
 DIRECTIONS = ("read", "write", "both")
 
 
@@ -88,8 +86,11 @@ class ChannelActions(PbxCore):
     def _act_hangup(self, action: AmiMessage) -> Answer:
         if isinstance(channel := self._one_channel(action), Answer):
             return channel
-        # manager.c: a Cause outside 1..127 leaves the channel's own cause (Normal Clearing).
+        # manager.c: a Cause outside 1..127 leaves the channel's own cause (Normal Clearing;
+        # a ChanSpy's channel has none: 0).
         cause = int(raw) if (raw := (action.get("Cause") or "").strip()).isdigit() else 0
+        if (spyer := self.hangup_spy(channel, cause if 0 < cause <= 127 else 0)) is not None:
+            return Answer([reply(action, message=CHANNEL_ACTIONS["hangup"][0]), *spyer])
         cause = cause if 0 < cause <= 127 else 16
         hangup = self.event("Hangup", "call,all", [*self.snapshot(channel), ("Cause", str(cause)),
                                                    ("Cause-txt", CAUSE_TEXT.get(cause, "Unknown"))])

@@ -27,6 +27,7 @@ class SimulatorHooks:
         self._ignored: set[str] = set()
         self._cursors: dict[str, int] = {}
         self.stripped: dict[str, tuple[str, ...]] = {}  # event name -> header prefixes left out
+        self.held_at: int | None = None  # hold_replay: each connection stops after so many events
         self._changed = asyncio.Event()
 
     def set_response(self, action: str, headers: Mapping[str, str] | Pairs | None) -> None:
@@ -46,6 +47,17 @@ class SimulatorHooks:
             self.stripped[event.lower()] = prefixes
         else:
             self.stripped.pop(event.lower(), None)
+
+    def hold_replay(self, after: int | None) -> None:
+        """Hold every connection's replay once it has sent `after` events (None: go on), e.g.
+        to act on a call while it is up, then let the capture end it: no race with the replay."""
+        self.held_at = after
+        self._notify()
+
+    async def replay_gate(self, sent: int) -> None:
+        """Wait while a connection that has sent `sent` events is held (`hold_replay`)."""
+        while self.held_at is not None and sent >= self.held_at:
+            await self._changed.wait()
 
     def ignore_action(self, action: str, ignore: bool = True) -> None:
         """Never answer `action` (still recorded in `actions`): for client timeouts."""

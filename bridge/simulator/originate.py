@@ -15,17 +15,21 @@ Whether the far side answers follows the lab PBX the captures were recorded on
   (NO_ANSWER: Reason 3);
 - anything else (a caller's phone `Local/<queue>@inbound`, a supervisor's phone) answers at once.
 
+An answered Originate into `ChanSpy` brings up the spyer's channels and ChanSpy
+(`bridge.simulator.chanspy`); other Originates make no channels here.
+
 Times are in the PBX's (recorded) seconds; the answer waits them out at replay speed.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from functools import partial
 
 from bridge.ami.message import AmiMessage
-from bridge.simulator.shapes import Answer, error_answer, parse_caller_id, reply
-from bridge.simulator.state import PbxCore
+from bridge.simulator.chanspy import ChanSpyActions
+from bridge.simulator.shapes import Answer, Pairs, error_answer, parse_caller_id, reply
 
 # enum ast_control_frame_type values an OriginateResponse's Reason carries.
 REASON_FAILED, REASON_NO_ANSWER, REASON_ANSWERED, REASON_BUSY = 0, 3, 4, 5
@@ -42,7 +46,7 @@ def _seconds(value: str | None, default: float) -> float:
         return default
 
 
-class OriginateActions(PbxCore):
+class OriginateActions(ChanSpyActions):
     def far_side(self, target: str, timeout: float) -> tuple[bool, int, float]:
         """(answered, Reason, after how many recorded seconds) for an Originate of `target`."""
         lab = _LAB_LOCAL.match(target)
@@ -87,5 +91,16 @@ class OriginateActions(PbxCore):
                   ("Uniqueid", uniqueid), ("CallerIDNum", num), ("CallerIDName", name)]
         # Stamped when sent: the event comes when the phone answered or the attempt ended.
         event = partial(self.event, "OriginateResponse", "call,all", fields)
+        build = partial(self._answered, event)
+        if answered and (action.get("Application") or "").lower() == "chanspy":
+            other = action.get("OtherChannelId") or f"{created}.{first_id + 1}"
+            build = partial(self._answered, event, partial(
+                self.start_chanspy, channel, action.get("Data") or "", (uniqueid, other), (num, name)))
         wait = after / (self.clock.rate or 1.0)
-        return Answer([reply(action, message="Originate successfully queued")], later=[(wait, event)])
+        return Answer([reply(action, message="Originate successfully queued")], later=[(wait, build)])
+
+    @staticmethod
+    def _answered(response: Callable[[], Pairs],
+                  then: Callable[[], list[Pairs]] | None = None) -> list[Pairs]:
+        """The OriginateResponse first (supervisor_spy.ami), then what the channel does."""
+        return [response(), *(then() if then else [])]

@@ -35,7 +35,8 @@ from pathlib import Path
 from typing import Any
 
 from bridge.ami.message import AmiFramer, AmiMessage, encode_message
-from bridge.simulator.actions import Answer, Pairs, PbxState, reply
+from bridge.simulator.actions import Answer, PbxState, reply
+from bridge.simulator.connection import Connection as _Connection
 from bridge.simulator.hooks import SimulatorHooks, action_name
 from bridge.simulator.replay import (
     Boot,
@@ -49,42 +50,13 @@ from bridge.simulator.replay import (
     without_fields,
 )
 from bridge.simulator.runs import ReplayRuns
+from bridge.simulator.shapes import Later, Pairs
+from bridge.simulator.state import PbxCore
 
 __all__ = ["AmiSimulator", "Boot", "CaptureEvent", "ReplaySession", "is_unsolicited", "load_events",
            "split_capture"]
 
 BANNER = b"Asterisk Call Manager/13.0.0\r\n"
-
-
-class _Connection:
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        self.reader, self.writer = reader, writer
-        self.lock = asyncio.Lock()  # one message at a time, even when written in chunks
-        self.session: ReplaySession | None = None
-        self.authenticated = self.logged_off = self.closing = False
-        self.events_on = True
-        self.replayed = 0
-        self.tasks: set[asyncio.Task[None]] = set()
-
-    async def send(self, data: bytes, chunk_size: int | None,
-                   on_written: Callable[[], None] | None = None) -> None:
-        """Write `data`; `on_written` runs as soon as the last byte is handed over."""
-        async with self.lock:
-            step = chunk_size or len(data) or 1
-            for offset in range(0, len(data), step):
-                if self.writer.is_closing():
-                    raise ConnectionResetError("connection closed")
-                self.writer.write(data[offset : offset + step])
-                if chunk_size and offset + step < len(data):
-                    await self.writer.drain()
-                    await asyncio.sleep(0)  # a separate segment: the client's reads split
-            if on_written is not None:
-                on_written()
-            await self.writer.drain()
-
-    def close(self) -> None:
-        self.closing = True
-        self.writer.close()
 
 
 class AmiSimulator(SimulatorHooks):
@@ -304,16 +276,26 @@ class AmiSimulator(SimulatorHooks):
             await self._write(conn, answer.messages)
             for hook in self.action_hooks:
                 hook(action)
-            for delay, build in answer.later:
-                self._spawn(conn, self._later(conn, delay, build))
+            await self._follow_ups(conn, state, answer.later)
             if answer.close:
                 conn.logged_off = True
                 conn.close()
 
-    async def _later(self, conn: _Connection, delay: float, build: Callable[[], Pairs]) -> None:
+    async def _follow_ups(self, conn: _Connection, state: PbxCore, later: Sequence[Later] = ()) -> None:
+        """Events due after an action or a replayed event: now, or each after its delay."""
+        for delay, build in [*later, *state.take_later()]:
+            if delay > 0:
+                self._spawn(conn, self._later(conn, state, delay, build))
+            elif messages := build():
+                await self._write(conn, messages)
+
+    async def _later(self, conn: _Connection, state: PbxCore, delay: float,
+                     build: Callable[[], list[Pairs]]) -> None:
         await asyncio.sleep(delay)
         with contextlib.suppress(ConnectionError):
-            await self._write(conn, [build()])
+            if messages := build():
+                await self._write(conn, messages)
+            await self._follow_ups(conn, state)
 
     async def _login(self, conn: _Connection, action: AmiMessage) -> None:
         if action.get("Username") != self.username or action.get("Secret") != self.secret:
@@ -354,6 +336,7 @@ class AmiSimulator(SimulatorHooks):
             if self.drop_after_events is not None and conn.replayed >= self.drop_after_events:
                 conn.close()
                 return
+            await self.replay_gate(conn.replayed)
             # Paced on the recorded times (a capture's gaps are the same however its times
             # are moved); the event is rewritten after the wait, so a capture moved to the
             # present starts when its first event really goes out.
@@ -388,13 +371,14 @@ class AmiSimulator(SimulatorHooks):
                     self.sent_event_bytes.append(item.raw)
                 self._notify()
 
-            if conn.events_on and not hidden:
-                try:
+            try:
+                if conn.events_on and not hidden:
                     await conn.send(item.raw, self.chunk_size, replayed)
-                except ConnectionError:
-                    return
-            else:
-                replayed()
+                else:
+                    replayed()
+                await self._follow_ups(conn, session.state)  # what the PBX did about it (ChanSpy)
+            except ConnectionError:
+                return
             if self.drop_after_events is not None and conn.replayed >= self.drop_after_events:
                 conn.close()  # right after the N-th event, even if it was the last
                 return

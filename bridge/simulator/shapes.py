@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from bridge.ami.message import AmiMessage
 
 Pairs = list[tuple[str, str]]
+# Events due later: after `delay` (wall seconds), `build()` makes them (and may change the state).
+Later = tuple[float, Callable[[], list[Pairs]]]
 
 CHANNEL_FIELDS = (
     "Channel", "ChannelState", "ChannelStateDesc", "CallerIDNum", "CallerIDName",
@@ -49,6 +51,9 @@ CHANNEL_ACTIONS: dict[str, tuple[str | None, str]] = {
     "stopmixmonitor": (None, "No such channel"),
     "mixmonitormute": (None, "No such channel"),
 }
+# ast_cause2str (channel.c causes[]) for the causes a Hangup is likely to carry.
+CAUSE_TEXT = {0: "Unknown", 16: "Normal Clearing", 17: "User busy", 18: "No user responding",
+              19: "User alerting, no answer", 21: "Call Rejected", 34: "Circuit/channel congestion"}
 
 
 
@@ -57,7 +62,7 @@ class Answer:
     """What the connection writes for one action: `messages` now, `later` after a delay."""
 
     messages: list[Pairs] = field(default_factory=list)
-    later: list[tuple[float, Callable[[], Pairs]]] = field(default_factory=list)
+    later: list[Later] = field(default_factory=list)
     close: bool = False
 
 

@@ -22,6 +22,7 @@ from bridge.simulator.shapes import (
     SEED_QUEUES,
     SNAPSHOT_PREFIXES,
     Answer,
+    Later,
     Pairs,
     new_member,
     queue_average,
@@ -110,6 +111,7 @@ class PbxCore:
         self.globals: dict[str, str] = {}
         self.queues: dict[str, Queue] = {}
         self.hung_up: set[str] = set()  # channels an action hung up: their replay is over
+        self.later: list[Later] = []  # events the state made due later: the server sends them
         # Members a supervisor's action changed, by (queue, interface): what he set (None:
         # he removed the member). The replay's later words about them keep his changes.
         self.member_overrides: dict[tuple[str, str], dict[str, str] | None] = {}
@@ -130,6 +132,17 @@ class PbxCore:
     def event(self, name: str, privilege: str, fields: Pairs) -> Pairs:
         return [("Event", name), ("Privilege", privilege), ("Timestamp", self.stamp()), *fields]
 
+    def take_later(self) -> list[Later]:
+        later, self.later = self.later, []
+        return later
+
+    def watch(self, msg: AmiMessage) -> None:
+        """A replayed event, before it is applied (ChanSpy watches its channels)."""
+
+    def hangup_spy(self, channel: str, cause: int) -> list[Pairs] | None:
+        """A Hangup action's events when `channel` runs ChanSpy (else None)."""
+        return None
+
     def snapshot(self, channel: str) -> Pairs:
         """The channel's fields as Asterisk's events print them (Channel ... Linkedid)."""
         chan = self.channels[channel]
@@ -141,6 +154,7 @@ class PbxCore:
         if ts := msg.get("Timestamp"):
             with contextlib.suppress(ValueError):
                 self.clock.advance(float(ts))
+        self.watch(msg)
         name, channel = msg.event or "", msg.get("Channel", "")
         if name == "Newchannel":
             self.channels[channel] = Channel({}, self.clock.now())
