@@ -28,6 +28,7 @@ class SimulatorHooks:
         self._cursors: dict[str, int] = {}
         self.stripped: dict[str, tuple[str, ...]] = {}  # event name -> header prefixes left out
         self.held_at: int | None = None  # hold_replay: each connection stops after so many events
+        self.made_held = False  # hold_made_events: the PBX's own later events wait
         self._changed = asyncio.Event()
 
     def set_response(self, action: str, headers: Mapping[str, str] | Pairs | None) -> None:
@@ -57,6 +58,16 @@ class SimulatorHooks:
     async def replay_gate(self, sent: int) -> None:
         """Wait while a connection that has sent `sent` events is held (`hold_replay`)."""
         while self.held_at is not None and sent >= self.held_at:
+            await self._changed.wait()
+
+    def hold_made_events(self, hold: bool = True) -> None:
+        """Hold the events the PBX makes later on its own (an Originate's answer, ChanSpy's
+        start, ...) until released; the replay and action replies go on."""
+        self.made_held = hold
+        self._notify()
+
+    async def made_events_gate(self) -> None:
+        while self.made_held:
             await self._changed.wait()
 
     def ignore_action(self, action: str, ignore: bool = True) -> None:

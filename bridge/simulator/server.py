@@ -292,6 +292,7 @@ class AmiSimulator(SimulatorHooks):
     async def _later(self, conn: _Connection, state: PbxCore, delay: float,
                      build: Callable[[], list[Pairs]]) -> None:
         await asyncio.sleep(delay)
+        await self.made_events_gate()
         with contextlib.suppress(ConnectionError):
             if messages := build():
                 await self._write(conn, messages)
