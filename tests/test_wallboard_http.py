@@ -196,7 +196,10 @@ async def test_spy_sessions_are_shown_switched_and_ended(tmp_path: Path) -> None
             "live", "201", "101", "Anna Operator", "Алексей Смирнов")
         assert [c["caller_number"] for c in sam.frames[-1]["live_calls"]] == ["+74951230000"]
 
-        # Switch 201 to barge: his session ends first, then his phone is called again.
+        # Switch 201 to barge: his session ends first, then his phone is called again. The
+        # simulated PBX answers it within ~0.15 s: hold that until the page showed "calling".
+        assert site.sim is not None
+        site.sim.hold_made_events()
         status, answer = await sam.post("/api/supervisor/spy", {"operator": "101", "mode": "barge",
                                                                  "listener_extension": "201"})
         assert status == 200 and answer["ok"]
@@ -207,6 +210,7 @@ async def test_spy_sessions_are_shown_switched_and_ended(tmp_path: Path) -> None
                                                           "Sam Supervisor")
         await until(lambda: any((s["state"], s["mode"], s["requested_by"]) == ("calling", "barge", "sam")
                                 for s in sam.frames[-1]["spies"]))
+        site.sim.hold_made_events(False)
 
         # The switch already hung that channel up: the PBX says so, and the bridge shows its answer.
         status, answer = await sam.post("/api/supervisor/spy/end", {"spyer_channel": spy["spyer_channel"]})
