@@ -15,10 +15,8 @@ from contextlib import redirect_stderr, redirect_stdout
 from datetime import date, timedelta
 from pathlib import Path
 
-import aiohttp
 import pytest
-from aiohttp import web
-from aiohttp.test_utils import TestClient, TestServer
+from aiohttp.test_utils import TestClient
 
 from bridge.call_log.store import CallLogStore
 from bridge.calls.record import CallRecord
@@ -26,7 +24,6 @@ from bridge.cli import build_parser
 from bridge.settings import CallbridgeSettings
 from reports.cli import run_report_command
 from reports.forecast import StaffingPlan, history_for_day, staffing_plan
-from reports.http import ReportsApi, add_report_routes
 from reports.member_log import MemberLog
 from reports.models import ReportError
 from reports.service import ReportService
@@ -34,8 +31,8 @@ from reports.settings import ReportSettings
 from reports.staffing import advise, expected
 from tests.db_fixtures import database_fixture, store_fixture  # noqa: F401
 from tests.test_reports_figures import at, call, member_event
+from tests.test_reports_http import get, reports_site
 from web.audit_log import AuditLog
-from web.users import User
 
 pytestmark = pytest.mark.filterwarnings("ignore::aiohttp.web_exceptions.NotAppKeyWarning")
 
@@ -215,36 +212,11 @@ async def test_bad_plans_are_clear_errors(store: CallLogStore) -> None:
 
 # -- the API --------------------------------------------------------------------------------------
 
-USERS = {name: User(username=name, display_name=name.title(), role=role, extensions=[])
-         for name, role in (("sam", "supervisor"), ("ada", "admin"), ("anna", "operator"))}
-
-
-@web.middleware
-async def stand_in_auth(request: web.Request, handler):  # noqa: ANN001, ANN201
-    request["user"] = USERS.get(request.headers.get("X-Test-User", ""))
-    return await handler(request)
-
-
 @pytest.fixture(name="site")
 async def site_fixture(tmp_path: Path) -> AsyncIterator[tuple[TestClient, AuditLog, CallLogStore]]:
-    store = CallLogStore(f"sqlite+aiosqlite:///{tmp_path / 'calls.sqlite3'}")
-    await store.open()
-    await store.save([*history(), call("h1", at(MONDAYS[4], 10, 5), "answered", 3, 20, queue="=cmd|x",
-                                       operator="105")])
-    audit = AuditLog(store)
-    app = web.Application(middlewares=[stand_in_auth])
-    add_report_routes(app, ReportsApi(service(store), audit, tmp_path))
-    client = TestClient(TestServer(app))
-    await client.start_server()
-    yield client, audit, store
-    await client.close()
-    await store.close()
-
-
-async def get(client: TestClient, path: str, user: str = "sam") -> aiohttp.ClientResponse:
-    resp = await client.get(path, headers={"X-Test-User": user})
-    await resp.read()
-    return resp
+    calls = [*history(), call("h1", at(MONDAYS[4], 10, 5), "answered", 3, 20, queue="=cmd|x", operator="105")]
+    async with reports_site(tmp_path, calls, service) as site:
+        yield site
 
 
 async def test_the_api_gives_the_plan_to_supervisors_and_admins(site) -> None:  # noqa: ANN001

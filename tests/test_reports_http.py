@@ -6,8 +6,8 @@ from __future__ import annotations
 import csv
 import io
 import json
-from collections.abc import AsyncIterator
-from contextlib import redirect_stdout
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager, redirect_stdout
 from datetime import date
 from pathlib import Path
 
@@ -17,6 +17,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
 from bridge.call_log.store import CallLogStore
+from bridge.calls.record import CallRecord
 from bridge.cli import build_parser
 from bridge.settings import CallbridgeSettings
 from reports.cli import run_report_command
@@ -40,23 +41,35 @@ async def stand_in_auth(request: web.Request, handler):  # noqa: ANN001, ANN201
     return await handler(request)
 
 
-@pytest.fixture(name="site")
-async def site_fixture(tmp_path: Path) -> AsyncIterator[tuple[TestClient, AuditLog, CallLogStore]]:
+@asynccontextmanager
+async def reports_site(tmp_path: Path, calls: list[CallRecord],
+                       make_service: Callable[[CallLogStore], ReportService]
+                       ) -> AsyncIterator[tuple[TestClient, AuditLog, CallLogStore]]:
+    """The reports' routes on a test server over a SQLite log of `calls`, users by header."""
     store = CallLogStore(f"sqlite+aiosqlite:///{tmp_path / 'calls.sqlite3'}")
     await store.open()
-    hostile = call("h1", at(DAY, 10, 0), "answered", 4, 20, queue="=HYPERLINK(\"x\")", operator="105")
-    await store.save([*hand_made_day(), hostile])
-    (tmp_path / "static").mkdir()
-    (tmp_path / "static" / "reports.html").write_text("<!doctype html><title>Reports</title>")
+    await store.save(calls)
+    static = tmp_path / "static"
+    static.mkdir(exist_ok=True)
+    (static / "reports.html").write_text("<!doctype html><title>Reports</title>")
     audit = AuditLog(store)
     app = web.Application(middlewares=[stand_in_auth])
-    service = ReportService(store, ReportSettings(), timezone="Europe/Moscow", clock=lambda: NOW)
-    add_report_routes(app, ReportsApi(service, audit, tmp_path / "static"))
+    add_report_routes(app, ReportsApi(make_service(store), audit, static))
     client = TestClient(TestServer(app))
     await client.start_server()
-    yield client, audit, store
-    await client.close()
-    await store.close()
+    try:
+        yield client, audit, store
+    finally:
+        await client.close()
+        await store.close()
+
+
+@pytest.fixture(name="site")
+async def site_fixture(tmp_path: Path) -> AsyncIterator[tuple[TestClient, AuditLog, CallLogStore]]:
+    hostile = call("h1", at(DAY, 10, 0), "answered", 4, 20, queue="=HYPERLINK(\"x\")", operator="105")
+    async with reports_site(tmp_path, [*hand_made_day(), hostile], lambda store: ReportService(
+            store, ReportSettings(), timezone="Europe/Moscow", clock=lambda: NOW)) as site:
+        yield site
 
 
 async def get(client: TestClient, path: str, user: str = "sam") -> aiohttp.ClientResponse:
