@@ -105,6 +105,9 @@ def test_supervisor_view_listens_in_ends_a_session_and_shows_the_pbx_answer(
     expect(spy).to_have_count(1, timeout=10_000)  # supervisor 201 listens (in the capture)
     expect(spy).to_contain_text("Anna Operator (101)")
 
+    # The simulated PBX answers Sam's phone within ~0.15 s: hold that, so his session stays
+    # "calling" and the live row is the capture's supervisor 201.
+    loop_thread.call(sim.hold_made_events)
     anna.get_by_role("button", name="Whisper").click()
     expect(page.locator("#answer")).to_have_attribute("data-state", "ok")
     expect(page.locator("#answer-text")).to_have_text("PBX: Success — Originate successfully queued")
@@ -187,6 +190,7 @@ def test_a_second_click_switches_the_ringing_session_and_it_can_be_cancelled(
     sim = loop_thread.run(stack.start_pbx(captures, speed=1.0))
     anna = page.locator('#operators-body tr[data-operator="101"]')
     expect(anna).to_have_attribute("data-status", "talking", timeout=15_000)
+    loop_thread.call(sim.hold_made_events)  # Sam's phone keeps ringing: the session stays "calling"
 
     anna.get_by_role("button", name="Listen").click()
     calling = page.locator('#spies-body tr[data-state="calling"]')

@@ -57,13 +57,16 @@ class Call:
         def over(_: AmiMessage) -> bool:
             made = {m["Uniqueid"] for m in self.events if m.event == "Newchannel"}
             gone = {m["Uniqueid"] for m in self.events if m.event == "Hangup"}
+            return bool(made) and made <= gone
+
+        def settled(_: AmiMessage) -> bool:
             kinds = {m.event for m in self.events}
-            # app_queue's AgentComplete can come after the last Hangup: a connected call
-            # is over for Asterisk's accounting once it has come too.
-            settled = "AgentConnect" not in kinds or "AgentComplete" in kinds
-            return bool(made) and made <= gone and settled
+            return "AgentConnect" not in kinds or "AgentComplete" in kinds
 
         await self.ami.wait_for(over, limit, what=f"the last hang-up of call {self.linkedid}")
+        # app_queue's AgentComplete can come after the last Hangup: a connected call is over
+        # for Asterisk's accounting once it has come too (the checks then read it).
+        await self.ami.wait_for(settled, limit, what=f"AgentComplete of call {self.linkedid}")
 
     # -- what Asterisk stated --------------------------------------------------------------
     async def originate_response(self, limit: float = 40.0) -> AmiMessage:
