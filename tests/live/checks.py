@@ -15,15 +15,19 @@ def near(value: float, expected: float, tolerance: float, what: str) -> None:
 def check_answered_queue_call(logged: dict[str, Any], call: Call) -> None:
     """wait/talk against AgentConnect HoldTime / AgentComplete TalkTime and the event Timestamps."""
     connect = call.first("AgentConnect")
-    complete = call.first("AgentComplete")
+    # Asterisk states the talk time in AgentComplete, but the lab PBX now and then sends none
+    # for a call (seen after the member's Local pair hung up first); the event Timestamps
+    # below are checked either way.
+    completes = call.all("AgentComplete")
     assert logged["answered_by"] == ext_of(connect["Interface"])
     assert (logged["outcome"], logged["outcome_reason"], logged["ended_by"]) == ("answered", None, "hangup")
     near(logged["wait_seconds"], float(connect["HoldTime"]), STATED_TOLERANCE,
          "wait vs AgentConnect HoldTime")
     near(logged["wait_seconds"], connect.timestamp - call.entered_at, TIMESTAMP_TOLERANCE,
          "wait vs the first Newchannel -> AgentConnect Timestamps")
-    near(logged["talk_seconds"], float(complete["TalkTime"]), STATED_TOLERANCE,
-         "talk vs AgentComplete TalkTime")
+    if completes:
+        near(logged["talk_seconds"], float(completes[0]["TalkTime"]), STATED_TOLERANCE,
+             "talk vs AgentComplete TalkTime")
     near(logged["talk_seconds"], call.ended_at - connect.timestamp, TIMESTAMP_TOLERANCE,
          "talk vs AgentConnect -> last Hangup Timestamps")
 
