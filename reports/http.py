@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -102,14 +102,8 @@ async def export_csv(request: web.Request) -> web.StreamResponse:
         report = await _report(request, frozenset({"table"}))
     except ReportError as exc:
         return _bad(str(exc))
-    user, query = request["user"], request.query
-    await request.app[API_KEY].audit.record(
-        user.username, "report.export", role=str(user.role), target=table, remote=request.remote,
-        detail={k: query[k][:64] for k in sorted(QUERY_KEYS) if k in query})
-    name = f"callbridge-{table}-{report.period.from_[:10]}.csv"
-    return web.Response(body=table_csv(report, table).encode("utf-8"), content_type="text/csv",
-                        charset="utf-8",
-                        headers={**NO_STORE, "Content-Disposition": f'attachment; filename="{name}"'})
+    return await _exported(request, table, QUERY_KEYS, table_csv(report, table),
+                           f"callbridge-{table}-{report.period.from_[:10]}.csv")
 
 
 @_guarded
@@ -127,12 +121,18 @@ async def staffing_plan_csv(request: web.Request) -> web.StreamResponse:
         plan = await _plan(request)
     except ReportError as exc:
         return _bad(str(exc))
+    return await _exported(request, "staffing_plan", PLAN_KEYS, plan_csv(plan),
+                           f"callbridge-staffing-plan-{plan.day}.csv")
+
+
+async def _exported(request: web.Request, target: str, keys: Iterable[str], text: str,
+                    name: str) -> web.Response:
+    """A CSV download, audited as `report.export` with the query that made it."""
     user, query = request["user"], request.query
     await request.app[API_KEY].audit.record(
-        user.username, "report.export", role=str(user.role), target="staffing_plan", remote=request.remote,
-        detail={k: query[k][:64] for k in sorted(PLAN_KEYS) if k in query})
-    name = f"callbridge-staffing-plan-{plan.day}.csv"
-    return web.Response(body=plan_csv(plan).encode("utf-8"), content_type="text/csv", charset="utf-8",
+        user.username, "report.export", role=str(user.role), target=target, remote=request.remote,
+        detail={k: query[k][:64] for k in sorted(keys) if k in query})
+    return web.Response(body=text.encode("utf-8"), content_type="text/csv", charset="utf-8",
                         headers={**NO_STORE, "Content-Disposition": f'attachment; filename="{name}"'})
 
 
