@@ -79,3 +79,15 @@ def screenshot(page: Any, name: str) -> Path:
     path = SCREENSHOTS / f"{name}.png"
     page.screenshot(path=str(path), full_page=True, animations="disabled")
     return path
+
+
+async def serve_on_free_port(app: Any) -> tuple[Any, str]:
+    """An aiohttp app on 127.0.0.1 at a free port: its runner (clean it up) and base URL."""
+    from aiohttp import web
+
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    host, port = site._server.sockets[0].getsockname()[:2]  # type: ignore[union-attr]
+    return runner, f"http://{host}:{port}"

@@ -51,7 +51,7 @@ from reports.http import ReportsApi, add_report_routes
 from reports.service import ReportService
 from reports.settings import ReportSettings
 from screenpop.app import create_web_app
-from tests.browser.harness import SCREENSHOTS, STATIC, LoopThread, screenshot
+from tests.browser.harness import SCREENSHOTS, STATIC, LoopThread, screenshot, serve_on_free_port
 from web.audit_log import AuditLog
 from web.users import UserStore
 
@@ -654,12 +654,7 @@ class ReportsStack:
         service = ReportService(self.store, ReportSettings(targets={"support": 20.0}),
                                 timezone="Europe/Moscow", clock=lambda: NOW)
         add_report_routes(app, ReportsApi(service, AuditLog(self.store)))
-        self.runner = web.AppRunner(app, access_log=None)
-        await self.runner.setup()
-        site = web.TCPSite(self.runner, "127.0.0.1", 0)
-        await site.start()
-        host, port = site._server.sockets[0].getsockname()[:2]  # type: ignore[union-attr]
-        self.base_url = f"http://{host}:{port}"
+        self.runner, self.base_url = await serve_on_free_port(app)
 
     async def stop(self) -> None:
         if self.runner is not None:

@@ -43,7 +43,7 @@ from recordings.review_store import ReviewStore
 from recordings.settings import Criterion, RecordingSettings
 from recordings.store import PausedSpan, RecordingInfo, RecordingStore
 from screenpop.app import create_web_app
-from tests.browser.harness import ROOT, LoopThread, screenshot
+from tests.browser.harness import ROOT, LoopThread, screenshot, serve_on_free_port
 from web.audit_log import AuditLog
 from web.auth import unguarded_routes
 from web.users import UserStore
@@ -191,12 +191,7 @@ class ReviewStack:
         setup_recordings(app, api)
         add_review_pages(app)
         self.unguarded = unguarded_routes(app)
-        self.runner = web.AppRunner(app, access_log=None)
-        await self.runner.setup()
-        site = web.TCPSite(self.runner, "127.0.0.1", 0)
-        await site.start()
-        host, port = site._server.sockets[0].getsockname()[:2]  # type: ignore[union-attr]
-        self.base_url = f"http://{host}:{port}"
+        self.runner, self.base_url = await serve_on_free_port(app)
 
     async def _stop(self) -> None:
         if self.runner is not None:
