@@ -67,7 +67,9 @@ def test_a_ringing_card_is_always_in_view_newest_on_top(page: Any, server: FakeC
                                   ended_at=now - 100, entered_at=now - 400 + n))
     open_console(page, server)
     page.mouse.wheel(0, 5000)
-    page.wait_for_function("window.scrollY > 500")
+    # A function, not a bare expression: Playwright eval()s an expression in the page when it
+    # has to poll, and the page's CSP forbids eval (the test then failed now and then).
+    page.wait_for_function("() => window.scrollY > 500")
     first = make_card("1700000001.1", entered_at=now - 5)
     server.push(first)
     ringing = card_locator(page, first)
@@ -108,7 +110,7 @@ def test_ring_sound_when_switched_on_and_a_notification_asked_for_once(
     assert page.evaluate("window.__asked") == 1
     page.evaluate("window.__tones = []")
     server.push(make_card("1700000002.2"))
-    page.wait_for_function("window.__tones.length >= 4")
+    page.wait_for_function("() => window.__tones.length >= 4")
     assert set(page.evaluate("window.__tones")) == {440, 480}  # a phone's ring, made on the spot
     notes = page.evaluate("window.__notes")
     assert notes == [{"title": "Ringing: Ivan Petrov", "tag": "1700000002.2:101",
