@@ -1,8 +1,8 @@
 """The running bridge: AMI connection -> pipeline -> subscribers (call log, log lines).
 
-`callbridge serve` runs this against a real PBX; `callbridge demo` against the AMI
-simulator. On every (re)connect it resyncs from CoreShowChannels/QueueStatus so calls
-that started or ended while we were away are neither lost nor duplicated.
+`callbridge serve` runs this against real PBXes; `callbridge demo` against the AMI
+simulator. Each PBX has its own link (bridge.pbx_link: AMI connection, resync, health)
+feeding its model in the one call pipeline, whose domain events every feature sees.
 
 Stopping is bounded (`STOP_BUDGET`): with a database that hangs or refuses writes, the
 finished calls not yet committed stay in the call log's spool and are written at the
@@ -22,7 +22,6 @@ from collections.abc import Awaitable, Callable
 
 from aiohttp import web
 
-from bridge.ami.actions import AmiError
 from bridge.ami.client import AmiClient
 from bridge.ami.message import AmiMessage
 from bridge.call_log.log_lines import CallLogLines
@@ -31,6 +30,7 @@ from bridge.call_log.store import CallLogStore
 from bridge.call_log.writer import CallLogWriter
 from bridge.calls.pipeline import CallPipeline
 from bridge.calls.tracker import CallTracker
+from bridge.pbx_link import PbxLink, ResyncListener
 from bridge.settings import CallbridgeSettings, ConfigError
 from crm_adapters.lookup import LookupService
 from recordings.plugin import attach_recordings
@@ -38,7 +38,7 @@ from reports.plugin import attach_reports
 from screenpop.app import console_names, console_resync, create_web_app
 from supervision.plugin import attach_wallboard
 from web.admin_http import attach_admin
-from web.features import BridgeParts, ResyncListener
+from web.features import BridgeParts
 from web.pages import add_favicon
 from web.users import UserStore
 
@@ -56,29 +56,23 @@ class BridgeService:
         self.store = CallLogStore(settings.database_url)
         spool = settings.call_log_spool or default_spool_path(settings.database_url)
         self.writer = CallLogWriter(self.store, spool=CallLogSpool(spool))
-        self.pipeline = CallPipeline(CallTracker(settings.operator_pattern))
-        ami = settings.ami
-        self.client = AmiClient(
-            ami.host, ami.port, ami.username, ami.secret.get_secret_value(),
-            ping_interval=ami.ping_interval, ping_timeout=ami.ping_timeout,
-            action_timeout=ami.action_timeout, backoff_max=ami.backoff_max,
-            probe_interval=ami.probe_interval,
-        )
-        self.client.max_message_bytes = ami.max_message_bytes  # read by each AmiProtocol's framer
-        self.queue_status: list[AmiMessage] = []
+        pbxes = settings.pbxes()
+        # One model per PBX in one pipeline; all PBXes but the first prefix their call ids
+        # with their own id (two Asterisks may hand out the same Uniqueid).
+        self.pipeline = CallPipeline(trackers=[
+            CallTracker(p.operator_pattern or settings.operator_pattern, pbx=p.id,
+                        id_prefix="" if i == 0 else f"{p.id}:") for i, p in enumerate(pbxes)])
+        self.links = {p.id: PbxLink(p, self.pipeline) for p in pbxes}
+        self.main = next(iter(self.links.values()))
         self.lookup = LookupService.from_settings(settings.crm, self.store)
         self.web_runner: web.AppRunner | None = None
-        # Called after each resync with (channels, queue status, PBX time): the wallboard
-        # replaces its queue picture from the QueueStatus answer.
-        self.resync_listeners: list[ResyncListener] = []
         self.web_address: tuple[str, int] | None = None
-        # (PBX timestamp, our clock) of the last event: resync times use the PBX's clock.
-        self._last_event: tuple[float, float] | None = None
-        # A resync snapshot waits for the events that reached us before it (they sit in
-        # the client's queue), so the model sees the PBX's history in its true order.
-        self._pending_resync: tuple[list[AmiMessage], int] | None = None
-        self._events_handled = 0
         self.stuck: list[str] = []  # what did not finish within its budget at stop()
+
+    @property
+    def client(self) -> AmiClient:
+        """The first PBX's AMI client (the only one in a one-PBX configuration)."""
+        return self.main.client
 
     async def start(self) -> None:
         await self.store.open()
@@ -87,23 +81,21 @@ class BridgeService:
         live = [c for c in await self.store.live_calls() if c.call_id not in self.writer.recovered]
         if live:
             log.info("%d calls were live when the bridge last stopped; the PBX will tell", len(live))
-        self.pipeline.tracker.restore(live)
+        for tracker in self.pipeline.trackers.values():
+            tracker.restore(live)
         self.pipeline.subscribe(self.writer.handle)
         self.pipeline.subscribe(CallLogLines())
         await self.lookup.open()
         await self._start_web()
-        self.client.on_event(self._on_event)
-        self.client.on_ready(self._resync)
-        self.client.on_disconnect(self._on_disconnect)
-        self.client.on_alive(self.pipeline.note_alive)
-        await self.client.start()
+        for link in self.links.values():
+            await link.start()
         # Everything made so far (imports, settings, the web app) lives as long as the
         # process: keep it out of the collector, whose full passes over it stalled the
         # event loop for ~100-190 ms (bench/screenpop_latency.py), to ~11 ms.
         gc.collect()
         gc.freeze()
-        log.info("bridge started: AMI %s:%s, call log %s", self.settings.ami.host,
-                 self.settings.ami.port, self.store.engine.url.render_as_string(hide_password=True))
+        log.info("bridge started: %d PBX(es) (%s), call log %s", len(self.links), ", ".join(self.links),
+                 self.store.engine.url.render_as_string(hide_password=True))
 
     async def _start_web(self) -> None:
         http = self.settings.http
@@ -114,7 +106,7 @@ class BridgeService:
                                            "session_max_age": http.session_max_age,
                                            "idle_timeout": http.idle_timeout,
                                            "trusted_proxies": [str(n) for n in http.trusted_proxies]},
-                             send_action=self.client.send_action, store=self.store,
+                             send_action=self.send_action, store=self.store,
                              console=self.settings.console)
         add_favicon(app)  # every page's icon (web.pages)
         parts = self.parts(app)
@@ -143,16 +135,33 @@ class BridgeService:
         self.web_address = sockets[0].getsockname()[:2] if sockets else (http.host, http.port)
         log.info("web console on http://%s:%s/ (operators: /console)", *self.web_address)
 
+    async def send_action(self, action: dict[str, str], timeout: float | None = None,  # noqa: ASYNC109
+                          pbx: str | None = None) -> AmiMessage:
+        """An action to a PBX (the first one unless named)."""
+        link = self.links.get(pbx, self.main) if pbx else self.main
+        return await link.send_action(action, timeout=timeout)
+
+    def pbx_ready(self, pbx: str | None = None) -> bool:
+        """The PBX (every PBX unless named) is logged in and resynced."""
+        if pbx:
+            return pbx in self.links and self.links[pbx].ready
+        return all(link.ready for link in self.links.values())
+
+    def on_resync(self, listener: ResyncListener) -> None:
+        for link in self.links.values():
+            link.resync_listeners.append(listener)
+
     def parts(self, app: web.Application) -> BridgeParts:
         """What a feature may use of this bridge (web.features)."""
         return BridgeParts(
-            pipeline=self.pipeline, store=self.store, app=app, send_action=self.client.send_action,
-            pbx_ready=lambda: self.client.ready, on_resync=self.resync_listeners.append,
+            pipeline=self.pipeline, store=self.store, app=app, send_action=self.send_action,
+            pbx_ready=self.pbx_ready, on_resync=self.on_resync,
             operator_pattern=self.settings.operator_pattern, timezone=self.settings.timezone,
-            clock=self.clock)
+            clock=self.clock, pbxes=tuple(self.links))
 
     async def stop(self) -> None:
-        await self.client.stop()
+        for link in self.links.values():
+            await link.stop()
         if self.web_runner is not None:  # the features stop with the app (the recorder saves its rows)
             await _bounded(self.web_runner.cleanup(), _WEB_BUDGET, "web server and features", self.stuck)
         if not await self.writer.stop(give_up_after=STOP_BUDGET):
@@ -160,57 +169,6 @@ class BridgeService:
         await _bounded(self.lookup.close(), _CLOSE_BUDGET, "CRM lookup", self.stuck)
         await _bounded(self.store.close(), _CLOSE_BUDGET, "call log database", self.stuck)
         log.info("bridge stopped%s", f" (gave up on: {', '.join(self.stuck)})" if self.stuck else "")
-
-    def _on_event(self, event: AmiMessage) -> None:
-        self._events_handled += 1
-        if "Timestamp" in event:  # FullyBooted and list items carry none: our clock is not the PBX's
-            self._last_event = (event.timestamp, time.time())
-        self.pipeline.feed(event)
-        # The last event queued before the snapshot is handled: apply it now, not when
-        # (or if) another event arrives.
-        if self._pending_resync is not None and self._events_handled >= self._pending_resync[1]:
-            self._apply_resync(self._pending_resync[0])
-
-    def _pbx_now(self) -> float:
-        """Resync time in the PBX's clock: its last Timestamp moved on by our elapsed time."""
-        if self._last_event is None:
-            return time.time()
-        pbx_at, our_at = self._last_event
-        return pbx_at + (time.time() - our_at)
-
-    async def _resync(self) -> None:
-        try:
-            channels = await self.client.send_list_action({"Action": "CoreShowChannels"})
-            self.queue_status = list(await self.client.send_list_action({"Action": "QueueStatus"}))
-        except AmiError as exc:
-            log.warning("resync after connect failed: %s; live state may lag until the next one", exc)
-            return
-        # The snapshot is the PBX right after the events dispatched before its reply;
-        # those still queued behind this callback must reach the model first.
-        if channels.stream_position > self._events_handled:
-            self._pending_resync = (list(channels), channels.stream_position)
-        else:
-            self._apply_resync(list(channels))
-
-    def _apply_resync(self, channels: list[AmiMessage]) -> None:
-        self._pending_resync = None
-        before = len(self.pipeline.tracker.live_calls())
-        self.pipeline.resync(channels, self._pbx_now())
-        after = len(self.pipeline.tracker.live_calls())
-        for listener in self.resync_listeners:
-            try:
-                listener(channels, self.queue_status, self._pbx_now())
-            except Exception:
-                log.exception("resync listener %r failed", listener)
-        log.info("resynced with the PBX: %d live channels, %d live calls (was %d), %d queue entries",
-                 len(channels), after, before, len(self.queue_status))
-
-    def _on_disconnect(self, reason: str) -> None:
-        if reason == "client stopped":
-            return  # our own shutdown, not a lost PBX
-        # Calls that end during the outage end at the PBX's last proof of life before it.
-        self.pipeline.link_lost()
-        log.warning("lost the PBX (%s); calls stay open until the resync after reconnecting", reason)
 
 
 async def _bounded(work: Awaitable[object], seconds: float, what: str, stuck: list[str]) -> None:

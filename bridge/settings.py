@@ -17,6 +17,7 @@ from pydantic_settings import (
 )
 
 from bridge.calls.channel_names import DEFAULT_OPERATOR_PATTERN
+from bridge.calls.record import DEFAULT_PBX
 from crm_adapters.settings import CrmSettings
 from recordings.settings import RecordingSettings
 from reports.settings import ReportSettings
@@ -39,6 +40,15 @@ class AmiSettings(BaseModel):
     max_message_bytes: int = Field(1024 * 1024, ge=4096, description="a longer message is dropped, warned")
 
 
+class PbxSettings(AmiSettings):
+    """One PBX of `[[pbx]]`: its AMI login, and what differs from the top-level defaults."""
+
+    id: str = Field(pattern=r"^[a-z0-9][a-z0-9_-]{0,31}$",
+                    description="short name: in every call, card, wallboard figure and report")
+    operator_pattern: str | None = None  # None: the top-level operator_pattern
+    timezone: TimeZoneName | None = None  # None: the top-level timezone
+
+
 class HttpSettings(BaseModel):
     """The web server for the operator console, wallboard and review pages."""
 
@@ -58,6 +68,9 @@ class CallbridgeSettings(BaseSettings):
     )
 
     ami: AmiSettings = Field(default_factory=AmiSettings)
+    # Several PBXes: `[[pbx]]` tables (id, host, port, username, secret, ...). Without any,
+    # `[ami]` is the one PBX, whose id is "main".
+    pbx: list[PbxSettings] = Field(default_factory=list)
     database_url: str = DEFAULT_DATABASE_URL
     # Finished calls not yet in the database (JSON lines, fsync'd), written at the next start.
     # Default: beside a SQLite file (`<file>.spool.jsonl`), else `var/call-log-spool.jsonl`.
@@ -73,6 +86,21 @@ class CallbridgeSettings(BaseSettings):
     wallboard: WallboardSettings = Field(default_factory=WallboardSettings)
     reports: ReportSettings = Field(default_factory=ReportSettings)
     console: ConsoleSettings = Field(default_factory=ConsoleSettings)
+
+    def pbxes(self) -> list[PbxSettings]:
+        """Every PBX, its defaults filled in from the top level; the first is the main one."""
+        listed = self.pbx or [PbxSettings(id=DEFAULT_PBX, **self.ami.model_dump())]
+        return [p.model_copy(update={"operator_pattern": p.operator_pattern or self.operator_pattern,
+                                     "timezone": p.timezone or self.timezone}) for p in listed]
+
+    @model_validator(mode="after")
+    def _pbx_list(self) -> CallbridgeSettings:
+        ids = [p.id for p in self.pbx]
+        if len(ids) != len(set(ids)):
+            raise ValueError(f"pbx: every [[pbx]] needs its own id (got {', '.join(ids)})")
+        if self.pbx and "ami" in self.model_fields_set:
+            raise ValueError("pbx: with [[pbx]] tables, put each PBX's AMI login there, not in [ami]")
+        return self
 
     @model_validator(mode="after")
     def _one_time_zone(self) -> CallbridgeSettings:

@@ -34,6 +34,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from bridge.call_log.store import CallLogStore, to_datetime, to_epoch
 from bridge.call_log.tables import Base, CallRow, UtcDateTime
+from bridge.calls.record import DEFAULT_PBX
 
 Status = Literal["starting", "recording", "stopped", "ok", "missing", "empty", "failed", "external", "purged"]
 PROBLEMS = ("missing", "empty", "failed")  # flagged on the call
@@ -44,6 +45,7 @@ class RecordingFileRow(Base):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     call_id: Mapped[str] = mapped_column(String, nullable=False)
+    pbx: Mapped[str] = mapped_column(String, nullable=False, server_default=DEFAULT_PBX)
     seq: Mapped[int] = mapped_column(Integer, nullable=False)
     source: Mapped[str] = mapped_column(String, nullable=False)  # bridge | pbx
     operator: Mapped[str | None] = mapped_column(String)

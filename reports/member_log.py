@@ -28,6 +28,7 @@ from bridge.call_log.store import CallLogStore
 from bridge.call_log.tables import Base, CallRow, RingRow, UtcDateTime
 from bridge.call_log.writer import describe_error
 from bridge.calls.channel_names import OperatorDirectory
+from bridge.calls.record import DEFAULT_PBX
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +45,7 @@ class MemberLogRow(Base):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
     at: Mapped[datetime] = mapped_column(UtcDateTime, nullable=False)
+    pbx: Mapped[str] = mapped_column(String, nullable=False, server_default=DEFAULT_PBX)
     queue: Mapped[str | None] = mapped_column(String)  # NULL: the operator's state over all queues
     interface: Mapped[str] = mapped_column(String, nullable=False)
     operator: Mapped[str | None] = mapped_column(String)

@@ -180,7 +180,7 @@ def test_attaching_mid_call_never_crashes_and_stays_consistent(name: str) -> Non
 def test_replay_output_keys_are_exactly_the_documented_ones() -> None:
     line = json.loads(to_json_line(replay_bytes(capture_bytes("queue_answered"))[0]))
     assert list(line) == [
-        "call_id", "caller_number", "caller_name", "queue", "dialed", "answered_by", "rung",
+        "call_id", "pbx", "caller_number", "caller_name", "queue", "dialed", "answered_by", "rung",
         "outcome", "outcome_reason", "internal", "wait_seconds", "talk_seconds", "transfers",
         "recording", "ended_by", "started_at", "answered_at", "ended_at",
     ]

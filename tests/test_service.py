@@ -122,28 +122,29 @@ async def test_resync_is_applied_once_the_events_before_it_are_handled(tmp_path:
     """A reconnect where no event follows the CoreShowChannels snapshot: the snapshot waits
     only for the events queued before it, then applies at once (the call ended meanwhile)."""
     service = BridgeService(settings_for("127.0.0.1", 1, tmp_path / "log.sqlite3"))
+    link = service.main
     published: list = []
     service.pipeline.subscribe(published.append)
     events = [m for m in capture_events(capture_bytes("queue_answered"))
               if m.is_event and "ActionID" not in m]
     connect_at = next(i for i, m in enumerate(events) if m.event == "AgentConnect")
     for event in events[:connect_at + 1]:  # first session: the call is up when the link drops
-        service._on_event(event)
+        link._on_event(event)
     assert [c.call_id for c in service.pipeline.tracker.live_calls()] == ["1795508277.0"]
 
     class Reconnected:  # the PBX after the reconnect: two events queued, then no channels at all
         async def send_list_action(self, action: dict) -> AmiEventList:
-            position = service._events_handled + 2 if action["Action"] == "CoreShowChannels" else 0
+            position = link.events_handled + 2 if action["Action"] == "CoreShowChannels" else 0
             return AmiEventList([], None, None, stream_position=position)
 
-    service.client = Reconnected()  # type: ignore[assignment]
-    await service._resync()
+    link.client = Reconnected()  # type: ignore[assignment]
+    await link.resync()
     stamp = events[connect_at].get("Timestamp")
     queued = [parse_message(f"Event: PeerStatus\r\nPeer: PJSIP/10{i}\r\nPeerStatus: Reachable\r\n"
                             f"Timestamp: {stamp}\r\n", 0.0) for i in (2, 3)]
-    service._on_event(queued[0])
+    link._on_event(queued[0])
     assert service.pipeline.tracker.live_calls(), "applied before the events queued ahead of it"
-    service._on_event(queued[1])  # the last one before the snapshot; nothing follows it
+    link._on_event(queued[1])  # the last one before the snapshot; nothing follows it
     assert service.pipeline.tracker.live_calls() == []
     assert any(isinstance(e, CallEnded) and e.call_id == "1795508277.0" for e in published)
 
@@ -152,7 +153,7 @@ async def test_ping_replies_reach_the_model_as_proof_of_life(tmp_path: Path) -> 
     async with AmiSimulator([FIXTURES / "queue_ops.ami"], speed=None) as sim:
         service = BridgeService(settings_for(*sim.address, tmp_path / "log.sqlite3"))
         alive: list[float] = []
-        service.pipeline.note_alive = alive.append  # type: ignore[method-assign]
+        service.pipeline.note_alive = lambda at, pbx=None: alive.append(at)  # type: ignore[method-assign]
         await service.start()
         try:
             await until(lambda: alive, limit=5.0)  # ping_interval is 1 s here

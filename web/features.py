@@ -16,10 +16,12 @@ from aiohttp import web
 from bridge.ami.message import AmiMessage
 from bridge.call_log.store import CallLogStore
 from bridge.calls.pipeline import CallPipeline
+from bridge.calls.record import DEFAULT_PBX
 
-# (CoreShowChannels items, QueueStatus items, PBX time), after every (re)connect.
+# (CoreShowChannels items, QueueStatus items, PBX time), after every (re)connect of a PBX;
+# every item carries `.pbx`.
 ResyncListener = Callable[[list[AmiMessage], list[AmiMessage], float], None]
-# send_action(action, timeout=None) -> the PBX's reply (bridge.ami.client.AmiClient.send_action)
+# send_action(action, timeout=None, pbx=None) -> the reply of that PBX (the first unless named)
 SendAction = Callable[..., Awaitable[AmiMessage]]
 
 
@@ -29,11 +31,12 @@ class BridgeParts:
     store: CallLogStore  # the database
     app: web.Application  # routes, and cleanup_ctx for start/stop
     send_action: SendAction  # actions to the PBX
-    pbx_ready: Callable[[], bool]  # logged in and resynced
+    pbx_ready: Callable[..., bool]  # pbx_ready(pbx=None): that PBX (or every PBX) logged in, resynced
     on_resync: Callable[[ResyncListener], Any]  # be told the PBX's live picture after a connect
     operator_pattern: str  # which extensions are operators' phones
     timezone: str  # the call centre's IANA zone ("today", date folders)
     clock: Callable[[], float] = time.time  # our clock (tests pass a recorded one)
+    pbxes: tuple[str, ...] = (DEFAULT_PBX,)  # the PBXes' ids, the first (main) one first
 
 
 def run_with_app(app: web.Application, start: Callable[[], Awaitable[Any]],

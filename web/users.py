@@ -29,6 +29,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from bridge.call_log.store import CallLogStore
 from bridge.call_log.tables import Base, UtcDateTime
+from bridge.calls.record import DEFAULT_PBX
 
 Role = Literal["operator", "supervisor", "trainer", "admin"]
 ROLES: tuple[Role, ...] = get_args(Role)
@@ -59,10 +60,12 @@ class UserRow(Base):
 
 
 class UserExtensionRow(Base):
-    """Extension -> user: the primary key makes an extension belong to one user at most."""
+    """(PBX, extension) -> user: the primary key makes an extension of a PBX belong to one
+    user at most (two sites may both have a 201)."""
 
     __tablename__ = "user_extensions"
 
+    pbx: Mapped[str] = mapped_column(String, primary_key=True, server_default=DEFAULT_PBX)
     extension: Mapped[str] = mapped_column(String, primary_key=True)
     user_id: Mapped[int] = mapped_column(Integer, ForeignKey("users.id", ondelete="CASCADE"), index=True)
 

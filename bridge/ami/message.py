@@ -25,7 +25,7 @@ class AmiMessage(Mapping[str, str]):
     value in the mapping; `getall` returns every value.
     """
 
-    __slots__ = ("_headers", "_pairs", "received_at")
+    __slots__ = ("_headers", "_pairs", "received_at", "pbx")
 
     def __init__(
         self, pairs: list[tuple[str, str]], received_at: float | None = None
@@ -36,6 +36,7 @@ class AmiMessage(Mapping[str, str]):
             headers.setdefault(key, value)
         self._headers = headers
         self.received_at = time.time() if received_at is None else received_at
+        self.pbx = ""  # the PBX it came from (set by that PBX's link; "" when only one)
 
     @classmethod
     def from_dict(cls, headers: Mapping[str, str], received_at: float | None = None) -> AmiMessage:

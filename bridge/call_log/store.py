@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -33,6 +33,12 @@ _IN_CHUNK = 500  # ids per IN (...) list: far below SQLite's and asyncpg's param
 _PG_MIGRATION_LOCK = 0x63616C6C  # advisory lock id: two bridges starting together migrate once
 
 CALLS = CallRow.__table__
+# Checks, inside a save's transaction, that this node may still write for these PBXes.
+WriteGuard = Callable[[AsyncConnection, set[str]], Awaitable[None]]
+
+
+class WriteFenced(Exception):
+    """This node no longer owns a PBX of the records: another node writes its calls now."""
 RINGS, TRANSFERS, RECORDINGS = RingRow.__table__, TransferRow.__table__, RecordingRow.__table__
 
 
@@ -71,6 +77,7 @@ def _opt_ts(dt: datetime | None) -> float | None:
 def _call_values(rec: CallRecord, now: datetime) -> dict[str, Any]:
     return {
         "call_id": rec.call_id,
+        "pbx": rec.pbx,
         "caller_number": rec.caller_number,
         "caller_name": rec.caller_name,
         "queue": rec.queue,
@@ -115,6 +122,7 @@ def _child_values(rec: CallRecord) -> dict[Table, list[dict[str, Any]]]:
 def row_to_record(row: CallRow) -> CallRecord:
     return CallRecord(
         call_id=row.call_id,
+        pbx=row.pbx,
         caller_number=row.caller_number,
         caller_name=row.caller_name,
         queue=row.queue,
@@ -224,8 +232,11 @@ class CallLogStore:
         async with self.engine.connect() as conn:
             return await conn.run_sync(lambda c: MigrationContext.configure(c).get_current_revision())
 
-    async def save(self, records: Sequence[CallRecord]) -> None:
-        """Insert or update calls (their rings, transfers, recordings replaced), one transaction."""
+    async def save(self, records: Sequence[CallRecord], guard: WriteGuard | None = None) -> None:
+        """Insert or update calls (their rings, transfers, recordings replaced), one transaction.
+
+        `guard` runs first in that transaction with the records' PBXes: in a cluster it
+        checks this node still owns them (the fencing epoch) and raises `WriteFenced` if not."""
         if not records:
             return
         latest = {rec.call_id: rec for rec in records}  # the last snapshot of a call wins
@@ -236,6 +247,8 @@ class CallLogStore:
             for table, rows in _child_values(rec).items():
                 children[table].extend(rows)
         async with self.engine.begin() as conn:
+            if guard is not None:
+                await guard(conn, {rec.pbx for rec in latest.values()})
             for chunk in _chunks(ids):
                 for table in CHILD_TABLES:
                     await conn.execute(delete(table).where(table.c.call_id.in_(chunk)))
@@ -272,8 +285,9 @@ class CallLogStore:
         found = await self._select(CallRow.call_id == call_id)
         return found[0] if found else None
 
-    async def export(self, since: datetime | None = None, until: datetime | None = None) -> list[CallRecord]:
-        """Calls that entered in [since, until), oldest first (ties by call_id)."""
+    async def export(self, since: datetime | None = None, until: datetime | None = None, *,
+                     pbx: str | None = None) -> list[CallRecord]:
+        """Calls that entered in [since, until) (on one PBX if given), oldest first (ties by call_id)."""
         _require_aware("since", since)
         _require_aware("until", until)
         where: list[ColumnElement[bool]] = []
@@ -281,11 +295,14 @@ class CallLogStore:
             where.append(CallRow.entered_at >= since)
         if until is not None:
             where.append(CallRow.entered_at < until)
+        if pbx is not None:
+            where.append(CallRow.pbx == pbx)
         return await self._select(*where)
 
-    async def live_calls(self) -> list[CallRecord]:
+    async def live_calls(self, pbx: str | None = None) -> list[CallRecord]:
         """Calls saved while live and never saved ended: at restart, these ended while away."""
-        return await self._select(CallRow.ended_at.is_(None))
+        where = [CallRow.ended_at.is_(None)] + ([CallRow.pbx == pbx] if pbx is not None else [])
+        return await self._select(*where)
 
     async def count(self, *, live: bool | None = None) -> int:
         """How many calls are logged (only live or only ended ones when `live` is given)."""

@@ -14,6 +14,8 @@ from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 from sqlalchemy.types import TypeDecorator
 
+from bridge.calls.record import DEFAULT_PBX
+
 # Stable constraint names, so later migrations can refer to them on every database.
 NAMING = {
     "ix": "ix_%(table_name)s_%(column_0_name)s",
@@ -52,7 +54,9 @@ class Base(DeclarativeBase):
 class CallRow(Base):
     __tablename__ = "calls"
 
-    call_id: Mapped[str] = mapped_column(String, primary_key=True)  # the Linkedid
+    call_id: Mapped[str] = mapped_column(String, primary_key=True)  # the Linkedid ("<pbx>:" before it
+    # on all PBXes but the first: bridge.calls.tracker)
+    pbx: Mapped[str] = mapped_column(String, server_default=DEFAULT_PBX)
     caller_number: Mapped[str | None] = mapped_column(String)
     caller_name: Mapped[str | None] = mapped_column(String)
     queue: Mapped[str | None] = mapped_column(String)
@@ -87,6 +91,7 @@ class CallRow(Base):
     __table_args__ = (
         Index("ix_calls_entered_at", "entered_at"),
         Index("ix_calls_caller_number", "caller_number"),
+        Index("ix_calls_pbx_entered_at", "pbx", "entered_at"),
     )
 
 

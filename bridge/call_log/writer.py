@@ -19,12 +19,14 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Callable
 from typing import Protocol
 
 from sqlalchemy.exc import DataError, IntegrityError, StatementError
 
 from bridge.call_log.checks import MAX_CALL_SECONDS, record_problem
 from bridge.call_log.spool import CallLogSpool
+from bridge.call_log.store import WriteFenced, WriteGuard
 from bridge.calls.events import CallEvent
 from bridge.calls.record import CallRecord
 
@@ -79,6 +81,10 @@ class CallLogWriter:
         self._flushers = 0
         self._stopping = False
         self._task: asyncio.Task[None] | None = None
+        # In a cluster: which PBXes' calls this node writes (those it owns), and the check,
+        # in each write's transaction, that it still owns them (fencing; cluster.lease).
+        self.accepts: Callable[[str], bool] = lambda pbx: True
+        self.guard: WriteGuard | None = None
         self.batches_written = 0
         self.calls_written = 0
         self.failures = 0
@@ -91,6 +97,8 @@ class CallLogWriter:
         self.submit(event.call)
 
     def submit(self, record: CallRecord) -> None:
+        if not self.accepts(record.pbx):
+            return  # another node owns this PBX: it writes the call
         problem = record_problem(record, self._max_call_seconds)
         if problem is not None:
             self.refused += 1
@@ -236,8 +244,13 @@ class CallLogWriter:
                     await self._save_one_by_one(batch, handled)
                 else:
                     records = [rec for _, rec in batch.values()]
-                    await self._store.save(records)
+                    await self._save(records)
                     handled.extend(records)
+            except WriteFenced as exc:  # the new owner resyncs these calls from the PBX
+                log.warning("call log: %s; %d call(s) left to the new owner", exc, len(batch))
+                handled.extend(rec for _, rec in batch.values())
+                batch = {}
+                break
             except asyncio.CancelledError:
                 self._requeue(batch)
                 self._unspool(handled)
@@ -278,12 +291,18 @@ class CallLogWriter:
         the database rejects cannot hold back the others. An outage still raises (retry)."""
         for cid, (_, rec) in list(batch.items()):
             try:
-                await self._store.save([rec])
+                await self._save([rec])
                 self.calls_written += 1
             except _REJECTED as exc:
                 self._drop_rejected(rec, exc)
             handled.append(rec)
             del batch[cid]
+
+    async def _save(self, records: list[CallRecord]) -> None:
+        if self.guard is None:
+            await self._store.save(records)
+        else:
+            await self._store.save(records, guard=self.guard)
 
     def _refresh(self, batch: dict[str, tuple[int, CallRecord]]) -> None:
         """Before a retry, take the newer snapshots that arrived for the batch's calls."""

@@ -14,6 +14,7 @@ from bridge.ami.message import AmiMessage
 from bridge.calls.events import DomainEvent
 from bridge.calls.resync import resync_calls
 from bridge.calls.tracker import CallTracker
+from bridge.calls.working import Call
 
 log = logging.getLogger(__name__)
 
@@ -21,8 +22,16 @@ Subscriber = Callable[[DomainEvent], None]
 
 
 class CallPipeline:
-    def __init__(self, tracker: CallTracker | None = None) -> None:
-        self.tracker = tracker or CallTracker()
+    """One stream of domain events for every PBX: each PBX has its own model (its channel
+    names and Uniqueids are its own), picked by the event's `pbx` (set by its link)."""
+
+    def __init__(self, tracker: CallTracker | None = None, *,
+                 trackers: Iterable[CallTracker] = ()) -> None:
+        self.trackers = {t.pbx: t for t in trackers} or {}
+        if tracker is not None or not self.trackers:
+            tracker = tracker or CallTracker()
+            self.trackers = {tracker.pbx: tracker, **self.trackers}
+        self.tracker = next(iter(self.trackers.values()))  # the first PBX's (the only one, usually)
         self._subscribers: list[Subscriber] = []
         self._raw_subscribers: list[Callable[[AmiMessage], None]] = []
         self.events_in = 0
@@ -37,8 +46,9 @@ class CallPipeline:
 
     def feed(self, event: AmiMessage) -> None:
         self.events_in += 1
+        tracker = self.trackers.get(event.pbx, self.tracker) if event.pbx else self.tracker
         try:
-            produced = self.tracker.handle(event)
+            produced = tracker.handle(event)
         except Exception:  # one malformed event must never stop the bridge
             log.exception("call-state model failed on %r; event skipped", event)
             return
@@ -54,28 +64,37 @@ class CallPipeline:
             if event.is_event:
                 self.feed(event)
 
-    def resync(self, channels: list[AmiMessage], at: float) -> None:
-        """Align the model with the PBX's live channels (after every (re)connect)."""
-        resync_calls(self.tracker, channels, at)
-        self._publish(self.tracker.take_events())
+    def live_calls(self) -> list[Call]:
+        """Every PBX's live calls."""
+        return [call for tracker in self.trackers.values() for call in tracker.live_calls()]
 
-    def note_alive(self, at: float) -> None:
+    def _of(self, pbx: str | None) -> CallTracker:
+        return self.trackers[pbx] if pbx else self.tracker
+
+    def resync(self, channels: list[AmiMessage], at: float, pbx: str | None = None) -> None:
+        """Align a PBX's model with its live channels (after every (re)connect)."""
+        tracker = self._of(pbx)
+        resync_calls(tracker, channels, at)
+        self._publish(tracker.take_events())
+
+    def note_alive(self, at: float, pbx: str | None = None) -> None:
         """A Ping reply's PBX time (see CallTracker.note_alive)."""
-        self.tracker.note_alive(at)
+        self._of(pbx).note_alive(at)
 
-    def link_lost(self) -> None:
+    def link_lost(self, pbx: str | None = None) -> None:
         """The AMI connection dropped: live calls stay open until the PBX says (resync,
         or a restart seen in FullyBooted); whatever ended meanwhile ends at the last proof
         of life before this moment."""
-        self.tracker.link_lost()
+        self._of(pbx).link_lost()
 
     def close_all(self) -> None:
-        """We lost sight of the PBX for good (end of a replay): close what is still live,
+        """We lost sight of the PBXes for good (end of a replay): close what is still live,
         each at its last proof of life."""
-        self.tracker.link_lost()
-        for call in list(self.tracker.live_calls()):
-            self.tracker.end_lost(call)
-        self._publish(self.tracker.take_events())
+        for tracker in self.trackers.values():
+            tracker.link_lost()
+            for call in list(tracker.live_calls()):
+                tracker.end_lost(call)
+            self._publish(tracker.take_events())
 
     def _publish(self, produced: list[DomainEvent]) -> None:
         for domain_event in produced:

@@ -16,10 +16,13 @@ TransferKind = Literal["blind", "attended"]
 # How we know the call ended: we saw its last channel hang up, or we lost sight of the PBX
 # (crash, restart, lost link, bridge down) and end it at the PBX's last proof of life.
 EndedBy = Literal["hangup", "pbx_lost"]
+# The id of the one PBX of a one-PBX configuration (`[ami]`), and of rows older than PBX ids.
+DEFAULT_PBX = "main"
 
 # The keys `callbridge replay` and `callbridge calls export` print, in this order.
 REPLAY_KEYS = (
     "call_id",
+    "pbx",
     "caller_number",
     "caller_name",
     "queue",
@@ -87,6 +90,7 @@ class CallRecord(BaseModel):
     model_config = ConfigDict(frozen=True)
 
     call_id: str
+    pbx: str = DEFAULT_PBX  # the PBX the call is on (`[[pbx]]` id)
     caller_number: str | None = None
     caller_name: str | None = None
     queue: str | None = None
@@ -143,6 +147,7 @@ class CallRecord(BaseModel):
         """The stable, documented shape printed by `replay` and `calls export`."""
         return {
             "call_id": self.call_id,
+            "pbx": self.pbx,
             "caller_number": self.caller_number,
             "caller_name": self.caller_name,
             "queue": self.queue,

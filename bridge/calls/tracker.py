@@ -31,7 +31,7 @@ from bridge.calls.events import (
 )
 from bridge.calls.outage_rules import OutageRules
 from bridge.calls.queue_rules import QueueRules
-from bridge.calls.record import CallRecord
+from bridge.calls.record import DEFAULT_PBX, CallRecord
 from bridge.calls.recording_rules import RecordingRules
 from bridge.calls.transfer_rules import TransferRules
 from bridge.calls.working import Call, Ring
@@ -44,8 +44,12 @@ _ENDED_MEMORY = 20_000  # ended call ids remembered, so late events never resurr
 class CallTracker(QueueRules, TransferRules, RecordingRules, OutageRules):
     """Turns AMI events into calls. `handle(event)` returns the domain events it caused."""
 
-    def __init__(self, operator_pattern: str = DEFAULT_OPERATOR_PATTERN) -> None:
+    def __init__(self, operator_pattern: str = DEFAULT_OPERATOR_PATTERN, *, pbx: str = DEFAULT_PBX,
+                 id_prefix: str = "") -> None:
         self.operators = OperatorDirectory(operator_pattern)
+        # Calls are keyed by Linkedid here; their records' ids get `id_prefix` ("<pbx>:" on
+        # all PBXes but the first), as two Asterisks may hand out the same Uniqueids.
+        self.pbx, self.id_prefix = pbx, id_prefix
         self.calls: dict[str, Call] = {}
         self._channel_call: dict[str, str] = {}  # live channel name -> call id
         self._ended: OrderedDict[str, None] = OrderedDict()
@@ -132,8 +136,13 @@ class CallTracker(QueueRules, TransferRules, RecordingRules, OutageRules):
         """Calls the log says were live when the bridge last stopped. The next resync
         re-attaches their channels, or closes them if they ended meanwhile."""
         for record in records:
-            if record.ended_at is None and record.call_id not in self.calls:
-                self.calls[record.call_id] = Call.from_record(record)
+            if record.ended_at is None and record.pbx == self.pbx:
+                call = Call.from_record(record, self.id_prefix)
+                self.calls.setdefault(call.call_id, call)
+
+    def _new_call(self, linkedid: str, at: float, **fields: object) -> Call:
+        return Call(call_id=linkedid, entered_at=at, pbx=self.pbx, id_prefix=self.id_prefix,
+                    **fields)  # type: ignore[arg-type]
 
     def forget_channel(self, channel: str, call_id: str) -> None:
         self._channel_call.pop(channel, None)
@@ -189,7 +198,7 @@ class CallTracker(QueueRules, TransferRules, RecordingRules, OutageRules):
             return None
         call = self.calls.get(linkedid)
         if call is None:
-            call = Call(call_id=linkedid, entered_at=at, attached_mid_call=True)
+            call = self._new_call(linkedid, at, attached_mid_call=True)
             self.calls[linkedid] = call
             self._emit(CallStarted, call, at)
         call.last_seen_at = max(call.last_seen_at, at)
@@ -231,7 +240,7 @@ class CallTracker(QueueRules, TransferRules, RecordingRules, OutageRules):
         self._release_stale_name(channel, linkedid)
         call = self.calls.get(linkedid)
         if call is None:
-            call = Call(call_id=linkedid, entered_at=at, attached_mid_call=True, last_seen_at=at)
+            call = self._new_call(linkedid, at, attached_mid_call=True, last_seen_at=at)
             self.calls[linkedid] = call
             call.channels.add(channel)
             self._channel_call[channel] = linkedid

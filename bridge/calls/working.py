@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from bridge.calls.record import (
+    DEFAULT_PBX,
     CallRecord,
     EndedBy,
     Outcome,
@@ -73,9 +74,11 @@ class Recording:
 
 @dataclass(slots=True)
 class Call:
-    call_id: str
+    call_id: str  # the Linkedid: the tracker's key (the record's id adds the PBX's prefix)
     entered_at: float
     attached_mid_call: bool = False
+    pbx: str = DEFAULT_PBX
+    id_prefix: str = ""  # see CallTracker: "" for the first PBX, "<pbx>:" for the others
     caller_leg: str | None = None  # leg key of the caller's channel(s)
     caller_number: str | None = None
     caller_name: str | None = None
@@ -148,9 +151,10 @@ class Call:
         return "answered", None
 
     @classmethod
-    def from_record(cls, record: CallRecord) -> Call:
+    def from_record(cls, record: CallRecord, id_prefix: str = "") -> Call:
         call = cls(
-            call_id=record.call_id, entered_at=record.entered_at,
+            call_id=record.call_id.removeprefix(id_prefix), entered_at=record.entered_at,
+            pbx=record.pbx, id_prefix=id_prefix,
             attached_mid_call=record.attached_mid_call, caller_number=record.caller_number,
             caller_name=record.caller_name, queue=record.queue, dialed=record.dialed,
             internal=record.internal, answered_at=record.answered_at,
@@ -165,7 +169,8 @@ class Call:
 
     def snapshot(self) -> CallRecord:
         return CallRecord(
-            call_id=self.call_id,
+            call_id=self.id_prefix + self.call_id,
+            pbx=self.pbx,
             caller_number=self.caller_number,
             caller_name=self.caller_name,
             queue=self.queue,

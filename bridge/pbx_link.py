@@ -1,0 +1,141 @@
+"""One PBX's link: its AMI connection feeding its model in the shared call pipeline.
+
+Each PBX has its own connection, resync and health, so one PBX down never disturbs
+another. On every (re)connect the link resyncs from CoreShowChannels/QueueStatus so calls
+that started or ended while we were away are neither lost nor duplicated. Every event is
+tagged with the PBX's id before the pipeline sees it (the pipeline picks that PBX's model).
+
+In a cluster only the PBX's owner runs the link's AMI connection (`start`/`stop` follow
+the lease); `on_event`/`on_resync_snapshot` let the owner publish what it feeds its model.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+
+from bridge.ami.actions import AmiError
+from bridge.ami.client import AmiClient
+from bridge.ami.message import AmiMessage
+from bridge.calls.pipeline import CallPipeline
+from bridge.settings import PbxSettings
+
+log = logging.getLogger("callbridge")
+
+# (CoreShowChannels items, QueueStatus items, PBX time), after every (re)connect; every item
+# carries `.pbx`.
+ResyncListener = Callable[[list[AmiMessage], list[AmiMessage], float], None]
+
+
+class PbxLink:
+    def __init__(self, settings: PbxSettings, pipeline: CallPipeline) -> None:
+        self.id = settings.id
+        self.settings = settings
+        self.pipeline = pipeline
+        self.client = AmiClient(
+            settings.host, settings.port, settings.username, settings.secret.get_secret_value(),
+            ping_interval=settings.ping_interval, ping_timeout=settings.ping_timeout,
+            action_timeout=settings.action_timeout, backoff_max=settings.backoff_max,
+            probe_interval=settings.probe_interval,
+        )
+        self.client.max_message_bytes = settings.max_message_bytes  # read by each AmiProtocol's framer
+        self.queue_status: list[AmiMessage] = []
+        self.resync_listeners: list[ResyncListener] = []
+        # What the owner fed its model, for the cluster's followers (cluster.replica).
+        self.on_fed: Callable[[AmiMessage], None] | None = None
+        self.on_resynced: Callable[[list[AmiMessage], list[AmiMessage], float], None] | None = None
+        # (PBX timestamp, our clock) of the last event: resync times use the PBX's clock.
+        self._last_event: tuple[float, float] | None = None
+        # A resync snapshot waits for the events that reached us before it (they sit in
+        # the client's queue), so the model sees the PBX's history in its true order.
+        self._pending_resync: tuple[list[AmiMessage], int] | None = None
+        self.events_handled = 0
+        self.running = False
+        self.client.on_event(self._on_event)
+        self.client.on_ready(self.resync)
+        self.client.on_disconnect(self._on_disconnect)
+        self.client.on_alive(lambda at: self.pipeline.note_alive(at, self.id))
+
+    @property
+    def ready(self) -> bool:
+        return self.running and self.client.ready
+
+    async def start(self) -> None:
+        self.running = True
+        await self.client.start()
+        log.info("PBX %s: AMI %s:%s", self.id, self.settings.host, self.settings.port)
+
+    async def stop(self) -> None:
+        self.running = False
+        await self.client.stop()
+
+    async def send_action(self, action: dict[str, str],
+                          timeout: float | None = None) -> AmiMessage:  # noqa: ASYNC109 (the AMI's own)
+        return await self.client.send_action(action, timeout=timeout)
+
+    def _on_event(self, event: AmiMessage) -> None:
+        self.events_handled += 1
+        event.pbx = self.id
+        if "Timestamp" in event:  # FullyBooted and list items carry none: our clock is not the PBX's
+            self._last_event = (event.timestamp, time.time())
+        self.pipeline.feed(event)
+        if self.on_fed is not None:
+            self.on_fed(event)
+        # The last event queued before the snapshot is handled: apply it now, not when
+        # (or if) another event arrives.
+        if self._pending_resync is not None and self.events_handled >= self._pending_resync[1]:
+            self._apply_resync(self._pending_resync[0])
+
+    def pbx_now(self) -> float:
+        """Resync time in the PBX's clock: its last Timestamp moved on by our elapsed time."""
+        if self._last_event is None:
+            return time.time()
+        pbx_at, our_at = self._last_event
+        return pbx_at + (time.time() - our_at)
+
+    async def resync(self) -> None:
+        try:
+            channels = await self.client.send_list_action({"Action": "CoreShowChannels"})
+            self.queue_status = list(await self.client.send_list_action({"Action": "QueueStatus"}))
+        except AmiError as exc:
+            log.warning("PBX %s: resync after connect failed: %s; live state may lag until the next one",
+                        self.id, exc)
+            return
+        for item in (*channels, *self.queue_status):
+            item.pbx = self.id
+        # The snapshot is the PBX right after the events dispatched before its reply;
+        # those still queued behind this callback must reach the model first.
+        if channels.stream_position > self.events_handled:
+            self._pending_resync = (list(channels), channels.stream_position)
+        else:
+            self._apply_resync(list(channels))
+
+    def _apply_resync(self, channels: list[AmiMessage]) -> None:
+        self._pending_resync = None
+        at = self.pbx_now()
+        if self.on_resynced is not None:
+            self.on_resynced(channels, self.queue_status, at)
+        self.apply_snapshot(channels, self.queue_status, at)
+
+    def apply_snapshot(self, channels: list[AmiMessage], queue_status: list[AmiMessage], at: float) -> None:
+        """The PBX's live picture (ours after a connect, or the owner's in a cluster)."""
+        before = len(self.pipeline.trackers[self.id].live_calls())
+        self.pipeline.resync(channels, at, self.id)
+        after = len(self.pipeline.trackers[self.id].live_calls())
+        self.queue_status = queue_status
+        for listener in self.resync_listeners:
+            try:
+                listener(channels, queue_status, at)
+            except Exception:
+                log.exception("resync listener %r failed", listener)
+        log.info("PBX %s: resynced: %d live channels, %d live calls (was %d), %d queue entries",
+                 self.id, len(channels), after, before, len(queue_status))
+
+    def _on_disconnect(self, reason: str) -> None:
+        if reason == "client stopped":
+            return  # our own shutdown, not a lost PBX
+        # Calls that end during the outage end at the PBX's last proof of life before it.
+        self.pipeline.link_lost(self.id)
+        log.warning("PBX %s: lost the PBX (%s); calls stay open until the resync after reconnecting",
+                    self.id, reason)
