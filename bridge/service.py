@@ -19,8 +19,10 @@ import os
 import signal
 import time
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 from aiohttp import web
+from sqlalchemy import text
 
 from bridge.ami.client import AmiClient
 from bridge.ami.message import AmiMessage
@@ -30,6 +32,7 @@ from bridge.call_log.store import CallLogStore
 from bridge.call_log.writer import CallLogWriter
 from bridge.calls.pipeline import CallPipeline
 from bridge.calls.tracker import CallTracker
+from bridge.metrics import BridgeMetrics
 from bridge.pbx_link import PbxLink, ResyncListener
 from bridge.settings import CallbridgeSettings, ConfigError
 from crm_adapters.lookup import LookupService
@@ -39,8 +42,10 @@ from screenpop.app import console_names, console_resync, create_web_app
 from supervision.plugin import attach_wallboard
 from web.admin_http import attach_admin
 from web.features import BridgeParts
+from web.ops_http import OPS_PATHS, add_ops_routes
 from web.pages import add_favicon
 from web.users import UserStore
+from web.ws_tasks import SOCKETS_KEY
 
 log = logging.getLogger("callbridge")
 
@@ -65,6 +70,7 @@ class BridgeService:
         self.links = {p.id: PbxLink(p, self.pipeline) for p in pbxes}
         self.main = next(iter(self.links.values()))
         self.lookup = LookupService.from_settings(settings.crm, self.store)
+        self.metrics = BridgeMetrics(self)
         self.web_runner: web.AppRunner | None = None
         self.web_address: tuple[str, int] | None = None
         self.stuck: list[str] = []  # what did not finish within its budget at stop()
@@ -105,7 +111,8 @@ class BridgeService:
                              auth_options={"secure_cookie": http.secure_cookie,
                                            "session_max_age": http.session_max_age,
                                            "idle_timeout": http.idle_timeout,
-                                           "trusted_proxies": [str(n) for n in http.trusted_proxies]},
+                                           "trusted_proxies": [str(n) for n in http.trusted_proxies],
+                                           "public_paths": OPS_PATHS},
                              send_action=self.send_action, store=self.store,
                              console=self.settings.console)
         add_favicon(app)  # every page's icon (web.pages)
@@ -119,6 +126,9 @@ class BridgeService:
                                           operator_names=operator_names)
         self.reports = attach_reports(parts, self.settings.reports)
         attach_admin(parts, self.users)
+        add_ops_routes(app, readiness=self.readiness, registry=self.metrics.registry,
+                       allowed=tuple(http.ops_networks), trusted_proxies=tuple(http.trusted_proxies))
+        self.lookup.on_request_time = self.metrics.observe_crm_request
         self.web_runner = web.AppRunner(app, access_log=None)
         await self.web_runner.setup()
         site = web.TCPSite(self.web_runner, http.host, http.port)
@@ -151,6 +161,35 @@ class BridgeService:
         for link in self.links.values():
             link.resync_listeners.append(listener)
 
+    def pbx_status(self, pbx: str) -> dict[str, Any]:
+        link = self.links[pbx]
+        return {"connected": link.ready, "owner": link.running,
+                "events": self.pipeline.events_by_pbx.get(pbx, 0),
+                "live_calls": len(self.pipeline.trackers[pbx].live_calls())}
+
+    def metrics_snapshot(self) -> dict[str, Any]:
+        """Read by /metrics (bridge.metrics) at each scrape."""
+        sockets = self.web_runner.app.get(SOCKETS_KEY) if self.web_runner is not None else None
+        return {
+            "pbx": {pbx: self.pbx_status(pbx) for pbx in self.links},
+            "call_log": {"pending": self.writer.pending, "failures": self.writer.failures,
+                         "written": self.writer.calls_written},
+            "websockets": len(sockets) if sockets is not None else 0,
+            "crm_breakers": {name: b.state for name, b in self.lookup.breakers.items()},
+        }
+
+    async def readiness(self) -> tuple[bool, dict[str, Any]]:
+        """/readyz: the database answers, and each PBX is connected as its owner here (or,
+        in a cluster, stood by for another node)."""
+        database = await _database_answers(self.store)
+        pbxes = {}
+        for pbx in self.links:
+            status = self.pbx_status(pbx)
+            pbxes[pbx] = ("standby" if not status["owner"] else "owner" if status["connected"]
+                          else "owner, not connected")
+        ready = database and all(state in ("owner", "standby") for state in pbxes.values())
+        return ready, {"database": "ok" if database else "unreachable", "pbx": pbxes}
+
     def parts(self, app: web.Application) -> BridgeParts:
         """What a feature may use of this bridge (web.features)."""
         return BridgeParts(
@@ -169,6 +208,15 @@ class BridgeService:
         await _bounded(self.lookup.close(), _CLOSE_BUDGET, "CRM lookup", self.stuck)
         await _bounded(self.store.close(), _CLOSE_BUDGET, "call log database", self.stuck)
         log.info("bridge stopped%s", f" (gave up on: {', '.join(self.stuck)})" if self.stuck else "")
+
+
+async def _database_answers(store: CallLogStore) -> bool:
+    try:
+        async with asyncio.timeout(_CLOSE_BUDGET), store.engine.connect() as conn:
+            await conn.execute(text("SELECT 1"))
+        return True
+    except Exception:  # unreachable, refused, timed out: all "no"
+        return False
 
 
 async def _bounded(work: Awaitable[object], seconds: float, what: str, stuck: list[str]) -> None:

@@ -6,6 +6,7 @@ Environment variables win over the file, so a secret can stay out of the file:
 
 from __future__ import annotations
 
+from ipaddress import ip_network
 from pathlib import Path
 
 from pydantic import BaseModel, Field, IPvAnyNetwork, SecretStr, ValidationError, model_validator
@@ -60,6 +61,10 @@ class HttpSettings(BaseModel):
     idle_timeout: int = Field(30 * 60, gt=0, description="seconds without activity that end a login")
     # Proxies (addresses or networks) whose X-Forwarded-For names the client; nobody's by default.
     trusted_proxies: list[IPvAnyNetwork] = Field(default_factory=list)
+    # Who may read /healthz, /readyz and /metrics (load balancers, Prometheus): they log in as
+    # nobody, so the address is the check. Loopback only by default.
+    ops_networks: list[IPvAnyNetwork] = Field(
+        default_factory=lambda: [ip_network("127.0.0.0/8"), ip_network("::1/128")])
 
 
 class CallbridgeSettings(BaseSettings):

@@ -82,6 +82,8 @@ class LookupService:
         self._by_name = {a.name: a for a in self.adapters}
         self._call_log = call_log  # extra history for contacts of external CRMs
         self.cache = TtlCache(self.settings.cache.max_entries, clock)
+        # (adapter, "lookup" | "history", seconds) of every request: /metrics (bridge.metrics)
+        self.on_request_time: Callable[[str, str, float], None] | None = None
         self.breakers = {a.name: CircuitBreaker(self.settings.breaker, clock) for a in self.adapters}
         # History has breakers of its own: history requests piling up under load (slow,
         # heavier) must not stop the lookups that put the caller's name on the card.
@@ -186,12 +188,17 @@ class LookupService:
         if not delivery.cancelled() and delivery.exception() is not None:
             log.error("lookup update listener failed: %r", delivery.exception())
 
+    def _timed(self, adapter: str, what: str, started: float) -> None:
+        if self.on_request_time is not None:
+            self.on_request_time(adapter, what, time.monotonic() - started)
+
     async def _call(self, adapter: CrmAdapter, what: str, call: Callable[[], Awaitable[Any]]) -> Any:
         """One adapter request under its breaker and the request timeout; CrmError on failure."""
         breaker = (self.history_breakers if what == "history" else self.breakers)[adapter.name]
         if not breaker.allow():
             raise CrmCircuitOpen(f"not asked for {breaker.wait:g} s after repeated failures",
                                  adapter=adapter.name)
+        started = time.monotonic()
         try:
             async with asyncio.timeout(self.settings.request_timeout_seconds):
                 result = await call()
@@ -209,7 +216,9 @@ class LookupService:
             error = CrmBadResponse(f"unexpected {type(exc).__name__}: {exc}", adapter=adapter.name)
         else:
             breaker.success()
+            self._timed(adapter.name, what, started)
             return result
+        self._timed(adapter.name, what, started)
         if error.counts_for_breaker:
             breaker.failure()
             if breaker.state == "open":

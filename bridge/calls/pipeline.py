@@ -35,6 +35,7 @@ class CallPipeline:
         self._subscribers: list[Subscriber] = []
         self._raw_subscribers: list[Callable[[AmiMessage], None]] = []
         self.events_in = 0
+        self.events_by_pbx: dict[str, int] = {}  # for /metrics
 
     def subscribe(self, subscriber: Subscriber) -> None:
         self._subscribers.append(subscriber)
@@ -47,6 +48,7 @@ class CallPipeline:
     def feed(self, event: AmiMessage) -> None:
         self.events_in += 1
         tracker = self.trackers.get(event.pbx, self.tracker) if event.pbx else self.tracker
+        self.events_by_pbx[tracker.pbx] = self.events_by_pbx.get(tracker.pbx, 0) + 1
         try:
             produced = tracker.handle(event)
         except Exception:  # one malformed event must never stop the bridge
