@@ -22,6 +22,7 @@ import logging
 import time
 from collections.abc import AsyncIterator, Callable, Iterable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from aiohttp import web
 
@@ -36,8 +37,12 @@ from web.auth import (
     safe_next,
 )
 from web.login_throttle import LoginThrottle, address_key, parse_networks, seconds
+from web.shared_state import RedisCounters
 from web.users import ROLES, UserStore, normalize_username
 from web.ws_tasks import SOCKETS_KEY, CloseCode, SocketRegistry, sockets_of
+
+if TYPE_CHECKING:
+    from redis.asyncio import Redis, RedisCluster
 
 log = logging.getLogger(__name__)
 
@@ -112,7 +117,7 @@ async def login_submit(request: web.Request) -> web.StreamResponse:
                            error="The sign-in form had expired. Please enter your password again.")
     name, where = normalize_username(username)[:200], address_key(remote)
     device = throttle.device_id(request.cookies.get(auth.device_cookie_name), name)
-    verdict = throttle.check(name, where, device)
+    verdict = await throttle.check(name, where, device)
     if verdict.retry_after > 0:
         wait = seconds(verdict.retry_after)
         AUDIT.warning("audit: login throttled (%s limit) user=%s from %s", verdict.limit, _log_safe(name),
@@ -124,11 +129,11 @@ async def login_submit(request: web.Request) -> web.StreamResponse:
     # Always one argon2 verification: empty, unknown and over-long passwords cost the same.
     user = await auth.users.authenticate(username, password)
     if user is None:
-        throttle.failed(name, where, device)
+        await throttle.failed(name, where, device)
         AUDIT.warning("audit: login failed user=%s from %s", _log_safe(name), remote)
         return _login_page(auth, status=401, username=shown, next_path=next_path,
                            error="Wrong username or password.")
-    throttle.succeeded(name, device)
+    await throttle.succeeded(name, device)
     old = request.get("session")
     if old is not None:  # rotation: the session presented before this login ends here
         await auth.end_session(old.token_hash)
@@ -184,7 +189,8 @@ def setup_auth(app: web.Application, user_store: UserStore, *, secure_cookie: bo
                login_attempts: int = 5, login_window: float = 60.0, address_attempts: int = 20,
                global_attempts: int = 300, trusted_proxies: Iterable[str] = (),
                sockets_per_session: int = 4, sockets_per_user: int = 8, sweep_interval: float = 2.0,
-               secret: bytes | None = None, clock: Callable[[], float] = time.time) -> Auth:
+               secret: bytes | None = None, redis: Redis | RedisCluster | None = None,
+               clock: Callable[[], float] = time.time) -> Auth:
     """Install the auth middleware and the login/logout/session routes on `app`.
 
     `public_paths`: more paths served without a session (a trailing "/" makes a prefix).
@@ -194,14 +200,24 @@ def setup_auth(app: web.Application, user_store: UserStore, *, secure_cookie: bo
     `login_window` seconds doubling per failure; `global_attempts` failures a minute over
     everybody (web.login_throttle). `sockets_per_session` / `sockets_per_user`: open pages
     before the oldest is closed; `sweep_interval`: how often open pages' sessions are checked.
-    `clock` (epoch seconds) drives session expiry and the login throttle (tests move it)."""
+    `clock` (epoch seconds) drives session expiry and the login throttle (tests move it).
+
+    A cluster: `secret` (at least 16 bytes, the same on every node) signs the login form's
+    token and the device cookies and keys the throttle's slots, so a form or cookie from one
+    node is good on another; `redis` (a `redis.asyncio` client) shares the login throttle's
+    counters (web.shared_state). Without them: a random secret and counters per process."""
+    if secret is not None and len(secret) < 16:
+        raise ValueError("the shared secret key must be at least 16 bytes")
+    if redis is not None and not secret:  # random per node: no two nodes would agree on a slot
+        raise ValueError("a login throttle shared through Redis needs the nodes' shared secret key")
     auth = Auth(user_store, secure_cookie=secure_cookie, session_max_age=session_max_age,
                 idle_timeout=idle_timeout, allowed_origins=allowed_origins, public_paths=public_paths,
                 secret=secret, clock=clock, trusted_proxies=parse_networks(trusted_proxies))
     app[AUTH_KEY] = auth
     app[THROTTLE_KEY] = LoginThrottle(account_free=login_attempts, address_free=address_attempts,
                                       base_delay=login_window, global_limit=global_attempts,
-                                      secret=auth.secret, clock=clock)
+                                      secret=auth.secret, clock=clock,
+                                      shared=RedisCounters(redis) if redis is not None else None)
     sockets = SocketRegistry(per_session=sockets_per_session, per_user=sockets_per_user)
     app[SOCKETS_KEY] = sockets
     app.middlewares.append(auth_middleware)

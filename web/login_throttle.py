@@ -13,13 +13,19 @@ Four limits, all checked before any password is verified (a refused try costs no
   its own (`account_free` failures, then the same delays). So an attacker hammering
   `anna` from the proxy's shared address delays the attacker, not Anna at her desk.
 
-The counters sit in fixed-size arrays indexed by a keyed hash (a secret per process), so
+The counters sit in fixed-size arrays indexed by a keyed hash (keyed by `secret`), so
 memory is constant, nothing is ever evicted, and no number of throwaway user names or
 addresses can flush the count of a real account. Two keys may share a slot (4096 of them):
 that only makes the limit stricter for both, and the key is secret, so the attacker cannot
 aim a collision. Failures are forgotten only by time (`forget_after` without a failure) or,
-for an account and a device, by a successful login. The state is per process: several
-bridge nodes need it shared (a database table or Redis).
+for an account and a device, by a successful login.
+
+The state is per process by default (one node, nothing else to run). A cluster gives
+`shared` (web.shared_state.RedisCounters): the same slots and arithmetic kept in Redis, so
+every node sees every failure; the nodes must share `secret` (it keys the slots and signs
+the device cookies). Each node also keeps counting in its own arrays: when the shared store
+is unreachable its verdicts come from what this node saw (never a lock-out for everybody,
+never unlimited guessing: at most one node's limits per node).
 """
 
 from __future__ import annotations
@@ -30,8 +36,9 @@ import ipaddress
 import math
 import secrets
 from array import array
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from typing import Protocol
 
 from aiohttp import web
 
@@ -102,22 +109,65 @@ class Verdict:
     limit: str  # which limit refused ("account", "address", "global", "device") or ""
 
 
+@dataclass(frozen=True)
+class Counter:
+    """One slot counter a login touches (a shared store keeps it under `kind` and `slot`)."""
+
+    kind: str  # "account", "address" or "device"
+    slot: int
+    free: int  # failures before the delays start
+
+
+@dataclass(frozen=True)
+class Rules:
+    """The delays and the global ceiling, the same for every counter."""
+
+    base_delay: float
+    max_delay: float
+    forget_after: float
+    global_limit: int
+    global_window: float
+
+
+class SharedCounters(Protocol):
+    """Counters every node sees (web.shared_state.RedisCounters), with the arithmetic of
+    SlotCounters and LeakyBucket. `everyone`: the global bucket too, after `counters`.
+    Unreachable: `waits` gives None and the others do nothing (the caller falls back)."""
+
+    async def waits(self, counters: Sequence[Counter], everyone: bool, rules: Rules,
+                    now: float) -> list[float] | None: ...
+
+    async def failed(self, counters: Sequence[Counter], everyone: bool, rules: Rules, now: float) -> None: ...
+
+    async def reset(self, counter: Counter, now: float) -> None: ...
+
+
+def subkey(secret: bytes, purpose: str) -> bytes:
+    """A key for one use derived from the (configured or random) secret; any length of secret."""
+    return hmac.new(secret, f"callbridge-throttle:{purpose}".encode(), hashlib.sha256).digest()
+
+
+Touched = tuple[str, SlotCounters, str]  # (kind, its counters, the name counted)
+
+
 class LoginThrottle:
     """The login limits (module docstring). `clock`: epoch seconds, moved by tests."""
 
     def __init__(self, *, account_free: int = 5, address_free: int = 20, base_delay: float = 60.0,
                  max_delay: float = 15 * 60.0, forget_after: float = 3600.0, global_limit: int = 300,
                  global_window: float = 60.0, slots: int = 4096, device_max_age: float = 30 * 86400.0,
-                 secret: bytes | None = None, clock: Callable[[], float]) -> None:
+                 secret: bytes | None = None, shared: SharedCounters | None = None,
+                 clock: Callable[[], float]) -> None:
         if min(account_free, address_free, global_limit, slots) < 1 or min(base_delay, global_window) <= 0:
             raise ValueError("login limits must be positive")
-        self.clock = clock
+        self.clock, self.shared = clock, shared
         # Slot keys and device cookies: unguessable; shared by the nodes given the same secret.
         self.secret = secret or secrets.token_bytes(32)
+        self.rules = Rules(base_delay, max_delay, forget_after, global_limit, global_window)
         common = {"base_delay": base_delay, "max_delay": max_delay, "forget_after": forget_after}
-        self.accounts = SlotCounters(slots, self.secret[:16] + b"account", free=account_free, **common)
-        self.addresses = SlotCounters(slots, self.secret[:16] + b"address", free=address_free, **common)
-        self.devices = SlotCounters(slots, self.secret[:16] + b"device", free=account_free, **common)
+        self.accounts = SlotCounters(slots, subkey(self.secret, "account"), free=account_free, **common)
+        self.addresses = SlotCounters(slots, subkey(self.secret, "address"), free=address_free, **common)
+        self.devices = SlotCounters(slots, subkey(self.secret, "device"), free=account_free, **common)
         self.everyone = LeakyBucket(global_limit, global_window)
         self.device_max_age = device_max_age
 
@@ -145,33 +195,49 @@ class LoginThrottle:
 
     # -- the decision -----------------------------------------------------------------------
 
-    def check(self, username: str, address: str, device: str | None) -> Verdict:
-        now = self.clock()
+    def _touched(self, username: str, address: str, device: str | None) -> list[Touched]:
         if device is not None:  # a browser this account signed in from: only its own bucket
-            return Verdict(self.devices.retry_after(device, now), "device")
-        for limit, wait in (("account", self.accounts.retry_after(username, now)),
-                            ("address", self.addresses.retry_after(address, now)),
-                            ("global", self.everyone.retry_after(now))):
+            return [("device", self.devices, device)]
+        return [("account", self.accounts, username), ("address", self.addresses, address)]
+
+    @staticmethod
+    def _shared(touched: list[Touched]) -> list[Counter]:
+        return [Counter(kind, c.slot(name), c.free) for kind, c, name in touched]
+
+    async def check(self, username: str, address: str, device: str | None) -> Verdict:
+        now, touched = self.clock(), self._touched(username, address, device)
+        everyone = device is None  # a device's own login passes the global ceiling
+        limits = [kind for kind, _, _ in touched] + (["global"] if everyone else [])
+        waits = [c.retry_after(name, now) for _, c, name in touched]
+        if everyone:
+            waits.append(self.everyone.retry_after(now))
+        if self.shared is not None:
+            # Reachable, the shared counters are the truth (they saw every node's failures,
+            # and a success on another node reset them); unreachable, this node's own count.
+            shared = await self.shared.waits(self._shared(touched), everyone, self.rules, now)
+            waits = waits if shared is None else shared
+        for limit, wait in zip(limits, waits, strict=True):
             if wait > 0:
                 return Verdict(wait, limit)
         return Verdict(0.0, "")
 
-    def failed(self, username: str, address: str, device: str | None) -> None:
-        now = self.clock()
-        if device is not None:
-            self.devices.failed(device, now)
-            return
-        self.accounts.failed(username, now)
-        self.addresses.failed(address, now)
-        self.everyone.failed(now)
+    async def failed(self, username: str, address: str, device: str | None) -> None:
+        now, touched = self.clock(), self._touched(username, address, device)
+        for _, counters, name in touched:
+            counters.failed(name, now)
+        if device is None:
+            self.everyone.failed(now)
+        if self.shared is not None:
+            await self.shared.failed(self._shared(touched), device is None, self.rules, now)
 
-    def succeeded(self, username: str, device: str | None) -> None:
+    async def succeeded(self, username: str, device: str | None) -> None:
         # The address keeps its count: an attacker's own valid login must not reset it; nor
         # does a device-cookie login reset the account's (the attacker's delay stays).
-        if device is not None:
-            self.devices.reset(device)
-        else:
-            self.accounts.reset(username)
+        touched = self._touched(username, "", device)[:1]  # the device's, else the account's
+        _, counters, name = touched[0]
+        counters.reset(name)
+        if self.shared is not None:
+            await self.shared.reset(self._shared(touched)[0], self.clock())
 
 
 def seconds(wait: float) -> int:
