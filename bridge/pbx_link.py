@@ -45,6 +45,8 @@ class PbxLink:
         # What the owner fed its model, for the cluster's followers (cluster.replica).
         self.on_fed: Callable[[AmiMessage], None] | None = None
         self.on_resynced: Callable[[list[AmiMessage], list[AmiMessage], float], None] | None = None
+        self.on_alive: Callable[[float], None] | None = None
+        self.on_lost: Callable[[], None] | None = None
         # (PBX timestamp, our clock) of the last event: resync times use the PBX's clock.
         self._last_event: tuple[float, float] | None = None
         # A resync snapshot waits for the events that reached us before it (they sit in
@@ -55,7 +57,7 @@ class PbxLink:
         self.client.on_event(self._on_event)
         self.client.on_ready(self.resync)
         self.client.on_disconnect(self._on_disconnect)
-        self.client.on_alive(lambda at: self.pipeline.note_alive(at, self.id))
+        self.client.on_alive(self._alive)
 
     @property
     def ready(self) -> bool:
@@ -132,10 +134,17 @@ class PbxLink:
         log.info("PBX %s: resynced: %d live channels, %d live calls (was %d), %d queue entries",
                  self.id, len(channels), after, before, len(queue_status))
 
+    def _alive(self, at: float) -> None:
+        self.pipeline.note_alive(at, self.id)
+        if self.on_alive is not None:
+            self.on_alive(at)
+
     def _on_disconnect(self, reason: str) -> None:
         if reason == "client stopped":
             return  # our own shutdown, not a lost PBX
         # Calls that end during the outage end at the PBX's last proof of life before it.
         self.pipeline.link_lost(self.id)
+        if self.on_lost is not None:
+            self.on_lost()
         log.warning("PBX %s: lost the PBX (%s); calls stay open until the resync after reconnecting",
                     self.id, reason)

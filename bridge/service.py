@@ -32,6 +32,7 @@ from bridge.call_log.store import CallLogStore
 from bridge.call_log.writer import CallLogWriter
 from bridge.calls.pipeline import CallPipeline
 from bridge.calls.tracker import CallTracker
+from bridge.cluster_node import ClusterNode
 from bridge.metrics import BridgeMetrics
 from bridge.pbx_link import PbxLink, ResyncListener
 from bridge.settings import CallbridgeSettings, ConfigError
@@ -69,6 +70,9 @@ class BridgeService:
                         id_prefix="" if i == 0 else f"{p.id}:") for i, p in enumerate(pbxes)])
         self.links = {p.id: PbxLink(p, self.pipeline) for p in pbxes}
         self.main = next(iter(self.links.values()))
+        # Several nodes: each PBX's link runs on its owner only (bridge.cluster_node).
+        self.cluster = (ClusterNode(settings.cluster, settings.database_url, self.pipeline, self.links,
+                                    self.store, self.writer) if settings.cluster.redis_url else None)
         self.lookup = LookupService.from_settings(settings.crm, self.store)
         self.metrics = BridgeMetrics(self)
         self.web_runner: web.AppRunner | None = None
@@ -93,8 +97,11 @@ class BridgeService:
         self.pipeline.subscribe(CallLogLines())
         await self.lookup.open()
         await self._start_web()
-        for link in self.links.values():
-            await link.start()
+        if self.cluster is not None:
+            await self.cluster.start()  # stands by for each PBX; its lock's holder runs the link
+        else:
+            for link in self.links.values():
+                await link.start()
         # Everything made so far (imports, settings, the web app) lives as long as the
         # process: keep it out of the collector, whose full passes over it stalled the
         # event loop for ~100-190 ms (bench/screenpop_latency.py), to ~11 ms.
@@ -112,7 +119,11 @@ class BridgeService:
                                            "session_max_age": http.session_max_age,
                                            "idle_timeout": http.idle_timeout,
                                            "trusted_proxies": [str(n) for n in http.trusted_proxies],
-                                           "public_paths": OPS_PATHS},
+                                           "public_paths": OPS_PATHS,
+                                           # a cluster's nodes share the keys and the throttle
+                                           "secret": http.secret_key.get_secret_value().encode()
+                                           if http.secret_key is not None else None,
+                                           "redis": self.cluster.redis if self.cluster is not None else None},
                              send_action=self.send_action, store=self.store,
                              console=self.settings.console)
         add_favicon(app)  # every page's icon (web.pages)
@@ -147,15 +158,24 @@ class BridgeService:
 
     async def send_action(self, action: dict[str, str], timeout: float | None = None,  # noqa: ASYNC109
                           pbx: str | None = None) -> AmiMessage:
-        """An action to a PBX (the first one unless named)."""
+        """An action to a PBX (the first one unless named); in a cluster, by its owner."""
         link = self.links.get(pbx, self.main) if pbx else self.main
+        if self.cluster is not None:
+            return await self.cluster.send_action(action, timeout, link.id)
         return await link.send_action(action, timeout=timeout)
 
     def pbx_ready(self, pbx: str | None = None) -> bool:
         """The PBX (every PBX unless named) is logged in and resynced."""
         if pbx:
-            return pbx in self.links and self.links[pbx].ready
-        return all(link.ready for link in self.links.values())
+            return pbx in self.links and self._ready(pbx)
+        return all(self._ready(p) for p in self.links)
+
+    def _ready(self, pbx: str) -> bool:
+        return self.cluster.pbx_ready(pbx) if self.cluster is not None else self.links[pbx].ready
+
+    def owns(self, pbx: str) -> bool:
+        """Whether this node writes for the PBX (always, but in a cluster: its owner only)."""
+        return self.cluster is None or self.cluster.owns(pbx)
 
     def on_resync(self, listener: ResyncListener) -> None:
         for link in self.links.values():
@@ -163,7 +183,7 @@ class BridgeService:
 
     def pbx_status(self, pbx: str) -> dict[str, Any]:
         link = self.links[pbx]
-        return {"connected": link.ready, "owner": link.running,
+        return {"connected": link.ready, "owner": self.owns(pbx),
                 "events": self.pipeline.events_by_pbx.get(pbx, 0),
                 "live_calls": len(self.pipeline.trackers[pbx].live_calls())}
 
@@ -196,9 +216,11 @@ class BridgeService:
             pipeline=self.pipeline, store=self.store, app=app, send_action=self.send_action,
             pbx_ready=self.pbx_ready, on_resync=self.on_resync,
             operator_pattern=self.settings.operator_pattern, timezone=self.settings.timezone,
-            clock=self.clock, pbxes=tuple(self.links))
+            clock=self.clock, pbxes=tuple(self.links), owns=self.owns)
 
     async def stop(self) -> None:
+        if self.cluster is not None:
+            await _bounded(self.cluster.stop(), _WEB_BUDGET, "cluster leases and streams", self.stuck)
         for link in self.links.values():
             await link.stop()
         if self.web_runner is not None:  # the features stop with the app (the recorder saves its rows)

@@ -19,6 +19,7 @@ from pydantic_settings import (
 
 from bridge.calls.channel_names import DEFAULT_OPERATOR_PATTERN
 from bridge.calls.record import DEFAULT_PBX
+from cluster.settings import ClusterSettings
 from crm_adapters.settings import CrmSettings
 from recordings.settings import RecordingSettings
 from reports.settings import ReportSettings
@@ -61,6 +62,9 @@ class HttpSettings(BaseModel):
     idle_timeout: int = Field(30 * 60, gt=0, description="seconds without activity that end a login")
     # Proxies (addresses or networks) whose X-Forwarded-For names the client; nobody's by default.
     trusted_proxies: list[IPvAnyNetwork] = Field(default_factory=list)
+    # Signs login forms and device cookies. Unset: a random key per process (one node). A
+    # cluster's nodes must share one (>= 16 bytes), or a form served by one fails on another.
+    secret_key: SecretStr | None = None
     # Who may read /healthz, /readyz and /metrics (load balancers, Prometheus): they log in as
     # nobody, so the address is the check. Loopback only by default.
     ops_networks: list[IPvAnyNetwork] = Field(
@@ -91,6 +95,8 @@ class CallbridgeSettings(BaseSettings):
     wallboard: WallboardSettings = Field(default_factory=WallboardSettings)
     reports: ReportSettings = Field(default_factory=ReportSettings)
     console: ConsoleSettings = Field(default_factory=ConsoleSettings)
+    # Several bridge nodes (PostgreSQL and Redis shared): on when [cluster] redis_url is set.
+    cluster: ClusterSettings = Field(default_factory=ClusterSettings)
 
     def pbxes(self) -> list[PbxSettings]:
         """Every PBX, its defaults filled in from the top level; the first is the main one."""
@@ -105,6 +111,14 @@ class CallbridgeSettings(BaseSettings):
             raise ValueError(f"pbx: every [[pbx]] needs its own id (got {', '.join(ids)})")
         if self.pbx and "ami" in self.model_fields_set:
             raise ValueError("pbx: with [[pbx]] tables, put each PBX's AMI login there, not in [ami]")
+        if self.cluster.redis_url and not self.database_url.startswith("postgresql"):
+            raise ValueError("cluster: several nodes share PostgreSQL (its locks elect each PBX's owner):"
+                             " set database_url to a postgresql+asyncpg:// URL")
+        if self.cluster.redis_url and self.http.secret_key is None:
+            raise ValueError("cluster: set [http] secret_key (the same on every node, 16 characters or more)"
+                             " so a login started on one node finishes on another")
+        if self.http.secret_key is not None and len(self.http.secret_key.get_secret_value()) < 16:
+            raise ValueError("http.secret_key: 16 characters or more")
         return self
 
     @model_validator(mode="after")

@@ -37,6 +37,9 @@ class BridgeParts:
     timezone: str  # the call centre's IANA zone ("today", date folders)
     clock: Callable[[], float] = time.time  # our clock (tests pass a recorded one)
     pbxes: tuple[str, ...] = (DEFAULT_PBX,)  # the PBXes' ids, the first (main) one first
+    # Whether this node writes for a PBX (its side effects: rows, recordings, CRM notes). One
+    # process: always; a cluster: only the PBX's owner, every other node follows its events.
+    owns: Callable[[str], bool] = lambda pbx: True
 
 
 def run_with_app(app: web.Application, start: Callable[[], Awaitable[Any]],

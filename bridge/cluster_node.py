@@ -1,0 +1,230 @@
+"""This node's part in a cluster: which PBXes it owns, and how the others follow them.
+
+Per PBX, exactly one node in the cluster is its owner: it holds the PBX's PostgreSQL
+advisory lock (cluster.lease). The owner runs the PBX's AMI link, feeds its model, writes
+its calls (each write checks the fencing epoch), sends the actions any node asks of the
+PBX, and publishes, in order, every AMI event it fed its model to the PBX's Redis stream
+(cluster.stream). Every other node reads that stream into the same deterministic model,
+so every node holds the same calls, cards and wallboard for its own browsers - a browser
+that reconnects to another node gets its cards and the live wallboard at once.
+
+Takeover: the lock is released by PostgreSQL when the owner or its connection dies; a
+standby node takes it within `lease_retry_interval`, restores the PBX's live calls from
+the call log, connects to the PBX and resyncs (CoreShowChannels, QueueStatus) - published
+too, so every follower's model is squared with the PBX. Calls are keyed by Linkedid, so
+the new owner's writes continue the same rows: none lost, none duplicated.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from bridge.ami.actions import AmiError
+from bridge.ami.message import AmiMessage
+from bridge.call_log.store import CallLogStore, WriteFenced
+from bridge.call_log.writer import CallLogWriter
+from bridge.calls.pipeline import CallPipeline
+from bridge.pbx_link import PbxLink
+from cluster.actions import ActionClient, ActionFailed, ActionServer, OwnerUnavailable
+from cluster.lease import Fenced, PbxLease, require_epoch
+from cluster.redis_link import connect
+from cluster.settings import ClusterSettings
+from cluster.stream import PbxStreamPublisher, PbxStreamReader, StreamEntry
+
+log = logging.getLogger("callbridge.cluster")
+
+_RESYNC_ASK_TIMEOUT = 5.0  # a follower's request that the owner publish the PBX's picture
+_FOLLOWER_STALE = 15.0  # seconds without a word from the owner's stream: the PBX counts as down
+
+
+class PbxSeat:
+    """One PBX as this node sees it: owned (link running, publishing) or followed."""
+
+    def __init__(self, node: ClusterNode, link: PbxLink) -> None:
+        self.node, self.link, self.pbx = node, link, link.id
+        s = node.settings
+        self.lease = PbxLease(node.dsn, self.pbx, s.node_id, check_interval=s.lease_check_interval,
+                              check_timeout=s.lease_check_timeout, retry_interval=s.lease_retry_interval,
+                              on_acquired=self._acquired, on_lost=self._lost)
+        self.epoch: int | None = None  # while owner: what our writes must still match
+        self.publisher: PbxStreamPublisher | None = None
+        self.server: ActionServer | None = None
+        self.reader: PbxStreamReader | None = None
+        self.entries = 0  # stream entries applied while following
+
+    @property
+    def owned(self) -> bool:
+        return self.epoch is not None
+
+    # -- following ------------------------------------------------------------------------
+
+    async def follow(self) -> None:
+        self.reader = PbxStreamReader(self.node.redis, self.pbx, on_entry=self._on_entry, on_gap=self._on_gap)
+        await self.reader.start()
+        self.node.background(self.ask_resync("joined"))
+
+    def _on_entry(self, entry: StreamEntry) -> None:
+        if self.owned:
+            return  # our own publications (or a fenced ex-owner's): our model has its own truth
+        self.entries += 1
+        kind, payload = entry.kind, entry.payload
+        if kind == "event":
+            payload.pbx = self.pbx
+            self.node.pipeline.feed(payload)
+        elif kind == "resync":
+            for item in (*payload["channels"], *payload["queue_status"]):
+                item.pbx = self.pbx
+            self.link.apply_snapshot(payload["channels"], payload["queue_status"], float(payload["at"]))
+        elif kind == "alive":
+            self.node.pipeline.note_alive(float(payload), self.pbx)
+        elif kind == "link_lost":
+            self.node.pipeline.link_lost(self.pbx)
+
+    def _on_gap(self, reason: str) -> None:
+        log.warning("pbx %s: the event stream has a gap (%s): asking the owner for the PBX's picture",
+                    self.pbx, reason)
+        self.node.background(self.ask_resync(reason))
+
+    async def ask_resync(self, why: str) -> None:
+        if self.owned:
+            return
+        try:
+            await self.node.actions.call(self.pbx, {"op": "resync", "why": why}, timeout=_RESYNC_ASK_TIMEOUT)
+        except (OwnerUnavailable, ActionFailed) as exc:
+            log.info("pbx %s: no resync from an owner (%s); the next owner's connect resyncs", self.pbx, exc)
+
+    # -- owning ---------------------------------------------------------------------------
+
+    async def _acquired(self, epoch: int) -> None:
+        node = self.node
+        if self.reader is not None:
+            await self.reader.stop()
+            self.reader = None
+        # Calls the last owner logged as live and our model may not hold (it may have
+        # missed stream entries): the resync after our connect keeps or ends each.
+        node.pipeline.trackers[self.pbx].restore(await node.store.live_calls(self.pbx))
+        self.epoch = epoch
+        self.publisher = PbxStreamPublisher(node.redis, self.pbx, node=node.settings.node_id)
+        await self.publisher.start()
+        publish = self.publisher.publish
+        self.link.on_fed = lambda event: publish("event", event, epoch=epoch)
+        self.link.on_resynced = lambda ch, qs, at: publish(
+            "resync", {"channels": ch, "queue_status": qs, "at": at}, epoch=epoch)
+        self.link.on_alive = lambda at: publish("alive", at, epoch=epoch)
+        self.link.on_lost = lambda: publish("link_lost", None, epoch=epoch)
+        self.server = ActionServer(node.redis, self.pbx, self._serve)
+        await self.server.start()
+        await self.link.start()
+        log.info("pbx %s: this node (%s) owns it now (epoch %d)", self.pbx, node.settings.node_id, epoch)
+
+    def _lost(self, reason: str) -> None:
+        # Fenced at once: no write, no publication for this PBX from here on.
+        was = self.epoch
+        self.epoch = None
+        self.link.on_fed = self.link.on_resynced = self.link.on_alive = self.link.on_lost = None
+        log.warning("pbx %s: no longer its owner (epoch %s): %s", self.pbx, was, reason)
+        self.node.background(self._step_down())
+
+    async def _step_down(self) -> None:
+        await self.link.stop()
+        for part in (self.server, self.publisher):
+            if part is not None:
+                await part.stop()
+        self.server = self.publisher = None
+        if not self.node.stopping and self.reader is None:
+            await self.follow()
+
+    async def _serve(self, request: dict[str, Any]) -> dict[str, Any]:
+        """A request from any node for this PBX (we own it)."""
+        op = request.get("op")
+        if op == "resync":
+            await self.link.resync()
+            return {}
+        if op == "action":
+            reply = await self.link.send_action(request["action"], timeout=request.get("timeout"))
+            return {"reply": [reply.received_at, reply.pairs]}
+        raise ValueError(f"unknown request {op!r}")
+
+
+class ClusterNode:
+    def __init__(self, settings: ClusterSettings, dsn: str, pipeline: CallPipeline,
+                 links: dict[str, PbxLink], store: CallLogStore, writer: CallLogWriter) -> None:
+        if not settings.redis_url:
+            raise ValueError("a cluster node needs [cluster] redis_url")
+        self.settings, self.dsn, self.pipeline, self.store = settings, dsn, pipeline, store
+        self.redis = connect(settings.redis_url, client_name=f"callbridge {settings.node_id}")
+        self.actions = ActionClient(self.redis, settings.node_id)
+        self.seats = {pbx: PbxSeat(self, link) for pbx, link in links.items()}
+        self.stopping = False
+        self._tasks: set[asyncio.Task[Any]] = set()
+        writer.accepts = self.owns
+        writer.guard = self.guard
+
+    def owns(self, pbx: str) -> bool:
+        seat = self.seats.get(pbx)
+        return seat is not None and seat.owned
+
+    async def guard(self, conn: AsyncConnection, pbxes: set[str]) -> None:
+        """In the call log's write transaction: every PBX of the batch is still ours."""
+        for pbx in sorted(pbxes):
+            epoch = self.seats[pbx].epoch if pbx in self.seats else None
+            if epoch is None:
+                raise WriteFenced(f"this node no longer owns PBX {pbx}")
+            try:
+                await require_epoch(conn, pbx, epoch)
+            except Fenced as exc:
+                raise WriteFenced(str(exc)) from None
+
+    async def start(self) -> None:
+        for seat in self.seats.values():
+            await seat.follow()
+            await seat.lease.start()
+
+    async def stop(self) -> None:
+        self.stopping = True
+        for seat in self.seats.values():
+            await seat.lease.stop()  # on_lost: fenced, then the link and publisher stop
+            if seat.reader is not None:
+                await seat.reader.stop()
+        if self._tasks:
+            await asyncio.wait(set(self._tasks), timeout=2.0)
+        await self.redis.aclose()
+
+    def background(self, work: Any) -> None:
+        task = asyncio.ensure_future(work)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def send_action(self, action: dict[str, str], timeout: float | None,  # noqa: ASYNC109
+                          pbx: str) -> AmiMessage:
+        """Through this node's link if it owns the PBX, else by the PBX's owner."""
+        seat = self.seats[pbx]
+        if seat.owned:
+            return await seat.link.send_action(action, timeout=timeout)
+        wait = (timeout or seat.link.settings.action_timeout) + 1.0
+        try:
+            reply = await self.actions.call(pbx, {"op": "action", "action": dict(action), "timeout": timeout},
+                                            timeout=wait)
+        except (OwnerUnavailable, ActionFailed) as exc:
+            raise AmiError(f"PBX {pbx}: {exc}") from None
+        received_at, pairs = reply["reply"]
+        return AmiMessage([(k, v) for k, v in pairs], received_at)
+
+    def state(self, pbx: str) -> str:
+        """owner | standby | stopped (the lease's view)."""
+        return self.seats[pbx].lease.state
+
+    def pbx_ready(self, pbx: str) -> bool:
+        """Owner: logged in to the PBX. Follower: the owner's stream is flowing (its
+        heartbeats come every few seconds even when the PBX is quiet)."""
+        seat = self.seats[pbx]
+        if seat.owned:
+            return seat.link.ready
+        reader = seat.reader
+        last = reader.last_entry_at if reader is not None else None
+        return last is not None and time.monotonic() - last < _FOLLOWER_STALE
