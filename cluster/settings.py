@@ -1,0 +1,25 @@
+"""How this node takes part in the cluster: its name, the Redis it shares with the others, and
+the timing of its PBX leases (see `cluster.lease`)."""
+
+from __future__ import annotations
+
+import os
+import socket
+
+from pydantic import BaseModel, Field
+
+
+def default_node_id() -> str:
+    """Host and process: unique among live nodes, and says where to look when it shows up in a log."""
+    return f"{socket.gethostname()}-{os.getpid()}"
+
+
+class ClusterSettings(BaseModel):
+    node_id: str = Field(default_factory=default_node_id, min_length=1)
+    redis_url: str | None = None
+    # An owner checks its lease connection every lease_check_interval seconds and fences itself
+    # when a check takes longer than lease_check_timeout: it stops acting within their sum.
+    lease_check_interval: float = Field(default=0.5, gt=0)
+    lease_check_timeout: float = Field(default=1.0, gt=0)
+    # How often a standby node tries to take a PBX over (and reconnects after an error).
+    lease_retry_interval: float = Field(default=1.0, gt=0)
