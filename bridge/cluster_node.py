@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import time
 from typing import Any
 
@@ -143,7 +144,8 @@ class PbxSeat:
         """A request from any node for this PBX (we own it)."""
         op = request.get("op")
         if op == "resync":
-            await self.link.resync()
+            if self.link.ready:  # else the connect to come resyncs (and publishes it)
+                await self.link.resync()
             return {}
         if op == "action":
             reply = await self.link.send_action(request["action"], timeout=request.get("timeout"))
@@ -157,7 +159,9 @@ class ClusterNode:
         if not settings.redis_url:
             raise ValueError("a cluster node needs [cluster] redis_url")
         self.settings, self.dsn, self.pipeline, self.store = settings, dsn, pipeline, store
-        self.redis = connect(settings.redis_url, client_name=f"callbridge {settings.node_id}")
+        # Redis client names allow no spaces nor odd characters: CLIENT LIST shows the node.
+        self.redis = connect(settings.redis_url,
+                             client_name="callbridge-" + re.sub(r"[^A-Za-z0-9_.-]", "_", settings.node_id))
         self.actions = ActionClient(self.redis, settings.node_id)
         self.seats = {pbx: PbxSeat(self, link) for pbx, link in links.items()}
         self.stopping = False

@@ -1,0 +1,159 @@
+"""Three bridge nodes (processes) and two PBXes (simulator processes) on a shared PostgreSQL
+and Redis: cards reach the right operator whichever node he is on; the owner of the PBXes
+is SIGKILLed mid-call and another node takes over, the call is logged once and right and
+its operator's card carries on; Redis restarts and the nodes carry on."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from bridge.call_log.store import CallLogStore
+from bridge.calls.replay import replay_bytes
+from tests.capture_facts import FIXTURES, capture_bytes
+from tests.cluster.harness import (
+    PASSWORD,
+    Node,
+    Operator,
+    Pbx,
+    cluster_db_url,
+    free_port,
+    node_config,
+    wipe_database,
+)
+from tests.cluster.redis_server import RedisServer, redis_server_fixture  # noqa: F401 (fixture)
+from tests.db_fixtures import pg_required
+from web.users import UserStore
+
+pytestmark = pytest.mark.postgres
+TAKEOVER_LIMIT = 5.0  # the issue's promise, seconds from the owner's death to a new owner
+
+
+@dataclass
+class Lab:
+    nodes: list[Node]
+    pbxes: list[Pbx]
+    redis: RedisServer
+    store: CallLogStore
+
+    async def owners(self) -> dict[str, str]:
+        """pbx -> the node that says it owns it (now)."""
+        found: dict[str, str] = {}
+        for node in self.nodes:
+            if node.process is None or node.process.poll() is not None:
+                continue
+            ready = await node.readyz()
+            for pbx, state in ((ready or {}).get("pbx") or {}).items():
+                if state.startswith("owner"):
+                    found[pbx] = node.name
+        return found
+
+    async def wait_owned(self, pbxes: set[str], limit: float = 20.0, among: set[str] | None = None
+                         ) -> dict[str, str]:
+        async with asyncio.timeout(limit):
+            while True:
+                owners = await self.owners()
+                if pbxes <= owners.keys() and (among is None or set(owners.values()) <= among):
+                    return owners
+                await asyncio.sleep(0.05)
+
+
+@pytest.fixture
+async def lab(tmp_path: Path, redis_server: RedisServer) -> AsyncIterator[Lab]:  # noqa: F811
+    url = cluster_db_url()
+    try:
+        await wipe_database(url)
+    except OSError as exc:
+        if pg_required():
+            raise
+        pytest.skip(f"no PostgreSQL for the cluster test: {exc}")
+    # Two PBXes: operator 101 answers a queue call on each (talk ~4.4 s at recorded speed).
+    pbxes = [Pbx("main", [FIXTURES / "queue_answered.ami"], tmp_path),
+             Pbx("lyon", [FIXTURES / "queue_answered.ami"], tmp_path)]
+    nodes = []
+    for i in (1, 2, 3):
+        port = free_port()
+        config = node_config(f"node{i}", tmp_path / f"node{i}", port, redis_server.url, url, pbxes)
+        nodes.append(Node(f"node{i}", tmp_path / f"node{i}", config, port))
+    store = CallLogStore(url)
+    lab = Lab(nodes, pbxes, redis_server, store)
+    try:
+        yield lab
+    finally:
+        for node in nodes:
+            node.stop()
+        for pbx in pbxes:
+            pbx.stop()
+        await store.close()
+        for node in nodes:  # what each node said, for a failing run
+            print(f"---- {node.name} ----\n{node.log_text[-6000:]}")
+
+
+async def test_cards_follow_operators_across_nodes_and_survive_the_owner_dying(lab: Lab) -> None:
+    first, second, third = lab.nodes
+    first.start()  # alone at first: it takes both PBXes' locks
+    await lab.wait_owned({"main", "lyon"}, among={"node1"})
+    second.start()
+    third.start()
+    async with asyncio.timeout(30):
+        while not all([await n.readyz() for n in (second, third)]):  # noqa: ASYNC110 (other processes)
+            await asyncio.sleep(0.1)
+    await lab.store.open()
+    users = UserStore(lab.store)
+    await users.add("anna", PASSWORD, role="operator", extensions=["101"], pbx="main")
+    await users.add("boris", PASSWORD, role="operator", extensions=["101"], pbx="lyon")
+    # Anna (101 on main) on node3, Boris (101 on lyon) on node2: neither on the owner.
+    anna, boris = Operator(third, "anna"), Operator(second, "boris")
+    try:
+        for op in (anna, boris):
+            await op.sign_in()
+            await op.open_console()
+        for pbx in lab.pbxes:  # the PBXes come up: the owner logs in and the calls start
+            pbx.start()
+        main_call, lyon_call = "1795508277.0", "lyon:1795508277.0"
+        await anna.wait_for_card(main_call, "live")
+        await boris.wait_for_card(lyon_call, "live")
+        # Same extension, two PBXes: each operator saw only his own PBX's call.
+        assert {c["call_id"] for c in anna.cards.values()} == {main_call}
+        assert {c["call_id"] for c in boris.cards.values()} == {lyon_call}
+
+        # The owner dies mid-call (both calls are in talk).
+        killed_at = time.monotonic()
+        first.kill()
+        owners = await lab.wait_owned({"main", "lyon"}, limit=TAKEOVER_LIMIT + 5, among={"node2", "node3"})
+        takeover = time.monotonic() - killed_at
+        assert takeover <= TAKEOVER_LIMIT, f"takeover took {takeover:.1f} s"
+        # The calls go on to their end at the new owner; the cards follow them.
+        after_anna = await anna.wait_for_card(main_call, "after_call")
+        await boris.wait_for_card(lyon_call, "after_call")
+        assert after_anna["answered_at"] is not None
+
+        # Logged once, and exactly what the capture's call was.
+        expected = replay_bytes(capture_bytes("queue_answered"))[0].replay_dict()
+        async with asyncio.timeout(15):
+            while len(ended := [c for c in await lab.store.export() if c.ended_at]) < 2:  # noqa: ASYNC110
+                await asyncio.sleep(0.1)
+        logged = {c.call_id: c.replay_dict() for c in await lab.store.export()}
+        assert logged[main_call] == expected
+        assert logged[lyon_call] == {**expected, "call_id": lyon_call, "pbx": "lyon"}
+        assert len(logged) == 2 and len(ended) == 2
+
+        # Boris's browser reconnects to the other live node: his card is there at once.
+        other = next(n for n in (lab.nodes[1], lab.nodes[2]) if n is not boris.node)
+        moved = Operator(other, "boris")
+        try:
+            await moved.sign_in()
+            hello = await moved.open_console()
+            assert [c["call_id"] for c in hello["cards"]] == [lyon_call]
+        finally:
+            await moved.close()
+        print(json.dumps({"takeover_seconds": round(takeover, 2), "owners": owners}))
+    finally:
+        await anna.close()
+        await boris.close()
