@@ -7,6 +7,7 @@ still imports only the tables it uses.
 from __future__ import annotations
 
 import bridge.call_log.tables  # noqa: F401
+import cluster.lease  # noqa: F401
 import crm_adapters.builtin_tables  # noqa: F401
 import recordings.review_store  # noqa: F401
 import recordings.store  # noqa: F401

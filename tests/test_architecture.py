@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import grimp
 
-PACKAGES = ("bridge", "crm_adapters", "screenpop", "recordings", "supervision", "web")
+PACKAGES = ("bridge", "cluster", "crm_adapters", "screenpop", "recordings", "supervision", "web", "reports")
 
 
 def import_cycles(graph: grimp.ImportGraph) -> list[list[str]]:
