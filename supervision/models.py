@@ -6,6 +6,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict
 
+from bridge.calls.record import DEFAULT_PBX
+
 OperatorStatus = Literal["available", "ringing", "talking", "after_call", "paused", "offline"]
 AlertKind = Literal["callers_waiting", "longest_wait"]
 
@@ -23,6 +25,7 @@ class AlertThresholds(_Frozen):
 
 class Alert(_Frozen):
     queue: str
+    pbx: str = DEFAULT_PBX  # the PBX of the queue: names are per PBX
     kind: AlertKind
     value: float
     limit: float
@@ -31,6 +34,7 @@ class Alert(_Frozen):
 
 class QueueView(_Frozen):
     name: str
+    pbx: str = DEFAULT_PBX  # two PBXes may both have a "support": (pbx, name) is the queue
     waiting: int
     longest_wait_seconds: float
     logged_in: int
@@ -43,6 +47,7 @@ class QueueView(_Frozen):
 
 class OperatorView(_Frozen):
     operator: str
+    pbx: str = DEFAULT_PBX  # extensions are per PBX too
     name: str | None
     status: OperatorStatus
     paused_reason: str | None = None
@@ -56,6 +61,7 @@ class OperatorView(_Frozen):
 
 class LiveCallView(_Frozen):
     call_id: str
+    pbx: str = DEFAULT_PBX
     caller_number: str | None
     caller_name: str | None
     queue: str | None

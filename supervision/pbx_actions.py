@@ -104,7 +104,7 @@ class SpySession(BaseModel):
     spyer_channel: str
     supervisor: str | None
     operator: str | None
-    call_id: str | None  # the spied call's Linkedid
+    call_id: str | None  # the spied call's id (its Linkedid, with the PBX's prefix)
     mode: SpyMode | None
     started_at: float
     switchable: bool = False  # started with ChanSpy's `d`: PlayDTMF switches its mode
@@ -117,10 +117,11 @@ class SpyBook:
     operators: OperatorDirectory
     sessions: dict[str, SpySession]
     requested: dict[str, SpyMode]  # supervisor extension -> mode of his last request
+    id_prefix: str = ""  # the PBX's prefix of call ids (a session's call_id is the call record's)
 
     @classmethod
-    def create(cls, operators: OperatorDirectory | None = None) -> SpyBook:
-        return cls(operators or OperatorDirectory(), {}, {})
+    def create(cls, operators: OperatorDirectory | None = None, id_prefix: str = "") -> SpyBook:
+        return cls(operators or OperatorDirectory(), {}, {}, id_prefix)
 
     def requested_mode(self, supervisor_ext: str, mode: SpyMode) -> None:
         self.requested[supervisor_ext] = mode
@@ -135,7 +136,8 @@ class SpyBook:
             session = SpySession(
                 spyer_channel=spyer, supervisor=supervisor,
                 operator=self.operators.operator_of(ev.get("SpyeeChannel")),
-                call_id=ev.get("SpyeeLinkedid"), mode=self.requested.get(supervisor or ""),
+                call_id=self.id_prefix + ev["SpyeeLinkedid"] if ev.get("SpyeeLinkedid") else None,
+                mode=self.requested.get(supervisor or ""),
                 started_at=ev.timestamp,
             )
             self.sessions[spyer] = session

@@ -19,14 +19,16 @@ def attach_wallboard(parts: BridgeParts, settings: WallboardSettings | None = No
                      caller_names: Names | None = None,
                      operator_names: Names | None = None) -> WallboardService:
     """Subscribe the wallboard to the model, put its pages, socket and actions on the app
-    (it starts and stops with it) and have it told the PBX's picture after every connect.
+    (it starts and stops with it) and have it told each PBX's picture after its every connect.
+    Its PBXes are the pipeline's (one model, one board per PBX).
     `caller_names`: the CRM's name for a call id; `operator_names`: an extension's user."""
     if (attached := parts.app.get(SERVICE_KEY)) is not None:  # once per app
         return attached
     settings = settings or WallboardSettings()
 
-    async def send(action: dict[str, str]) -> AmiMessage:
-        return await parts.send_action(action, timeout=settings.action_timeout)
+    async def send(action: dict[str, str], pbx: str | None = None) -> AmiMessage:
+        # To the PBX of the action's target: its owner's link in a cluster (BridgeParts).
+        return await parts.send_action(action, timeout=settings.action_timeout, pbx=pbx)
 
     wallboard = WallboardService(
         settings, send_action=send, audit=AuditLog(parts.store),

@@ -1,9 +1,11 @@
-"""The supervisor's live picture of queues and operators. Pure: no I/O.
+"""The supervisor's live picture of one PBX's queues and operators. Pure: no I/O.
 
 Fed by queue AMI events (QueueCallerJoin/Leave/Abandon, QueueMember*), by the
 QueueStatus list at every (re)connect, and by the call-state model's domain events
 (who rings, who talks with whom, finished calls for today's figures). `snapshot(now)`
-gives the wallboard; `evaluate_alerts(now)` raises and clears queue alerts.
+gives the wallboard; `evaluate_alerts(now)` raises and clears queue alerts. Queue names,
+extensions and channels are a PBX's own: with several PBXes there is one board per PBX
+(supervision.pbx_site), and every view it gives names its `pbx`.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from bridge.ami.message import AmiMessage
 from bridge.calls.channel_names import OperatorDirectory, unescape_ami
 from bridge.calls.definitions import ServiceLevelPolicy, Tally, service_level
 from bridge.calls.events import CallAnswered, CallEnded, CallRingEnded, CallRinging, DomainEvent
-from bridge.calls.record import CallRecord
+from bridge.calls.record import DEFAULT_PBX, CallRecord
 from supervision.models import (
     Alert,
     AlertThresholds,
@@ -70,7 +72,8 @@ class QueueBoard:
     def __init__(self, operators: OperatorDirectory | None = None, *, target_seconds: float = 30.0,
                  after_call_seconds: float = 10.0, thresholds: dict[str, AlertThresholds] | None = None,
                  default_thresholds: AlertThresholds | None = None, tz: tzinfo = UTC,
-                 policy: ServiceLevelPolicy | None = None) -> None:
+                 policy: ServiceLevelPolicy | None = None, pbx: str = DEFAULT_PBX) -> None:
+        self.pbx = pbx
         self.operators = operators or OperatorDirectory()
         self.tz = tz  # the call centre's zone: where "today" starts and ends
         # "Answered within T" as the reports define it ([reports]; bridge.calls.definitions).
@@ -212,7 +215,8 @@ class QueueBoard:
         level = service_level(stats, self.policy.definition,
                               abandons_within_target_met=self.policy.abandons_within_target_met)
         return QueueView(
-            name=queue.name, waiting=len(queue.waiting), longest_wait_seconds=round(max(0.0, longest), 1),
+            name=queue.name, pbx=self.pbx, waiting=len(queue.waiting),
+            longest_wait_seconds=round(max(0.0, longest), 1),
             logged_in=len(logged_in), free=len(free), calls_today=stats.offered,
             answered_today=stats.answered, abandoned_today=stats.abandoned,
             answered_in_target_percent=round(100.0 * level, 1) if level is not None else None,
@@ -237,7 +241,8 @@ class QueueBoard:
         elif now - self.last_call_end.get(operator, float("-inf")) < self.after_call_seconds:
             status, since = "after_call", self.last_call_end[operator]
         return OperatorView(
-            operator=operator, name=self.names.get(operator), status=status, paused_reason=reason,
+            operator=operator, pbx=self.pbx, name=self.names.get(operator), status=status,
+            paused_reason=reason,
             since=since, with_caller=with_caller, call_id=call.call_id if call else None,
             queues=sorted(m.queue for m in memberships), calls_today=figures.calls,
             average_talk_seconds=round(figures.talk_seconds / figures.calls, 1) if figures.calls else None,
@@ -245,7 +250,8 @@ class QueueBoard:
 
     def _live_call_view(self, call: CallRecord, now: float) -> LiveCallView:
         return LiveCallView(
-            call_id=call.call_id, caller_number=call.caller_number, caller_name=call.caller_name,
+            call_id=call.call_id, pbx=self.pbx, caller_number=call.caller_number,
+            caller_name=call.caller_name,
             queue=call.queue, operator=_current_operator(call),
             duration_seconds=round(max(0.0, now - call.entered_at), 1),
             recording=any(r.stopped_at is None for r in call.recordings),
@@ -265,7 +271,7 @@ class QueueBoard:
                 key = (queue.name, kind)
                 if limit is not None and value >= limit:
                     if key not in self.alerts:
-                        self.alerts[key] = Alert(queue=queue.name, kind=kind, value=value,
+                        self.alerts[key] = Alert(queue=queue.name, pbx=self.pbx, kind=kind, value=value,
                                                  limit=limit, since=now)
                         raised.append(self.alerts[key])
                     else:

@@ -1,17 +1,20 @@
 """The supervisor's wallboard: the live picture fed by the pipeline, its alerts, and the
 wiring into the bridge.
 
-A QueueBoard and a SpyBook fed by the pipeline (raw queue/ChanSpy/OriginateResponse events,
-domain events); after every (re)connect the PBX's QueueStatus and channel list replace the
-queues, live calls and spy sessions. A loop wakes on changes (a burst makes one frame) and
-every second: alerts (logged, audited as "system"), then the listeners are told
-(supervision.http pushes a frame to the pages if the picture changed).
-Board times are the PBX's clock (event Timestamps moved on by our clock), as in resync.
-"Today" is a calendar day in the configured `timezone`; at start today's finished calls are
-counted again from the call log, today being decided by the injectable clock.
+One site per PBX (supervision.pbx_site: a QueueBoard, a SpyBook, the spies ringing, the PBX's
+clock), each fed by the pipeline's events of its PBX (raw queue/ChanSpy/OriginateResponse
+events tagged `.pbx`, domain events by their call's `pbx`); after a PBX's (re)connect its
+QueueStatus and channel list replace its queues, live calls and spy sessions, and nobody
+else's. A loop wakes on changes (a burst makes one frame) and every second: alerts (logged,
+audited as "system"), then the listeners are told (supervision.http pushes a frame to the
+pages if the picture changed). Board times are each PBX's clock (event Timestamps moved on by
+our clock), as in resync. "Today" is a calendar day in the configured `timezone`; at start
+today's finished calls are counted again from the call log, each on its PBX's board, today
+being decided by the injectable clock.
 
 The supervisor actions (spy, queue members, pause) are in `supervision.supervisor_actions`,
-`[wallboard]` settings in `supervision.settings`; their names are re-exported here.
+the spy sessions' tracking in `supervision.spy_tracking`, `[wallboard]` settings in
+`supervision.settings`; their names are re-exported here.
 """
 
 from __future__ import annotations
@@ -30,11 +33,13 @@ from bridge.ami.message import AmiMessage
 from bridge.calls.channel_names import OperatorDirectory
 from bridge.calls.events import CallEnded, DomainEvent
 from bridge.calls.pipeline import CallPipeline
-from bridge.calls.record import CallRecord
+from bridge.calls.record import DEFAULT_PBX, CallRecord
 from supervision.models import Alert, WallboardSnapshot
-from supervision.pbx_actions import SpyBook, SpySession, spy_mode_of
+from supervision.pbx_actions import SpyBook
+from supervision.pbx_site import CLOCK_STEP_BACK, PbxSite
 from supervision.queue_board import QueueBoard
 from supervision.settings import WallboardSettings
+from supervision.spy_tracking import SpyTracking
 from supervision.supervisor_actions import (
     ActionResult,
     PendingSpy,
@@ -45,48 +50,102 @@ from supervision.supervisor_actions import (
 
 log = logging.getLogger("callbridge.wallboard")
 
-__all__ = ["ActionResult", "PendingSpy", "SupervisorError", "WallboardService", "WallboardSettings"]
+__all__ = ["CLOCK_STEP_BACK", "ActionResult", "PendingSpy", "SupervisorError", "WallboardService",
+           "WallboardSettings"]
 
 Names = Callable[[str], str | None]
-# A PBX time this far behind the board's is the PBX's clock set back, not a late event.
-CLOCK_STEP_BACK = 5.0
 
 
-class WallboardService(SupervisorActions):
+class WallboardService(SpyTracking, SupervisorActions):
     def __init__(self, settings: WallboardSettings | None = None, *, send_action: SendAction,
                  audit: Any | None = None, operators: OperatorDirectory | None = None,
                  caller_names: Names | None = None, operator_names: Names | None = None,
-                 pbx_connected: Callable[[], bool] | None = None,
+                 pbx_connected: Callable[..., bool] | None = None,
                  history: Callable[[datetime], Awaitable[list[CallRecord]]] | None = None,
                  clock: Callable[[], float] = time.time, timezone: str | tzinfo = UTC) -> None:
-        self.settings = s = settings or WallboardSettings()
+        self.settings = settings or WallboardSettings()
         self.tz = ZoneInfo(timezone) if isinstance(timezone, str) else timezone
         self.send_action, self.audit = send_action, audit  # audit: web.audit_log.AuditLog
         self.operators = operators or OperatorDirectory()
         self.caller_names, self.operator_names = caller_names, operator_names  # CRM / user store
+        # pbx_connected(pbx): that PBX logged in and resynced (BridgeParts.pbx_ready)
         self.pbx_connected, self.history, self.clock = pbx_connected, history, clock
-        self.board = QueueBoard(self.operators, target_seconds=s.target_seconds,
-                                after_call_seconds=s.after_call_seconds, thresholds=dict(s.thresholds),
-                                default_thresholds=s.default_thresholds, tz=self.tz, policy=s.service_level)
-        self.spies = SpyBook.create(self.operators)
+        # One site per PBX, the first (main) one first: the pipeline's models once attached.
+        self.sites: dict[str, PbxSite] = {DEFAULT_PBX: self._new_site(DEFAULT_PBX)}
         self.pipeline: CallPipeline | None = None
-        self.pending: dict[str, PendingSpy] = {}  # by the Originate's ActionID
-        self.requested_by: dict[str, str] = {}  # listener extension -> who set his session up
-        self.cancelled: dict[str, float] = {}  # listener -> when his ringing session was cancelled
         self._tasks: set[asyncio.Task[Any]] = set()  # actions the PBX's events call for
-        self.spy_calls: set[str] = set()  # Linkedids of the listeners' own calls: not callers
         self.activity: deque[dict[str, Any]] = deque(maxlen=40)  # alerts and actions, newest last
         self.listeners: list[Callable[[float], None]] = []  # told at each refresh (PBX time)
         self._audits: list[tuple[str, dict[str, Any]]] = []  # (action, record kwargs) to write
-        self._last_event: tuple[float, float] | None = None  # (PBX time, our time)
-        self._now = 0.0
         self._dirty = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+
+    def _new_site(self, pbx: str, id_prefix: str = "") -> PbxSite:
+        s = self.settings
+        board = QueueBoard(self.operators, target_seconds=s.target_seconds,
+                           after_call_seconds=s.after_call_seconds, thresholds=dict(s.thresholds),
+                           default_thresholds=s.default_thresholds, tz=self.tz, policy=s.service_level,
+                           pbx=pbx)
+        return PbxSite(pbx, board, SpyBook.create(self.operators, id_prefix), id_prefix)
+
+    # -- the PBXes ---------------------------------------------------------------------------
+
+    @property
+    def main(self) -> PbxSite:
+        return next(iter(self.sites.values()))
+
+    @property
+    def pbxes(self) -> list[str]:
+        return list(self.sites)
+
+    def site(self, pbx: str | None = None) -> PbxSite:
+        """A PBX's site (the first PBX's unless named); an unknown PBX is refused."""
+        if not pbx:
+            return self.main
+        found = self.sites.get(pbx)
+        if found is None:
+            raise SupervisorError(f"No PBX {pbx[:40]!r} here (PBXes: {', '.join(self.sites)}).")
+        return found
+
+    def _site_of(self, pbx: str) -> PbxSite:
+        """The site of an event's PBX: as the pipeline, the first one's when untagged or unknown."""
+        return self.sites.get(pbx, self.main) if pbx else self.main
+
+    # The first PBX's parts (the only PBX's, in a one-PBX configuration).
+    @property
+    def board(self) -> QueueBoard:
+        return self.main.board
+
+    @property
+    def spies(self) -> SpyBook:
+        return self.main.spies
+
+    @property
+    def pending(self) -> dict[str, PendingSpy]:
+        return self.main.pending
+
+    @property
+    def spy_calls(self) -> set[str]:
+        return self.main.spy_calls
+
+    @property
+    def requested_by(self) -> dict[str, str]:
+        return self.main.requested_by
+
+    def connected(self, pbx: str) -> bool:
+        return self.pbx_connected is None or bool(self.pbx_connected(pbx))
 
     # -- wiring ----------------------------------------------------------------------------
 
     def attach(self, pipeline: CallPipeline) -> None:
+        """Subscribe to the pipeline; its PBXes (one model each) become the board's sites."""
         self.pipeline = pipeline
+        sites = {}
+        for pbx, tracker in pipeline.trackers.items():
+            site = self.sites.get(pbx) or self._new_site(pbx)
+            site.id_prefix = site.spies.id_prefix = tracker.id_prefix
+            sites[pbx] = site
+        self.sites = sites
         pipeline.subscribe(self.on_call_event)
         pipeline.subscribe_raw(self.on_ami_event)
 
@@ -106,7 +165,8 @@ class WallboardService(SupervisorActions):
         await self._write_audits()
 
     async def _seed_today(self) -> None:
-        """Today's figures survive a bridge restart: finished calls come from the call log."""
+        """Today's figures survive a bridge restart: finished calls come from the call log,
+        each counted on its own PBX's board (one query for all)."""
         assert self.history is not None
         try:
             records = await self.history(self.today_starts())
@@ -114,8 +174,10 @@ class WallboardService(SupervisorActions):
             log.warning("today's figures not loaded from the call log: %s", exc)
             return
         for record in records:
-            if record.ended_at is not None and record.call_id not in self.board.live_calls:
-                self.board.handle_domain(CallEnded(at=record.ended_at, call=record))
+            site = self.sites.get(record.pbx)  # a PBX no longer configured: not on the board
+            if site is None or record.ended_at is None or record.call_id in site.board.live_calls:
+                continue
+            site.board.handle_domain(CallEnded(at=record.ended_at, call=record))
 
     def today_starts(self) -> datetime:
         """Midnight of the clock's today in the configured zone (where a DST change skips
@@ -123,158 +185,90 @@ class WallboardService(SupervisorActions):
         today = datetime.fromtimestamp(self.clock(), self.tz).date()
         return datetime.combine(today, datetime.min.time(), tzinfo=self.tz)
 
-    def now(self) -> float:
-        """The PBX's clock: its last event's Timestamp moved on by our elapsed time. Not
-        backwards for an event that took a while to reach us (a wait must not shorten: alerts
-        flap), but a PBX clock that was set back (a replay starting again in the present after
-        running ahead, an NTP step) is followed: an old clock never makes a long wait."""
-        if self._last_event is None:
-            return self.clock()
-        pbx_at, our_at = self._last_event
-        pbx_now = pbx_at + max(0.0, self.clock() - our_at)
-        self._now = pbx_now if pbx_now < self._now - CLOCK_STEP_BACK else max(self._now, pbx_now)
-        return self._now
+    def now(self, pbx: str | None = None) -> float:
+        """A PBX's clock (the first PBX's unless named): see supervision.pbx_site.PbxClock."""
+        return self.site(pbx).clock.now(self.clock())
 
     # -- what the PBX says -----------------------------------------------------------------
 
     def on_call_event(self, event: DomainEvent) -> None:
-        self.board.handle_domain(event)
+        site = self._site_of(event.call.pbx)
+        site.board.handle_domain(event)
         if isinstance(event, CallEnded):
-            self.spy_calls.discard(event.call_id)
+            site.spy_calls.discard(event.call_id)
         self._dirty.set()
 
     def on_ami_event(self, ev: AmiMessage) -> None:
+        site = self._site_of(ev.pbx)
         if "Timestamp" in ev:
-            self._last_event = (ev.timestamp, self.clock())
+            site.clock.seen(ev.timestamp, self.clock())
         name = ev.event or ""
         if name.startswith(("Queue", "Agent")):
-            self.board.handle(ev)
-            self._check_alerts(self.now())  # at once, not at the next tick
+            site.board.handle(ev)
+            self._check_alerts(site, self.now(site.id))  # at once, not at the next tick
         elif name.startswith("ChanSpy"):
-            self._on_spy_event(ev)
-        elif name == "OriginateResponse" and ev.action_id in self.pending:
-            self._on_originate_response(ev)
-        elif name == "Newchannel" and (self.pending or self.cancelled):
-            self._on_listener_channel(ev)
+            self._on_spy_event(site, ev)
+        elif name == "OriginateResponse" and ev.action_id in site.pending:
+            self._on_originate_response(site, ev)
+        elif name == "Newchannel" and (site.pending or site.cancelled):
+            self._on_listener_channel(site, ev)
         else:
             return
         self._dirty.set()
 
     def on_resync(self, channels: Iterable[AmiMessage], queue_status: Iterable[AmiMessage],
                   at: float) -> None:
-        """After a (re)connect the PBX's lists are the truth (BridgeService.resync_listeners).
-        They are dated by the board's own PBX time, not `at`: right after a connect the service
-        dates them by FullyBooted, which has no Timestamp, i.e. by our machine's clock."""
-        at = self.now()
-        self.board.apply_queue_status(list(queue_status), at)
-        if self.pipeline is not None:  # the model was just resynced: its live calls are the truth
-            live = {c.call_id: c.snapshot() for c in self.pipeline.tracker.live_calls()}
-            self.board.live_calls = live
-            for calls in self.board.ringing.values():
-                calls.intersection_update(live)
-        self._resync_spies(list(channels), at)
-        self._check_alerts(at)
+        """After a PBX's (re)connect its lists are the truth for that PBX (BridgeParts.on_resync;
+        its items are tagged with it). They are dated by the board's own PBX time, not `at`:
+        right after a connect the link dates them by FullyBooted, which has no Timestamp, i.e.
+        by our machine's clock."""
+        channels, queue_status = list(channels), list(queue_status)
+        tagged = next((item.pbx for item in (*channels, *queue_status) if item.pbx), "")
+        if not tagged and len(self.sites) > 1:
+            # Empty lists do not say whose they are: only the models (the truth for every PBX)
+            # are read again; no PBX's queues or spy sessions are touched.
+            for site in self.sites.values():
+                self._resync_calls(site)
+            self._dirty.set()
+            return
+        site = self._site_of(tagged)
+        at = self.now(site.id)
+        site.board.apply_queue_status(queue_status, at)
+        self._resync_calls(site)
+        self._resync_spies(site, channels, at)
+        self._check_alerts(site, at)
         self._dirty.set()
 
-    def _listener_prefix(self, listener: str) -> str:
-        """How the PBX names the listener's channels: `Local/202@supervisor-…;1`, `PJSIP/202-…`."""
-        dialled = self.settings.supervision.supervisor_channel.format(ext=listener)
-        tech, _, resource = dialled.partition("/")
-        return f"{tech}/{resource.split('/', 1)[0] if tech == 'Local' else resource}-"
-
-    def _on_listener_channel(self, ev: AmiMessage) -> None:
-        """The phone a spy Originate rings: kept to cancel it; rung after a cancel: hung up."""
-        channel = ev.get("Channel") or ""
-        for pending in self.pending.values():
-            if pending.channel is None and channel.startswith(self._listener_prefix(pending.listener)):
-                pending.channel = channel
-                return
-        for listener in self.cancelled:
-            if channel.startswith(self._listener_prefix(listener)):
-                self._in_background(self.send_action({"Action": "Hangup", "Channel": channel}))
-                return
-
-    def _in_background(self, coro: Awaitable[Any]) -> None:
-        async def run() -> None:
-            try:
-                await coro
-            except Exception as exc:  # the PBX's answer is in the audit when it matters
-                log.warning("wallboard action failed: %s", exc)
-
-        task = asyncio.get_running_loop().create_task(run())
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-
-    def _on_spy_event(self, ev: AmiMessage) -> None:
-        session = self.spies.handle(ev)
-        if session is None:
+    def _resync_calls(self, site: PbxSite) -> None:
+        """The PBX's model was just resynced: its live calls are the truth."""
+        tracker = self.pipeline.trackers.get(site.id) if self.pipeline is not None else None
+        if tracker is None:
             return
-        who, whom = self.label(session.supervisor), self.label(session.operator)
-        if ev.event == "ChanSpyStart":
-            if ev.get("SpyerLinkedid"):
-                self.spy_calls.add(ev["SpyerLinkedid"])
-            found = self.pending_of(session.supervisor or "")
-            self.pending = {k: p for k, p in self.pending.items() if p.listener != session.supervisor}
-            if found is not None:  # ours: started with `d`, in the mode of the Originate
-                pending = found[1]
-                session = session.model_copy(update={"switchable": True, "mode": pending.started_as})
-                self.spies.sessions[session.spyer_channel] = session
-                if pending.mode != pending.started_as and pending.user is not None:
-                    self._in_background(self.switch_spy(pending.user, session, pending.mode))
-            elif (session.supervisor or "") in self.cancelled:  # cancelled, answered all the same
-                self._in_background(self.send_action(self.spies.hangup_action(session)))
-            verb = {"listen": "listening to", "whisper": "whispering to", "barge": "barging in on"}
-            self._note("spy.started", f"{who} is {verb.get(session.mode or '', 'spying on')} {whom}")
-        else:
-            self._note("spy.stopped", f"{who} stopped listening to {whom}")
-
-    def _on_originate_response(self, ev: AmiMessage) -> None:
-        if ev.get("Uniqueid"):
-            self.spy_calls.add(ev["Uniqueid"])
-        if ev.response == "Success":
-            return  # ChanSpyStart follows
-        pending = self.pending.pop(ev.action_id or "")
-        answer = f"{ev.response}: Reason {ev.get('Reason', '?')}"
-        self._note("spy.failed", f"{self.label(pending.listener)} did not answer the {pending.mode} call")
-        self._audits.append(("spy.originate_response", {
-            "username": pending.requested_by, "target": pending.operator, "result": answer,
-            "detail": {"listener": pending.listener, "mode": pending.mode}}))
-
-    def _resync_spies(self, channels: list[AmiMessage], at: float) -> None:
-        """A live ChanSpy channel is a session (its options tell the mode); the rest ended."""
-        live = {ch["Channel"]: ch for ch in channels if ch.get("Channel")}
-        for spyer in [s for s in self.spies.sessions if s not in live]:
-            del self.spies.sessions[spyer]
-        for name, ch in live.items():
-            if ch.get("Application") != "ChanSpy" or name in self.spies.sessions:
-                continue
-            target, _, options = (ch.get("ApplicationData") or "").partition(",")
-            operator = self.operators.operator_of(target)
-            call_id = next((c.get("Linkedid") for c in live.values() if operator is not None
-                            and c.get("Application") != "ChanSpy" and c.get("Linkedid") != ch.get("Linkedid")
-                            and self.operators.operator_of(c["Channel"]) == operator), None)
-            mode, switchable = spy_mode_of(options)
-            self.spies.sessions[name] = SpySession(
-                spyer_channel=name, supervisor=self.operators.operator_of(name), operator=operator,
-                call_id=call_id, mode=mode, started_at=at - _seconds(ch.get("Duration")),
-                switchable=switchable)
-            if ch.get("Linkedid"):
-                self.spy_calls.add(ch["Linkedid"])
+        live = {c.call_id: c for c in (call.snapshot() for call in tracker.live_calls())}
+        site.board.live_calls = live
+        for calls in site.board.ringing.values():
+            calls.intersection_update(live)
 
     # -- alerts, the picture -----------------------------------------------------------------
 
-    def _check_alerts(self, now: float) -> None:
-        raised, cleared = self.board.evaluate_alerts(now)
+    def _check_alerts(self, site: PbxSite, now: float) -> None:
+        raised, cleared = site.board.evaluate_alerts(now)
         for alert, state in [*((a, "raised") for a in raised), *((a, "cleared") for a in cleared)]:
-            text = _alert_text(alert, state)
+            text = self._where(site) + _alert_text(alert, state)
             (log.warning if state == "raised" else log.info)("wallboard alert %s", text)
-            self._note(f"alert.{state}", text, queue=alert.queue, alert=alert.kind)
+            self._note(f"alert.{state}", text, site, queue=alert.queue, alert=alert.kind)
             self._audits.append((f"alert.{state}", {
                 "username": "system", "target": alert.queue, "result": alert.kind,
-                "detail": {"value": alert.value, "limit": alert.limit}}))
+                "detail": {"value": alert.value, "limit": alert.limit, "pbx": site.id}}))
 
-    def _note(self, kind: str, text: str, **extra: Any) -> None:
-        self.activity.append({"at": self.now(), "kind": kind, "text": text, **extra})
+    def _where(self, site: PbxSite) -> str:
+        """"b: " before a text about PBX b when there are several (names are per PBX)."""
+        return f"{site.id}: " if len(self.sites) > 1 else ""
+
+    def _note(self, kind: str, text: str, site: PbxSite | None = None, **extra: Any) -> None:
+        site = site or self.main
+        self.activity.append({"at": self.now(site.id), "kind": kind, "text": self._where(site) + text,
+                              "pbx": site.id, **extra})
 
     async def _run(self) -> None:
         s = self.settings
@@ -291,12 +285,14 @@ class WallboardService(SupervisorActions):
 
     async def flush(self) -> None:
         """Alerts as of now, their audit lines written, the listeners told."""
-        now = self.now()
         limit = self.settings.supervision.originate_timeout_ms / 1000 + 10
-        self.pending = {k: p for k, p in self.pending.items() if now - p.at < limit}
-        self.cancelled = {k: at for k, at in self.cancelled.items() if now - at < limit}
-        self._check_alerts(now)
+        for site in self.sites.values():
+            now = self.now(site.id)
+            site.pending = {k: p for k, p in site.pending.items() if now - p.at < limit}
+            site.cancelled = {k: at for k, at in site.cancelled.items() if now - at < limit}
+            self._check_alerts(site, now)
         await self._write_audits()
+        now = self.now()
         for listener in list(self.listeners):
             listener(now)
 
@@ -308,11 +304,21 @@ class WallboardService(SupervisorActions):
             except Exception:
                 log.exception("audit line %s not written", action)
 
-    def snapshot(self, now: float | None = None) -> WallboardSnapshot:
-        """The board with the CRM's caller names, without the listeners' own calls."""
-        snap = self.board.snapshot(self.now() if now is None else now)
+    def snapshot(self, now: float | None = None, pbx: str | None = None) -> WallboardSnapshot:
+        """The boards of every PBX (or of `pbx` only) side by side, with the CRM's caller names,
+        without the listeners' own calls. Each board is seen at its PBX's time; `now`, if given,
+        is the first PBX's; the snapshot's `at` is the first shown PBX's."""
+        sites = [self.site(pbx)] if pbx else list(self.sites.values())
+        snaps = [self._site_snapshot(site, now if now is not None and site is self.main else None)
+                 for site in sites]
+        return snaps[0].model_copy(update={
+            key: [item for snap in snaps for item in getattr(snap, key)]
+            for key in ("queues", "operators", "live_calls", "alerts")})
+
+    def _site_snapshot(self, site: PbxSite, now: float | None) -> WallboardSnapshot:
+        snap = site.board.snapshot(self.now(site.id) if now is None else now)
         calls = [c.model_copy(update={"caller_name": self._caller(c.call_id, c.caller_name)})
-                 for c in snap.live_calls if c.call_id not in self.spy_calls]
+                 for c in snap.live_calls if c.call_id not in site.spy_calls]
         operators = [o.model_copy(update={"name": o.name or self._names(self.operator_names, o.operator),
                                           "with_caller": self._caller(o.call_id, o.with_caller)})
                      for o in snap.operators]
@@ -330,20 +336,13 @@ class WallboardService(SupervisorActions):
         except Exception:  # a name is a nicety: the number still shows
             return None
 
-    def name_of(self, ext: str | None) -> str | None:
-        return (self.board.names.get(ext) if ext else None) or self._names(self.operator_names, ext)
+    def name_of(self, ext: str | None, pbx: str | None = None) -> str | None:
+        board = self.site(pbx).board
+        return (board.names.get(ext) if ext else None) or self._names(self.operator_names, ext)
 
-    def label(self, ext: str | None) -> str:
-        name = self.name_of(ext)
+    def label(self, ext: str | None, pbx: str | None = None) -> str:
+        name = self.name_of(ext, pbx)
         return f"{name} ({ext})" if name else (ext or "?")
-
-def _seconds(value: str | None) -> float:
-    """CoreShowChannel's `Duration: HH:MM:SS`."""
-    try:
-        hours, minutes, seconds = (int(p) for p in (value or "").split(":"))
-    except ValueError:
-        return 0.0
-    return float(hours * 3600 + minutes * 60 + seconds)
 
 
 def _alert_text(alert: Alert, state: str) -> str:

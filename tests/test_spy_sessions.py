@@ -22,11 +22,15 @@ LISTENER = "Local/202@supervisor-0000000a;1"
 
 
 class FakePbx:
+    """`send_action(action, pbx=ID)` of the bridge; `to` keeps which PBX each action went to."""
+
     def __init__(self) -> None:
         self.sent: list[dict[str, str]] = []
+        self.to: list[str | None] = []
 
-    async def __call__(self, action: dict[str, str]) -> AmiMessage:
+    async def __call__(self, action: dict[str, str], pbx: str | None = None) -> AmiMessage:
         self.sent.append(action)
+        self.to.append(pbx)
         message = {"Originate": "Originate successfully queued", "PlayDTMF": "DTMF successfully queued",
                    "Hangup": "Channel Hungup"}.get(action["Action"], "")
         return AmiMessage([("Response", "Success"), ("ActionID", f"a{len(self.sent)}"), ("Message", message)])
