@@ -2,9 +2,12 @@
 //
 // Contract: supervision/http.py. /ws/wallboard sends frames {type: "wallboard", ...}:
 // each is the whole picture (queues, operators, live_calls, alerts, spies, activity,
-// thresholds, alert_sound, pbx, timezone, at = the PBX's clock), the first one at once.
-// Timers and the clock run on the page between frames from `at` (the PBX's time, never the
-// browser's own), times of day shown in `timezone`. Actions are JSON POSTs with the session's CSRF
+// thresholds, alert_sound, pbx, pbxes, clocks, timezone, at = the PBX's clock), the first one
+// at once. Timers and the clock run on the page between frames from `at` and `clocks` (each
+// PBX's time, never the browser's own), times of day shown in `timezone`.
+// Several PBXes (`pbxes` lists more than one): every item names its `pbx` (queue names and
+// extensions are per PBX); a PBX picker shows one PBX or all (remembered; `?pbx=ID` in the
+// page's address picks one), and a lost PBX is named. With one PBX none of that shows. Actions are JSON POSTs with the session's CSRF
 // token (GET /api/session). The DOM, session, POST and socket helpers are window.Callbridge
 // (common.js, loaded first).
 //
@@ -14,6 +17,7 @@
 
 (() => {
   const SOUND_KEY = "callbridge.wallboard.sound";
+  const PBX_KEY = "callbridge.wallboard.pbx";
   const STATUS_LABELS = {
     available: "Available",
     ringing: "Ringing",
@@ -26,7 +30,11 @@
 
   const app = {
     frame: null,
-    offset: 0, // the PBX's clock minus ours, from the last frame
+    offset: 0, // the (first shown) PBX's clock minus ours, from the last frame
+    offsets: {}, // each PBX's clock minus ours
+    pbxChoice: "", // the PBX shown ("": every PBX)
+    multi: false, // several PBXes: items show their PBX
+    lostText: null, // the banner's own words (one PBX)
     receivedAt: 0, // our clock (ms) when the last frame came
     socket: null, // Callbridge.liveSocket on /ws/wallboard
     handlers: [],
@@ -39,7 +47,7 @@
 
   // ---- time -------------------------------------------------------------------------
 
-  const pbxNow = () => Date.now() / 1000 + app.offset;
+  const pbxNow = (pbx) => Date.now() / 1000 + (pbx && pbx in app.offsets ? app.offsets[pbx] : app.offset);
 
   // Times of day in the call centre's zone (the frame's `timezone`), not the browser's.
   let timeFormat = null;
@@ -59,9 +67,11 @@
     return timeFormat.fmt.format(new Date(epoch * 1000));
   }
 
-  // A timer counting up from a PBX time (talking since ...).
-  function since(epoch, cls) {
-    return el("span", { class: `timer ${cls || ""}`, "data-since": epoch }, formatDuration(pbxNow() - epoch));
+  // A timer counting up from a PBX time (talking since ...), on that PBX's clock.
+  function since(epoch, cls, pbx) {
+    const attrs = { class: `timer ${cls || ""}`, "data-since": epoch };
+    if (pbx) attrs["data-pbx"] = pbx;
+    return el("span", attrs, formatDuration(pbxNow(pbx) - epoch));
   }
 
   // A duration the frame gave, running on while `running` (a wait, a call's length).
@@ -76,7 +86,7 @@
 
   function tick() {
     for (const node of document.querySelectorAll("[data-since]")) {
-      node.textContent = formatDuration(pbxNow() - Number(node.dataset.since));
+      node.textContent = formatDuration(pbxNow(node.dataset.pbx) - Number(node.dataset.since));
     }
     for (const node of document.querySelectorAll("[data-base]")) {
       const elapsed = (Date.now() - Number(node.dataset.at)) / 1000;
@@ -98,13 +108,64 @@
     }
     if (!frame || frame.type !== "wallboard") return;
     app.socket.connected();
-    app.frame = frame;
+    app.full = frame;
     app.receivedAt = Date.now();
+    const ours = Date.now() / 1000;
+    app.offsets = Object.fromEntries(Object.entries(frame.clocks || {}).map(([pbx, at]) => [pbx, Number(at) - ours]));
+    show();
+  }
+
+  // ---- several PBXes -------------------------------------------------------------------------
+
+  // The frame as the picker shows it: one PBX's items, or every PBX's.
+  function shown(frame) {
+    const ids = (frame.pbxes || []).map((p) => p.id);
+    app.multi = ids.length > 1;
+    const pbx = app.multi && ids.includes(app.pbxChoice) ? app.pbxChoice : "";
+    if (!pbx) return { ...frame, shownPbx: null };
+    const mine = (items) => (items || []).filter((item) => item.pbx === pbx);
+    const states = Object.fromEntries((frame.pbxes || []).map((p) => [p.id, p.state]));
+    return { ...frame, shownPbx: pbx, queues: mine(frame.queues), operators: mine(frame.operators),
+      live_calls: mine(frame.live_calls), alerts: mine(frame.alerts), spies: mine(frame.spies),
+      activity: mine(frame.activity), pbx: states[pbx] || frame.pbx,
+      at: (frame.clocks || {})[pbx] ?? frame.at };
+  }
+
+  function show() {
+    const frame = shown(app.full);
+    app.frame = frame;
     app.offset = Number(frame.at) - Date.now() / 1000 || 0;
     setZone(frame.timezone);
+    renderPicker(app.full);
     render(frame);
     for (const handler of app.handlers) handler(frame);
     tick();
+  }
+
+  function renderPicker(frame) {
+    const pick = $("pbx-pick");
+    if (!pick) return;
+    pick.hidden = !app.multi;
+    if (!app.multi) return;
+    const select = $("pbx-select");
+    const ids = (frame.pbxes || []).map((p) => p.id);
+    const options = [["", "All PBXes"], ...ids.map((id) => [id, id])];
+    if (select.options.length !== options.length || [...select.options].some((o, i) => o.value !== options[i][0])) {
+      setChildren(select, options.map(([value, text]) => el("option", { value }, text)));
+    }
+    select.value = ids.includes(app.pbxChoice) ? app.pbxChoice : "";
+  }
+
+  function pickPbx(value) {
+    app.pbxChoice = value;
+    window.localStorage.setItem(PBX_KEY, value);
+    app.alertKeys = null; // the alerts of the PBXes now shown are not news
+    if (app.full) show();
+  }
+
+  // "b · support" where several PBXes are shown at once; the bare name otherwise.
+  function withPbx(item, text) {
+    return app.multi && !app.frame.shownPbx && item.pbx ? `${item.pbx} · ${text}` : text;
   }
 
   // ---- the board ----------------------------------------------------------------------
@@ -115,10 +176,21 @@
   }
 
   function render(frame) {
-    $("pbx-lost").hidden = frame.pbx !== "lost";
+    renderLost(frame);
     renderAlerts(frame);
     renderQueues(frame);
     if ($("agents")) renderAgents(frame);
+  }
+
+  // One PBX: the banner as written. Several: which of the shown PBXes are lost.
+  function renderLost(frame) {
+    const banner = $("pbx-lost");
+    if (app.lostText === null) app.lostText = banner.textContent;
+    const lost = (frame.pbxes || []).filter((p) => p.state === "lost" && (!frame.shownPbx || p.id === frame.shownPbx))
+      .map((p) => p.id);
+    banner.hidden = frame.pbx !== "lost";
+    banner.textContent = !app.multi ? app.lostText
+      : `Connection to PBX ${lost.join(", ")} lost — ${lost.length > 1 ? "their" : "its"} figures may be out of date`;
   }
 
   function renderAlerts(frame) {
@@ -127,16 +199,16 @@
     setChildren(
       $("alerts"),
       alerts.map((a) =>
-        el("p", { class: "alert", "data-queue": a.queue, "data-kind": a.kind },
-          el("span", { class: "alert-queue" }, a.queue),
+        el("p", { class: "alert", "data-queue": a.queue, "data-kind": a.kind, "data-pbx": a.pbx || "" },
+          el("span", { class: "alert-queue" }, withPbx(a, a.queue)),
           el("span", { class: "alert-what" }, alertText(a)),
-          el("span", { class: "alert-since" }, "for ", since(a.since))),
+          el("span", { class: "alert-since" }, "for ", since(a.since, "", a.pbx))),
       ),
     );
     const first = alerts[0];
     const base = document.body.classList.contains("page-supervisor") ? "Callbridge supervisor" : "Callbridge wallboard";
-    document.title = first ? `(!) ${first.queue}: ${alertText(first)} — ${base}` : base;
-    const keys = new Set(alerts.map((a) => `${a.queue}|${a.kind}`));
+    document.title = first ? `(!) ${withPbx(first, first.queue)}: ${alertText(first)} — ${base}` : base;
+    const keys = new Set(alerts.map((a) => `${a.pbx}|${a.queue}|${a.kind}`));
     const fresh = app.alertKeys !== null && [...keys].some((k) => !app.alertKeys.has(k));
     app.alertKeys = keys;
     if (app.soundWanted === null) initSound(frame.alert_sound);
@@ -155,12 +227,12 @@
     setChildren(
       $("queues"),
       (frame.queues || []).map((q) => {
-        const mine = new Set(alerts.filter((a) => a.queue === q.name).map((a) => a.kind));
+        const mine = new Set(alerts.filter((a) => a.queue === q.name && a.pbx === q.pbx).map((a) => a.kind));
         const state = mine.size ? "alert" : q.waiting > 0 && q.free === 0 ? "warn" : "ok";
         const pct = q.answered_in_target_percent;
         const sla = pct === null || pct === undefined ? "—" : `${Math.round(pct)}%`;
-        return el("article", { class: "queue", "data-queue": q.name, "data-state": state },
-          el("h2", { class: "queue-name" }, q.name),
+        return el("article", { class: "queue", "data-queue": q.name, "data-pbx": q.pbx || "", "data-state": state },
+          el("h2", { class: "queue-name" }, withPbx(q, q.name)),
           el("div", { class: "main-figures" },
             figure(String(q.waiting), "waiting", { "data-field": "waiting", "data-trouble": mine.has("callers_waiting") }),
             figure(running(q.longest_wait_seconds, q.waiting > 0), "longest wait",
@@ -177,10 +249,11 @@
 
   function statusDetail(op) {
     if (op.status === "talking") {
-      return [op.with_caller ? el("span", { class: "with" }, op.with_caller) : null, op.since ? since(op.since) : null];
+      return [op.with_caller ? el("span", { class: "with" }, op.with_caller) : null,
+        op.since ? since(op.since, "", op.pbx) : null];
     }
     if (op.status === "paused") return [el("span", { class: "reason" }, op.paused_reason || "no reason given")];
-    if (op.status === "after_call" && op.since) return [since(op.since)];
+    if (op.status === "after_call" && op.since) return [since(op.since, "", op.pbx)];
     return [];
   }
 
@@ -188,8 +261,8 @@
     setChildren(
       $("agents"),
       (frame.operators || []).map((op) =>
-        el("article", { class: "agent", "data-status": op.status, "data-operator": op.operator },
-          el("div", { class: "agent-name" }, op.name || op.operator, el("span", { class: "ext" }, op.operator)),
+        el("article", { class: "agent", "data-status": op.status, "data-operator": op.operator, "data-pbx": op.pbx || "" },
+          el("div", { class: "agent-name" }, op.name || op.operator, el("span", { class: "ext" }, withPbx(op, op.operator))),
           el("div", { class: "agent-status" }, STATUS_LABELS[op.status] || op.status),
           el("div", { class: "agent-detail" }, ...statusDetail(op)),
           el("div", { class: "agent-day" },
@@ -252,6 +325,8 @@
     running,
     fmtTime,
     statusLabel: (status) => STATUS_LABELS[status] || status,
+    withPbx,
+    several: () => app.multi, // several PBXes exist (items then carry their PBX)
     onFrame: (handler) => {
       app.handlers.push(handler);
       if (app.frame) handler(app.frame);
@@ -261,6 +336,9 @@
   function start() {
     $("signout").addEventListener("click", window.Callbridge.signOut);
     $("sound").addEventListener("click", toggleSound);
+    const asked = new URLSearchParams(window.location.search).get("pbx");
+    app.pbxChoice = asked !== null ? asked : window.localStorage.getItem(PBX_KEY) || "";
+    if ($("pbx-select")) $("pbx-select").addEventListener("change", (event) => pickPbx(event.target.value));
     window.setInterval(tick, 1000);
     tick();
     app.socket = window.Callbridge.liveSocket("/ws/wallboard", { onMessage, connectedText: "live" });
