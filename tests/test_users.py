@@ -127,6 +127,36 @@ async def test_an_extension_belongs_to_one_user_at_most(users: UserStore) -> Non
         await users.add("carl", PW, role="operator", extensions=["10 1"])
 
 
+async def test_an_extension_belongs_to_one_user_of_each_pbx(users: UserStore) -> None:
+    """Issue 15: two sites may both have a 201; one site's 201 is still one user's."""
+    assert (await users.add("anna", PW, role="operator", extensions=["201"])).pbx == "main"
+    bob = await users.add("bob", PW, role="operator", extensions=["201", "202"], pbx="spb")
+    assert (bob.pbx, bob.extensions) == ("spb", ["201", "202"])
+    with pytest.raises(ExtensionTaken, match=r"on PBX spb: 202 \(bound to bob\)"):
+        await users.add("carl", PW, role="operator", extensions=["202"], pbx="spb")
+    with pytest.raises(IntegrityError):  # the database refuses it too: (pbx, extension) is the key
+        async with users.engine.begin() as conn:
+            anna_id = (await conn.execute(select(USERS.c.id).where(USERS.c.username == "anna"))).scalar_one()
+            await conn.execute(insert(EXTENSIONS).values(pbx="spb", extension="201", user_id=anna_id))
+    assert (await users.user_for_extension("201")).username == "anna"  # type: ignore[union-attr]
+    assert (await users.user_for_extension("201", "spb")).username == "bob"  # type: ignore[union-attr]
+    signed_in = await users.authenticate("bob", PW)
+    assert signed_in is not None and (signed_in.pbx, signed_in.extensions) == ("spb", ["201", "202"])
+    with pytest.raises(ExtensionTaken):  # moving his extensions to anna's PBX: her 201 is taken
+        await users.update("bob", pbx="main")
+    moved = await users.update("bob", pbx="msk")  # his extensions go with him
+    assert (moved.pbx, moved.extensions) == ("msk", ["201", "202"])
+    assert (await users.update("bob", extensions=["203"])).pbx == "msk"  # new ones on his PBX
+    with pytest.raises(InvalidUserData, match="invalid PBX id"):
+        await users.add("dora", PW, role="operator", extensions=["204"], pbx="Not A PBX")
+    # Configured as [[pbx]] msk and spb: anna's row from before ("main") is msk's 201.
+    users.pbxes = ("msk", "spb")
+    assert (await users.get("anna")).pbx == "msk"  # type: ignore[union-attr]
+    assert (await users.user_for_extension("201", "msk")).username == "anna"  # type: ignore[union-attr]
+    with pytest.raises(ExtensionTaken, match=r"201 \(bound to anna\)"):
+        await users.add("erik", PW, role="operator", extensions=["201"], pbx="msk")
+
+
 async def test_usernames_are_unique_regardless_of_case(users: UserStore) -> None:
     await users.add("Anna", PW, role="operator")
     with pytest.raises(UserExists):
@@ -258,6 +288,36 @@ async def test_cli_add_and_edit_refuse_what_is_not_an_extension(
     code = await run_user_command(_parse(["user", "add", "boris", "--role", "operator", "--extension", "102",
                                           "--password-stdin", *db]), settings)
     assert code == 2 and "matching operator_pattern ^\\d{4}$" in capsys.readouterr().err
+
+
+async def test_cli_puts_extensions_on_a_configured_pbx(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    db = ["--db", f"sqlite+aiosqlite:///{tmp_path / 'users.sqlite3'}"]
+    pbxes = [SimpleNamespace(id="msk", operator_pattern=r"^\d{3}$"),
+             SimpleNamespace(id="spb", operator_pattern=r"^\d{4}$")]  # each PBX its own dial plan
+    settings = SimpleNamespace(database_url="unused://", operator_pattern=r"^\d{3}$", pbxes=lambda: pbxes)
+
+    async def cli(argv: list[str], stdin: str = PW + "\n") -> int:
+        monkeypatch.setattr("sys.stdin", io.StringIO(stdin))
+        return await run_user_command(_parse([*argv, *db]), settings)
+
+    add = ["user", "add", "anna", "--role", "operator", "--password-stdin"]
+    assert await cli([*add, "--extension", "201", "--pbx", "kzn"]) == 2
+    assert "--pbx 'kzn' is not a configured PBX: one of msk, spb" in capsys.readouterr().err
+    assert await cli([*add, "--extension", "201", "--pbx", "spb"]) == 2  # spb's extensions have 4 digits
+    assert "matching operator_pattern ^\\d{4}$" in capsys.readouterr().err
+    assert await cli([*add, "--extension", "2001", "--pbx", "spb"]) == 0
+    assert capsys.readouterr().out == "added operator anna (anna), extensions 2001 on PBX spb\n"
+    assert await cli(["user", "add", "bob", "--role", "operator", "--extension", "201",
+                      "--password-stdin"]) == 0
+    assert await cli(["user", "edit", "anna", "--extension", "202"]) == 2  # anna is on spb
+    assert await cli(["user", "edit", "bob", "--extension", "202"]) == 0  # bob on msk, the first
+    assert capsys.readouterr().out.splitlines()[-1] == "bob: operator, bob, extensions 202 on PBX msk"
+    assert await cli(["user", "list"]) == 0
+    lines = [line.split() for line in capsys.readouterr().out.splitlines()]
+    assert lines[0] == ["USERNAME", "ROLE", "ACTIVE", "PBX", "EXTENSIONS", "NAME"]
+    assert [line[:5] for line in lines[1:]] == [["anna", "operator", "yes", "spb", "2001"],
+                                                ["bob", "operator", "yes", "msk", "202"]]
 
 
 def test_cli_prompts_twice_on_a_terminal(monkeypatch: pytest.MonkeyPatch) -> None:

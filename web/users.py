@@ -1,5 +1,11 @@
 """Console users: operators, supervisors, trainers, admins, and the extensions they answer.
 
+An extension is scoped to a PBX (two sites may both have a 201): a user's extensions are
+all on one PBX, his `pbx` ("main", the first PBX, unless set; a user without extensions is
+on it too: the PBX is stored with the extensions). Rows from before PBX ids say "main": once
+the store knows the configured PBXes (`UserStore.pbxes`), those are the first PBX's, for
+reading and for "is this extension taken".
+
 The tables live on the call log's `Base` (one schema, one Alembic chain; migration 0003
 creates them). Passwords are argon2id hashes (argon2-cffi); hashing runs in a thread, at
 most a few at a time, so a burst of logins neither stalls the event loop nor takes
@@ -10,12 +16,10 @@ dummy hash, so the answer time does not tell which usernames exist.
 from __future__ import annotations
 
 import asyncio
-import re
 import secrets
-import unicodedata
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from datetime import UTC, datetime
-from typing import Any, Literal, Protocol, get_args
+from typing import Any, Protocol
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
@@ -30,14 +34,28 @@ from sqlalchemy.orm import Mapped, mapped_column
 from bridge.call_log.store import CallLogStore
 from bridge.call_log.tables import Base, UtcDateTime
 from bridge.calls.record import DEFAULT_PBX
+from web.user_rules import (  # noqa: F401  # re-exported: the rules are part of this module's API
+    MAX_PASSWORD_LENGTH,
+    MIN_PASSWORD_LENGTH,
+    ROLES,
+    USERNAME_PATTERN,
+    ExtensionTaken,
+    InvalidUserData,
+    Role,
+    UnknownUser,
+    UserError,
+    UserExists,
+    check_password,
+    normalize_username,
+    pbx_of,
+    resolve_pbx,
+    valid_display_name,
+    valid_extensions,
+    valid_pbx,
+    valid_role,
+    valid_username,
+)
 
-Role = Literal["operator", "supervisor", "trainer", "admin"]
-ROLES: tuple[Role, ...] = get_args(Role)
-
-MIN_PASSWORD_LENGTH = 10
-MAX_PASSWORD_LENGTH = 1024  # hashing a megabyte "password" is a cheap DoS
-_USERNAME = re.compile(r"[a-z0-9][a-z0-9._@-]{0,63}")
-_EXTENSION = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+-]{0,31}")
 _HASH_SLOTS = 4  # argon2 runs at once (each takes memory_cost KiB)
 
 
@@ -93,7 +111,8 @@ class SignedInUser(Protocol):
     username: str
     display_name: str
     role: Any
-    extensions: list[str]
+    extensions: list[str]  # on his PBX
+    # pbx: str  -- the PBX of his extensions; read with `pbx_of` (stand-ins may lack it)
 
 
 class User(BaseModel):
@@ -105,6 +124,7 @@ class User(BaseModel):
     display_name: str
     role: Role
     extensions: list[str]
+    pbx: str = DEFAULT_PBX  # the PBX his extensions are on
 
 
 class UserInfo(User):
@@ -113,71 +133,6 @@ class UserInfo(User):
     active: bool
     created_at: datetime
     updated_at: datetime
-
-
-class UserError(Exception):
-    """A refused change, worded for the admin who asked for it."""
-
-
-class UserExists(UserError):
-    pass
-
-
-class UnknownUser(UserError):
-    pass
-
-
-class ExtensionTaken(UserError):
-    pass
-
-
-class InvalidUserData(UserError, ValueError):
-    pass
-
-
-def normalize_username(username: str) -> str:
-    return unicodedata.normalize("NFKC", username).strip().lower()
-
-
-def _username(username: str) -> str:
-    name = normalize_username(username)
-    if not _USERNAME.fullmatch(name):
-        raise InvalidUserData(f"invalid username {username!r}: 1-64 of a-z 0-9 . _ @ -, "
-                              "starting with a letter or digit")
-    return name
-
-
-def _display_name(name: str) -> str:
-    name = " ".join(name.split())
-    if not 1 <= len(name) <= 200 or any(unicodedata.category(c).startswith("C") for c in name):
-        raise InvalidUserData("the display name must be 1-200 printable characters")
-    return name
-
-
-def _role(role: str) -> Role:
-    if role not in ROLES:
-        raise InvalidUserData(f"unknown role {role!r}: one of {', '.join(ROLES)}")
-    return role  # type: ignore[return-value]  # checked just above
-
-
-def _extensions(extensions: Iterable[str]) -> list[str]:
-    out: list[str] = []
-    for ext in extensions:
-        ext = ext.strip()
-        if not _EXTENSION.fullmatch(ext):
-            raise InvalidUserData(f"invalid extension {ext!r}: 1-32 of A-Z a-z 0-9 _ . + -")
-        if ext not in out:
-            out.append(ext)
-    return out
-
-
-def check_password(password: str, username: str) -> None:
-    if len(password) < MIN_PASSWORD_LENGTH:
-        raise InvalidUserData(f"the password must have at least {MIN_PASSWORD_LENGTH} characters")
-    if len(password) > MAX_PASSWORD_LENGTH:
-        raise InvalidUserData(f"the password must have at most {MAX_PASSWORD_LENGTH} characters")
-    if normalize_username(password) == username:
-        raise InvalidUserData("the password must not be the username")
 
 
 def _now() -> datetime:
@@ -195,6 +150,8 @@ class UserStore:
         self.hasher = hasher or PasswordHasher()
         self._slots = asyncio.Semaphore(_HASH_SLOTS)
         self._dummy_hash: str | None = None
+        # The configured PBXes, the first the main one, where known (the admin pages, the CLI).
+        self.pbxes: tuple[str, ...] = ()
         # Told (with the username) when a user's sessions end here: disabled, new password;
         # the web app closes his open pages at once.
         self.session_listeners: list[Callable[[str], Awaitable[None]]] = []
@@ -237,21 +194,33 @@ class UserStore:
 
     # -- reading -------------------------------------------------------------------------
 
-    async def _extensions_of(self, conn: AsyncConnection, user_ids: Sequence[int]) -> dict[int, list[str]]:
-        found: dict[int, list[str]] = {uid: [] for uid in user_ids}
+    def _same_pbx(self, pbx: str) -> list[str]:
+        """The stored ids that mean this PBX: the first PBX's extensions may still say "main"."""
+        pbx = resolve_pbx(pbx, self.pbxes)
+        return [pbx, DEFAULT_PBX] if self.pbxes and pbx == resolve_pbx(DEFAULT_PBX, self.pbxes) else [pbx]
+
+    async def _extensions_of(self, conn: AsyncConnection,
+                             user_ids: Sequence[int]) -> dict[int, tuple[str, list[str]]]:
+        """User id -> (his PBX, his extensions on it)."""
+        found: dict[int, tuple[str, list[str]]] = {uid: (DEFAULT_PBX, []) for uid in user_ids}
         if user_ids:
-            rows = await conn.execute(select(EXTENSIONS.c.user_id, EXTENSIONS.c.extension)
+            rows = await conn.execute(select(EXTENSIONS.c.user_id, EXTENSIONS.c.pbx, EXTENSIONS.c.extension)
                                       .where(EXTENSIONS.c.user_id.in_(user_ids))
-                                      .order_by(EXTENSIONS.c.extension))
-            for uid, ext in rows:
-                found[uid].append(ext)
+                                      .order_by(EXTENSIONS.c.pbx, EXTENSIONS.c.extension))
+            for uid, stored, ext in rows:
+                pbx = resolve_pbx(stored, self.pbxes)
+                if not found[uid][1]:
+                    found[uid] = (pbx, [])
+                if pbx == found[uid][0]:  # one PBX a user (the store never binds two)
+                    found[uid][1].append(ext)
         return found
 
     async def _infos(self, conn: AsyncConnection, *where: Any) -> list[UserInfo]:
         rows = (await conn.execute(select(USERS).where(*where).order_by(USERS.c.username))).all()
         exts = await self._extensions_of(conn, [r.id for r in rows])
-        return [UserInfo(username=r.username, display_name=r.display_name, role=r.role, extensions=exts[r.id],
-                         active=r.active, created_at=r.created_at, updated_at=r.updated_at) for r in rows]
+        return [UserInfo(username=r.username, display_name=r.display_name, role=r.role, pbx=exts[r.id][0],
+                         extensions=exts[r.id][1], active=r.active, created_at=r.created_at,
+                         updated_at=r.updated_at) for r in rows]
 
     async def get(self, username: str) -> UserInfo | None:
         async with self.engine.connect() as conn:
@@ -262,18 +231,19 @@ class UserStore:
         async with self.engine.connect() as conn:
             return await self._infos(conn, *(() if include_inactive else (USERS.c.active.is_(True),)))
 
-    async def user_for_extension(self, extension: str) -> User | None:
-        """The active user an extension is bound to (whose console pops the card)."""
+    async def user_for_extension(self, extension: str, pbx: str = DEFAULT_PBX) -> User | None:
+        """The active user an extension of a PBX is bound to (whose console pops the card)."""
         async with self.engine.connect() as conn:
             found = await self._infos(conn, USERS.c.active.is_(True), USERS.c.id.in_(
-                select(EXTENSIONS.c.user_id).where(EXTENSIONS.c.extension == extension.strip())))
+                select(EXTENSIONS.c.user_id).where(EXTENSIONS.c.extension == extension.strip(),
+                                                   EXTENSIONS.c.pbx.in_(self._same_pbx(pbx)))))
         return User(**found[0].model_dump(include=set(User.model_fields))) if found else None
 
     async def authenticate(self, username: str, password: str) -> User | None:
         """The user if the password is right and he is active, else None (same work either way)."""
         name = normalize_username(username)
         row = None
-        if _USERNAME.fullmatch(name) and len(password) <= MAX_PASSWORD_LENGTH:
+        if USERNAME_PATTERN.fullmatch(name) and len(password) <= MAX_PASSWORD_LENGTH:
             async with self.engine.connect() as conn:
                 row = (await conn.execute(select(USERS).where(USERS.c.username == name))).first()
         if row is None or not row.active:
@@ -289,16 +259,20 @@ class UserStore:
                                                           USERS.c.password_hash == row.password_hash)
                                    .values(password_hash=new_hash))
         async with self.engine.connect() as conn:
-            exts = (await self._extensions_of(conn, [row.id]))[row.id]
-        return User(username=row.username, display_name=row.display_name, role=row.role, extensions=exts)
+            pbx, exts = (await self._extensions_of(conn, [row.id]))[row.id]
+        return User(username=row.username, display_name=row.display_name, role=row.role, extensions=exts,
+                    pbx=pbx)
 
     # -- changing ------------------------------------------------------------------------
 
     async def add(self, username: str, password: str, *, role: str, display_name: str | None = None,
-                  extensions: Iterable[str] = ()) -> UserInfo:
-        name = _username(username)
-        values = {"username": name, "display_name": _display_name(display_name or name), "role": _role(role)}
-        exts = _extensions(extensions)
+                  extensions: Iterable[str] = (), pbx: str = DEFAULT_PBX) -> UserInfo:
+        """A new user; `extensions` are on `pbx` (its existence is the caller's to check: the
+        store does not know the configuration)."""
+        name = valid_username(username)
+        values = {"username": name, "display_name": valid_display_name(display_name or name),
+                  "role": valid_role(role)}
+        exts, pbx = valid_extensions(extensions), resolve_pbx(valid_pbx(pbx), self.pbxes)
         check_password(password, name)
         password_hash = await self._hash(password)
         now = _now()
@@ -306,11 +280,11 @@ class UserStore:
             async with self.engine.begin() as conn:
                 if await self._id(conn, name) is not None:
                     raise UserExists(f"user {name!r} exists already")
-                await self._check_free(conn, exts, None)
+                await self._check_free(conn, pbx, exts, None)
                 result = await conn.execute(sa_insert(USERS).values(
                     **values, password_hash=password_hash, active=True, created_at=now, updated_at=now)
                     .returning(USERS.c.id))
-                await self._bind(conn, result.scalar_one(), exts)
+                await self._bind(conn, result.scalar_one(), pbx, exts)
         except IntegrityError as exc:  # lost a race with a concurrent add
             raise UserError(f"cannot add {name!r}: the username or an extension was just taken") from exc
         info = await self.get(name)
@@ -318,24 +292,28 @@ class UserStore:
         return info
 
     async def update(self, username: str, *, display_name: str | None = None, role: str | None = None,
-                     extensions: Iterable[str] | None = None) -> UserInfo:
-        """Change what is given; `extensions` replaces the whole list. Takes effect on the next
-        request of his open sessions (they read the user each time)."""
+                     extensions: Iterable[str] | None = None, pbx: str | None = None) -> UserInfo:
+        """Change what is given; `extensions` replaces the whole list; `pbx` moves them (or the
+        new ones) to that PBX. Takes effect on the next request of his open sessions (they read
+        the user each time)."""
         name = normalize_username(username)
         values: dict[str, Any] = {"updated_at": _now()}
         if display_name is not None:
-            values["display_name"] = _display_name(display_name)
+            values["display_name"] = valid_display_name(display_name)
         if role is not None:
-            values["role"] = _role(role)
-        exts = None if extensions is None else _extensions(extensions)
+            values["role"] = valid_role(role)
+        exts = None if extensions is None else valid_extensions(extensions)
+        new_pbx = None if pbx is None else resolve_pbx(valid_pbx(pbx), self.pbxes)
         try:
             async with self.engine.begin() as conn:
                 uid = await self._existing_id(conn, name)
                 await conn.execute(sa_update(USERS).where(USERS.c.id == uid).values(**values))
-                if exts is not None:
-                    await self._check_free(conn, exts, uid)
+                if exts is not None or new_pbx is not None:
+                    now_pbx, now_exts = (await self._extensions_of(conn, [uid]))[uid]
+                    exts, new_pbx = (now_exts if exts is None else exts), new_pbx or now_pbx
+                    await self._check_free(conn, new_pbx, exts, uid)
                     await conn.execute(delete(EXTENSIONS).where(EXTENSIONS.c.user_id == uid))
-                    await self._bind(conn, uid, exts)
+                    await self._bind(conn, uid, new_pbx, exts)
         except IntegrityError as exc:
             raise UserError(f"cannot update {name!r}: an extension was just taken") from exc
         info = await self.get(name)
@@ -384,19 +362,21 @@ class UserStore:
             raise UnknownUser(f"no such user: {name!r}")
         return uid
 
-    async def _check_free(self, conn: AsyncConnection, exts: list[str], owner: int | None) -> None:
+    async def _check_free(self, conn: AsyncConnection, pbx: str, exts: list[str], owner: int | None) -> None:
         if not exts:
             return
         taken = (await conn.execute(
             select(EXTENSIONS.c.extension, USERS.c.username)
             .join(USERS, USERS.c.id == EXTENSIONS.c.user_id)
-            .where(EXTENSIONS.c.extension.in_(exts),
+            .where(EXTENSIONS.c.pbx.in_(self._same_pbx(pbx)), EXTENSIONS.c.extension.in_(exts),
                    *(() if owner is None else (EXTENSIONS.c.user_id != owner,)))
         )).all()
         if taken:
             shown = ", ".join(f"{ext} (bound to {user})" for ext, user in taken)
-            raise ExtensionTaken(f"extension already bound to another user: {shown}")
+            where = "" if pbx == DEFAULT_PBX else f" on PBX {pbx}"
+            raise ExtensionTaken(f"extension already bound to another user{where}: {shown}")
 
-    async def _bind(self, conn: AsyncConnection, uid: int, exts: list[str]) -> None:
+    async def _bind(self, conn: AsyncConnection, uid: int, pbx: str, exts: list[str]) -> None:
         if exts:
-            await conn.execute(sa_insert(EXTENSIONS), [{"extension": e, "user_id": uid} for e in exts])
+            await conn.execute(sa_insert(EXTENSIONS),
+                               [{"pbx": pbx, "extension": e, "user_id": uid} for e in exts])
