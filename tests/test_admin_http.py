@@ -1,16 +1,25 @@
 """The admins' user API (web/admin_http.py) on the real bridge: admin role only (a refusal is
 a 403 and an audit row), CSRF as every state-changing request, the CLI's rules, no admin
-locking himself out, the password never in the audit log, the admin's login landing."""
+locking himself out, the password never in the audit log, the admin's login landing; with
+several PBXes, extensions on a configured PBX."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestClient, TestServer
+from argon2 import PasswordHasher
 
+from bridge.call_log.store import CallLogStore
 from tests.test_wallboard_http import Tab
 from tests.test_wallboard_service import WallboardStack
+from web.admin_http import add_admin_routes
 from web.audit_log import AuditLog
+from web.users import UserStore
 
 pytestmark = pytest.mark.filterwarnings("ignore::aiohttp.web_exceptions.NotAppKeyWarning")
 
@@ -62,3 +71,47 @@ async def test_only_admins_with_the_csrf_token_change_users_and_all_is_audited(t
                     ("user.update", "nobody", "refused"), ("user.add", "ivan", "refused"),
                     ("user.add", "ivan", "ok"), ("user.update", "ivan", "ok")]
     assert not any("secret" in str(r.detail) or "password" in str(r.detail) for r in rows)
+
+
+async def test_with_several_pbxes_an_operators_extensions_are_on_a_configured_one(tmp_path: Path) -> None:
+    """Issue 15: the PBX goes with the extensions; the page learns the PBXes from the list."""
+    store = CallLogStore(f"sqlite+aiosqlite:///{tmp_path / 'cb.sqlite3'}")
+    users = UserStore(store, hasher=PasswordHasher(time_cost=1, memory_cost=8, parallelism=1))
+    await users.open()
+    await users.add("root", "correct horse battery", role="admin")
+
+    @web.middleware
+    async def as_root(request: web.Request, handler: Callable) -> web.StreamResponse:
+        request["user"] = await users.get("root")
+        return await handler(request)
+
+    app = web.Application(middlewares=[as_root])
+    add_admin_routes(app, users, AuditLog(store), operator_pattern=r"^\d{3}$", pbxes=("msk", "spb"))
+    try:
+        async with TestClient(TestServer(app)) as client:
+            async def post(path: str, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+                resp = await client.post(path, json=body)
+                return resp.status, await resp.json()
+
+            listed = await (await client.get("/api/admin/users")).json()
+            # root was stored as "main": the first PBX's.
+            assert listed["pbxes"] == ["msk", "spb"] and listed["users"][0]["pbx"] == "msk"
+            ivan = {"username": "ivan", "password": "secret ivan 1", "role": "operator",
+                    "extensions": ["201"]}
+            status, body = await post("/api/admin/users", {**ivan, "pbx": "kzn"})
+            assert status == 400 and "Unknown PBX 'kzn': one of msk, spb" in body["message"]
+            status, body = await post("/api/admin/users", {**ivan, "pbx": "spb"})
+            assert status == 200 and (body["user"]["pbx"], body["user"]["extensions"]) == ("spb", ["201"])
+            status, body = await post("/api/admin/users", {**ivan, "username": "olga"})  # the first PBX's 201
+            assert status == 200 and body["user"]["pbx"] == "msk"
+            status, body = await post("/api/admin/users/olga", {"pbx": "spb"})  # ivan's 201 there
+            assert status == 409 and "on PBX spb: 201 (bound to ivan)" in body["message"]
+            status, body = await post("/api/admin/users/olga", {"pbx": "spb", "extensions": ["202"]})
+            assert status == 200 and (body["user"]["pbx"], body["user"]["extensions"]) == ("spb", ["202"])
+            assert (await post("/api/admin/users/olga", {"pbx": "kzn"}))[0] == 400
+        rows = await AuditLog(store).entries(username="root")
+        assert ("user.update", "olga", "ok", "spb") in [(r.action, r.target, r.result, r.detail.get("pbx"))
+                                                        for r in rows]
+    finally:
+        await users.close()
+        await store.close()

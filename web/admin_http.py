@@ -1,14 +1,18 @@
 """The admins' user administration: `/admin/users` (web/static/admin.*) and its JSON API.
 
 - `GET /admin/users`: the page.
-- `GET /api/admin/users`: `{"users": [UserInfo...], "roles": [...]}`.
-- `POST /api/admin/users` {username, password, role, display_name?, extensions[]}: add.
-- `POST /api/admin/users/{username}` {display_name?, role?, extensions?, active?}: edit,
-  disable (`active: false`: his sessions end and his pages close) or enable.
+- `GET /api/admin/users`: `{"users": [UserInfo...], "roles": [...], "pbxes": [...]}` (the
+  configured PBXes, the first is the main one: the page asks for a PBX only when several).
+- `POST /api/admin/users` {username, password, role, display_name?, extensions[], pbx?}: add
+  (his extensions are on `pbx`, the first PBX by default).
+- `POST /api/admin/users/{username}` {display_name?, role?, extensions?, pbx?, active?}: edit
+  (`pbx` moves his extensions), disable (`active: false`: his sessions end and his pages
+  close) or enable.
 - `POST /api/admin/users/{username}/password` {password}: reset (his sessions end).
 
 The rules are `callbridge user ...`'s (web.user_cli, web.users.UserStore): an operator needs
-an extension, extensions match `operator_pattern` and belong to one user, passwords pass
+an extension, extensions match `operator_pattern` and belong to one user of a PBX, the PBX is a
+configured one, passwords pass
 `check_password`. An admin may not disable himself or take away his own admin role (nobody
 would be left to undo it). Admin role only: a refusal is a 403; CSRF is the auth
 middleware's. Every change and every refusal is an audit-log row (`user.*`, `admin.denied`).
@@ -19,22 +23,34 @@ Answers: 200 with the user, 400 for a bad body or a broken rule, 404 for an unkn
 from __future__ import annotations
 
 import json
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import Annotated, Any
 
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
 
+from bridge.calls.record import DEFAULT_PBX
 from web.audit_log import AuditLog, require_role_audited
 from web.features import BridgeParts
 from web.pages import PAGE_HEADERS, STATIC_DIR
 from web.user_cli import bad_extensions
-from web.users import ROLES, ExtensionTaken, Role, UnknownUser, UserError, UserExists, UserInfo, UserStore
+from web.users import (
+    ROLES,
+    ExtensionTaken,
+    Role,
+    UnknownUser,
+    UserError,
+    UserExists,
+    UserInfo,
+    UserStore,
+    resolve_pbx,
+)
 
 NO_STORE = {"Cache-Control": "no-store"}
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 Extension = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=16)]
+PbxId = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=32)]
 
 
 class _Body(BaseModel):
@@ -47,12 +63,14 @@ class NewUser(_Body):
     role: Role
     display_name: str | None = Field(None, max_length=128)
     extensions: list[Extension] = Field(default_factory=list, max_length=16)
+    pbx: PbxId | None = None
 
 
 class UserChange(_Body):
     display_name: str | None = Field(None, max_length=128)
     role: Role | None = None
     extensions: list[Extension] | None = Field(None, max_length=16)
+    pbx: PbxId | None = None
     active: bool | None = None
 
 
@@ -67,8 +85,25 @@ class Refused(Exception):
 
 
 class AdminApi:
-    def __init__(self, users: UserStore, audit: AuditLog, operator_pattern: str) -> None:
+    def __init__(self, users: UserStore, audit: AuditLog, operator_pattern: str,
+                 pbxes: Sequence[str] = (DEFAULT_PBX,)) -> None:
         self.users, self.audit, self.pattern = users, audit, operator_pattern
+        self.pbxes = tuple(pbxes) or (DEFAULT_PBX,)  # the configured ones, the main one first
+        users.pbxes = self.pbxes  # so "main" rows count as the first PBX's when a 201 is taken
+
+    def pbx(self, asked: str | None) -> str | None:
+        """A configured PBX's id (None when not asked); "main" names the first PBX."""
+        if asked is None:
+            return None
+        pbx = resolve_pbx(asked, self.pbxes)
+        if pbx not in self.pbxes:
+            raise Refused(400, f"Unknown PBX {asked!r}: one of {', '.join(self.pbxes)}.")
+        return pbx
+
+    def user_json(self, info: UserInfo) -> dict[str, Any]:
+        """The user as the page shows him: his PBX by its configured id."""
+        shown = info.model_copy(update={"pbx": resolve_pbx(info.pbx, self.pbxes)})
+        return shown.model_dump(mode="json", exclude={"password_hash"})
 
     async def log(self, request: web.Request, action: str, target: str | None, result: str,
                   detail: dict[str, Any] | None = None) -> None:
@@ -83,9 +118,11 @@ class AdminApi:
             raise Refused(400, why.replace("--extension ", "Extension "))
 
     async def add(self, request: web.Request, body: NewUser) -> UserInfo:
+        pbx = self.pbx(body.pbx) or self.pbxes[0]
         self.check_extensions(body.role, body.extensions, adding=True)
         return await self.users.add(body.username, body.password, role=body.role,
-                                    display_name=body.display_name or None, extensions=body.extensions)
+                                    display_name=body.display_name or None, extensions=body.extensions,
+                                    pbx=pbx)
 
     async def change(self, request: web.Request, name: str, body: UserChange) -> UserInfo:
         current = await self.users.get(name)
@@ -95,13 +132,16 @@ class AdminApi:
         if current.username == me and (body.active is False or (body.role not in (None, "admin"))):
             raise Refused(400, "You cannot disable yourself or take away your own admin role.")
         role = body.role or current.role
+        pbx = self.pbx(body.pbx)
+        if pbx == resolve_pbx(current.pbx, self.pbxes):
+            pbx = None  # not moved: his rows stay as they are
         extensions = body.extensions if body.extensions is not None else None
         if role == "operator" and not (extensions if extensions is not None else current.extensions):
             raise Refused(400, "An operator needs at least one extension (the phone whose calls he gets).")
         self.check_extensions(role, extensions, adding=False)
-        if body.display_name is not None or body.role is not None or extensions is not None:
+        if body.display_name is not None or body.role is not None or extensions is not None or pbx:
             await self.users.update(name, display_name=body.display_name or None, role=body.role,
-                                    extensions=extensions)
+                                    extensions=extensions, pbx=pbx)
         if body.active is False:
             await self.users.deactivate(name)
         elif body.active is True:
@@ -123,10 +163,6 @@ def admins_only(handler: Handler) -> Handler:
 def _error(status: int, message: str) -> web.Response:
     return web.json_response({"error": "refused" if status != 400 else "bad_request", "message": message},
                              status=status, headers=NO_STORE)
-
-
-def _user_json(info: UserInfo) -> dict[str, Any]:
-    return info.model_dump(mode="json", exclude={"password_hash"})
 
 
 def _action(model: type[BaseModel], what: str,
@@ -156,7 +192,7 @@ def _action(model: type[BaseModel], what: str,
             return _error(status, message)
         detail = {k: v for k, v in body.model_dump(exclude_none=True).items() if k != "password"}
         await api.log(request, action, target, "ok", detail)
-        return web.json_response({"user": _user_json(info) if info else None}, headers=NO_STORE)
+        return web.json_response({"user": api.user_json(info) if info else None}, headers=NO_STORE)
 
     return admins_only(handler)
 
@@ -193,9 +229,10 @@ post_password = _action(NewPassword, "user.password", _password)
 
 @admins_only
 async def list_users(request: web.Request) -> web.StreamResponse:
-    users = await request.app[API_KEY].users.list()
-    return web.json_response({"users": [_user_json(u) for u in users], "roles": list(ROLES)},
-                             headers=NO_STORE)
+    api = request.app[API_KEY]
+    users = await api.users.list()
+    return web.json_response({"users": [api.user_json(u) for u in users], "roles": list(ROLES),
+                              "pbxes": list(api.pbxes)}, headers=NO_STORE)
 
 
 def _page(static_dir: Path) -> Handler:
@@ -210,9 +247,9 @@ def _page(static_dir: Path) -> Handler:
 
 
 def add_admin_routes(app: web.Application, users: UserStore, audit: AuditLog, *, operator_pattern: str,
-                     static_dir: Path = STATIC_DIR) -> AdminApi:
+                     static_dir: Path = STATIC_DIR, pbxes: Sequence[str] = (DEFAULT_PBX,)) -> AdminApi:
     """The user administration page and API on `app` (assets: the console's `/static/`)."""
-    api = app[API_KEY] = AdminApi(users, audit, operator_pattern)
+    api = app[API_KEY] = AdminApi(users, audit, operator_pattern, pbxes)
     app.router.add_get("/admin/users", _page(static_dir))
     app.router.add_get("/api/admin/users", list_users)
     app.router.add_post("/api/admin/users", post_add)
@@ -223,4 +260,5 @@ def add_admin_routes(app: web.Application, users: UserStore, audit: AuditLog, *,
 
 def attach_admin(parts: BridgeParts, users: UserStore) -> AdminApi:
     """Wiring (web.features): the admin pages on the running bridge's app, its audit log."""
-    return add_admin_routes(parts.app, users, AuditLog(parts.store), operator_pattern=parts.operator_pattern)
+    return add_admin_routes(parts.app, users, AuditLog(parts.store), operator_pattern=parts.operator_pattern,
+                            pbxes=parts.pbxes)
