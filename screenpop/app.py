@@ -24,6 +24,7 @@ from bridge.calls.pipeline import CallPipeline
 from crm_adapters.lookup import LookupService
 from screenpop.console_actions import ConsoleActions, SendAction
 from screenpop.console_http import SCREENPOP_KEY, add_console_routes
+from screenpop.operator_state import PbxScope
 from screenpop.screenpop_service import ScreenPopService, ScreenPopSettings
 from screenpop.settings import ConsoleSettings
 from web.audit_log import AuditLog
@@ -35,15 +36,21 @@ NAMES_REFRESH_SECONDS = 60.0
 
 
 class OperatorDirectory:
-    """Extension -> the operator's display name, from the user store, refreshed now and then
-    (the pop rules ask synchronously: "answered by Anna Operator (101)")."""
+    """(PBX, extension) -> the operator's display name, from the user store, refreshed now and
+    then (the pop rules ask synchronously: "answered by Anna Operator (101)")."""
 
-    def __init__(self, user_store: Any) -> None:
+    def __init__(self, user_store: Any, pbxes: PbxScope | None = None) -> None:
         self.user_store = user_store
-        self.names: dict[str, str] = {}
+        self.pbxes = pbxes or PbxScope(lambda: 0.0)  # the screen-pop's, once it is made
+        self.names: dict[tuple[str, str], str] = {}
 
-    def __call__(self, extension: str) -> str | None:
-        return self.names.get(extension)
+    def __call__(self, extension: str, pbx: str | None = None) -> str | None:
+        """The name of an extension of `pbx` (the main PBX unless named)."""
+        return self.names.get((pbx or self.pbxes.main, extension))
+
+    def on(self, pbx: str) -> Callable[[str], str | None]:
+        """The names of one PBX's extensions (screenpop.card_views.names_on)."""
+        return lambda extension: self.names.get((pbx, extension))
 
     async def refresh(self) -> None:
         try:
@@ -51,7 +58,7 @@ class OperatorDirectory:
         except Exception as exc:  # names are a nicety: the queue's member names still show
             log.warning("operator names not refreshed: %s", exc)
             return
-        self.names = {ext: u.display_name for u in users for ext in u.extensions}
+        self.names = {(self.pbxes.of_user(u), ext): u.display_name for u in users for ext in u.extensions}
 
     async def run(self) -> None:
         while True:
@@ -78,6 +85,8 @@ def create_web_app(pipeline: CallPipeline | None, lookup: LookupService | None =
         screenpop = ScreenPopService(lookup, settings=settings, operator_names=directory, console=console)
     elif directory is not None and screenpop.book.operator_names is None:
         screenpop.book.operator_names = directory
+    if directory is not None:
+        directory.pbxes = screenpop.pbxes  # "main" users are the first PBX's
     if pipeline is not None:
         screenpop.attach(pipeline)
 
@@ -113,7 +122,8 @@ def create_web_app(pipeline: CallPipeline | None, lookup: LookupService | None =
 def console_names(app: web.Application) -> tuple[Callable[[str], str | None],
                                                  Callable[[str], str | None] | None]:
     """What the console knows that other pages show: the CRM's name for a call's caller,
-    and an extension's operator name."""
+    and an extension's operator name (`names(ext)`: the main PBX's; `names(ext, pbx)` or
+    `names.on(pbx)(ext)`: that PBX's, when it is the OperatorDirectory)."""
     screenpop = app[SCREENPOP_KEY]
 
     def caller_name(call_id: str) -> str | None:
@@ -124,5 +134,6 @@ def console_names(app: web.Application) -> tuple[Callable[[str], str | None],
 
 
 def console_resync(app: web.Application) -> Callable[[list[Any], list[Any], float], None]:
-    """The console's resync listener (web.features.ResyncListener): operators' own states."""
+    """The console's resync listener (web.features.ResyncListener): operators' own states,
+    each PBX's from its QueueStatus (the items carry `.pbx`)."""
     return app[SCREENPOP_KEY].on_resync

@@ -57,6 +57,13 @@ def caller_view(record: CallRecord, found: CallerCard | None, region: str = "RU"
     )
 
 
+def names_on(names: OperatorNames | None, pbx: str) -> OperatorNames | None:
+    """The names of one PBX's extensions: a directory that knows PBXes (one with `on(pbx)`,
+    screenpop.app.OperatorDirectory) answers for that PBX; any other is taken as it is."""
+    on = getattr(names, "on", None)
+    return on(pbx) if callable(on) else names
+
+
 def _who(operator: str | None, names: OperatorNames | None) -> str | None:
     if operator and names is not None and (name := names(operator)):
         return name  # people read "Anna Operator", not "101"

@@ -12,8 +12,9 @@ call and one operator extension (`card_id` = "<call_id>:<extension>"):
 - transfer -> the transferer's card moves to `after_call`; the next operator's card carries
   a `TransferView` with who transferred it and that operator's note (kept current).
 
-A card is only ever sent to its own operator. Withdrawn cards are sent once and forgotten;
-after-call cards stay until dismissed or `after_call_seconds` pass. A card is re-sent
+A card is only ever sent to its own operator: his extension on the call's PBX (`Card.pbx`).
+Withdrawn cards are sent once and forgotten; after-call cards stay until dismissed or
+`after_call_seconds` pass. A card is re-sent
 (same id, a higher version) only when something on it changed.
 """
 
@@ -42,6 +43,7 @@ from screenpop.card_views import (  # noqa: F401  # re-exported: the card's view
     format_number,
     history_item,
     history_items,
+    names_on,
     without_echoed_notes,
 )
 from screenpop.messages import Card, CardRemoved, CardState, HistoryItem, TransferView
@@ -122,7 +124,8 @@ class CardBook:
         self.operator_names = operator_names  # extension -> display name (may be set later)
         self._clock = clock
         self._calls: dict[str, _Call] = {}
-        self._member_names: dict[str, str] = {}  # extension -> queue member name seen on a ring
+        # (pbx, extension) -> queue member name seen on a ring
+        self._member_names: dict[tuple[str, str], str] = {}
 
     # -- inputs -------------------------------------------------------------------------
 
@@ -134,7 +137,8 @@ class CardBook:
             call = self._calls[event.call_id] = _Call(event.call)
         call.record = event.call
         if isinstance(event, CallRinging):  # remembered for "transferred to Clara Operator (103)"
-            self._member_names.update((r.operator, r.member_name) for r in event.call.rings if r.member_name)
+            self._member_names.update(((call.record.pbx, r.operator), r.member_name)
+                                      for r in event.call.rings if r.member_name)
         if isinstance(event, CallRinging):
             self._ring(call, event)
         elif isinstance(event, CallRingEnded):
@@ -172,7 +176,8 @@ class CardBook:
         call = self._calls.get(call_id)
         if call is None or contact_key != _contact_key(call.caller):
             return []
-        call.history = history_items(items, self.history_items, self.operator_names, transfers)
+        names = names_on(self.operator_names, call.record.pbx)
+        call.history = history_items(items, self.history_items, names, transfers)
         return self._refresh(call, list(call.slots))
 
     def set_note(self, call_id: str, operator: str, text: str) -> list[Outgoing]:
@@ -193,7 +198,7 @@ class CardBook:
             return None
         del call.slots[operator]
         self._forget_if_done(call)
-        return CardRemoved(card_id=card_id(call_id, operator))
+        return CardRemoved(card_id=card_id(call_id, operator), pbx=call.record.pbx)
 
     def set_wrapup(self, call_id: str, operator: str, code: str) -> None:
         """The wrap-up code the operator chose as he closed his card (logged with the call)."""
@@ -214,17 +219,18 @@ class CardBook:
                 since = slot.after_call_since
                 if since is not None and now - since >= self.after_call_seconds:
                     del call.slots[op]
-                    out.append(CardRemoved(card_id=card_id(call.record.call_id, op)))
+                    out.append(CardRemoved(card_id=card_id(call.record.call_id, op), pbx=call.record.pbx))
             self._forget_if_done(call)
         return out
 
     # -- what is shown ----------------------------------------------------------------------
 
-    def cards_for(self, extensions: Iterable[str]) -> list[Card]:
-        """Every card these extensions have now (for a browser that (re)connects)."""
+    def cards_for(self, extensions: Iterable[str], pbx: str | None = None) -> list[Card]:
+        """Every card these extensions (of that PBX; None: any) have now (for a browser that
+        (re)connects)."""
         wanted = set(extensions)
-        cards = [s.sent for c in self._calls.values() for op, s in c.slots.items()
-                 if op in wanted and s.sent is not None]
+        cards = [s.sent for c in self._calls.values() if pbx is None or c.record.pbx == pbx
+                 for op, s in c.slots.items() if op in wanted and s.sent is not None]
         return sorted(cards, key=lambda c: (c.entered_at, c.card_id))
 
     def card(self, call_id: str, operator: str) -> Card | None:
@@ -353,7 +359,7 @@ class CardBook:
                                     note=call.notes.get(source or "") or None)
         return Card(
             card_id=card_id(record.call_id, slot.operator), version=version, call_id=record.call_id,
-            operator=slot.operator, state=slot.state, state_reason=slot.reason,
+            pbx=record.pbx, operator=slot.operator, state=slot.state, state_reason=slot.reason,
             caller=caller_view(record, call.caller, self.default_region),
             queue=record.queue or slot.queue, dialed=record.dialed, entered_at=record.entered_at,
             ring_started_at=slot.ring_started_at, answered_at=slot.answered_at, ended_at=slot.ended_at,
@@ -367,10 +373,12 @@ class CardBook:
     def _name(self, record: CallRecord, operator: str | None) -> str | None:
         if operator is None:
             return None
-        if self.operator_names is not None and (name := self.operator_names(operator)):
+        names = names_on(self.operator_names, record.pbx)  # his 101, not another PBX's
+        if names is not None and (name := names(operator)):
             return name
-        return next((r.member_name for r in reversed(record.rings)
-                     if r.operator == operator and r.member_name), self._member_names.get(operator))
+        seen = self._member_names.get((record.pbx, operator))
+        on_ring = (r.member_name for r in reversed(record.rings) if r.operator == operator and r.member_name)
+        return next(on_ring, seen)
 
     def _label(self, record: CallRecord, operator: str | None) -> str:
         name = self._name(record, operator)

@@ -8,7 +8,8 @@
 - `GET /api/console/search?q=`: contacts by name or number in every CRM that can search
   ("search not supported" from those that cannot).
 
-Pause and dial are written to the audit log (who, what, the PBX's answer), refusals too.
+Pause and dial go to the operator's own PBX (`send_action(..., pbx=...)`: his extensions
+are that PBX's), and are written to the audit log (who, what, the PBX's answer), refusals too.
 """
 
 from __future__ import annotations
@@ -48,17 +49,21 @@ class ConsoleActions:
         self.audit = audit  # web.audit_log.AuditLog, or None (tests without a database)
         service.can_act = send_action is not None
 
-    def _extensions(self, user: SignedInUser) -> list[str]:
+    def _extensions(self, user: SignedInUser) -> tuple[str, list[str]]:
+        """His PBX and his extensions on it; refused when there is nothing to act on."""
         if self.send_action is None:
             raise ScreenPopError("the console cannot reach the PBX", 503)
         if not user.extensions:
             raise ScreenPopError("no extension is bound to your user", 403)
-        return sorted(user.extensions)
+        pbx = self.service.pbxes.of_user(user)
+        if pbx not in self.service.pbxes.ids:  # never another PBX's phone with his number
+            raise ScreenPopError(f"your extensions are on PBX {pbx!r}, which is not configured", 409)
+        return pbx, sorted(user.extensions)
 
-    async def _send(self, action: dict[str, str]) -> tuple[bool, str]:
+    async def _send(self, action: dict[str, str], pbx: str) -> tuple[bool, str]:
         assert self.send_action is not None
         try:
-            reply = await self.send_action(action)
+            reply = await self.send_action(action, pbx=pbx)
         except Exception as exc:  # AmiError, timeouts, a lost link: the PBX did not take it
             return False, f"the PBX did not answer: {exc}"
         ok = (reply.get("Response") or "").casefold() == "success"
@@ -76,7 +81,7 @@ class ConsoleActions:
 
     async def pause(self, user: SignedInUser, paused: bool, reason: str | None,
                     remote: str | None = None) -> dict[str, Any]:
-        exts = self._extensions(user)
+        pbx, exts = self._extensions(user)
         settings = self.service.console
         reason = (reason or "").strip() or None
         if paused and settings.pause_reasons and reason not in settings.pause_reasons:
@@ -87,16 +92,17 @@ class ConsoleActions:
                       "Paused": "true" if paused else "false"}
             if paused and reason:
                 action["Reason"] = reason
-            ok, message = await self._send(action)
+            ok, message = await self._send(action, pbx)
             answers.append({"extension": ext, "ok": ok, "message": message})
             await self._audit(user, "console.pause" if paused else "console.unpause", ext, ok,
-                              {"reason": reason, "pbx": message}, remote)
+                              {"reason": reason, "pbx": message, **self._on(pbx)}, remote)
         if not any(a["ok"] for a in answers):
             raise ScreenPopError("; ".join(f"{a['extension']}: {a['message']}" for a in answers), 502)
         return {"paused": paused, "reason": reason, "pbx": answers}
 
     async def dial(self, user: SignedInUser, number: str, remote: str | None = None) -> dict[str, Any]:
-        ext = self._extensions(user)[0]
+        pbx, exts = self._extensions(user)
+        ext = exts[0]
         target = dialable(number)
         settings = self.service.console
         name = re.sub(r'["<>]', "", user.display_name).strip() or user.username
@@ -104,11 +110,16 @@ class ConsoleActions:
                   "Exten": target, "Context": settings.originate_context, "Priority": "1",
                   "CallerID": f'"{name}" <{ext}>', "Timeout": str(settings.originate_timeout_ms),
                   "Async": "true"}
-        ok, message = await self._send(action)
-        await self._audit(user, "console.dial", target, ok, {"extension": ext, "pbx": message}, remote)
+        ok, message = await self._send(action, pbx)
+        await self._audit(user, "console.dial", target, ok,
+                          {"extension": ext, "pbx": message, **self._on(pbx)}, remote)
         if not ok:
             raise ScreenPopError(f"the PBX refused the call: {message}", 502)
         return {"number": target, "extension": ext, "pbx": message}
+
+    def _on(self, pbx: str) -> dict[str, str]:
+        """Which PBX, in the audit row, where there are several (its "pbx" is the PBX's answer)."""
+        return {"pbx_id": pbx} if self.service.pbxes.several else {}
 
     async def search(self, query: str) -> dict[str, Any]:
         query = " ".join(query.split())

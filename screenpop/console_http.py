@@ -2,8 +2,8 @@
 
 - `GET /console`: the page (web/static/console.html; a placeholder if it is missing).
 - `GET /ws/console`: the WebSocket. First frame `hello` (user + every card he has now),
-  then `card` / `card_removed` frames for the extensions bound to the user, whatever his
-  role (a supervisor sees the cards of the extensions bound to him, no others).
+  then `card` / `card_removed` frames for the extensions bound to the user on his PBX,
+  whatever his role (a supervisor sees the cards of the extensions bound to him, no others).
 - `POST /api/notes` {call_id, text}, `POST /api/contacts` {call_id, name, company},
   `POST /api/cards/dismiss` {call_id, wrapup_code}, and the operator's own actions
   (screenpop.console_actions: `POST /api/console/pause`, `POST /api/console/dial`,
@@ -172,16 +172,17 @@ async def console_ws(request: web.Request) -> web.StreamResponse:
     ws = web.WebSocketResponse(heartbeat=service.hub.heartbeat, max_msg_size=4096)
     await ws.prepare(request)
     session = request.get("session")
-    extensions = sorted(user.extensions)
+    pbx = service.pbxes.of_user(user)
+    extensions = (pbx, sorted(user.extensions))
     # The session's end (logout, expiry, disabled) closes it; a change of the user's
-    # extensions too (the browser reconnects and gets the new cards); the oldest of too
-    # many pages of one session or user is closed.
+    # extensions or of their PBX too (the browser reconnects and gets the new cards); the
+    # oldest of too many pages of one session or user is closed.
     entry = await sockets_of(request.app).add(
         ws, session.token_hash if session is not None else None, user.username, transport=request.transport,
-        still_ok=lambda fresh: sorted(fresh.extensions) == extensions)
+        still_ok=lambda fresh: (service.pbxes.of_user(fresh), sorted(fresh.extensions)) == extensions)
     since = session.created_at if session is not None else None  # no cards from before his login
     hello = service.since_login(service.hello(user), since)
-    conn = service.hub.attach(ws, user, hello, transport=request.transport)
+    conn = service.hub.attach(ws, user, hello, transport=request.transport, pbx=pbx)
     try:
         await conn.run(activity_listener(request))
     finally:

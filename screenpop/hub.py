@@ -1,13 +1,15 @@
 """Browser connections of the operator console, and fan-out of card frames to them.
 
 One WebSocket per browser tab; a user may have several. Each connection receives the
-cards of the extensions bound to its user. `Hub.push` is synchronous and never waits on
-a socket (it runs inside the call pipeline): frames go to a bounded per-connection buffer
-that a writer task drains. The buffer keeps only the newest frame per card (a card
-frame is the whole card, so an older one is worthless once a newer one waits), and a
-connection that still falls `queue_size` cards behind, or whose socket does not take a
-frame within `send_timeout`, is closed: the browser reconnects and its `Hello` brings
-it up to date. Dead peers are found by WebSocket ping/pong (`heartbeat`).
+cards of the extensions bound to its user, on his PBX: connections are found by (PBX,
+extension), so two operators with a 201 on two PBXes never see each other's cards.
+`Hub.push` is synchronous and never waits on a socket (it runs inside the call pipeline):
+frames go to a bounded per-connection buffer that a writer task drains. The buffer keeps
+only the newest frame per card (a card frame is the whole card, so an older one is
+worthless once a newer one waits), and a connection that still falls `queue_size` cards
+behind, or whose socket does not take a frame within `send_timeout`, is closed: the
+browser reconnects and its `Hello` brings it up to date. Dead peers are found by
+WebSocket ping/pong (`heartbeat`).
 
 The first frame is bounded (`bounded_hello`): every ringing and live card, but only the
 newest `max_after_call` after-call cards and at most `max_hello_bytes` in all, so a page
@@ -24,9 +26,10 @@ from collections.abc import Awaitable, Callable, Iterable
 
 from aiohttp import WSCloseCode, web
 
+from bridge.calls.record import DEFAULT_PBX
 from screenpop.cards import operator_of
 from screenpop.messages import Card, CardRemoved, Hello
-from web.users import SignedInUser
+from web.users import SignedInUser, pbx_of
 from web.ws_tasks import beside, read_until_closed
 
 log = logging.getLogger(__name__)
@@ -37,9 +40,11 @@ WITHDRAWN_KEPT = 32  # withdrawn card ids a connection remembers
 
 class Connection:
     def __init__(self, ws: web.WebSocketResponse, user: SignedInUser, *, queue_size: int,
-                 send_timeout: float, transport: asyncio.BaseTransport | None = None) -> None:
+                 send_timeout: float, transport: asyncio.BaseTransport | None = None,
+                 pbx: str | None = None) -> None:
         self.ws = ws
         self.user = user
+        self.pbx = pbx or pbx_of(user)
         self.extensions = frozenset(user.extensions)
         self.queue_size = queue_size
         self.send_timeout = send_timeout
@@ -156,41 +161,42 @@ class Hub:
         self.send_timeout = send_timeout
         self.max_after_call = max_after_call
         self.max_hello_bytes = max_hello_bytes
-        self._by_extension: dict[str, set[Connection]] = {}
+        self._by_extension: dict[tuple[str, str], set[Connection]] = {}  # (pbx, extension) ->
         self._all: set[Connection] = set()
         self.dropped = 0
 
     def attach(self, ws: web.WebSocketResponse, user: SignedInUser, hello: Hello,
-               transport: asyncio.BaseTransport | None = None) -> Connection:
-        """Register a prepared WebSocket; its first frame is `hello`. Synchronous, so the
-        `Hello` snapshot and the frames pushed after it cannot cross."""
+               transport: asyncio.BaseTransport | None = None, pbx: str | None = None) -> Connection:
+        """Register a prepared WebSocket of a user on `pbx` (default: his own); its first frame
+        is `hello`. Synchronous, so the `Hello` snapshot and the frames pushed after it cannot
+        cross."""
         conn = Connection(ws, user, queue_size=self.queue_size, send_timeout=self.send_timeout,
-                          transport=transport)
+                          transport=transport, pbx=pbx)
         hello, text = bounded_hello(hello, self.max_after_call, self.max_hello_bytes)
         conn.offer(_HELLO, text, None)
         conn.shown.update(card.card_id for card in hello.cards)
         self._all.add(conn)
         for ext in conn.extensions:
-            self._by_extension.setdefault(ext, set()).add(conn)
+            self._by_extension.setdefault((conn.pbx, ext), set()).add(conn)
         return conn
 
     def detach(self, conn: Connection) -> None:
         self._all.discard(conn)
         for ext in conn.extensions:
-            conns = self._by_extension.get(ext)
+            conns = self._by_extension.get((conn.pbx, ext))
             if conns is not None:
                 conns.discard(conn)
                 if not conns:
-                    del self._by_extension[ext]
+                    del self._by_extension[(conn.pbx, ext)]
 
     def push(self, messages: Iterable[Card | CardRemoved]) -> None:
-        """Send each card to the connections of its operator's extension. Never blocks."""
+        """Send each card to the connections of its operator's extension on its PBX. Never blocks."""
         for message in messages:
             if isinstance(message, Card):
                 ext, state = message.operator, message.state
             else:
                 ext, state = operator_of(message.card_id), None
-            conns = self._by_extension.get(ext)
+            conns = self._by_extension.get((message.pbx, ext))
             if not conns:
                 continue
             text = message.model_dump_json()
@@ -199,18 +205,23 @@ class Hub:
                     self.dropped += 1
                     conn.drop(f"more than {self.queue_size} cards waiting")
 
-    def send(self, key: str, text: str, extension: str | None = None) -> None:
+    def send(self, key: str, text: str, extension: str | None = None, pbx: str | None = None) -> None:
         """A frame that is no card (the operator's state, the clock) to the connections of one
-        extension, or to all; `key` (starting with NUL) keeps only the newest waiting one."""
-        for conn in list(self._all if extension is None else self._by_extension.get(extension, ())):
+        extension of `pbx` (the main one if None), of every user on `pbx`, or to all; `key`
+        (starting with NUL) keeps only the newest waiting one."""
+        if extension is not None:
+            targets = list(self._by_extension.get((pbx or DEFAULT_PBX, extension), ()))
+        else:
+            targets = [c for c in self._all if pbx is None or c.pbx == pbx]
+        for conn in targets:
             if not conn.offer(key, text, "frame"):
                 self.dropped += 1
                 conn.drop(f"more than {self.queue_size} cards waiting")
 
-    def connections(self, extension: str | None = None) -> list[Connection]:
+    def connections(self, extension: str | None = None, pbx: str = DEFAULT_PBX) -> list[Connection]:
         if extension is None:
             return list(self._all)
-        return list(self._by_extension.get(extension, ()))
+        return list(self._by_extension.get((pbx, extension), ()))
 
     async def close_all(self) -> None:
         """Server shutdown: say goodbye to every browser (they reconnect to the next run)."""

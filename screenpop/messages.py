@@ -25,6 +25,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from bridge.calls.record import DEFAULT_PBX
+
 CardState = Literal["ringing", "live", "after_call", "withdrawn"]
 LookupState = Literal["found", "not_found", "pending", "unavailable", "colleague", "anonymous", "invalid"]
 
@@ -72,6 +74,7 @@ class Card(_Frozen):
     card_id: str  # "<call_id>:<operator extension>"
     version: int  # grows with every change of this card
     call_id: str
+    pbx: str = DEFAULT_PBX  # the PBX the call is on (the operator's: his extension is that PBX's)
     operator: str  # the extension whose phone this card is for
     state: CardState
     state_reason: str | None = None  # e.g. "answered by Anna Operator (101)"
@@ -95,6 +98,7 @@ class Hello(_Frozen):
     user: str
     display_name: str
     role: Literal["operator", "supervisor", "trainer", "admin"]
+    pbx: str = DEFAULT_PBX  # the PBX his extensions are on
     extensions: list[str]
     cards: list[Card]
     server_time: float  # epoch seconds, so timers run from the server's clock
@@ -113,6 +117,7 @@ class ConsoleInfo(_Frozen):
     pause_reasons: list[str] = Field(default_factory=list)
     can_pause: bool = False  # the PBX can be asked (and the user has an extension)
     can_dial: bool = False
+    pbxes: list[str] = Field(default_factory=list)  # the PBXes when several (cards then show theirs)
 
 
 class QueueMembership(_Frozen):
@@ -143,6 +148,7 @@ class Clock(_Frozen):
 class CardRemoved(_Frozen):
     type: Literal["card_removed"] = "card_removed"
     card_id: str
+    pbx: str = Field(DEFAULT_PBX, exclude=True)  # whose pages it goes to (the hub's, not the page's)
 
 
 ServerMessage = Hello | Card | CardRemoved | AgentState | Clock

@@ -1,16 +1,20 @@
-"""What the console knows beyond cards: the PBX's clock against ours, and each operator's own
-state in his queues (paused with a reason, or available), from the raw AMI queue events.
+"""What the console knows beyond cards: which PBX a user or an event is on, each PBX's clock
+against ours, and each operator's own state in his queues (paused with a reason, or
+available), from the raw AMI queue events of his PBX.
 
-Both are pure bookkeeping (no I/O); the screen-pop service pushes what changed."""
+All pure bookkeeping (no I/O); the screen-pop service pushes what changed."""
 
 from __future__ import annotations
 
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 from bridge.ami.message import AmiMessage
+from bridge.calls.record import DEFAULT_PBX
 from screenpop.messages import AgentState, QueueMembership
+from web.users import pbx_of, resolve_pbx
 
 CLOCK_STEP = 2.0  # seconds: a smaller move of the PBX's offset is event latency, not its clock
 
@@ -33,6 +37,38 @@ class PbxClock:
         return True
 
 
+class PbxScope:
+    """The PBXes the console serves, the first the main one (the pipeline's, once attached):
+    whose PBX a user or an event is on, and each PBX's clock."""
+
+    def __init__(self, wall: Callable[[], float], ids: tuple[str, ...] = (DEFAULT_PBX,)) -> None:
+        self.wall = wall
+        self.ids = ids
+        self.clocks: dict[str, PbxClock] = {}
+
+    @property
+    def main(self) -> str:
+        return self.ids[0]
+
+    @property
+    def several(self) -> bool:
+        return len(self.ids) > 1
+
+    def of_user(self, user: Any) -> str:
+        """The PBX of his extensions ("main", the default, is the first PBX)."""
+        return resolve_pbx(pbx_of(user), self.ids)
+
+    def of_event(self, pbx: str) -> str:
+        """The PBX an AMI event came from ("": untagged, the main one's)."""
+        return pbx or self.main
+
+    def clock(self, pbx: str) -> PbxClock:
+        found = self.clocks.get(pbx)
+        if found is None:
+            found = self.clocks[pbx] = PbxClock(self.wall)
+        return found
+
+
 MEMBER_EVENTS = ("QueueMemberAdded", "QueueMemberStatus", "QueueMemberPause", "QueueMember")
 
 
@@ -50,11 +86,12 @@ class _Member:
 
 @dataclass
 class AgentStates:
-    """Per extension, per queue: paused or not, and why (QueueMember* events)."""
+    """Per PBX and extension, per queue: paused or not, and why (QueueMember* events)."""
 
     member_interface: str
     _pattern: re.Pattern[str] = field(init=False)
-    _members: dict[str, dict[str, _Member]] = field(default_factory=dict)  # ext -> queue -> member
+    # (pbx, ext) -> queue -> member
+    _members: dict[tuple[str, str], dict[str, _Member]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         self._pattern = interface_pattern(self.member_interface)
@@ -63,16 +100,16 @@ class AgentStates:
         found = self._pattern.match(interface.strip())
         return found.group("ext") if found else None
 
-    def on_event(self, ev: AmiMessage) -> str | None:
-        """Take a raw AMI event; the extension whose state changed, if any."""
+    def on_event(self, ev: AmiMessage, pbx: str = DEFAULT_PBX) -> str | None:
+        """Take a raw AMI event of that PBX; the extension whose state changed, if any."""
         name = ev.event or ""
         if name not in (*MEMBER_EVENTS, "QueueMemberRemoved") or "Queue" not in ev:
             return None
         ext = self.extension_of(ev.get("Interface") or ev.get("Location") or ev.get("StateInterface") or "")
         if ext is None:
             return None
-        queues = self._members.setdefault(ext, {})
-        before = self.state(ext)
+        queues = self._members.setdefault((pbx, ext), {})
+        before = self.state(ext, pbx)
         if name == "QueueMemberRemoved":
             queues.pop(ev["Queue"], None)
         else:
@@ -80,10 +117,10 @@ class AgentStates:
             member.paused = ev.get("Paused", "1" if member.paused else "0") == "1"
             reason = (ev.get("PausedReason") or "").strip() or None
             member.reason = (reason or member.reason) if member.paused else None
-        return ext if self.state(ext) != before else None
+        return ext if self.state(ext, pbx) != before else None
 
-    def state(self, ext: str) -> AgentState:
-        queues = self._members.get(ext)
+    def state(self, ext: str, pbx: str = DEFAULT_PBX) -> AgentState:
+        queues = self._members.get((pbx, ext))
         if queues is None:
             return AgentState(extension=ext)
         members = [QueueMembership(queue=q, paused=m.paused, reason=m.reason)

@@ -12,6 +12,9 @@
   once the call has ended, logged to the CRM with the call (`LookupService.log_call`).
 - New contacts from the card of an unknown caller go through `LookupService.create_contact`
   (which drops the cached "not found") and turn the card into the found caller's.
+- Several PBXes: a card, an operator's state and the PBX's clock go only to the pages of
+  users on that PBX (screenpop.operator_state.PbxScope says whose is what); call ids are
+  unique across PBXes, so notes and dismissals work by call id as with one.
 """
 
 from __future__ import annotations
@@ -20,28 +23,24 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable, Coroutine
-from datetime import UTC, datetime
 from typing import Any
 
 from pydantic import BaseModel, Field
-from sqlalchemy import delete, insert, update
-from sqlalchemy.exc import SQLAlchemyError
 
 from bridge.ami.message import AmiMessage
 from bridge.calls.events import CallAnswered, CallEnded, CallRinging, DomainEvent
 from bridge.calls.pipeline import CallPipeline
-from bridge.calls.record import CallRecord
 from crm_adapters.builtin import BuiltinCrm
-from crm_adapters.builtin_tables import INTERACTIONS
-from crm_adapters.contract import Contact, FinishedCall, NewContact
-from crm_adapters.errors import CrmError, CrmNotSupported, CrmRejected, CrmUnavailable
+from crm_adapters.contract import Contact, NewContact
+from crm_adapters.errors import CrmError, CrmNotSupported, CrmRejected
 from crm_adapters.lookup import CallerCard, LogResult, LookupService
 from crm_adapters.phone_numbers import normalize
+from screenpop.call_notes import CallNotes, NoteNotSaved
 from screenpop.cards import CardBook, Outgoing, call_of, operator_of
 from screenpop.history_calls import call_transfers
 from screenpop.hub import Hub
 from screenpop.messages import AgentState, Card, CardRemoved, Clock, ConsoleInfo, Hello
-from screenpop.operator_state import AgentStates, PbxClock
+from screenpop.operator_state import AgentStates, PbxClock, PbxScope
 from screenpop.settings import ConsoleSettings
 from web.users import SignedInUser
 
@@ -82,7 +81,7 @@ class ScreenPopService:
         self.settings = settings
         s = self.settings
         self.wall_clock = wall_clock
-        self.pbx_clock = PbxClock(wall_clock)
+        self.pbxes = PbxScope(wall_clock)  # the pipeline's PBXes, once attached
         self.agents = AgentStates(self.console.member_interface)
         self.can_act = False  # the console may send actions to the PBX (screenpop.console_actions)
         self.hub = hub or Hub(queue_size=s.queue_size, heartbeat=s.heartbeat_seconds,
@@ -92,30 +91,38 @@ class ScreenPopService:
                              history_items=s.history_items, operator_names=operator_names, clock=clock)
         # Notes go to the built-in CRM: the one given, else the first configured.
         self.notes = notes or next((a for a in lookup.adapters if isinstance(a, BuiltinCrm)), None)
+        self.call_notes = CallNotes(lookup, self.notes, self.book, self.region)
         self._looked_up: dict[str, str | None] = {}  # call id -> number asked about
         self._held: dict[str, set[str]] = {}  # call id -> card ids waiting for the first lookup
-        self._note_rows: dict[tuple[str, str], int] = {}  # (call id, extension) -> interaction id
-        self._log_locks: dict[str, asyncio.Lock] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
         self._expiry: asyncio.Task[None] | None = None
 
+    @property
+    def pbx_clock(self) -> PbxClock:
+        """The main PBX's clock (the only one, usually)."""
+        return self.pbxes.clock(self.pbxes.main)
+
     def attach(self, pipeline: CallPipeline) -> None:
+        self.pbxes.ids = tuple(pipeline.trackers)  # the first is the main one
         pipeline.subscribe(self)
         pipeline.subscribe_raw(self.on_raw)
 
     def on_raw(self, event: AmiMessage) -> None:
-        """Queue member events: the operator's own state, pushed to his pages."""
-        ext = self.agents.on_event(event)
+        """Queue member events: the operator's own state, pushed to his pages (his PBX's)."""
+        pbx = self.pbxes.of_event(event.pbx)
+        ext = self.agents.on_event(event, pbx)
         if ext is not None:
-            self.hub.send("\0agent", self.agents.state(ext).model_dump_json(), extension=ext)
+            self.hub.send("\0agent", self.agents.state(ext, pbx).model_dump_json(), extension=ext, pbx=pbx)
 
     def on_resync(self, channels: list[AmiMessage], queue_status: list[AmiMessage], at: float) -> None:
-        """After a (re)connect the PBX's QueueStatus answer says every operator's state at once."""
+        """After a (re)connect a PBX's QueueStatus answer says every operator's state at once
+        (its items carry that PBX's id)."""
         for item in queue_status:
             self.on_raw(item)
 
     def agent_state(self, user: SignedInUser) -> AgentState | None:
-        states = [self.agents.state(ext) for ext in sorted(user.extensions)]
+        pbx = self.pbxes.of_user(user)
+        states = [self.agents.state(ext, pbx) for ext in sorted(user.extensions)]
         return next((a for a in states if a.known), states[0] if states else None)
 
     async def start(self) -> None:
@@ -131,14 +138,16 @@ class ScreenPopService:
     # -- the pipeline subscriber ----------------------------------------------------------
 
     def __call__(self, event: DomainEvent) -> None:
-        call_id = event.call_id
-        if isinstance(event, CallRinging | CallAnswered) and self.pbx_clock.observe(event.at):
-            frame = Clock(server_time=self.wall_clock(), pbx_offset=self.pbx_clock.offset)
-            self.hub.send("\0clock", frame.model_dump_json())
-        if isinstance(event, CallEnded) and any(self.call_notes(call_id).values()):
+        call_id, pbx = event.call_id, event.call.pbx
+        clock = self.pbxes.clock(pbx)
+        if isinstance(event, CallRinging | CallAnswered) and clock.observe(event.at):
+            frame = Clock(server_time=self.wall_clock(), pbx_offset=clock.offset)
+            # To that PBX's operators only: their cards' times are in its clock.
+            self.hub.send("\0clock", frame.model_dump_json(), pbx=pbx if self.pbxes.several else None)
+        if isinstance(event, CallEnded) and any(self.call_notes.of_call(call_id).values()):
             # Taken before the book may forget the call (its last card gone at hang-up).
-            self._loop_task(self._log_finished(event.call, self.call_notes(call_id),
-                                               self.book.caller(call_id)), f"log call {call_id}")
+            self._loop_task(self.call_notes.log_finished(event.call, self.call_notes.of_call(call_id),
+                                                         self.book.caller(call_id)), f"log call {call_id}")
         messages = self.book.on_event(event)
         self._start_lookup(event)  # before the push: a new call's first cards wait for the lookup
         self._push(messages)
@@ -227,7 +236,7 @@ class ScreenPopService:
     def expire_now(self) -> list[CardRemoved]:
         removed = self.book.expire()
         self._push(list(removed))
-        self._note_rows = {k: v for k, v in self._note_rows.items() if self.book.knows(k[0])}
+        self.call_notes.forget_gone()
         return removed
 
     # -- the console --------------------------------------------------------------------------
@@ -235,15 +244,16 @@ class ScreenPopService:
     def hello(self, user: SignedInUser, since: float | None = None) -> Hello:
         """The first frame; `since` (the login, our clock): after-call cards of calls that
         ended before it are somebody else's business, not this operator's."""
-        offset = self.pbx_clock.offset
-        cards = self.book.cards_for(user.extensions)
+        pbx = self.pbxes.of_user(user)
+        cards = self.book.cards_for(user.extensions, pbx)
         c = self.console
+        acts = self.can_act and bool(user.extensions) and pbx in self.pbxes.ids
         info = ConsoleInfo(wrapup_seconds=self.settings.after_call_seconds, wrapup_codes=c.wrapup_codes,
-                           pause_reasons=c.pause_reasons, can_pause=self.can_act and bool(user.extensions),
-                           can_dial=self.can_act and bool(user.extensions))
-        hello = Hello(user=user.username, display_name=user.display_name, role=user.role,
+                           pause_reasons=c.pause_reasons, can_pause=acts, can_dial=acts,
+                           pbxes=list(self.pbxes.ids) if self.pbxes.several else [])
+        hello = Hello(user=user.username, display_name=user.display_name, role=user.role, pbx=pbx,
                       extensions=list(user.extensions), cards=cards, server_time=self.wall_clock(),
-                      pbx_offset=offset, console=info, agent=self.agent_state(user))
+                      pbx_offset=self.pbxes.clock(pbx).offset, console=info, agent=self.agent_state(user))
         return self.since_login(hello, since)
 
     def since_login(self, hello: Hello, since: float | None) -> Hello:
@@ -251,15 +261,18 @@ class ScreenPopService:
         login, our clock): those are somebody else's business, not this operator's."""
         if since is None:
             return hello
-        offset = self.pbx_clock.offset
+        offset = hello.pbx_offset
         cards = [c for c in hello.cards if c.state != "after_call" or (c.ended_at or 0) - offset >= since]
         return hello if len(cards) == len(hello.cards) else hello.model_copy(update={"cards": cards})
 
     def extension_for(self, user: SignedInUser, call_id: str) -> str:
         """The user's extension this call rang (his card's, if he has one); else 403/404."""
-        if not self.book.knows(call_id):
+        record = self.book.record(call_id)
+        if record is None:
             raise ScreenPopError(f"no open call {call_id}", 404)
-        rung = [ext for ext in user.extensions if self.book.rang(call_id, ext)]
+        # His 201 is not the 201 of another PBX.
+        mine = record.pbx == self.pbxes.of_user(user)
+        rung = [ext for ext in user.extensions if mine and self.book.rang(call_id, ext)]
         if not rung:
             raise ScreenPopError(f"call {call_id} did not ring your extension", 403)
         with_card = [ext for ext in rung if self.book.card(call_id, ext) is not None]
@@ -268,87 +281,17 @@ class ScreenPopService:
     async def save_note(self, user: SignedInUser, call_id: str, text: str) -> dict[str, Any]:
         ext = self.extension_for(user, call_id)
         text = text.strip()
-        if self.notes is not None:
-            await self._store_note(call_id, ext, text)
+        try:
+            await self.call_notes.store(call_id, ext, text)
+        except NoteNotSaved as exc:
+            raise ScreenPopError(str(exc), 503) from exc
         self._push(self.book.set_note(call_id, ext, text))
         record = self.book.record(call_id)
         logged: LogResult | None = None
         if record is not None and not record.live:
-            logged = await self._log_finished(record, self.call_notes(call_id), self.book.caller(call_id))
+            logged = await self.call_notes.log_finished(record, self.call_notes.of_call(call_id),
+                                                        self.book.caller(call_id))
         return {"card": self.book.card(call_id, ext), "crm": logged}
-
-    async def _store_note(self, call_id: str, ext: str, text: str) -> None:
-        """One note interaction per operator and call, updated as he edits it."""
-        assert self.notes is not None
-        record, found = self.book.record(call_id), self.book.caller(call_id)
-        contact = found.contact if found is not None else None
-        mine = contact is not None and contact.source == self.notes.name and contact.id.isdigit()
-        number = (found.e164 if found else None) or normalize(record.caller_number if record else None,
-                                                               self.region)
-        row_id = self._note_rows.get((call_id, ext))
-        values = {"summary": text, "at": datetime.now(UTC)}
-        try:
-            async with self.notes.engine.begin() as conn:
-                if row_id is not None and not text:
-                    await conn.execute(delete(INTERACTIONS).where(INTERACTIONS.c.id == row_id))
-                    self._note_rows.pop((call_id, ext), None)
-                    return
-                if row_id is not None:
-                    done = await conn.execute(update(INTERACTIONS).where(INTERACTIONS.c.id == row_id)
-                                              .values(**values))
-                    if done.rowcount:
-                        return
-                if not text:
-                    return
-                self._note_rows[(call_id, ext)] = (await conn.execute(
-                    insert(INTERACTIONS).returning(INTERACTIONS.c.id),
-                    {**values, "contact_id": int(contact.id) if mine and contact else None, "number": number,
-                     "kind": "note", "operator": ext})).scalar_one()
-        except (OSError, SQLAlchemyError) as exc:
-            raise ScreenPopError(f"the note was not saved (database error: {exc})", 503) from exc
-        except CrmUnavailable as exc:
-            raise ScreenPopError(f"the note was not saved ({exc})", 503) from exc
-
-    def call_notes(self, call_id: str) -> dict[str, str]:
-        """Each operator's note on the call, with the wrap-up code he closed his card with."""
-        notes, codes = self.book.notes(call_id), self.book.wrapups(call_id)
-        out: dict[str, str] = {}
-        for ext in {**notes, **codes}:
-            code = f"Wrap-up: {codes[ext]}" if ext in codes else ""
-            out[ext] = "\n".join(p for p in (notes.get(ext, ""), code) if p)
-        return out
-
-    async def _log_finished(self, record: CallRecord, notes: dict[str, str],
-                            found: CallerCard | None) -> LogResult | None:
-        """Log the finished call with its notes to the CRM (again, when a note changes)."""
-        texts = {ext: t for ext, t in notes.items() if t}
-        if not texts or not record.caller_number:
-            return None
-        call_id = record.call_id
-        contact = found.contact if found is not None else None
-        if len(texts) == 1:
-            note = next(iter(texts.values()))
-        else:
-            note = "\n".join(f"{self.book.operator_label(call_id, ext)}: {t}" for ext, t in texts.items())
-        talked = [r.operator for r in record.rings if r.answered_at is not None]
-        adapter = next((a.name for a in self.lookup.adapters
-                        if contact is not None and a.name == contact.source and a.can_log_calls), None)
-        finished = FinishedCall(
-            call_id=record.call_id, direction="inbound", number=record.caller_number,
-            operator=talked[-1] if talked else record.answered_by,
-            started_at=datetime.fromtimestamp(record.entered_at, UTC), duration_seconds=record.talk_seconds,
-            outcome=record.outcome or "incomplete", recording_url=record.recording, note=note,
-            contact_id=contact.id if contact is not None and adapter else None)
-        lock = self._log_locks.setdefault(call_id, asyncio.Lock())
-        try:
-            async with lock:  # a note saved while the hang-up's log runs must not race it
-                result = await self.lookup.log_call(finished, adapter=adapter)
-        finally:
-            if not lock.locked():
-                self._log_locks.pop(call_id, None)
-        if result.error:
-            log.warning("call %s with its note not logged to the CRM: %s", call_id, result.error)
-        return result
 
     async def create_contact(self, user: SignedInUser, call_id: str, name: str,
                              company: str | None) -> dict[str, Any]:
@@ -388,24 +331,12 @@ class ScreenPopService:
         record, found = self.book.record(call_id), self.book.caller(call_id)
         if code is not None and card is not None:
             self.book.set_wrapup(call_id, ext, code)
-        notes = self.call_notes(call_id)  # before the book may forget the call
+        notes = self.call_notes.of_call(call_id)  # before the book may forget the call
         removed = self.book.dismiss(call_id, ext)
         if removed is not None:
             self._push([removed])
             if code is not None:
-                await self._store_wrapup(call_id, ext, code)
+                await self.call_notes.store_wrapup(call_id, ext, code)
                 if record is not None and not record.live:
-                    await self._log_finished(record, notes, found)
+                    await self.call_notes.log_finished(record, notes, found)
         return removed is not None
-
-    async def _store_wrapup(self, call_id: str, ext: str, code: str) -> None:
-        """The code on the operator's note (its `outcome`), when he wrote one."""
-        row_id = self._note_rows.get((call_id, ext))
-        if self.notes is None or row_id is None:
-            return
-        try:
-            async with self.notes.engine.begin() as conn:
-                await conn.execute(update(INTERACTIONS).where(INTERACTIONS.c.id == row_id)
-                                   .values(outcome=code))
-        except (OSError, SQLAlchemyError, CrmUnavailable) as exc:
-            log.warning("wrap-up code of call %s not saved with the note: %s", call_id, exc)

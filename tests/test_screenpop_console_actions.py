@@ -232,7 +232,7 @@ async def test_hello_leaves_out_after_call_cards_from_before_the_login_and_sends
     server_clock: Callable[[], float] = lambda: 1795508277.0 + 1000  # noqa: E731  # the PBX runs 1000 s late
     service = ScreenPopService(lookup, wall_clock=server_clock)
     frames: list[str] = []
-    service.hub.send = lambda key, text, extension=None: frames.append(text)  # type: ignore[method-assign]
+    service.hub.send = lambda key, text, **_: frames.append(text)  # type: ignore[method-assign]
     feed(service, "queue_answered")
     anna = USERS["anna"]
     [card] = service.book.cards_for(["101"])

@@ -229,6 +229,8 @@
 
   function renderHead(card) {
     const where = [];
+    // Which site's call: only where the bridge serves several PBXes (one PBX: nothing new).
+    if (((TOOLS.info() || {}).pbxes || []).length > 1) where.push(el("span", { class: "pbx-tag" }, card.pbx));
     if (card.queue) where.push(el("span", { class: "queue" }, `Queue ${card.queue}`));
     if (card.dialed) where.push(el("span", { class: "dialed" }, `Dialled ${card.dialed}`));
     if (card.state !== "ringing" && card.wait_seconds > 0) {
