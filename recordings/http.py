@@ -6,22 +6,25 @@ Range), review comments and QA scores, an operator's own reviews, pause/resume.
     setup_recordings(app, api)      # after setup_auth (its middleware sets request["user"])
 
 Who sees what: trainers, supervisors and admins every recording; an operator only those
-made on his own extensions. Every play/download, comment, score, pause/resume and every
-refusal (other's recording, a path-like parameter, a role) is written to the audit log.
-Every parameter is checked for path trickery (`..`, slashes, encoded ones, NUL) and the
-file served is re-resolved under the recordings folder.
+made on his own extensions. Every recording names its `pbx`; the list takes `?pbx=ID` (one of
+the configured PBXes, else 400) and says which PBXes there are (`pbxes`).
+Every play/download, comment, score, pause/resume and every refusal (other's recording, a
+path-like parameter, a role) is written to the audit log. Every parameter is checked for
+path trickery (`..`, slashes, encoded ones, NUL) and the file served is re-resolved under
+the recordings folder.
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
 from aiohttp import web
 
 from bridge.call_log.store import CallLogStore
+from bridge.calls.record import DEFAULT_PBX
 from recordings.http_shapes import SERVABLE, card_json, dump_recording, timeline
 from recordings.naming import UnsafePath, check_parameter, resolve_under, valid_call_id, valid_operator
 from recordings.ranges import unsatisfiable_range
@@ -37,7 +40,7 @@ REVIEWERS = ("trainer", "supervisor", "admin")
 SEE_ALL = REVIEWERS
 CONTROLLERS = ("supervisor", "admin")  # may pause anyone's recording; operators their own
 _STATUSES = ("starting", "recording", "stopped", "ok", "missing", "empty", "failed", "external", "purged")
-_LIST_PARAMS = {"operator", "call_id", "since", "until", "status", "limit", "offset"}
+_LIST_PARAMS = {"operator", "call_id", "since", "until", "status", "pbx", "limit", "offset"}
 NO_STORE = {"Cache-Control": "no-store"}
 
 
@@ -49,6 +52,7 @@ class RecordingsApi:
     audit: AuditLog
     call_log: CallLogStore
     recorder: Recorder | None = None
+    pbxes: tuple[str, ...] = field(default=(DEFAULT_PBX,))  # the PBXes' ids, the first (main) one first
 
 
 RECORDINGS_KEY = web.AppKey("callbridge_recordings", RecordingsApi)
@@ -173,13 +177,15 @@ async def list_recordings(request: web.Request) -> web.StreamResponse:
         unknown = set(q) - _LIST_PARAMS
         if unknown:
             raise _Refused(400, "bad_parameter", f"unknown parameters: {', '.join(sorted(unknown))}")
-        operator, call_id, status = q.get("operator"), q.get("call_id"), q.get("status")
+        operator, call_id, status, pbx = q.get("operator"), q.get("call_id"), q.get("status"), q.get("pbx")
         if operator is not None and not valid_operator(operator):
             raise _Refused(400, "bad_parameter", "operator: an extension (digits)")
         if call_id is not None and not valid_call_id(call_id):
-            raise _Refused(400, "bad_parameter", "call_id: digits and a dot")
+            raise _Refused(400, "bad_parameter", "call_id: digits and a dot, after a PBX's id and a colon")
         if status is not None and status not in _STATUSES:
             raise _Refused(400, "bad_parameter", f"status: one of {', '.join(_STATUSES)}")
+        if pbx is not None and pbx not in api.pbxes:
+            raise _Refused(400, "bad_parameter", f"pbx: one of {', '.join(api.pbxes)}")
         operators: list[str] | None = [operator] if operator else None
         if user.role not in SEE_ALL:
             if operator is not None and operator not in user.extensions:
@@ -187,11 +193,12 @@ async def list_recordings(request: web.Request) -> web.StreamResponse:
             operators = [operator] if operator else list(user.extensions)
         found = await api.store.search(
             operators=operators, call_id=call_id, since=_datetime("since", q.get("since")),
-            until=_datetime("until", q.get("until")), statuses=[status] if status else None,
+            until=_datetime("until", q.get("until")), statuses=[status] if status else None, pbx=pbx,
             limit=_int("limit", q.get("limit"), 100, 1000), offset=_int("offset", q.get("offset"), 0, 10**9))
     except _Refused as refused:
         return await _refuse(request, "recording.list", None, refused)
-    return web.json_response({"recordings": [_dump(api, r) for r in found]}, headers=NO_STORE)
+    return web.json_response({"recordings": [_dump(api, r) for r in found], "pbxes": list(api.pbxes)},
+                             headers=NO_STORE)
 
 
 @require_role(*ROLES)
@@ -244,7 +251,8 @@ async def audio(request: web.Request) -> web.StreamResponse:
     headers = {"Content-Type": "audio/wav", "Cache-Control": "private, no-store",
                "X-Content-Type-Options": "nosniff"}
     if download:
-        headers["Content-Disposition"] = f'attachment; filename="call-{rec.call_id}-{rec.seq}.wav"'
+        name = rec.call_id.replace(":", "-")  # "b:1795..." : no colon in a saved file's name
+        headers["Content-Disposition"] = f'attachment; filename="call-{name}-{rec.seq}.wav"'
     return web.FileResponse(path, headers=headers)
 
 

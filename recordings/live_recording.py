@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
+from bridge.calls.record import DEFAULT_PBX
 from recordings.store import PausedSpan, RecordingInfo
 
 CORRECTION_WINDOW = 10.0  # s: how far an event may move a span edge guessed from a reply
@@ -29,6 +30,7 @@ class LiveRecording:
     path: str | None
     started_at: float
     entered_at: float  # the call's, for the offset
+    pbx: str = DEFAULT_PBX  # the call's PBX: its channel names are that PBX's, its actions go there
     status: str = "starting"
     stopped_at: float | None = None
     spans: list[list[float | None]] = field(default_factory=list)  # PBX times [start, end|None]
@@ -56,7 +58,8 @@ class LiveRecording:
             b = None if stop is None else round(max(0.0, stop - self.started_at), 3)
             spans.append(PausedSpan(start=a, end=None if b is None else max(a, b)))
         return RecordingInfo(
-            id=self.id, call_id=self.call_id, seq=self.seq, source=self.source,  # type: ignore[arg-type]
+            id=self.id, call_id=self.call_id, pbx=self.pbx, seq=self.seq,
+            source=self.source,  # type: ignore[arg-type]
             operator=self.operator, channel=self.channel, file=self.file, path=self.path, format="wav",
             started_at=self.started_at, stopped_at=self.stopped_at,
             offset_seconds=round(max(0.0, self.started_at - self.entered_at), 3),
@@ -68,7 +71,7 @@ class LiveRecording:
         spans: list[list[float | None]] = [
             [info.started_at + s.start, None if s.end is None else info.started_at + s.end]
             for s in info.paused]
-        return cls(call_id=info.call_id, seq=info.seq, source=info.source, channel=info.channel,
+        return cls(call_id=info.call_id, pbx=info.pbx, seq=info.seq, source=info.source, channel=info.channel,
                    operator=info.operator, file=info.file, path=info.path, started_at=info.started_at,
                    entered_at=info.started_at - info.offset_seconds, status=info.status,
                    stopped_at=info.stopped_at, spans=spans, error=info.error, id=info.id)

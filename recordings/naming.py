@@ -1,8 +1,9 @@
 """Recording file names and files, and the refusal of any path trickery.
 
 A file name is made only from what the bridge itself validated: the call id (Asterisk's
-Linkedid, digits and dots), the operator's extension (digits), a sequence number and the
-date. Caller-supplied text (names, numbers, dialled digits) never reaches a path.
+Linkedid, digits and dots, after the PBX's id and a colon on all PBXes but the first), the
+operator's extension (digits), a sequence number and the date. Caller-supplied text
+(names, numbers, dialled digits) never reaches a path.
 Every path read back (from the database, a request) is resolved again under the root
 and refused if it would leave it, symlinks included.
 """
@@ -15,7 +16,8 @@ from pathlib import Path, PurePosixPath
 
 from recordings.settings import RecordingSettings
 
-CALL_ID = re.compile(r"[0-9]{1,20}(?:\.[0-9]{1,20})?")
+# "<pbx>:" (a `[[pbx]]` id) before the Linkedid on every PBX but the first.
+CALL_ID = re.compile(r"(?:[a-z0-9][a-z0-9_-]{0,31}:)?[0-9]{1,20}(?:\.[0-9]{1,20})?")
 OPERATOR = re.compile(r"[0-9]{1,20}")
 # What any request parameter may never contain: a separator, a dot-dot, NUL or control.
 _TRICKERY = re.compile(r"\.\.|[/\\\x00-\x1f\x7f]|%2e|%2f|%5c|%00", re.IGNORECASE)
@@ -42,14 +44,18 @@ def check_parameter(name: str, value: str) -> str:
 
 def recording_relpath(call_id: str, operator: str, seq: int, when: datetime,
                       fmt: str = "wav") -> PurePosixPath:
-    """`YYYY/MM/DD/<call_id>-<operator>-<seq>.<fmt>`, relative to the recordings folder."""
+    """`YYYY/MM/DD/<call_id>-<operator>-<seq>.<fmt>`, relative to the recordings folder; a call
+    of another PBX than the first (`<pbx>:<Linkedid>`) under `<pbx>/`: two PBXes may hand out
+    the same Linkedid, and each PBX's files can be a folder (a mount) of their own."""
     if not valid_call_id(call_id):
-        raise UnsafePath(f"call id {call_id!r} is not <digits>[.<digits>]")
+        raise UnsafePath(f"call id {call_id!r} is not [<pbx>:]<digits>[.<digits>]")
     if not valid_operator(operator):
         raise UnsafePath(f"operator {operator!r} is not an extension (digits)")
     if seq < 1 or fmt not in ("wav",):
         raise UnsafePath(f"bad sequence number {seq} or format {fmt!r}")
-    return PurePosixPath(f"{when:%Y}", f"{when:%m}", f"{when:%d}", f"{call_id}-{operator}-{seq}.{fmt}")
+    pbx, _, linkedid = call_id.rpartition(":")
+    day = PurePosixPath(f"{when:%Y}", f"{when:%m}", f"{when:%d}", f"{linkedid}-{operator}-{seq}.{fmt}")
+    return pbx / day if pbx else day
 
 
 def pbx_file(settings: RecordingSettings, relpath: PurePosixPath) -> str:

@@ -25,10 +25,10 @@ class RecordingControlError(RuntimeError):
 
 class RecordingPauses:
     _calls: dict[str, list[LiveRecording]]
-    _send: Callable[[dict[str, str]], Awaitable[Any]]
+    _send: Callable[..., Awaitable[Any]]  # send(action, pbx=ID)
 
     if TYPE_CHECKING:  # the Recorder's
-        def pbx_now(self) -> float: ...
+        def pbx_now(self, pbx: str = ...) -> float: ...
 
         def _touch(self, rec: LiveRecording) -> None: ...
 
@@ -43,10 +43,11 @@ class RecordingPauses:
         recs = [r for r in self._calls.get(call_id, []) if r.open]
         if not recs:
             raise NoActiveRecording(call_id)
+        pbx = recs[0].pbx  # one call, one PBX
         channels = list(dict.fromkeys(r.channel for r in recs))
         results = await asyncio.gather(*(self._send({
             "Action": "MixMonitorMute", "Channel": ch, "Direction": "both", "State": "1" if state else "0",
-        }) for ch in channels), return_exceptions=True)
+        }, pbx=pbx) for ch in channels), return_exceptions=True)
         failed = []
         for channel, result in zip(channels, results, strict=True):
             ok, error = action_outcome(result)
@@ -55,7 +56,7 @@ class RecordingPauses:
                 continue
             for rec in recs:
                 if rec.channel == channel and rec.open:
-                    mark_muted(rec, state, self.pbx_now(), confirmed=False)
+                    mark_muted(rec, state, self.pbx_now(pbx), confirmed=False)
                     self._touch(rec)
         if failed:
             raise RecordingControlError("; ".join(failed))

@@ -14,8 +14,8 @@ from web.features import BridgeParts, run_with_app
 
 
 def attach_recordings(parts: BridgeParts, settings: RecordingSettings) -> Recorder:
-    """The recorder (MixMonitor by policy on every answer, pause/resume, the after-call file
-    check) subscribed to the model, and the review room's pages and API on the app; the
+    """The recorder (MixMonitor by policy on every answer, sent to the call's PBX, pause/resume,
+    the after-call file check) subscribed to the model, and the review room's pages and API on the app; the
     recorder starts and stops with the app."""
     store = RecordingStore(parts.store)
     recorder = Recorder(settings, parts.send_action, store)
@@ -23,7 +23,7 @@ def attach_recordings(parts: BridgeParts, settings: RecordingSettings) -> Record
     parts.pipeline.subscribe_raw(recorder.on_ami_event)
     reviews = ReviewStore(parts.store, settings.review_criteria)
     setup_recordings(parts.app, RecordingsApi(settings, store, reviews, AuditLog(parts.store), parts.store,
-                                              recorder))
+                                              recorder, pbxes=parts.pbxes))
     add_review_pages(parts.app)
     run_with_app(parts.app, recorder.start, recorder.stop)
     return recorder

@@ -5,14 +5,17 @@ Its parts: pause/resume spans in `recordings.pause_control` (NoActiveRecording a
 RecordingControlError are re-exported here), one recording's state in
 `recordings.live_recording`, the file check after the call in `recordings.after_call_check`.
 
-Wiring (the live bridge)::
+Wiring (the live bridge; recordings.plugin)::
 
-    recorder = Recorder(settings.recordings, client.send_action, RecordingStore(call_log_store))
+    recorder = Recorder(settings.recordings, parts.send_action, RecordingStore(call_log_store))
     await recorder.start()                  # after the call log is open; restores live rows
     pipeline.subscribe(recorder.handle)     # domain events (sync, never blocks)
     pipeline.subscribe_raw(recorder.on_ami_event)  # raw MixMonitorMute / MixMonitorStop / Hangup
     ...
     await recorder.stop()
+
+Every action goes to the call's PBX (`send_action(action, pbx=call.pbx)`), every row names
+it, and a raw event touches only the recordings of its own PBX (channel names are per PBX).
 
 What drives it:
 - `CallAnswered` (the operator's leg `channel`, bridged with the caller): if the policy
@@ -43,7 +46,7 @@ from typing import Any
 
 from bridge.ami.message import AmiMessage
 from bridge.calls.events import CallAnswered, CallEnded, CallRecordingStarted, DomainEvent
-from bridge.calls.record import CallRecord
+from bridge.calls.record import DEFAULT_PBX, CallRecord
 from recordings.after_call_check import check_file
 from recordings.live_recording import LiveRecording, action_outcome, mark_muted, mark_stopped
 from recordings.naming import (
@@ -61,7 +64,8 @@ __all__ = ["RAW_EVENTS", "NoActiveRecording", "Recorder", "RecordingControlError
 
 log = logging.getLogger(__name__)
 
-SendAction = Callable[[dict[str, str]], Awaitable[Any]]
+# send_action(action, pbx=ID) -> that PBX's reply (BridgeParts.send_action)
+SendAction = Callable[..., Awaitable[Any]]
 RAW_EVENTS = ("MixMonitorMute", "MixMonitorStop", "Hangup")
 _UNFINISHED = ("starting", "recording", "stopped")
 
@@ -81,7 +85,7 @@ class Recorder(RecordingPauses):
         self._saving = False
         self._saver: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
-        self._clock: tuple[float, float] | None = None  # (PBX time seen, our monotonic then)
+        self._clocks: dict[str, tuple[float, float]] = {}  # PBX -> (its time seen, our monotonic then)
 
     # -- lifecycle ----------------------------------------------------------------------
     async def start(self) -> None:
@@ -133,20 +137,22 @@ class Recorder(RecordingPauses):
     def active(self, call_id: str) -> list[RecordingInfo]:
         return [r.info() for r in self._calls.get(call_id, []) if r.open]
 
-    def pbx_now(self) -> float:
-        """The PBX's clock: its last timestamp seen, moved on by our elapsed time."""
-        if self._clock is None:
+    def pbx_now(self, pbx: str = DEFAULT_PBX) -> float:
+        """A PBX's clock: its last timestamp seen, moved on by our elapsed time."""
+        clock = self._clocks.get(pbx) or next(iter(self._clocks.values()), None)
+        if clock is None:
             return time.time()
-        pbx_at, ours = self._clock
+        pbx_at, ours = clock
         return pbx_at + (time.monotonic() - ours)
 
-    def _seen(self, at: float) -> None:
-        if at > 0 and (self._clock is None or at >= self._clock[0]):
-            self._clock = (at, time.monotonic())
+    def _seen(self, at: float, pbx: str) -> None:
+        clock = self._clocks.get(pbx)
+        if at > 0 and (clock is None or at >= clock[0]):
+            self._clocks[pbx] = (at, time.monotonic())
 
     # -- pipeline subscriber --------------------------------------------------------------
     def handle(self, event: DomainEvent) -> None:
-        self._seen(event.at)
+        self._seen(event.at, event.call.pbx)
         if isinstance(event, CallAnswered):
             self._on_answered(event)
         elif isinstance(event, CallRecordingStarted):
@@ -169,7 +175,7 @@ class Recorder(RecordingPauses):
             return
         rec = LiveRecording(call_id=call.call_id, seq=0, source="bridge", channel=ev.channel,
                             operator=ev.operator, file=None, path=None, started_at=ev.at,
-                            entered_at=call.entered_at)
+                            entered_at=call.entered_at, pbx=call.pbx)
         self._calls.setdefault(call.call_id, []).append(rec)
         self._spawn(self._send_start(rec))
 
@@ -182,7 +188,7 @@ class Recorder(RecordingPauses):
         action = {"Action": "MixMonitor", "Channel": rec.channel, "File": rec.file,
                   "Options": self.settings.mixmonitor_options}
         try:
-            result: Any = await self._send(action)
+            result: Any = await self._send(action, pbx=rec.pbx)  # the call's PBX records its channel
         except Exception as exc:  # AmiError and anything else: the recording did not start
             result = exc
         ok, error = action_outcome(result)
@@ -209,7 +215,7 @@ class Recorder(RecordingPauses):
         rec = LiveRecording(call_id=ev.call.call_id, seq=0, source="pbx",
                             channel=started.channel, operator=started.operator, file=started.file,
                             path=None if rel is None else rel.as_posix(), started_at=started.started_at,
-                            entered_at=ev.call.entered_at, status="recording")
+                            entered_at=ev.call.entered_at, status="recording", pbx=ev.call.pbx)
         recs.append(rec)
         self._spawn(self._number(rec))
 
@@ -238,10 +244,12 @@ class Recorder(RecordingPauses):
     def on_ami_event(self, event: AmiMessage) -> None:
         name, channel = event.event, event.get("Channel")
         if "Timestamp" in event:
-            self._seen(event.timestamp)
+            self._seen(event.timestamp, event.pbx or DEFAULT_PBX)
         if not channel or name not in RAW_EVENTS:
             return
-        recs = [r for rs in self._calls.values() for r in rs if r.channel == channel and r.open]
+        # Another PBX's channel of the same name is not this one (untagged: the only PBX).
+        recs = [r for rs in self._calls.values() for r in rs
+                if r.channel == channel and r.open and (not event.pbx or r.pbx == event.pbx)]
         for rec in recs:
             if name == "MixMonitorMute":
                 if (event.get("Direction") or "").lower() != "both":

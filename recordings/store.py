@@ -1,7 +1,8 @@
 """Recording files in the call log's database (table `recording_files`, migration 0005).
 
 One row per MixMonitor: the bridge's own (one per operator leg) and any the PBX started
-by itself (dialplan, another client), linked to the call by `call_id` (+ `seq`, 1-based).
+by itself (dialplan, another client), linked to the call by `call_id` (+ `seq`, 1-based),
+on the call's PBX (`pbx`, migration 0008).
 Not a child of `calls` with a foreign key: the row is written at the answer, possibly
 before the call log's batched writer has saved the call.
 
@@ -90,6 +91,7 @@ class RecordingInfo(BaseModel):
 
     id: int | None = None
     call_id: str
+    pbx: str = DEFAULT_PBX  # the PBX of the call (and of the channel recorded)
     seq: int
     source: Literal["bridge", "pbx"]
     operator: str | None
@@ -119,7 +121,8 @@ class RecordingInfo(BaseModel):
 
 def _values(rec: RecordingInfo) -> dict[str, Any]:
     return {
-        "call_id": rec.call_id, "seq": rec.seq, "source": rec.source, "operator": rec.operator,
+        "call_id": rec.call_id, "pbx": rec.pbx, "seq": rec.seq, "source": rec.source,
+        "operator": rec.operator,
         "channel": rec.channel, "file": rec.file, "path": rec.path, "format": rec.format,
         "started_at": to_datetime(rec.started_at),
         "stopped_at": None if rec.stopped_at is None else to_datetime(rec.stopped_at),
@@ -132,7 +135,7 @@ def _values(rec: RecordingInfo) -> dict[str, Any]:
 
 def _info(row: Any, call: Any = None) -> RecordingInfo:
     return RecordingInfo(
-        id=row.id, call_id=row.call_id, seq=row.seq, source=row.source, operator=row.operator,
+        id=row.id, call_id=row.call_id, pbx=row.pbx, seq=row.seq, source=row.source, operator=row.operator,
         channel=row.channel, file=row.file, path=row.path, format=row.format,
         started_at=to_epoch(row.started_at),
         stopped_at=None if row.stopped_at is None else to_epoch(row.stopped_at),
@@ -190,9 +193,12 @@ class RecordingStore:
     async def search(self, *, operators: Sequence[str] | None = None, call_id: str | None = None,
                      since: datetime | None = None, until: datetime | None = None,
                      statuses: Sequence[str] | None = None, ids: Sequence[int] | None = None,
-                     limit: int = 100, offset: int = 0) -> list[RecordingInfo]:
-        """Newest first. `operators=[]` matches nothing (an operator with no extension)."""
+                     pbx: str | None = None, limit: int = 100, offset: int = 0) -> list[RecordingInfo]:
+        """Newest first (of one PBX if given). `operators=[]` matches nothing (an operator with
+        no extension)."""
         where = []
+        if pbx is not None:
+            where.append(FILES.c.pbx == pbx)
         if operators is not None:
             where.append(FILES.c.operator.in_(list(operators)))
         if call_id is not None:

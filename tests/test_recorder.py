@@ -80,7 +80,10 @@ async def bridge(capture: str, settings: RecordingSettings, store: CallLogStore,
                            backoff_initial=0.05, fully_booted_timeout=1.0)
         pipeline = CallPipeline()
         recordings = RecordingStore(store)
-        recorder = Recorder(settings, client.send_action, recordings)  # what the lead wires
+        async def send(action: dict[str, str], pbx: str | None = None) -> AmiMessage:
+            return await client.send_action(action)  # the one PBX (BridgeParts.send_action routes by pbx)
+
+        recorder = Recorder(settings, send, recordings)  # what the lead wires
         writer = CallLogWriter(store, max_delay=0.01)
         harness = Harness(sim, recorder, recordings, writer)
         await writer.start()
@@ -230,7 +233,7 @@ async def test_a_restarted_recorder_takes_its_running_recordings_back(store: Cal
         offset_seconds=2.0, status="recording"))
     sent: list[dict[str, str]] = []
 
-    async def send(action: dict[str, str]) -> AmiMessage:
+    async def send(action: dict[str, str], pbx: str | None = None) -> AmiMessage:
         sent.append(action)
         return AmiMessage([("Response", "Success")])
 

@@ -288,7 +288,7 @@ async def test_through_the_real_login(tmp_path: Path) -> None:
 async def test_pause_and_resume_over_http(site: Site) -> None:
     sent: list[dict[str, str]] = []
 
-    async def send(action: dict[str, str]) -> AmiMessage:
+    async def send(action: dict[str, str], pbx: str | None = None) -> AmiMessage:
         sent.append(action)
         return AmiMessage([("Response", "Success")])
 

@@ -136,6 +136,7 @@ class ReviewStack:
     runner: web.AppRunner | None = None
     more_calls: int = 0  # that many more answered calls of Boris's, each recorded (a long list)
     problems: bool = False  # and recordings of every state a user may meet
+    pbxes: tuple[str, ...] = ("main",)  # with a second PBX: a call of its own, recorded there
 
     def start(self) -> None:
         self.loop_thread.run(self._start())
@@ -169,6 +170,12 @@ class ReviewStack:
             for seq, status in enumerate(("stopped", "failed", "empty", "purged", "recording"), start=2):
                 self.ids[status] = await recs.save(leg(hostile, seq, "102", T0 + 3605.0 + seq, 20.0,
                                                        boris_path, status=status))
+        if len(self.pbxes) > 1:  # Boris's call again, on the second PBX (its ids are prefixed)
+            other = self.pbxes[1]
+            call = hostile_call().model_copy(update={"call_id": f"{other}:1795447500.40", "pbx": other})
+            await store.save([call])
+            self.ids[other] = await recs.save(leg(call, 1, "102", T0 + 3605.0, 20.0,
+                                                  f"{other}/{boris_path}", pbx=other))
         for n in range(self.more_calls):  # older calls, so the list runs far below the first screen
             fields = {"call_id": f"1795300000.{n}", "caller_name": f"Caller {n}",
                       "entered_at": T0 - 7200.0 - 60 * n}
@@ -187,7 +194,7 @@ class ReviewStack:
         settings = RecordingSettings(policy="all", directory=root, review_criteria=CRITERIA)
         app = create_web_app(None, LookupService([]), user_store=users, auth_options={"secure_cookie": False})
         api = RecordingsApi(settings, RecordingStore(self.store), ReviewStore(self.store, CRITERIA),
-                            AuditLog(self.store), self.store)
+                            AuditLog(self.store), self.store, pbxes=self.pbxes)
         setup_recordings(app, api)
         add_review_pages(app)
         self.unguarded = unguarded_routes(app)
@@ -440,6 +447,38 @@ def test_filters_narrow_the_list(page: Any, stack: ReviewStack) -> None:
     expect(page.locator("#no-audio")).to_have_text(
         "No audio: the recording's file is missing (the PBX did not write it, or it was moved).")
     expect(page.locator("#play")).to_be_disabled()
+
+
+def test_with_several_pbxes_calls_name_theirs_and_the_list_filters_by_pbx(
+        page: Any, loop_thread: LoopThread, tmp_path: Path) -> None:
+    one = ReviewStack(loop_thread, tmp_path / "one")
+    one.start()
+    try:
+        log_in(page, one, "tina", "/reviews")
+        expect(page.locator(".call-row")).to_have_count(4)
+        expect(page.locator("#f-pbx-label")).to_be_hidden()  # one PBX: as ever
+        expect(page.locator(".call-row .row-facts").first).not_to_contain_text("PBX")
+    finally:
+        one.stop()
+    two = ReviewStack(loop_thread, tmp_path / "two", pbxes=("main", "b"))
+    two.start()
+    try:
+        log_in(page, two, "tina", "/reviews")
+        rows = page.locator(".call-row")
+        expect(rows).to_have_count(5)
+        expect(page.locator("#f-pbx-label")).to_be_visible()
+        expect(page.locator(f'.call-row[data-id="{two.ids["b"]}"] .row-facts')).to_contain_text("PBX b")
+        page.locator("#f-pbx").select_option("b")
+        page.locator("#f-apply").click()
+        expect(rows).to_have_count(1)
+        expect(rows.first).to_have_attribute("data-pbx", "b")
+        rows.first.click()
+        expect(page.locator("#caller-card .facts")).to_contain_text("PBX")
+        page.locator("#f-pbx").select_option("main")
+        page.locator("#f-apply").click()
+        expect(rows).to_have_count(4)
+    finally:
+        two.stop()
 
 
 def test_an_operator_may_not_enter_the_review_room(page: Any, stack: ReviewStack) -> None:

@@ -2,7 +2,8 @@
 // moments of them and score them on the QA card.
 //
 // Contract: recordings/http.py. GET /api/recordings (the list; filters operator, since,
-// until, limit, offset), GET /api/recordings/{id} (recording, call, timeline, comments,
+// until, pbx, limit, offset; it says which PBXes there are: with several, each call shows its
+// PBX and the PBX filter shows), GET /api/recordings/{id} (recording, call, timeline, comments,
 // scores), the audio at recording.audio_url (served with Range, so the player can seek),
 // POST /api/recordings/{id}/comments {at_seconds, text}, POST /api/recordings/{id}/score
 // {scores: {criterion: points}, comment}, GET /api/reviews/criteria. POSTs carry the
@@ -54,6 +55,7 @@
     offset: 0,
     hasMore: false,
     queues: new Set(), // every queue seen in the list, for the queue filter
+    pbxes: [], // the configured PBXes (from the list): with several, calls name theirs
     outcomes: new Map(), // recording id -> the call's outcome (the list does not carry it)
     filters: {},
     current: null, // the open recording's detail (GET /api/recordings/{id})
@@ -86,6 +88,7 @@
   function readFilters() {
     return {
       operator: $("f-operator").value.trim(),
+      pbx: $("f-pbx").value,
       queue: $("f-queue").value,
       since: $("f-since").value,
       until: $("f-until").value,
@@ -98,6 +101,7 @@
   function listQuery(filters, offset) {
     const q = new URLSearchParams({ limit: String(PAGE_SIZE), offset: String(offset) });
     if (filters.operator) q.set("operator", filters.operator);
+    if (filters.pbx) q.set("pbx", filters.pbx);
     if (filters.since) q.set("since", dayStartIso(filters.since, 0));
     if (filters.until) q.set("until", dayStartIso(filters.until, 1)); // "to" includes that day
     return `/api/recordings?${q}`;
@@ -121,6 +125,7 @@
       app.offset += found.length;
       app.hasMore = found.length === PAGE_SIZE;
       for (const rec of found) if (rec.queue) app.queues.add(rec.queue);
+      fillPbxOptions(body.pbxes || []);
       fillQueueOptions();
       if (app.filters.outcome) await fetchOutcomes(app.items);
       renderList();
@@ -142,6 +147,18 @@
     setChildren(select, [el("option", { value: "" }, "All queues"), ...options]);
     select.value = app.queues.has(picked) ? picked : "";
   }
+
+  // The PBX filter shows only when there are several PBXes.
+  function fillPbxOptions(pbxes) {
+    app.pbxes = pbxes;
+    const select = $("f-pbx");
+    const picked = select.value;
+    $("f-pbx-label").hidden = pbxes.length < 2;
+    setChildren(select, [el("option", { value: "" }, "All PBXes"), ...pbxes.map((p) => el("option", { value: p }, p))]);
+    select.value = pbxes.includes(picked) ? picked : "";
+  }
+
+  const severalPbxes = () => app.pbxes.length > 1;
 
   // The outcome is the call's, found only in a recording's detail: fetch the details of
   // the loaded recordings we do not know yet, a few at a time, once each.
@@ -180,13 +197,15 @@
   function renderListRow(rec, open) {
     const caller = rec.caller_name || rec.caller_number || "Unknown caller";
     const facts = [
+      severalPbxes() && rec.pbx ? `PBX ${rec.pbx}` : null,
       rec.queue ? `Queue ${rec.queue}` : "No queue",
       rec.operator ? `ext ${rec.operator}` : "PBX recording",
       rec.duration_seconds != null ? formatClock(rec.duration_seconds) : null,
     ].filter(Boolean);
     const button = el(
       "button",
-      { type: "button", class: "call-row", "data-id": rec.id, "aria-current": open ? "true" : null },
+      { type: "button", class: "call-row", "data-id": rec.id, "data-pbx": rec.pbx || "",
+        "aria-current": open ? "true" : null },
       el("span", { class: "row-when" }, formatWhen(rec.started_at)),
       el("span", { class: "row-caller" }, caller),
       rec.caller_name && rec.caller_number ? el("span", { class: "row-number" }, rec.caller_number) : null,
@@ -253,6 +272,7 @@
       ["Answered by", call.answered_by ? `ext ${call.answered_by}` : "—"],
       ["Waited", call.wait_seconds != null ? formatClock(call.wait_seconds) : "—"],
       ["Talked", call.talk_seconds != null ? formatClock(call.talk_seconds) : "—"],
+      ...(severalPbxes() ? [["PBX", rec.pbx || "—"]] : []),
       ["Call", `${rec.call_id} #${rec.seq}`],
       ["Recorded", formatWhen(rec.started_at)],
     ];
