@@ -44,6 +44,7 @@ from urllib.parse import quote, urlsplit
 from aiohttp import web
 from sqlalchemy import delete, or_, select, update
 
+from bridge.calls.record import DEFAULT_PBX
 from web.login_throttle import Network, client_address
 from web.users import EXTENSIONS, ROLES, SESSIONS, USERS, Role, User, UserStore
 
@@ -181,11 +182,11 @@ class Auth:
         expired ones' hashes; no writes."""
         query = (select(SESSIONS.c.token_hash, SESSIONS.c.csrf_token, SESSIONS.c.created_at,
                         SESSIONS.c.last_seen_at, USERS.c.username, USERS.c.display_name, USERS.c.role,
-                        EXTENSIONS.c.extension)
+                        EXTENSIONS.c.pbx, EXTENSIONS.c.extension)
                  .select_from(SESSIONS.join(USERS, USERS.c.id == SESSIONS.c.user_id)
                               .outerjoin(EXTENSIONS, EXTENSIONS.c.user_id == USERS.c.id))
                  .where(SESSIONS.c.token_hash.in_(list(token_hashes)), USERS.c.active.is_(True))
-                 .order_by(SESSIONS.c.token_hash, EXTENSIONS.c.extension))
+                 .order_by(SESSIONS.c.token_hash, EXTENSIONS.c.pbx, EXTENSIONS.c.extension))
         async with self.users.engine.connect() as conn:
             rows = (await conn.execute(query)).all()
         now, found, expired = self._now(), {}, []
@@ -196,8 +197,9 @@ class Auth:
             if now >= expires or now >= first.last_seen_at + timedelta(seconds=self.idle_timeout):
                 expired.append(token_hash)
                 continue
-            user = User(username=first.username, display_name=first.display_name, role=first.role,
-                        extensions=[r.extension for r in mine if r.extension is not None])
+            pbx = next((r.pbx for r in mine if r.pbx is not None), DEFAULT_PBX)  # his extensions' PBX
+            user = User(username=first.username, display_name=first.display_name, role=first.role, pbx=pbx,
+                        extensions=[r.extension for r in mine if r.extension is not None and r.pbx == pbx])
             found[token_hash] = AuthSession(token_hash, user, first.csrf_token, first.created_at.timestamp(),
                                             expires.timestamp(), first.last_seen_at.timestamp())
         return found, expired
