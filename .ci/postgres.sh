@@ -10,7 +10,7 @@ set -euo pipefail
 
 DB_USER=callbridge
 DB_PASSWORD=callbridge
-DATABASES=(callbridge callbridge_test callbridge_cluster)  # _cluster: the multi-process cluster tests and bench
+DATABASES=(callbridge callbridge_test callbridge_cluster callbridge_cluster_test)  # the multi-process cluster: bench, tests
 PORT=5432
 
 say() { echo "postgres.sh: $*" >&2; }

@@ -28,10 +28,11 @@ SECRET_KEY = "cluster-lab-secret-0123456789"
 PASSWORD = "Cluster-lab-pw-2026"
 
 
-def cluster_db_url() -> str:
-    """The test server's `callbridge_cluster` database (the nodes are processes: they cannot
-    share a test's private schema)."""
-    return re.sub(r"/[^/]+$", "/callbridge_cluster", pg_url())
+def cluster_db_url(name: str = "callbridge_cluster") -> str:
+    """A database of the test server that .ci/postgres.sh makes: `callbridge_cluster` (the
+    bench) or `callbridge_cluster_test` (the tests). The nodes are processes: they cannot
+    share a test's private schema."""
+    return re.sub(r"/[^/]+$", f"/{name}", pg_url())
 
 
 async def wipe_database(url: str) -> None:
@@ -189,6 +190,32 @@ class Operator:
             self.frames.append(frame)
             if frame["type"] == "card":
                 self.cards[frame["card_id"]] = frame
+
+    async def reconnect(self, node: Node) -> dict[str, Any]:
+        """The browser's socket drops and it reconnects, through the load balancer, to `node`
+        (same session cookie: sessions are database rows every node reads)."""
+        if self._reader is not None:
+            self._reader.cancel()
+        if self.ws is not None:
+            await self.ws.close()
+        self.node, self.cards = node, {}
+        return await self.open_console()
+
+    async def post(self, path: str, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+        async with self.http.get(self.node.base + "/api/session") as resp:
+            csrf = (await resp.json())["csrf_token"]
+        async with self.http.post(self.node.base + path, json=body,
+                                  headers={"X-CSRF-Token": csrf, "Origin": self.node.base}) as resp:
+            return resp.status, await resp.json()
+
+    async def wait_for_frame(self, predicate: Any, after: int = 0, limit: float = 20.0) -> dict[str, Any]:
+        """The first frame from index `after` on that `predicate` accepts."""
+        async with asyncio.timeout(limit):
+            while True:
+                for frame in self.frames[after:]:
+                    if predicate(frame):
+                        return frame
+                await asyncio.sleep(0.02)
 
     async def wait_for_card(self, call_id: str, state: str, limit: float = 20.0) -> dict[str, Any]:
         async with asyncio.timeout(limit):
