@@ -116,7 +116,7 @@ def _check_staffing_args(args: argparse.Namespace) -> str | None:
 
 # --- callbridge report ------------------------------------------------------------------------
 
-REPORT_TABLES = ("totals", "by_queue", "intervals", "wait_distribution", "talk_distribution",
+REPORT_TABLES = ("totals", "by_queue", "by_pbx", "intervals", "wait_distribution", "talk_distribution",
                  "by_hour_of_day", "by_weekday", "operators", "staffing")
 
 
@@ -135,6 +135,8 @@ def add_report_command(subparsers: Any) -> None:
     cmd.add_argument("--to", dest="end", metavar="YYYY-MM-DD",
                      help="last day, included (with --period range)")
     cmd.add_argument("--queue", help="one queue (default: all calls)")
+    cmd.add_argument("--pbx", metavar="ID",
+                     help="one PBX's calls and queue members (a [[pbx]] id; default: every PBX)")
     cmd.add_argument("--interval", choices=("15", "30", "60", "day", "weekday"), default="60")
     cmd.add_argument("--table", choices=REPORT_TABLES, default="totals",
                      help="the table to print as text or CSV (JSON prints the whole report)")
@@ -181,12 +183,13 @@ async def run_report_command(args: argparse.Namespace, settings: Any, *,
     store = CallLogStore(args.db or settings.database_url)
     await store.open()
     try:
-        service = ReportService(store, settings.reports, timezone=settings.timezone, clock=clock or time.time)
+        service = ReportService(store, settings.reports, timezone=settings.timezone, clock=clock or time.time,
+                                pbxes=[p.id for p in settings.pbxes()])
         if args.view == "staffing" or args.day is not None or args.weeks is not None:
             return await _run_plan(service, args)
         try:
             report = await service.report(args.period or "today", start=args.start, end=args.end,
-                                          queue=args.queue, interval=args.interval)
+                                          queue=args.queue, interval=args.interval, pbx=args.pbx)
         except ReportError as exc:
             print(f"callbridge report: {exc}", file=sys.stderr)
             return 2
@@ -198,8 +201,9 @@ async def run_report_command(args: argparse.Namespace, settings: Any, *,
         sys.stdout.write(table_csv(report, args.table))
     else:
         period = report.period
+        pbx = f", PBX {period.pbx}" if period.pbx else ""
         sys.stdout.write(f"{args.table}: {period.from_} .. {period.to} ({period.timezone}), "
-                         f"queue {period.queue or 'all'}, interval {period.interval}\n")
+                         f"queue {period.queue or 'all'}{pbx}, interval {period.interval}\n")
         sys.stdout.write(_text_table(table_rows(report, args.table)))
     return 0
 
@@ -212,7 +216,8 @@ async def _run_plan(service: Any, args: argparse.Namespace) -> int:
 
     try:
         plan = await staffing_plan(service, args.day or "typical", weeks=args.weeks, period=args.period,
-                                   start=args.start, end=args.end, queue=args.queue, interval=args.interval)
+                                   start=args.start, end=args.end, queue=args.queue, interval=args.interval,
+                                   pbx=args.pbx)
     except ReportError as exc:
         print(f"callbridge report staffing: {exc}", file=sys.stderr)
         return 2
@@ -224,7 +229,8 @@ async def _run_plan(service: Any, args: argparse.Namespace) -> int:
         what = (f"typical day of {plan.period.from_[:10]} .. {plan.period.to[:10]}" if plan.day == "typical"
                 else f"{plan.day} ({WEEKDAY_NAMES[plan.weekday or 0]}, from {plan.weeks} weeks)")
         p = plan.period
-        sys.stdout.write(f"staffing plan: {what}, queue {p.queue or 'all'}, interval {p.interval} "
+        pbx = f", PBX {p.pbx}" if p.pbx else ""
+        sys.stdout.write(f"staffing plan: {what}, queue {p.queue or 'all'}{pbx}, interval {p.interval} "
                          f"({p.timezone}); {plan.target_fraction:.0%} within {plan.target_seconds:g} s\n")
         sys.stdout.write(f"history days: {', '.join(plan.history_days) or 'none'}\n")
         columns = ("time", "calls", "aht_seconds", "patience_seconds", "agents", "staff", "staff_actual",

@@ -137,13 +137,16 @@ class _Slot:
 
 async def staffing_plan(service: ReportService, day: str = "typical", *, weeks: str | int | None = None,
                         period: str | None = None, start: str | None = None, end: str | None = None,
-                        queue: str | None = None, interval: str = "60") -> StaffingPlan:
-    """The plan of docs/reports_api.md; ReportError (a 400) on a bad query."""
+                        queue: str | None = None, interval: str = "60",
+                        pbx: str | None = None) -> StaffingPlan:
+    """The plan of docs/reports_api.md (of one PBX's calls and members if `pbx`); ReportError (a
+    400) on a bad query."""
     if interval not in PLAN_INTERVALS:
         raise ReportError(f"a staffing plan is per 15, 30 or 60 minutes: interval must be one of "
                           f"{', '.join(PLAN_INTERVALS)}, not {interval[:40]!r}")
     if queue is not None and not (0 < len(queue) <= 128):
         raise ReportError("queue must be a queue name (1 to 128 characters)")
+    service.check_pbx(pbx)
     settings, tz, now = service.settings, service.tz, service.clock()
     today = datetime.fromtimestamp(now, tz).date()
     chosen: date | None = None
@@ -169,13 +172,13 @@ async def staffing_plan(service: ReportService, day: str = "typical", *, weeks: 
     segments: list[Any] = []
     async with service.store.engine.connect() as conn:
         if candidates:
-            scope = _days_scope(candidates[0], candidates[-1], tz, interval, queue, dialect)
+            scope = _days_scope(candidates[0], candidates[-1], tz, interval, queue, dialect, pbx)
             rows = list(await q.day_slot_tallies(conn, scope, policy, keys, size))
             recorded = await q.recorded_days(conn, scope, keys)
         history = [d for d, k in zip(candidates, keys, strict=True) if k in recorded]
         actual_days = history if chosen is None else [chosen] if chosen <= today else []
         if actual_days:
-            seg_scope = _days_scope(actual_days[0], actual_days[-1], tz, interval, queue, dialect)
+            seg_scope = _days_scope(actual_days[0], actual_days[-1], tz, interval, queue, dialect, pbx)
             segments = list(await q.available_segments(conn, seg_scope, datetime.fromtimestamp(now, UTC)))
 
     slots = 86400 // size
@@ -212,7 +215,7 @@ async def staffing_plan(service: ReportService, day: str = "typical", *, weeks: 
         day=chosen.isoformat() if chosen is not None else "typical",
         weekday=chosen.weekday() if chosen is not None else None, weeks=n_weeks,
         period=PeriodInfo(from_=shown[0].isoformat(), to=shown[1].isoformat(), timezone=tz.key,
-                          interval=interval, queue=queue),
+                          interval=interval, queue=queue, pbx=pbx),
         history_days=[d.isoformat() for d in history],
         definitions={**{k: v for k, v in defs.items() if k.startswith("staffing.")}, **PLAN_DEFINITIONS},
         target_seconds=target, target_fraction=settings.target_fraction, max_occupancy=settings.max_occupancy,
@@ -227,10 +230,10 @@ def _local(day: date, seconds: int, tz: ZoneInfo) -> datetime:
 
 
 def _days_scope(first: date, last: date, tz: ZoneInfo, interval: str, queue: str | None,
-                dialect: str) -> q.Scope:
+                dialect: str, pbx: str | None = None) -> q.Scope:
     """From the local midnight of `first` to the one after `last`."""
     end = _local(last + timedelta(days=1), 0, tz)
-    return q.Scope(_local(first, 0, tz), end, tz, interval, queue, dialect)
+    return q.Scope(_local(first, 0, tz), end, tz, interval, queue, dialect, pbx)
 
 
 def _dates(first: date, end: date) -> list[date]:

@@ -1,7 +1,9 @@
 """The reports over HTTP (docs/reports_api.md).
 
 - `GET /reports`: the page (web/static/reports.html, with the pages' strict headers);
-- `GET /api/reports?period=&from=&to=&queue=&interval=`: the `Report` as JSON;
+- `GET /api/reports?period=&from=&to=&queue=&interval=&pbx=`: the `Report` as JSON (its `pbxes`:
+  the configured PBXes' ids, the first (main) one first); `pbx` keeps one PBX's calls and
+  members (an id not configured: 400);
 - `GET /api/reports/export.csv?table=...&(same query)`: one table as CSV, audited `report.export`;
 - `GET /api/reports/staffing?day=YYYY-MM-DD|typical&weeks=&period=&from=&to=&queue=&interval=`: the
   staffing plan of a chosen day or of the typical day of a period (reports.forecast);
@@ -29,16 +31,20 @@ from web.pages import PAGE_HEADERS, STATIC_DIR
 
 ROLES = ("supervisor", "admin")
 NO_STORE = {"Cache-Control": "no-store"}
-QUERY_KEYS = frozenset({"period", "from", "to", "queue", "interval"})
+QUERY_KEYS = frozenset({"period", "from", "to", "queue", "interval", "pbx"})
 PLAN_KEYS = frozenset({"day", "weeks", *QUERY_KEYS})
-TABLES = ("totals", "by_queue", "intervals", "wait_distribution", "talk_distribution", "by_hour_of_day",
-          "by_weekday", "operators", "staffing")
+TABLES = ("totals", "by_queue", "by_pbx", "intervals", "wait_distribution", "talk_distribution",
+          "by_hour_of_day", "by_weekday", "operators", "staffing")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 class ReportsApi:
     def __init__(self, service: ReportService, audit: AuditLog, static_dir: Path = STATIC_DIR) -> None:
         self.service, self.audit, self.static_dir = service, audit, static_dir
+
+    def pbx(self, value: str | None) -> str | None:
+        """`pbx=` of a query: one of the configured PBXes, or None (every PBX)."""
+        return self.service.check_pbx(value or None)
 
 
 API_KEY = web.AppKey("reports_api", ReportsApi)
@@ -59,10 +65,10 @@ async def _report(request: web.Request, extra: frozenset[str] = frozenset()) -> 
     unknown = sorted(set(query) - QUERY_KEYS - extra)
     if unknown:
         raise ReportError(f"unknown parameter(s): {', '.join(k[:40] for k in unknown)}")
-    queue = query.get("queue") or None
-    return await request.app[API_KEY].service.report(
+    queue, api = query.get("queue") or None, request.app[API_KEY]
+    return await api.service.report(
         query.get("period", "today"), start=query.get("from"), end=query.get("to"), queue=queue,
-        interval=query.get("interval", "60"))
+        interval=query.get("interval", "60"), pbx=api.pbx(query.get("pbx")))
 
 
 async def _plan(request: web.Request) -> StaffingPlan:
@@ -70,10 +76,11 @@ async def _plan(request: web.Request) -> StaffingPlan:
     unknown = sorted(set(query) - PLAN_KEYS)
     if unknown:
         raise ReportError(f"unknown parameter(s): {', '.join(k[:40] for k in unknown)}")
+    api = request.app[API_KEY]
     return await staffing_plan(
-        request.app[API_KEY].service, query.get("day", "typical"), weeks=query.get("weeks"),
+        api.service, query.get("day", "typical"), weeks=query.get("weeks"),
         period=query.get("period"), start=query.get("from"), end=query.get("to"),
-        queue=query.get("queue") or None, interval=query.get("interval", "60"))
+        queue=query.get("queue") or None, interval=query.get("interval", "60"), pbx=api.pbx(query.get("pbx")))
 
 
 @_guarded
@@ -152,9 +159,12 @@ def table_rows(report: Report, table: str) -> list[dict[str, Any]]:
     """A table of the report as flat rows (nested figures become `parent.key` columns)."""
     data = report.to_json()
     if table == "totals":
-        rows = [{"queue": report.period.queue or "(all)", **data["totals"]}]
+        period = report.period
+        rows = [{"queue": period.queue or "(all)", **data["totals"], "pbx": period.pbx or "(all)"}]
     elif table == "by_queue":
         rows = [{"queue": name, **figures} for name, figures in data["by_queue"].items()]
+    elif table == "by_pbx":
+        rows = [{"pbx": name, **figures} for name, figures in data["by_pbx"].items()]
     else:
         rows = data[table]
     return [_flat(r) for r in rows]

@@ -5,7 +5,9 @@ items of the QueueStatus answer after every (re)connect. Only *changes* are stor
 each time a member's (logged in, paused, reason) changes in a queue, plus a row with
 `queue` NULL each time the operator's overall state changes (logged in to at least one
 queue; paused in every queue he is logged in to) — the rows the per-operator and
-all-queues figures read, so no union of intervals is needed in SQL.
+all-queues figures read, so no union of intervals is needed in SQL. Queues and interfaces are
+a PBX's own: every row names the PBX of its event (`.pbx`, tagged by that PBX's link; untagged:
+the one PBX, "main"), and the states are kept per PBX.
 
 Like the call log writer, handling an event never waits on the database: rows are queued
 and a background task writes them in batches, retrying with back-off during an outage.
@@ -84,9 +86,9 @@ class MemberLog:
         self.store = store
         self.operators = operators or OperatorDirectory()
         self.batch_size, self.max_delay, self.retry_max = batch_size, max_delay, retry_max
-        self.states: dict[tuple[str, str], MemberState] = {}  # (queue, interface) -> state
-        self.overall: dict[str, MemberState] = {}  # interface -> state over all queues
-        self.names: dict[str, str] = {}
+        self.states: dict[tuple[str, str, str], MemberState] = {}  # (pbx, queue, interface) -> state
+        self.overall: dict[tuple[str, str], MemberState] = {}  # (pbx, interface) -> state over all queues
+        self.names: dict[tuple[str, str], str] = {}  # (pbx, interface) -> member name
         self.pending: list[dict[str, Any]] = []
         self.written = 0
         self._wake = asyncio.Event()
@@ -99,24 +101,24 @@ class MemberLog:
             self._apply(ev, ev.timestamp)
 
     def on_resync(self, _channels: list[AmiMessage], queue_items: list[AmiMessage], at: float) -> None:
-        """The PBX's member list after a connect: what changed while we were away, and members
-        no longer listed in a queue it reported are out from `at`."""
-        listed = {(ev["Queue"], _interface(ev)) for ev in queue_items if ev.event == "QueueMember"}
-        reported = {ev["Queue"] for ev in queue_items if ev.event == "QueueParams"}
+        """A PBX's member list after its connect: what changed while we were away, and members
+        no longer listed in a queue it reported are out from `at` (another PBX's stay as they are)."""
+        listed = {(_pbx(ev), ev["Queue"], _interface(ev)) for ev in queue_items if ev.event == "QueueMember"}
+        reported = {(_pbx(ev), ev["Queue"]) for ev in queue_items if ev.event == "QueueParams"}
         for ev in queue_items:
             if ev.event == "QueueMember":
                 self._apply(ev, at, source="QueueStatus")
-        for queue, interface in list(self.states):
-            if queue in reported and (queue, interface) not in listed:
-                self._set(queue, interface, _OUT, at, "QueueStatus")
+        for pbx, queue, interface in list(self.states):
+            if (pbx, queue) in reported and (pbx, queue, interface) not in listed:
+                self._set(pbx, queue, interface, _OUT, at, "QueueStatus")
 
     def _apply(self, ev: AmiMessage, at: float, source: str | None = None) -> None:
-        queue, interface = ev["Queue"], _interface(ev)
+        pbx, queue, interface = _pbx(ev), ev["Queue"], _interface(ev)
         if not interface:
             return
         if name := ev.get("MemberName") or ev.get("Name"):
-            self.names[interface] = name
-        previous = self.states.get((queue, interface), _OUT)
+            self.names[(pbx, interface)] = name
+        previous = self.states.get((pbx, queue, interface), _OUT)
         if ev.event == "QueueMemberRemoved":
             state = _OUT
         else:
@@ -126,29 +128,30 @@ class MemberLog:
             paused = ev.get("Paused", "1" if previous.paused else "0") == "1"
             reason = (ev.get("PausedReason") or None) if paused else None
             state = MemberState(logged_in, paused and logged_in, reason if logged_in else None)
-        self._set(queue, interface, state, at, source or ev.event or "?")
+        self._set(pbx, queue, interface, state, at, source or ev.event or "?")
 
-    def _set(self, queue: str, interface: str, state: MemberState, at: float, source: str) -> None:
-        old = self.states.get((queue, interface))
+    def _set(self, pbx: str, queue: str, interface: str, state: MemberState, at: float, source: str) -> None:
+        old = self.states.get((pbx, queue, interface))
         if old == state or (old is None and state == _OUT):
             return
-        self.states[(queue, interface)] = state
-        self._row(at, queue, interface, state, source)
-        mine = [s for (_, i), s in self.states.items() if i == interface and s.logged_in]
+        self.states[(pbx, queue, interface)] = state
+        self._row(at, pbx, queue, interface, state, source)
+        mine = [s for (p, _, i), s in self.states.items() if p == pbx and i == interface and s.logged_in]
         overall = MemberState(bool(mine), bool(mine) and all(s.paused for s in mine),
                               next((s.reason for s in mine if s.reason), None) if mine else None)
-        if self.overall.get(interface) != overall:
-            self.overall[interface] = overall
-            self._row(at, None, interface, overall, source)
+        if self.overall.get((pbx, interface)) != overall:
+            self.overall[(pbx, interface)] = overall
+            self._row(at, pbx, None, interface, overall, source)
 
-    def _row(self, at: float, queue: str | None, interface: str, state: MemberState, source: str) -> None:
+    def _row(self, at: float, pbx: str, queue: str | None, interface: str, state: MemberState,
+             source: str) -> None:
         if len(self.pending) >= _MAX_PENDING:
             del self.pending[: self.batch_size]
             log.error("member log: database unavailable too long; dropped %d old state changes",
                       self.batch_size)
-        self.pending.append({"at": datetime.fromtimestamp(at, UTC), "queue": queue, "interface": interface,
-                             "operator": self.operators.operator_of(interface),
-                             "name": self.names.get(interface), "logged_in": state.logged_in,
+        self.pending.append({"at": datetime.fromtimestamp(at, UTC), "pbx": pbx, "queue": queue,
+                             "interface": interface, "operator": self.operators.operator_of(interface),
+                             "name": self.names.get((pbx, interface)), "logged_in": state.logged_in,
                              "paused": state.paused, "reason": (state.reason or None) and state.reason[:200],
                              "source": source})
         self._wake.set()
@@ -196,4 +199,9 @@ class MemberLog:
 
 def _interface(ev: AmiMessage) -> str:
     return ev.get("Interface") or ev.get("Location") or ev.get("StateInterface") or ""
+
+
+def _pbx(ev: AmiMessage) -> str:
+    """The PBX an event or list item came from (its link tags it; untagged: the one PBX)."""
+    return ev.pbx or DEFAULT_PBX
 

@@ -7,6 +7,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from bridge.calls.record import DEFAULT_PBX
+
 
 class ReportError(ValueError):
     """A bad query (period, dates, interval): the message says what is wrong."""
@@ -61,6 +63,7 @@ class Weekday(_Model):
 
 class OperatorFigures(_Model):
     operator: str
+    pbx: str = DEFAULT_PBX  # an operator is an extension of a PBX: two PBXes' 101 are two people
     name: str | None
     rung: int
     answered: int
@@ -92,6 +95,7 @@ class PeriodInfo(_Model):
     timezone: str
     interval: str
     queue: str | None
+    pbx: str | None = None  # the one PBX reported on (None: every PBX)
 
 
 class Report(_Model):
@@ -100,7 +104,9 @@ class Report(_Model):
     definitions: dict[str, str]
     targets: dict[str, float]
     totals: Figures
-    by_queue: dict[str, Figures]
+    by_queue: dict[str, Figures]  # a queue name: the same name on several PBXes adds up (see by_pbx)
+    by_pbx: dict[str, Figures] = Field(default_factory=dict)  # each PBX's calls, every queue
+    pbxes: list[str] = Field(default_factory=lambda: [DEFAULT_PBX])  # the configured PBXes, main first
     intervals: list[IntervalFigures]
     wait_distribution: list[Bucket]
     talk_distribution: list[Bucket]

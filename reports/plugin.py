@@ -35,7 +35,8 @@ def attach_reports(parts: BridgeParts, settings: ReportSettings | None = None) -
     member_log = MemberLog(parts.store, OperatorDirectory(parts.operator_pattern))
     parts.pipeline.subscribe_raw(member_log.on_ami_event)
     parts.on_resync(member_log.on_resync)
-    service = ReportService(parts.store, settings, timezone=parts.timezone, clock=parts.clock)
+    service = ReportService(parts.store, settings, timezone=parts.timezone, clock=parts.clock,
+                            pbxes=parts.pbxes)
     add_report_routes(parts.app, ReportsApi(service, AuditLog(parts.store)))
     run_with_app(parts.app, member_log.start, member_log.stop)
     parts.app[REPORTS_KEY] = attached = AttachedReports(service, member_log)

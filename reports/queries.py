@@ -10,12 +10,16 @@ Portability notes, once:
 - the 90th percentile: nearest rank with window functions (ROW_NUMBER and COUNT over the
   partition; both databases have them): the row whose rank r is the first with 10 r >= 9 n.
 - Python then only adds up grouped rows (a few per queue and interval), never call rows.
+- several PBXes: a scope's `pbx` keeps one PBX's calls and member-log rows (WHERE calls.pbx /
+  queue_member_log.pbx); without it every PBX's are counted. Queues of the same name on two
+  PBXes add up (filter by PBX to see one); an operator is (pbx, extension): never two people
+  added up, so the per-operator rows are grouped by PBX too.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -47,7 +51,8 @@ INTERVAL_SECONDS = {"15": 900, "30": 1800, "60": 3600, "day": 86400}
 
 @dataclass(frozen=True)
 class Scope:
-    """What a report covers: [start, end) in the call centre's zone, one queue or all calls."""
+    """What a report covers: [start, end) in the call centre's zone, one queue or all calls, one
+    PBX or all."""
 
     start: datetime  # aware
     end: datetime
@@ -55,6 +60,7 @@ class Scope:
     interval: str  # 15 | 30 | 60 | day | weekday
     queue: str | None
     dialect: str  # sqlite | postgresql
+    pbx: str | None = None  # one PBX's calls and members (None: every PBX's)
 
     def offsets(self) -> list[tuple[int, int]]:
         """(from UTC epoch, UTC offset seconds) spans covering the period; hourly probes find
@@ -116,6 +122,8 @@ def _in_scope(scope: Scope) -> list[ColumnElement[bool]]:
              CALLS.c.entered_at < scope.end.astimezone(UTC)]
     if scope.queue is not None:
         where.append(CALLS.c.queue == scope.queue)
+    if scope.pbx is not None:
+        where.append(CALLS.c.pbx == scope.pbx)
     return where
 
 
@@ -166,10 +174,10 @@ def _between(value: Any, low: float, high: float | None) -> ColumnElement[bool]:
 
 async def tallies(conn: AsyncConnection, scope: Scope, policy: ServiceLevelPolicy, wait_edges: list[float],
                   talk_edges: list[float]) -> Sequence[Any]:
-    """One row per (queue, base interval): the tallies everything else adds up, and the wait
+    """One row per (pbx, queue, base interval): the tallies everything else adds up, and the wait
     (w0..: calls, wa0..: answered, wb0..: abandoned) and talk (t0..) distributions' counts. One
     scan; the local time is computed once per call in the inner select."""
-    inner = select(CALLS.c.queue, CALLS.c.outcome, CALLS.c.wait_seconds, CALLS.c.talk_seconds,
+    inner = select(CALLS.c.pbx, CALLS.c.queue, CALLS.c.outcome, CALLS.c.wait_seconds, CALLS.c.talk_seconds,
                    (local_seconds(CALLS.c.entered_at, scope) // base_seconds(scope)).label("base")
                    ).where(*_in_scope(scope)).subquery()
     c, o = inner.c, inner.c.outcome
@@ -180,23 +188,26 @@ async def tallies(conn: AsyncConnection, scope: Scope, policy: ServiceLevelPolic
                    _count(and_(within, o == "abandoned")).label(f"wb{i}")]
     for i, (low, high) in enumerate(zip([0.0, *talk_edges], [*talk_edges, None], strict=True)):
         spread.append(_count(and_(o == "answered", _between(c.talk_seconds, low, high))).label(f"t{i}"))
-    query = (select(c.queue, c.base, *tally_columns(policy, c), *spread).group_by(c.queue, c.base))
+    query = (select(c.pbx, c.queue, c.base, *tally_columns(policy, c), *spread)
+             .group_by(c.pbx, c.queue, c.base))
     return (await conn.execute(query)).all()
 
 
 async def unanswered_reasons(conn: AsyncConnection, scope: Scope) -> Sequence[Any]:
     key = bucket(scope).label("bucket")
-    query = (select(CALLS.c.queue, key, CALLS.c.outcome_reason.label("reason"), func.count().label("calls"))
+    query = (select(CALLS.c.pbx, CALLS.c.queue, key, CALLS.c.outcome_reason.label("reason"),
+                    func.count().label("calls"))
              .where(*_in_scope(scope), CALLS.c.outcome == "unanswered")
-             .group_by(CALLS.c.queue, key, CALLS.c.outcome_reason))
+             .group_by(CALLS.c.pbx, CALLS.c.queue, key, CALLS.c.outcome_reason))
     return (await conn.execute(query)).all()
 
 
 async def wait_p90(conn: AsyncConnection, scope: Scope) -> dict[tuple[str, Any], float]:
     """Nearest-rank p90 of answered calls' wait, to 0.1 s: {("total", None), ("queue", q),
-    ("bucket", k)}. Intervals: ROW_NUMBER / COUNT over each interval (one sort). The total and
-    the queues: a histogram of waits rounded to 0.1 s per queue (a few thousand rows), walked
-    here: the first bin where the running count reaches 9/10 of the calls."""
+    ("pbx", p), ("bucket", k)}. Intervals: ROW_NUMBER / COUNT over each interval (one sort). The
+    total, the queues and the PBXes: a histogram of waits rounded to 0.1 s per PBX and queue (a
+    few thousand rows), walked here: the first bin where the running count reaches 9/10 of the
+    calls."""
     tenths = cast(func.round(CALLS.c.wait_seconds * 10), Integer)
     answered = select(tenths.label("tenths"), bucket(scope).label("bucket")).where(
         *_in_scope(scope), CALLS.c.outcome == "answered").subquery()
@@ -208,14 +219,14 @@ async def wait_p90(conn: AsyncConnection, scope: Scope) -> dict[tuple[str, Any],
                                                            (ranked.c.r - 1) * 10 < ranked.c.n * 9)
     out: dict[tuple[str, Any], float] = {("bucket", r.bucket): r.tenths / 10
                                           for r in (await conn.execute(query)).all()}
-    histogram = (select(CALLS.c.queue, tenths.label("tenths"), func.count().label("n"))
-                 .where(*_in_scope(scope), CALLS.c.outcome == "answered").group_by(CALLS.c.queue, tenths)
-                 .order_by(tenths))
+    histogram = (select(CALLS.c.pbx, CALLS.c.queue, tenths.label("tenths"), func.count().label("n"))
+                 .where(*_in_scope(scope), CALLS.c.outcome == "answered")
+                 .group_by(CALLS.c.pbx, CALLS.c.queue, tenths).order_by(tenths))
     rows = (await conn.execute(histogram)).all()
-    for kind in ("total", "queue"):
+    for kind in ("total", "queue", "pbx"):
         groups: dict[Any, list[Any]] = {}
         for r in rows:
-            groups.setdefault(None if kind == "total" else r.queue, []).append(r)
+            groups.setdefault(None if kind == "total" else getattr(r, kind), []).append(r)
         for key, bins in groups.items():
             need, seen = sum(b.n for b in bins) * 9, 0
             for b in bins:  # sorted by wait
@@ -227,29 +238,31 @@ async def wait_p90(conn: AsyncConnection, scope: Scope) -> dict[tuple[str, Any],
 
 
 async def operator_rings(conn: AsyncConnection, scope: Scope) -> Sequence[Any]:
-    """Per operator: calls his phone rang for, calls he answered (his ring answered)."""
+    """Per operator (pbx, extension): calls his phone rang for, calls he answered (his ring answered)."""
     answered_call = case((RINGS.c.answered_at.is_not(None), RINGS.c.call_id), else_=None)
-    query = (select(RINGS.c.operator, func.count(RINGS.c.call_id.distinct()).label("rung"),
+    query = (select(CALLS.c.pbx, RINGS.c.operator, func.count(RINGS.c.call_id.distinct()).label("rung"),
                     func.count(answered_call.distinct()).label("answered"),
                     func.max(RINGS.c.member_name).label("member_name"))
              .select_from(RINGS.join(CALLS, CALLS.c.call_id == RINGS.c.call_id))
-             .where(*_in_scope(scope)).group_by(RINGS.c.operator))
+             .where(*_in_scope(scope)).group_by(CALLS.c.pbx, RINGS.c.operator))
     return (await conn.execute(query)).all()
 
 
-async def operator_talk(conn: AsyncConnection, scope: Scope) -> dict[str, float]:
+async def operator_talk(conn: AsyncConnection, scope: Scope) -> dict[tuple[str, str], float]:
     """Each operator's own talk, as the wallboard's talk segments: the answering operator talks
     from his answer to his first hand-over (or the end); a colleague who takes a transferred
     caller talks from the transfer to the next one (or the end). The stored talk_seconds per
-    answering operator (one indexed pass), then the few transferred calls' corrections."""
+    answering operator (one indexed pass), then the few transferred calls' corrections. Keyed
+    by (pbx, extension)."""
     d = scope.dialect
-    answered = (select(CALLS.c.answered_by, func.sum(CALLS.c.talk_seconds).label("talk"))
+    answered = (select(CALLS.c.pbx, CALLS.c.answered_by, func.sum(CALLS.c.talk_seconds).label("talk"))
                 .where(*_in_scope(scope), CALLS.c.answered_by.is_not(None), CALLS.c.outcome == "answered")
-                .group_by(CALLS.c.answered_by))
-    talk = {r.answered_by: float(r.talk or 0.0) for r in (await conn.execute(answered)).all()}
+                .group_by(CALLS.c.pbx, CALLS.c.answered_by))
+    talk = {(r.pbx, r.answered_by): float(r.talk or 0.0) for r in (await conn.execute(answered)).all()}
     nxt = func.lead(TRANSFERS.c.at).over(partition_by=TRANSFERS.c.call_id, order_by=TRANSFERS.c.seq)
     first = func.row_number().over(partition_by=TRANSFERS.c.call_id, order_by=TRANSFERS.c.seq)
-    handover = (select(CALLS.c.answered_by, CALLS.c.ended_at, TRANSFERS.c.to_operator, TRANSFERS.c.at,
+    handover = (select(CALLS.c.pbx, CALLS.c.answered_by, CALLS.c.ended_at, TRANSFERS.c.to_operator,
+                       TRANSFERS.c.at,
                        nxt.label("next_at"), first.label("nth"))
                 .select_from(TRANSFERS.join(CALLS, CALLS.c.call_id == TRANSFERS.c.call_id))
                 .where(*_in_scope(scope), TRANSFERS.c.to_operator.is_not(None),
@@ -257,29 +270,33 @@ async def operator_talk(conn: AsyncConnection, scope: Scope) -> dict[str, float]
     h = handover.c
     taken = _greatest(d, epoch_float(func.coalesce(h.next_at, h.ended_at), d) - epoch_float(h.at, d), 0.0)
     given_up = _greatest(d, epoch_float(h.ended_at, d) - epoch_float(h.at, d), 0.0)
-    query = select(h.answered_by, h.to_operator, h.nth, taken.label("taken"), given_up.label("given_up"))
+    query = select(h.pbx, h.answered_by, h.to_operator, h.nth, taken.label("taken"),
+                   given_up.label("given_up"))
     for r in (await conn.execute(query)).all():  # one row per transfer: a few per hundred calls
-        talk[r.to_operator] = talk.get(r.to_operator, 0.0) + float(r.taken)
+        to, by = (r.pbx, r.to_operator), (r.pbx, r.answered_by)
+        talk[to] = talk.get(to, 0.0) + float(r.taken)
         if r.nth == 1:  # from his first hand-over on, the answering operator no longer talks
-            talk[r.answered_by] = talk.get(r.answered_by, 0.0) - float(r.given_up)
+            talk[by] = talk.get(by, 0.0) - float(r.given_up)
     return talk
 
 
-async def operator_transfers(conn: AsyncConnection, scope: Scope) -> dict[str, int]:
-    query = (select(TRANSFERS.c.from_operator, func.count().label("n"))
+async def operator_transfers(conn: AsyncConnection, scope: Scope) -> dict[tuple[str, str], int]:
+    query = (select(CALLS.c.pbx, TRANSFERS.c.from_operator, func.count().label("n"))
              .select_from(TRANSFERS.join(CALLS, CALLS.c.call_id == TRANSFERS.c.call_id))
              .where(*_in_scope(scope), TRANSFERS.c.from_operator.is_not(None))
-             .group_by(TRANSFERS.c.from_operator))
-    return {r.from_operator: r.n for r in (await conn.execute(query)).all()}
+             .group_by(CALLS.c.pbx, TRANSFERS.c.from_operator))
+    return {(r.pbx, r.from_operator): r.n for r in (await conn.execute(query)).all()}
 
 
-async def user_names(conn: AsyncConnection, extensions: list[str]) -> dict[str, str]:
+async def user_names(conn: AsyncConnection, operators: list[tuple[str, str]]) -> dict[tuple[str, str], str]:
+    """The users' names of (pbx, extension)s: an extension is a user's on one PBX."""
+    extensions = sorted({ext for _, ext in operators})
     if not extensions:
         return {}
-    query = (select(EXTENSIONS.c.extension, USERS.c.display_name)
+    query = (select(EXTENSIONS.c.pbx, EXTENSIONS.c.extension, USERS.c.display_name)
              .select_from(EXTENSIONS.join(USERS, USERS.c.id == EXTENSIONS.c.user_id))
              .where(EXTENSIONS.c.extension.in_(extensions)))
-    return {r.extension: r.display_name for r in (await conn.execute(query)).all()}
+    return {(r.pbx, r.extension): r.display_name for r in (await conn.execute(query)).all()}
 
 
 def _member_segments(scope: Scope, now: datetime, queue_rows: bool) -> Any:
@@ -287,11 +304,13 @@ def _member_segments(scope: Scope, now: datetime, queue_rows: bool) -> Any:
     next change of the same member ends a state (LEAD), the last one lasts until now."""
     d, m = scope.dialect, MEMBER_LOG.c
     end = min(scope.end.astimezone(UTC), now)
-    lead = func.lead(m.at).over(partition_by=(m.queue, m.interface), order_by=(m.at, m.id))
+    # A member is (pbx, queue, interface): two PBXes may both have Local/101@agents/n in "support".
+    lead = func.lead(m.at).over(partition_by=(m.pbx, m.queue, m.interface), order_by=(m.at, m.id))
     which = (m.queue == scope.queue) if queue_rows and scope.queue is not None else (
         m.queue.is_not(None) if queue_rows else m.queue.is_(None))
-    rows = select(m.queue, m.interface, m.operator, m.name, m.logged_in, m.paused, m.at,
-                  lead.label("until")).where(which, m.at < end).subquery()
+    where = [which, m.at < end] + ([m.pbx == scope.pbx] if scope.pbx is not None else [])
+    rows = select(m.pbx, m.queue, m.interface, m.operator, m.name, m.logged_in, m.paused, m.at,
+                  lead.label("until")).where(*where).subquery()
     start_e, end_e = scope.start.astimezone(UTC).timestamp(), end.timestamp()
     seg_from = _greatest(d, epoch_float(rows.c.at, d), literal(start_e))
     seg_to = _least(d, func.coalesce(epoch_float(rows.c.until, d), literal(end_e)), literal(end_e))
@@ -299,13 +318,14 @@ def _member_segments(scope: Scope, now: datetime, queue_rows: bool) -> Any:
 
 
 async def operator_member_times(conn: AsyncConnection, scope: Scope, now: datetime) -> Sequence[Any]:
-    """Per operator: seconds logged in and seconds paused in the period (his overall rows)."""
+    """Per operator (pbx, extension): seconds logged in and seconds paused in the period (his
+    overall rows)."""
     rows, seg_from, seg_to = _member_segments(scope, now, queue_rows=False)
     span = _greatest(scope.dialect, seg_to - seg_from, 0.0)
-    query = (select(rows.c.operator, func.max(rows.c.name).label("name"),
+    query = (select(rows.c.pbx, rows.c.operator, func.max(rows.c.name).label("name"),
                     func.sum(case((rows.c.logged_in, span), else_=0.0)).label("logged_in"),
                     func.sum(case((and_(rows.c.logged_in, rows.c.paused), span), else_=0.0)).label("paused"))
-             .where(rows.c.operator.is_not(None)).group_by(rows.c.operator))
+             .where(rows.c.operator.is_not(None)).group_by(rows.c.pbx, rows.c.operator))
     return (await conn.execute(query)).all()
 
 
@@ -343,7 +363,6 @@ async def day_slot_tallies(conn: AsyncConnection, scope: Scope, policy: ServiceL
 async def recorded_days(conn: AsyncConnection, scope: Scope, days: list[int]) -> set[int]:
     """Which of `days` have any finished, non-internal call at all (every queue): the days the
     call log was being kept and the call centre was open."""
-    inner = _local_day_and_slot(Scope(scope.start, scope.end, scope.tz, scope.interval, None, scope.dialect),
-                                86400)
+    inner = _local_day_and_slot(replace(scope, queue=None), 86400)
     query = select(inner.c.day).where(inner.c.day.in_(days)).group_by(inner.c.day)
     return {int(r.day) for r in (await conn.execute(query)).all()}

@@ -12,7 +12,7 @@ import bisect
 import math
 import time
 from collections import defaultdict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
@@ -20,6 +20,7 @@ from zoneinfo import ZoneInfo
 
 from bridge.call_log.store import CallLogStore
 from bridge.calls.definitions import Tally, abandon_rate, definitions, service_level, service_levels
+from bridge.calls.record import DEFAULT_PBX
 from reports import queries as q
 from reports.models import (
     Bucket,
@@ -39,6 +40,7 @@ PERIODS = ("today", "yesterday", "last7", "range")
 INTERVALS = ("15", "30", "60", "day", "weekday")
 WEEKDAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
 MAX_DAYS = 366
+Key = tuple[str, str]  # an operator: (pbx, extension)
 
 
 # -- the period -----------------------------------------------------------------------------------
@@ -144,19 +146,28 @@ def _buckets(edges: list[float], counts: dict[int, tuple[int, int, int]]) -> lis
 
 class ReportService:
     def __init__(self, store: CallLogStore, settings: ReportSettings | None = None, *, timezone: str = "UTC",
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time, pbxes: Sequence[str] = (DEFAULT_PBX,)) -> None:
         self.store, self.settings, self.clock = store, settings or ReportSettings(), clock
         self.tz = ZoneInfo(timezone)
+        self.pbxes = list(pbxes)  # the configured PBXes, the first (main) one first
+
+    def check_pbx(self, pbx: str | None) -> str | None:
+        """A report's `pbx`: None (every PBX) or a configured PBX's id; ReportError otherwise."""
+        if pbx is not None and pbx not in self.pbxes:
+            raise ReportError(f"pbx must be one of {', '.join(self.pbxes)}, not {pbx[:40]!r}")
+        return pbx
 
     async def report(self, period: str = "today", *, start: str | None = None, end: str | None = None,
-                     queue: str | None = None, interval: str = "60") -> Report:
+                     queue: str | None = None, interval: str = "60", pbx: str | None = None) -> Report:
+        """`pbx`: one configured PBX's calls and members only (None: every PBX's)."""
+        self.check_pbx(pbx)
         if interval not in INTERVALS:
             raise ReportError(f"interval must be one of {', '.join(INTERVALS)}, not {interval[:40]!r}")
         if queue is not None and not (0 < len(queue) <= 128):
             raise ReportError("queue must be a queue name (1 to 128 characters)")
         now = self.clock()
         begin, finish = resolve_period(period, self.tz, now, start, end)
-        scope = q.Scope(begin, finish, self.tz, interval, queue, self.store.engine.dialect.name)
+        scope = q.Scope(begin, finish, self.tz, interval, queue, self.store.engine.dialect.name, pbx)
         settings, policy = self.settings, self.settings.policy()
         now_dt = datetime.fromtimestamp(now, UTC)
         engine = self.store.engine
@@ -178,20 +189,23 @@ class ReportService:
                 rings = await q.operator_rings(conn, scope)
                 member = await q.operator_member_times(conn, scope, now_dt)
                 segments = await q.available_segments(conn, scope, now_dt)
-                extensions = sorted({r.operator for r in rings} | {m.operator for m in member})
-                return rings, member, segments, await q.user_names(conn, extensions)
+                operators = sorted({(r.pbx, r.operator) for r in rings}
+                                   | {(m.pbx, m.operator) for m in member})
+                return rings, member, segments, await q.user_names(conn, operators)
 
         (tallies, reasons), (p90, talk, transfers), (rings, member, segments, names) = await asyncio.gather(
             calls(), waits_and_talk(), people())
 
         total, per_queue, per_bucket = _Sum(), defaultdict(_Sum), defaultdict(_Sum)
+        per_pbx: dict[str, _Sum] = defaultdict(_Sum)
         base = q.base_seconds(scope)
         week_hours: dict[tuple[int, int], int] = defaultdict(int)  # (weekday, hour) -> calls
         waits: dict[int, tuple[int, int, int]] = {}
         talks: dict[int, tuple[int, int, int]] = {}
         for row in tallies:  # grouped rows (queue x base interval), added up
             wall = row.base * base
-            for s in (total, per_queue[row.queue], per_bucket[_interval_key(wall, row.base, interval)]):
+            for s in (total, per_queue[row.queue], per_bucket[_interval_key(wall, row.base, interval)],
+                      per_pbx[row.pbx]):
                 s.add(row)
             week_hours[((wall // 86400 + 3) % 7, wall % 86400 // 3600)] += row.offered
             for i in range(len(settings.wait_buckets) + 1):
@@ -202,21 +216,25 @@ class ReportService:
                 talks[i] = (old[0] + _n(row, f"t{i}"), old[1] + _n(row, f"t{i}"), 0)
         for row in reasons:
             reason = row.reason or "unknown"
-            for s in (total, per_queue[row.queue], per_bucket[row.bucket]):
+            for s in (total, per_queue[row.queue], per_bucket[row.bucket], per_pbx[row.pbx]):
                 s.reasons[reason] = s.reasons.get(reason, 0) + row.calls
 
         queue_names = sorted(k for k in per_queue if k is not None)
         by_queue = {name: Figures(**per_queue[name].figures(settings, p90.get(("queue", name))))
                     for name in queue_names}
+        by_pbx = {name: Figures(**per_pbx[name].figures(settings, p90.get(("pbx", name))))
+                  for name in sorted(per_pbx)}
         intervals = self._intervals(scope, per_bucket, p90)
         return Report(
             period=PeriodInfo(from_=begin.isoformat(), to=finish.isoformat(), timezone=self.tz.key,
-                              interval=interval, queue=queue),
+                              interval=interval, queue=queue, pbx=pbx),
             queues=queue_names,
             definitions=definitions(policy, settings.after_call_seconds),
             targets={name: policy.target_for(name) for name in sorted({*queue_names, *policy.targets})},
             totals=Figures(**total.figures(settings, p90.get(("total", None)))),
             by_queue=by_queue,
+            by_pbx=by_pbx,
+            pbxes=self.pbxes,
             intervals=intervals,
             wait_distribution=_buckets(settings.wait_buckets, waits),
             talk_distribution=_buckets(settings.talk_buckets, talks),
@@ -244,10 +262,11 @@ class ReportService:
                                            **figures))
         return out
 
-    def _operators(self, rings: Iterable[Any], talk: dict[str, float], transfers: dict[str, int],
-                   member: Iterable[Any], names: dict[str, str]) -> list[OperatorFigures]:
-        by_ring = {r.operator: r for r in rings}
-        by_member = {m.operator: m for m in member}
+    def _operators(self, rings: Iterable[Any], talk: dict[Key, float], transfers: dict[Key, int],
+                   member: Iterable[Any], names: dict[Key, str]) -> list[OperatorFigures]:
+        """One row per operator, (pbx, extension), in PBX then extension order."""
+        by_ring = {(r.pbx, r.operator): r for r in rings}
+        by_member = {(m.pbx, m.operator): m for m in member}
         out = []
         for op in sorted(by_ring.keys() | by_member.keys() | talk.keys()):
             ring, seen = by_ring.get(op), by_member.get(op)
@@ -256,9 +275,9 @@ class ReportService:
             logged = float(seen.logged_in) if seen else None
             paused = float(seen.paused) if seen else None
             ready = (logged or 0.0) - (paused or 0.0)
+            name = names.get(op) or (seen.name if seen else None) or (ring.member_name if ring else None)
             out.append(OperatorFigures(
-                operator=op, name=names.get(op) or (seen.name if seen else None) or (ring.member_name if ring
-                                                                                      else None),
+                pbx=op[0], operator=op[1], name=name,
                 rung=rung, answered=answered, missed=max(0, rung - answered), talk_seconds=_r(own_talk),
                 aht_seconds=_r((own_talk + answered * self.settings.after_call_seconds) / answered)
                 if answered else None,

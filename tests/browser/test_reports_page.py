@@ -640,6 +640,7 @@ class ReportsStack:
     base_url: str = ""
     store: Any = None
     runner: web.AppRunner | None = None
+    pbxes: tuple[str, ...] = ("main",)  # with a second PBX: two calls of its own (its 101 is another person)
 
     async def start(self) -> None:
         self.store = CallLogStore(f"sqlite+aiosqlite:///{self.tmp / 'calls.sqlite3'}")
@@ -650,9 +651,12 @@ class ReportsStack:
                                          ("mallory", "operator", HOSTILE, "102")):
             await users.add(name, PASSWORD, role=role, display_name=display, extensions=[ext])
         await self.store.save(seeded_calls())
+        for other in self.pbxes[1:]:
+            await self.store.save([c.model_copy(update={"pbx": other, "call_id": f"{other}:{c.call_id}"})
+                                   for c in seeded_calls()[:2]])
         app = create_web_app(None, LookupService([]), user_store=users, auth_options={"secure_cookie": False})
         service = ReportService(self.store, ReportSettings(targets={"support": 20.0}),
-                                timezone="Europe/Moscow", clock=lambda: NOW)
+                                timezone="Europe/Moscow", clock=lambda: NOW, pbxes=self.pbxes)
         add_report_routes(app, ReportsApi(service, AuditLog(self.store)))
         self.runner, self.base_url = await serve_on_free_port(app)
 
@@ -764,6 +768,44 @@ def test_through_the_real_app_the_page_shows_the_apis_numbers(page: Any, real: R
 
 
 # ---- the staffing plan ----------------------------------------------------------------------
+
+
+def test_with_several_pbxes_the_page_offers_the_pbx_and_names_each_operators(
+        page: Any, loop_thread: LoopThread, tmp_path: Path) -> None:
+    stack = ReportsStack(loop_thread, tmp_path, pbxes=("main", "b"))
+    loop_thread.run(stack.start())
+    try:
+        page.set_viewport_size({"width": 1366, "height": 768})
+        page.goto(stack.base_url + "/reports")
+        page.locator("#username").fill("vera")
+        page.locator("#password").fill(PASSWORD)
+        page.get_by_role("button", name="Sign in").click()
+        expect(page.locator("body")).to_have_attribute("data-state", "ready")
+        expect(page.locator("#p-pbx-label")).to_be_visible()
+        expect(page.locator("#period-sub")).to_have_text("all PBXes · all queues · per hour · Europe/Moscow")
+        expect(page.locator('.tile[data-figure="calls"] .tile-value')).to_have_text("11")  # 9 + 2
+        foot = page.locator("#t-queues tfoot tr")
+        expect(foot).to_have_count(3)
+        expect(page.locator('#t-queues tfoot tr[data-pbx="b"] th')).to_have_text("PBX b")
+        b_anna = page.locator('#t-operators tr[data-operator="101"][data-pbx="b"]')
+        expect(b_anna.locator(".op-ext")).to_have_text("b · 101")
+        expect(page.locator('#t-operators tr[data-operator="101"][data-pbx="main"]')).to_be_visible()
+
+        page.locator("#p-pbx").select_option("b")
+        expect(page).to_have_url(re.compile(r"[?&]pbx=b(&|$)"))
+        expect(page.locator("body")).to_have_attribute("data-state", "ready")
+        expect(page.locator("#period-sub")).to_have_text("PBX b · all queues · per hour · Europe/Moscow")
+        expect(page.locator('.tile[data-figure="calls"] .tile-value')).to_have_text("2")
+        expect(page.locator('#t-queues tfoot tr[data-pbx]')).to_have_count(0)  # one PBX shown
+        expect(page.locator("#t-operators tbody tr")).to_have_count(2)  # b's 101 and 102
+        assert "pbx=b" in (page.locator('a.csv[data-table="operators"]').get_attribute("href") or "")
+        csv_text = page.request.get(stack.base_url + page.locator('a.csv[data-table="totals"]')
+                                    .get_attribute("href")).text()
+        (totals,) = csv.DictReader(io.StringIO(csv_text))
+        assert (totals["pbx"], totals["offered"]) == ("b", "2")
+        screenshot(page, "reports-pbx-b")
+    finally:
+        loop_thread.run(stack.stop())
 
 
 def plan_cells(row: dict[str, Any]) -> list[str]:

@@ -1,8 +1,9 @@
 // Callbridge reports: the manager's page (/reports), for supervisors and admins.
 //
 // Contract: docs/reports_api.md. GET /api/reports?period=today|yesterday|last7|range
-// [&from=YYYY-MM-DD&to=YYYY-MM-DD][&queue=NAME]&interval=15|30|60|day|weekday answers the
-// whole report as JSON (fractions 0..1, seconds, null where no call is behind a figure);
+// [&from=YYYY-MM-DD&to=YYYY-MM-DD][&queue=NAME][&pbx=ID]&interval=15|30|60|day|weekday answers the
+// whole report as JSON (its `pbxes`: the configured PBXes; with several, the PBX picker shows,
+// operators name their PBX and the queues' table adds each PBX's totals) (fractions 0..1, seconds, null where no call is behind a figure);
 // GET /api/reports/export.csv?table=NAME&<the same query> one table as CSV. The page keeps
 // its query in its own address (/reports?...), so a link shows the same report again.
 // The staffing plan (GET /api/reports/staffing?day=typical|YYYY-MM-DD[&weeks=N]...) replaces
@@ -34,6 +35,7 @@
   const WEEKDAY_NAMES = ["Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday"];
   const MONTHS = ["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
   const DATE_RE = /^\d{4}-\d{2}-\d{2}$/;
+  const PBX_RE = /^[a-z0-9][a-z0-9_-]{0,31}$/;
   const COLOR = {
     answered: "#2f6fdb",
     abandoned: "#d92d20",
@@ -108,7 +110,9 @@
     const date = (name) => (DATE_RE.test(params.get(name) || "") ? params.get(name) : "");
     const plan = params.get("plan") === "typical" ? "typical" : date("plan");
     const weeks = DATE_RE.test(plan) && /^\d{1,2}$/.test(params.get("weeks") || "") ? params.get("weeks") : "";
-    return { period, from: date("from"), to: date("to"), queue: params.get("queue") || "", interval, plan, weeks };
+    const pbx = PBX_RE.test(params.get("pbx") || "") ? params.get("pbx") : "";
+    return { period, from: date("from"), to: date("to"), queue: params.get("queue") || "", pbx, interval, plan,
+      weeks };
   }
 
   // The page's own address: the report's query, then the staffing plan if one is picked.
@@ -134,6 +138,7 @@
       params.set("weeks", q.weeks);
     }
     if (q.queue) params.set("queue", q.queue);
+    if (q.pbx) params.set("pbx", q.pbx);
     params.set("interval", PLAN_INTERVALS.includes(q.interval) ? q.interval : "60");
     return params;
   }
@@ -147,6 +152,7 @@
       params.set("to", q.to);
     }
     if (q.queue) params.set("queue", q.queue);
+    if (q.pbx) params.set("pbx", q.pbx);
     params.set("interval", q.interval);
     return params;
   }
@@ -380,15 +386,22 @@
     setChildren(table.tBodies[0], rows.length ? rows : [emptyRow(12)]);
     const total = el("tr", { "data-queue": "" }, el("th", { scope: "row" }, "All queues"),
       ...figureCells(report.totals || {}, null));
-    setChildren(table.tFoot, rows.length > 1 ? [total] : []);
+    // Several PBXes, all shown: a queue name adds up over them; each PBX's own totals tell them apart.
+    const perPbx = severalPbxes(report) && !report.period.pbx ? Object.entries(report.by_pbx || {}).map(([pbx, f]) =>
+      el("tr", { "data-pbx": pbx }, el("th", { scope: "row" }, `PBX ${pbx}`), ...figureCells(f || {}, null))) : [];
+    setChildren(table.tFoot, [...perPbx, ...(rows.length > 1 || perPbx.length ? [total] : [])]);
   }
+
+  const severalPbxes = (report) => Array.isArray(report.pbxes) && report.pbxes.length > 1;
 
   function renderOperators(report) {
     const rows = (report.operators || []).map((o) =>
-      el("tr", { "data-operator": o.operator },
+      el("tr", { "data-operator": o.operator, "data-pbx": o.pbx || "" },
         el("th", { scope: "row", class: "name" },
           el("span", { class: "op-name" }, o.name || o.operator || ""),
-          o.name ? el("span", { class: "op-ext" }, String(o.operator)) : null),
+          o.name || severalPbxes(report)
+            ? el("span", { class: "op-ext" }, severalPbxes(report) ? `${o.pbx} · ${o.operator}` : String(o.operator))
+            : null),
         num(count(o.rung)), num(count(o.answered)), num(count(o.missed)), num(secs(o.talk_seconds)),
         num(secs(o.aht_seconds)), num(count(o.transfers)), num(secs(o.logged_in_seconds)),
         num(secs(o.paused_seconds)), num(pct(o.occupancy))));
@@ -769,7 +782,8 @@
     const when = days ? (days.oneDay ? days.first.date : `${days.first.date}_${days.last.date}`) : "report";
     const link = el("a", {
       href: chart.toBase64Image("image/png", 1),
-      download: `callbridge-${name}-${when}-${fileSafe(app.query.queue || "all-queues")}.png`,
+      download: `callbridge-${name}-${when}-${fileSafe(app.query.queue || "all-queues")}`
+        + `${app.query.pbx ? `-${fileSafe(app.query.pbx)}` : ""}.png`,
       hidden: true,
     });
     document.body.append(link);
@@ -787,7 +801,21 @@
     $("p-from").value = q.from;
     $("p-to").value = q.to;
     fillQueues(app.report ? app.report.queues : []);
+    fillPbxes(app.report ? app.report.pbxes : []);
     showPlanPicker();
+  }
+
+  // The PBX picker: only with several PBXes (one PBX: the page as it always was).
+  function fillPbxes(pbxes) {
+    const ids = [...new Set([...(Array.isArray(pbxes) ? pbxes : []), app.query.pbx].filter(Boolean).map(String))];
+    $("p-pbx-label").hidden = ids.length < 2;
+    const select = $("p-pbx");
+    const sig = JSON.stringify(ids);
+    if (select.dataset.sig !== sig) {
+      select.dataset.sig = sig;
+      setChildren(select, [el("option", { value: "" }, "All PBXes"), ...ids.map((n) => el("option", { value: n }, n))]);
+    }
+    select.value = app.query.pbx;
   }
 
   // The queue picker: every queue the report knows, and the one asked for even if not.
@@ -814,6 +842,7 @@
     const q = { ...app.query };
     q.period = $("p-period").value;
     q.queue = $("p-queue").value;
+    q.pbx = $("p-pbx").value;
     q.interval = $("p-interval").value;
     if (event && event.target.id === "p-period" && q.period === "range") {
       seedRange();
@@ -895,7 +924,9 @@
     setChildren($("period-text"), [periodText(report.period)]);
     const p = report.period || {};
     const queue = p.queue !== null && p.queue !== undefined && p.queue !== "" ? `queue ${p.queue}` : "all queues";
-    setChildren($("period-sub"), [[queue, INTERVAL_WORDS[p.interval] || "", p.timezone || ""].filter(Boolean).join(" · ")]);
+    const pbx = p.pbx ? `PBX ${p.pbx}` : severalPbxes(report) ? "all PBXes" : "";
+    setChildren($("period-sub"), [[pbx, queue, INTERVAL_WORDS[p.interval] || "", p.timezone || ""].filter(Boolean)
+      .join(" · ")]);
     showPickers();
     renderHeadline(report);
     renderIntervalTable(report);
@@ -907,7 +938,8 @@
     else app.plan = null;
     const offered = report.totals && report.totals.offered;
     showStatus("ready", offered === 0 ? "No calls in this period." : "");
-    const title = [periodText(report.period), p.queue || null, "Reports · Callbridge"].filter(Boolean);
+    const title = [periodText(report.period), p.pbx ? `PBX ${p.pbx}` : null, p.queue || null,
+      "Reports · Callbridge"].filter(Boolean);
     document.title = title.join(" · ");
   }
 
@@ -924,7 +956,8 @@
     pickers.addEventListener("change", onPickerChange);
     pickers.addEventListener("submit", (event) => {
       event.preventDefault();
-      const q = { ...app.query, period: "range", queue: $("p-queue").value, interval: $("p-interval").value };
+      const q = { ...app.query, period: "range", queue: $("p-queue").value, pbx: $("p-pbx").value,
+        interval: $("p-interval").value };
       if (readRange(q)) go(q);
     });
     $("plan-pick").addEventListener("change", onPlanChange);
