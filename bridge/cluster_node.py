@@ -21,6 +21,7 @@ import asyncio
 import logging
 import re
 import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -110,6 +111,11 @@ class PbxSeat:
         # missed stream entries): the resync after our connect keeps or ends each.
         node.pipeline.trackers[self.pbx].restore(await node.store.live_calls(self.pbx))
         self.epoch = epoch
+        for listener in node.owned_listeners:  # the features take over the last owner's leftovers
+            try:
+                await listener(self.pbx)
+            except Exception:
+                log.exception("pbx %s: taking over with %r failed", self.pbx, listener)
         self.publisher = PbxStreamPublisher(node.redis, self.pbx, node=node.settings.node_id)
         await self.publisher.start()
         publish = self.publisher.publish
@@ -128,7 +134,8 @@ class PbxSeat:
         was = self.epoch
         self.epoch = None
         self.link.on_fed = self.link.on_resynced = self.link.on_alive = self.link.on_lost = None
-        log.warning("pbx %s: no longer its owner (epoch %s): %s", self.pbx, was, reason)
+        (log.info if reason == "stopped" else log.warning)(
+            "pbx %s: no longer its owner (epoch %s): %s", self.pbx, was, reason)
         self.node.background(self._step_down())
 
     async def _step_down(self) -> None:
@@ -155,7 +162,8 @@ class PbxSeat:
 
 class ClusterNode:
     def __init__(self, settings: ClusterSettings, dsn: str, pipeline: CallPipeline,
-                 links: dict[str, PbxLink], store: CallLogStore, writer: CallLogWriter) -> None:
+                 links: dict[str, PbxLink], store: CallLogStore, writer: CallLogWriter,
+                 owned_listeners: list[Callable[[str], Awaitable[Any]]] | None = None) -> None:
         if not settings.redis_url:
             raise ValueError("a cluster node needs [cluster] redis_url")
         self.settings, self.dsn, self.pipeline, self.store = settings, dsn, pipeline, store
@@ -164,6 +172,7 @@ class ClusterNode:
                              client_name="callbridge-" + re.sub(r"[^A-Za-z0-9_.-]", "_", settings.node_id))
         self.actions = ActionClient(self.redis, settings.node_id)
         self.seats = {pbx: PbxSeat(self, link) for pbx, link in links.items()}
+        self.owned_listeners = owned_listeners if owned_listeners is not None else []
         self.stopping = False
         self._tasks: set[asyncio.Task[Any]] = set()
         writer.accepts = self.owns
@@ -218,6 +227,13 @@ class ClusterNode:
             raise AmiError(f"PBX {pbx}: {exc}") from None
         received_at, pairs = reply["reply"]
         return AmiMessage([(k, v) for k, v in pairs], received_at)
+
+    async def redis_answers(self) -> bool:
+        try:
+            async with asyncio.timeout(1.0):
+                return bool(await self.redis.ping())
+        except Exception:  # down, refused, timed out: all "no"
+            return False
 
     def state(self, pbx: str) -> str:
         """owner | standby | stopped (the lease's view)."""

@@ -71,8 +71,10 @@ class BridgeService:
         self.links = {p.id: PbxLink(p, self.pipeline) for p in pbxes}
         self.main = next(iter(self.links.values()))
         # Several nodes: each PBX's link runs on its owner only (bridge.cluster_node).
+        self.owned_listeners: list[Callable[[str], Awaitable[Any]]] = []  # BridgeParts.on_owned
         self.cluster = (ClusterNode(settings.cluster, settings.database_url, self.pipeline, self.links,
-                                    self.store, self.writer) if settings.cluster.redis_url else None)
+                                    self.store, self.writer, self.owned_listeners)
+                        if settings.cluster.redis_url else None)
         self.lookup = LookupService.from_settings(settings.crm, self.store)
         self.metrics = BridgeMetrics(self)
         self.web_runner: web.AppRunner | None = None
@@ -120,6 +122,7 @@ class BridgeService:
                                            "idle_timeout": http.idle_timeout,
                                            "trusted_proxies": [str(n) for n in http.trusted_proxies],
                                            "public_paths": OPS_PATHS,
+                                           "allowed_origins": http.public_origins,
                                            # a cluster's nodes share the keys and the throttle
                                            "secret": http.secret_key.get_secret_value().encode()
                                            if http.secret_key is not None else None,
@@ -208,7 +211,12 @@ class BridgeService:
             pbxes[pbx] = ("standby" if not status["owner"] else "owner" if status["connected"]
                           else "owner, not connected")
         ready = database and all(state in ("owner", "standby") for state in pbxes.values())
-        return ready, {"database": "ok" if database else "unreachable", "pbx": pbxes}
+        details: dict[str, Any] = {"database": "ok" if database else "unreachable", "pbx": pbxes}
+        if self.cluster is not None:  # a node cut from Redis neither follows its PBXes nor routes actions
+            redis = await self.cluster.redis_answers()
+            ready = ready and redis
+            details["redis"] = "ok" if redis else "unreachable"
+        return ready, details
 
     def parts(self, app: web.Application) -> BridgeParts:
         """What a feature may use of this bridge (web.features)."""
@@ -216,7 +224,8 @@ class BridgeService:
             pipeline=self.pipeline, store=self.store, app=app, send_action=self.send_action,
             pbx_ready=self.pbx_ready, on_resync=self.on_resync,
             operator_pattern=self.settings.operator_pattern, timezone=self.settings.timezone,
-            clock=self.clock, pbxes=tuple(self.links), owns=self.owns)
+            clock=self.clock, pbxes=tuple(self.links), owns=self.owns,
+            on_owned=self.owned_listeners.append)
 
     async def stop(self) -> None:
         if self.cluster is not None:

@@ -62,6 +62,9 @@ class HttpSettings(BaseModel):
     idle_timeout: int = Field(30 * 60, gt=0, description="seconds without activity that end a login")
     # Proxies (addresses or networks) whose X-Forwarded-For names the client; nobody's by default.
     trusted_proxies: list[IPvAnyNetwork] = Field(default_factory=list)
+    # The pages' public origin(s) when a proxy terminates TLS (e.g. "https://calls.example.com"):
+    # the browser's Origin is that, not the http:// address the bridge sees.
+    public_origins: list[str] = Field(default_factory=list)
     # Signs login forms and device cookies. Unset: a random key per process (one node). A
     # cluster's nodes must share one (>= 16 bytes), or a form served by one fails on another.
     secret_key: SecretStr | None = None

@@ -19,8 +19,12 @@ def attach_recordings(parts: BridgeParts, settings: RecordingSettings) -> Record
     recorder starts and stops with the app."""
     store = RecordingStore(parts.store)
     recorder = Recorder(settings, parts.send_action, store)
-    parts.pipeline.subscribe(recorder.handle)
-    parts.pipeline.subscribe_raw(recorder.on_ami_event)
+    main = parts.pbxes[0]
+    # Only the PBX's owner records (one node in a cluster): every node would start a MixMonitor.
+    parts.pipeline.subscribe(lambda event: recorder.handle(event) if parts.owns(event.call.pbx) else None)
+    parts.pipeline.subscribe_raw(
+        lambda event: recorder.on_ami_event(event) if parts.owns(event.pbx or main) else None)
+    parts.on_owned(recorder.adopt)  # a cluster's takeover: the last owner's unfinished rows
     reviews = ReviewStore(parts.store, settings.review_criteria)
     setup_recordings(parts.app, RecordingsApi(settings, store, reviews, AuditLog(parts.store), parts.store,
                                               recorder, pbxes=parts.pbxes))

@@ -90,11 +90,23 @@ class Recorder(RecordingPauses):
     # -- lifecycle ----------------------------------------------------------------------
     async def start(self) -> None:
         """Start the saver; take back recordings left unfinished by the last run."""
+        await self.adopt()
+        if self._saver is None:
+            self._saver = asyncio.create_task(self._save_loop(), name="recordings-saver")
+
+    async def adopt(self, pbx: str | None = None) -> None:
+        """Take back the unfinished recordings (of one PBX if given): the last run's, or, when
+        this node has just taken the PBX over in a cluster, its last owner's."""
         if self._store is not None:
-            for info in await self._store.search(statuses=_UNFINISHED, limit=10_000):
+            taken = []
+            for info in await self._store.search(statuses=_UNFINISHED, pbx=pbx, limit=10_000):
                 rec = LiveRecording.from_info(info)
-                self._calls.setdefault(rec.call_id, []).append(rec)
-            for call_id, recs in self._calls.items():
+                recs = self._calls.setdefault(rec.call_id, [])
+                if not any(r.seq == rec.seq for r in recs):
+                    recs.append(rec)
+                    taken.append(rec.call_id)
+            for call_id in dict.fromkeys(taken):
+                recs = self._calls[call_id]
                 # The call log may know the call ended (we died before checking its files);
                 # calls still live are settled by the resync's CallEnded or by their hang-ups.
                 call = await self._store.store.get(call_id)
@@ -103,8 +115,6 @@ class Recorder(RecordingPauses):
                         mark_stopped(rec, call.ended_at)
                 if not any(r.open for r in recs):
                     self._spawn(self._check_later(call_id, 0.0))
-        if self._saver is None:
-            self._saver = asyncio.create_task(self._save_loop(), name="recordings-saver")
 
     async def stop(self, drain_timeout: float = 5.0) -> None:
         for task in list(self._tasks):
@@ -221,6 +231,12 @@ class Recorder(RecordingPauses):
 
     def _on_ended(self, ev: CallEnded) -> None:
         recs = self._calls.get(ev.call.call_id)
+        if not recs and ev.call.recordings:
+            # Recorded under a node that died before saving the rows (a cluster's takeover):
+            # the model saw the PBX's MixMonitorStart, so the rows are made from it now.
+            for known in ev.call.recordings:
+                self._on_pbx_start(CallRecordingStarted(call=ev.call, at=known.started_at, recording=known))
+            recs = self._calls.get(ev.call.call_id)
         if not recs:
             return
         self._reconcile(recs, ev.call)

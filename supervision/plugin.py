@@ -35,6 +35,7 @@ def attach_wallboard(parts: BridgeParts, settings: WallboardSettings | None = No
         operators=OperatorDirectory(parts.operator_pattern), caller_names=caller_names,
         operator_names=operator_names, pbx_connected=parts.pbx_ready, history=parts.store.export,
         clock=parts.clock, timezone=parts.timezone)
+    wallboard.owns = parts.owns  # alerts are audited by the PBX's owner only (one line per alert)
     wallboard.attach(parts.pipeline)
     parts.on_resync(wallboard.on_resync)
     add_wallboard_routes(parts.app, wallboard)

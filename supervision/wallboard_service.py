@@ -77,6 +77,7 @@ class WallboardService(SpyTracking, SupervisorActions):
         self.activity: deque[dict[str, Any]] = deque(maxlen=40)  # alerts and actions, newest last
         self.listeners: list[Callable[[float], None]] = []  # told at each refresh (PBX time)
         self._audits: list[tuple[str, dict[str, Any]]] = []  # (action, record kwargs) to write
+        self.owns: Callable[[str], bool] = lambda pbx: True  # this node writes for the PBX (BridgeParts)
         self._dirty = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
 
@@ -257,6 +258,8 @@ class WallboardService(SpyTracking, SupervisorActions):
             text = self._where(site) + _alert_text(alert, state)
             (log.warning if state == "raised" else log.info)("wallboard alert %s", text)
             self._note(f"alert.{state}", text, site, queue=alert.queue, alert=alert.kind)
+            if not self.owns(site.id):
+                continue  # in a cluster every node sees the alert; its owner audits it
             self._audits.append((f"alert.{state}", {
                 "username": "system", "target": alert.queue, "result": alert.kind,
                 "detail": {"value": alert.value, "limit": alert.limit, "pbx": site.id}}))

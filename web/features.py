@@ -40,6 +40,9 @@ class BridgeParts:
     # Whether this node writes for a PBX (its side effects: rows, recordings, CRM notes). One
     # process: always; a cluster: only the PBX's owner, every other node follows its events.
     owns: Callable[[str], bool] = lambda pbx: True
+    # Be told (await listener(pbx)) when this node has just become a PBX's owner in a cluster,
+    # before it connects: take over what the last owner left unfinished.
+    on_owned: Callable[[Callable[[str], Awaitable[Any]]], Any] = lambda listener: None
 
 
 def run_with_app(app: web.Application, start: Callable[[], Awaitable[Any]],

@@ -139,7 +139,7 @@ def node_config(name: str, directory: Path, port: int, redis_url: str, db_url: s
         f'call_log_spool = "{directory / "spool.jsonl"}"',
         "[http]", 'host = "127.0.0.1"', f"port = {port}", "secure_cookie = false",
         f'secret_key = "{SECRET_KEY}"',
-        "[recordings]", f'directory = "{directory / "recordings"}"',
+        "[recordings]", f'directory = "{directory / "recordings"}"', 'policy = "all"',
         "[cluster]", f'node_id = "{name}"', f'redis_url = "{redis_url}"',
         "lease_check_interval = 0.5", "lease_check_timeout = 1.0", "lease_retry_interval = 0.5",
     ]
@@ -217,11 +217,13 @@ class Operator:
                         return frame
                 await asyncio.sleep(0.02)
 
-    async def wait_for_card(self, call_id: str, state: str, limit: float = 20.0) -> dict[str, Any]:
+    async def wait_for_card(self, call_id: str, state: str, limit: float = 20.0,
+                            **fields: Any) -> dict[str, Any]:
         async with asyncio.timeout(limit):
             while True:
                 for card in self.cards.values():
-                    if card["call_id"] == call_id and card["state"] == state:
+                    if (card["call_id"] == call_id and card["state"] == state
+                            and all(card.get(k) == v for k, v in fields.items())):
                         return card
                 await asyncio.sleep(0.02)
 

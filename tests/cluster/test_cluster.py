@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from sqlalchemy import text
 
 from bridge.call_log.store import CallLogStore
 from bridge.calls.replay import replay_bytes
@@ -37,7 +38,8 @@ TAKEOVER_LIMIT = 5.0  # the issue's promise, seconds from the owner's death to a
 
 async def routed_pause(operator: Operator, *, paused: bool, limit: float = 20.0) -> None:
     seen = len(operator.frames)
-    status, answer = await operator.post("/api/console/pause", {"paused": paused, "reason": "Break" if paused else None})
+    body = {"paused": paused, "reason": "Break" if paused else None}
+    status, answer = await operator.post("/api/console/pause", body)
     assert status == 200 and all(a["ok"] for a in answer["pbx"]), answer
     await operator.wait_for_frame(lambda f: f["type"] == "agent_state" and f["paused"] is paused,
                                   after=seen, limit=limit)
@@ -125,8 +127,8 @@ async def test_cards_follow_operators_across_nodes_and_survive_the_owner_dying(l
         for pbx in lab.pbxes:  # the PBXes come up: the owner logs in and the calls start
             pbx.start()
         main_call, lyon_call = "1795508277.0", "lyon:1795508277.0"
-        await anna.wait_for_card(main_call, "live")
-        await boris.wait_for_card(lyon_call, "live")
+        await anna.wait_for_card(main_call, "live", recording=True)
+        await boris.wait_for_card(lyon_call, "live", recording=True)
         # Same extension, two PBXes: each operator saw only his own PBX's call.
         assert {c["call_id"] for c in anna.cards.values()} == {main_call}
         assert {c["call_id"] for c in boris.cards.values()} == {lyon_call}
@@ -148,9 +150,18 @@ async def test_cards_follow_operators_across_nodes_and_survive_the_owner_dying(l
             while len(ended := [c for c in await lab.store.export() if c.ended_at]) < 2:  # noqa: ASYNC110
                 await asyncio.sleep(0.1)
         logged = {c.call_id: c.replay_dict() for c in await lab.store.export()}
+        # The owner at the answer recorded it (policy "all"): the file it named is the call's.
+        recordings = {cid: Path(call.pop("recording")) for cid, call in logged.items()}
+        assert recordings[main_call].name == recordings[lyon_call].name == "1795508277.0-101-1.wav"
+        assert "lyon" in recordings[lyon_call].parts and "lyon" not in recordings[main_call].parts
+        expected.pop("recording")
         assert logged[main_call] == expected
         assert logged[lyon_call] == {**expected, "call_id": lyon_call, "pbx": "lyon"}
         assert len(logged) == 2 and len(ended) == 2
+        # Recorded once per call: by the owner at the answer, not by every node.
+        async with lab.store.engine.connect() as conn:
+            rows = (await conn.execute(text("SELECT call_id, pbx FROM recording_files ORDER BY pbx"))).all()
+        assert sorted(map(tuple, rows)) == [(main_call, "main"), (lyon_call, "lyon")]
 
         # Boris's browser reconnects to the other live node: his card is there at once.
         other = next(n for n in (lab.nodes[1], lab.nodes[2]) if n is not boris.node)
