@@ -33,8 +33,8 @@ class BridgeMetrics:
         self.registry = CollectorRegistry(auto_describe=True)
         self.card_pop = Histogram(
             "callbridge_card_pop_seconds",
-            "From the AMI event that rang a phone (its arrival at the PBX's owner) to the card "
-            "frame written to an operator's WebSocket on this node", buckets=_CARD_BUCKETS,
+            "From the AMI event that rang a phone (its arrival at the PBX's owner) to its card "
+            "handed to this node's operator sockets (after the CRM hold)", buckets=_CARD_BUCKETS,
             registry=self.registry)
         self.crm_request = Histogram(
             "callbridge_crm_request_seconds", "CRM adapter requests (lookup, history)",

@@ -40,6 +40,7 @@ from crm_adapters.lookup import LookupService
 from recordings.plugin import attach_recordings
 from reports.plugin import attach_reports
 from screenpop.app import console_names, console_resync, create_web_app
+from screenpop.console_http import SCREENPOP_KEY
 from supervision.plugin import attach_wallboard
 from web.admin_http import attach_admin
 from web.features import BridgeParts
@@ -143,6 +144,7 @@ class BridgeService:
         add_ops_routes(app, readiness=self.readiness, registry=self.metrics.registry,
                        allowed=tuple(http.ops_networks), trusted_proxies=tuple(http.trusted_proxies))
         self.lookup.on_request_time = self.metrics.observe_crm_request
+        app[SCREENPOP_KEY].on_pop = self.metrics.observe_card_pop
         self.web_runner = web.AppRunner(app, access_log=None)
         await self.web_runner.setup()
         site = web.TCPSite(self.web_runner, http.host, http.port)

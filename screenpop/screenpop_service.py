@@ -94,6 +94,11 @@ class ScreenPopService:
         self.call_notes = CallNotes(lookup, self.notes, self.book, self.region)
         self._looked_up: dict[str, str | None] = {}  # call id -> number asked about
         self._held: dict[str, set[str]] = {}  # call id -> card ids waiting for the first lookup
+        # /metrics: a ring's card pop, from the ring's AMI arrival (at the PBX's owner: the
+        # stream keeps received_at) to its hand-over to the hub. card id -> that arrival.
+        self.on_pop: Callable[[float], None] | None = None
+        self._ring_arrival: dict[str, float] = {}
+        self._pipeline: CallPipeline | None = None
         self._tasks: set[asyncio.Task[Any]] = set()
         self._expiry: asyncio.Task[None] | None = None
 
@@ -104,6 +109,7 @@ class ScreenPopService:
 
     def attach(self, pipeline: CallPipeline) -> None:
         self.pbxes.ids = tuple(pipeline.trackers)  # the first is the main one
+        self._pipeline = pipeline
         pipeline.subscribe(self)
         pipeline.subscribe_raw(self.on_raw)
 
@@ -149,10 +155,17 @@ class ScreenPopService:
             self._loop_task(self.call_notes.log_finished(event.call, self.call_notes.of_call(call_id),
                                                          self.book.caller(call_id)), f"log call {call_id}")
         messages = self.book.on_event(event)
+        if isinstance(event, CallRinging) and self.on_pop is not None and self._pipeline is not None:
+            arrival = self._pipeline.current.received_at if self._pipeline.current is not None else None
+            for message in messages:
+                if arrival is not None and isinstance(message, Card) and message.state == "ringing":
+                    self._ring_arrival.setdefault(message.card_id, arrival)
         self._start_lookup(event)  # before the push: a new call's first cards wait for the lookup
         self._push(messages)
         if isinstance(event, CallEnded):
             self._looked_up.pop(call_id, None)
+            for card_id in [k for k in self._ring_arrival if call_of(k) == call_id]:
+                del self._ring_arrival[card_id]  # rung, but never shown
 
     def _start_lookup(self, event: DomainEvent) -> None:
         call = event.call
@@ -177,7 +190,7 @@ class ScreenPopService:
         changed = self.book.on_caller(call_id, found)
         # The held cards as they are now (a ring that ended meanwhile shows nothing).
         waiting = held - {m.card_id for m in changed}
-        self.hub.push([*changed, *(c for cid in waiting if (c := self.book.card(call_id, operator_of(cid))))])
+        self._to_hub([*changed, *(c for cid in waiting if (c := self.book.card(call_id, operator_of(cid))))])
         self._follow_up(call_id, found)
 
     def _on_caller(self, call_id: str, found: CallerCard) -> None:
@@ -210,7 +223,15 @@ class ScreenPopService:
             else:
                 free.append(message)
         if free:
-            self.hub.push(free)
+            self._to_hub(free)
+
+    def _to_hub(self, messages: list[Outgoing]) -> None:
+        self.hub.push(messages)
+        if self._ring_arrival and self.on_pop is not None:
+            now = time.time()
+            for message in messages:
+                if (arrival := self._ring_arrival.pop(message.card_id, None)) is not None:
+                    self.on_pop(now - arrival)
 
     def _loop_task(self, coro: Coroutine[Any, Any, None], name: str) -> bool:
         try:

@@ -36,6 +36,7 @@ class CallPipeline:
         self._raw_subscribers: list[Callable[[AmiMessage], None]] = []
         self.events_in = 0
         self.events_by_pbx: dict[str, int] = {}  # for /metrics
+        self.current: AmiMessage | None = None  # the event being fed (subscribers may read it)
 
     def subscribe(self, subscriber: Subscriber) -> None:
         self._subscribers.append(subscriber)
@@ -47,6 +48,7 @@ class CallPipeline:
 
     def feed(self, event: AmiMessage) -> None:
         self.events_in += 1
+        self.current = event
         tracker = self.trackers.get(event.pbx, self.tracker) if event.pbx else self.tracker
         self.events_by_pbx[tracker.pbx] = self.events_by_pbx.get(tracker.pbx, 0) + 1
         try:
