@@ -1,0 +1,281 @@
+"""The event stream against a real redis-server: order, exactness, continuity (gaps, stale
+epochs, repeats), and Redis going away and coming back with or without its data."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from pathlib import Path
+
+from redis.asyncio import Redis
+
+from bridge.ami.message import AmiMessage, iter_capture
+from cluster.redis_link import events_key
+from cluster.stream import (
+    PbxStreamPublisher,
+    PbxStreamReader,
+    StreamEntry,
+    entry_fields,
+    pack_payload,
+    unpack_payload,
+)
+from tests.cluster.redis_server import RedisServer, redis_fixture, redis_server_fixture, until  # noqa: F401
+
+FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
+PBX = "pbx-a"
+
+
+def capture_events() -> list[AmiMessage]:
+    return [m for path in sorted(FIXTURES.glob("*.ami")) for m in iter_capture(path.read_bytes())]
+
+
+def numbered(count: int) -> list[AmiMessage]:
+    """`count` real events, each made unique, with awkward arrival times."""
+    base = capture_events()
+    return [AmiMessage(m.pairs + [("Index", str(i))], 1_700_000_000.123456 + i / 7)
+            for i, m in zip(range(count), itertools.cycle(base), strict=False)]
+
+
+class Collector:
+    def __init__(self) -> None:
+        self.entries: list[StreamEntry] = []
+        self.gaps: list[str] = []
+
+    def entry(self, entry: StreamEntry) -> None:
+        self.entries.append(entry)
+
+    def gap(self, reason: str) -> None:
+        self.gaps.append(reason)
+
+    def reader(self, redis: Redis, **options: object) -> PbxStreamReader:
+        return PbxStreamReader(redis, PBX, on_entry=self.entry, on_gap=self.gap, **options)  # type: ignore[arg-type]
+
+    @property
+    def indexes(self) -> list[int]:
+        return [int(e.payload["Index"]) for e in self.entries]
+
+
+def test_payloads_round_trip_exactly() -> None:
+    tricky = AmiMessage([("Event", "Newchannel"), ("ChanVariable", "A=1"), ("ChanVariable", "B=2"),
+                         ("CallerIDName", 'Иван "Ваня" Петров\\'), ("Empty", ""), ("Output", "x\r\ny")],
+                        0.1 + 0.2)
+    for message in [tricky, *capture_events()]:
+        back = unpack_payload(*pack_payload(message))
+        assert back.pairs == message.pairs and back.received_at == message.received_at
+    nested = {"at": 1.5, "channels": [tricky, tricky], "note": None}
+    back = unpack_payload(*pack_payload(nested))
+    assert back["at"] == 1.5 and back["note"] is None
+    assert [m.pairs for m in back["channels"]] == [tricky.pairs] * 2
+    assert all(m.received_at == tricky.received_at for m in back["channels"])
+
+
+async def test_ten_thousand_events_arrive_in_order_and_exact_at_two_readers(redis: Redis) -> None:
+    events = numbered(10_000)
+    first, second = Collector(), Collector()
+    readers = [first.reader(redis), second.reader(redis)]
+    for reader in readers:
+        await reader.start()
+    publisher = PbxStreamPublisher(redis, PBX, node="n1")
+    await publisher.start()
+    for event in events:
+        publisher.publish("event", event, epoch=3)
+    await until(lambda: len(first.entries) == len(second.entries) == len(events), limit=15)
+    await publisher.stop()
+    for reader in readers:
+        await reader.stop()
+
+    got = first.entries
+    assert [e.payload.pairs for e in got] == [e.pairs for e in events]
+    assert [e.payload.received_at for e in got] == [e.received_at for e in events]
+    assert [(e.epoch, e.seq, e.kind, e.node) for e in got] == [(3, seq, "event", "n1")
+                                                               for seq in range(1, 10_001)]
+    assert [e.id for e in second.entries] == [e.id for e in got]
+    assert first.gaps == second.gaps == []
+    assert publisher.published == 10_000 and publisher.dropped == 0
+
+
+async def test_a_reader_started_at_the_live_end_sees_only_new_entries(redis: Redis) -> None:
+    publisher = PbxStreamPublisher(redis, PBX, node="n1")
+    await publisher.start()
+    events = numbered(30)
+    for event in events[:20]:
+        publisher.publish("event", event, epoch=1)
+    assert await publisher.flush(5)
+    late = Collector()
+    reader = late.reader(redis)  # start_at="$"
+    await reader.start()
+    for event in events[20:]:
+        publisher.publish("event", event, epoch=1)
+    await until(lambda: len(late.entries) == 10)
+    await asyncio.sleep(0.05)  # nothing more trickles in
+    assert late.indexes == list(range(20, 30))
+    assert late.gaps == []  # continuity checked from the live end's own seq (20)
+    await reader.stop()
+    await publisher.stop()
+
+
+async def test_redis_restart_that_lost_unread_entries_is_a_gap_then_reading_goes_on(
+        redis: Redis, redis_server: RedisServer) -> None:
+    publisher = PbxStreamPublisher(redis, PBX, node="n1", heartbeat_interval=0.1)
+    await publisher.start()
+    seen = Collector()
+    reader = seen.reader(redis, block=0.1)
+    await reader.start()
+    events = numbered(40)
+    for event in events[:10]:
+        publisher.publish("event", event, epoch=1)
+    await until(lambda: len(seen.entries) == 10)
+    await reader.stop()  # this node falls behind ...
+    for event in events[10:20]:
+        publisher.publish("event", event, epoch=1)
+    assert await publisher.flush(5)
+    redis_server.restart()  # ... and Redis restarts without the entries it had not read
+    await reader.start()
+    # Nothing new is published: the publisher's next heartbeat shows the lost tail.
+    await until(lambda: seen.gaps)
+    assert seen.gaps[0].startswith("seq 11..")  # 11..20, and heartbeats sent meanwhile
+    for event in events[20:]:
+        publisher.publish("event", event, epoch=1)
+    await until(lambda: len(seen.entries) == 30)
+    assert seen.indexes == list(range(10)) + list(range(20, 40))
+    assert len(seen.gaps) == 1
+    await reader.stop()
+    await publisher.stop()
+
+
+async def test_redis_restart_that_lost_nothing_unread_is_no_gap(
+        redis: Redis, redis_server: RedisServer) -> None:
+    publisher = PbxStreamPublisher(redis, PBX, node="n1", backoff_initial=0.02, backoff_max=0.2)
+    await publisher.start()
+    seen = Collector()
+    reader = seen.reader(redis, block=0.1, backoff_initial=0.02, backoff_max=0.2)
+    await reader.start()
+    events = numbered(20)
+    for event in events[:10]:
+        publisher.publish("event", event, epoch=1)
+    await until(lambda: len(seen.entries) == 10)
+    await asyncio.to_thread(redis_server.restart)
+    for event in events[10:]:
+        publisher.publish("event", event, epoch=1)
+    await until(lambda: len(seen.entries) == 20)
+    assert seen.indexes == list(range(20)) and seen.gaps == []
+    await reader.stop()
+    await publisher.stop()
+
+
+async def test_a_stream_whose_ids_went_back_is_read_from_its_start(
+        redis: Redis, redis_server: RedisServer) -> None:
+    """Redis back on a machine whose clock is behind: new ids below the last one read."""
+    seen = Collector()
+    reader = seen.reader(redis, block=0.05, backoff_initial=0.02, backoff_max=0.2)
+    await reader.start()
+    events = numbered(4)
+    await redis.xadd(events_key("callbridge", PBX), entry_fields("event", 1, 1, "n1", events[0]),
+                     id="9999999999999-0")
+    await until(lambda: len(seen.entries) == 1)
+    await asyncio.to_thread(redis_server.restart)
+    for seq, event in enumerate(events[1:], start=2):
+        await redis.xadd(events_key("callbridge", PBX), entry_fields("event", 1, seq, "n1", event),
+                         id=f"{seq}-0")
+    await until(lambda: len(seen.entries) == 4)
+    assert seen.indexes == [0, 1, 2, 3] and seen.gaps == []
+    await reader.stop()
+
+
+async def test_the_publisher_keeps_what_is_published_while_redis_is_down(
+        redis: Redis, redis_server: RedisServer) -> None:
+    publisher = PbxStreamPublisher(redis, PBX, node="n1", backoff_initial=0.02, backoff_max=0.1)
+    await publisher.start()
+    seen = Collector()
+    reader = seen.reader(redis, block=0.1, backoff_initial=0.02, backoff_max=0.1)
+    await reader.start()
+    events = numbered(300)
+    for event in events[:100]:
+        publisher.publish("event", event, epoch=2)
+    await until(lambda: len(seen.entries) == 100)
+    assert await publisher.flush(5)
+    redis_server.stop()
+    for event in events[100:]:
+        publisher.publish("event", event, epoch=2)
+    await until(lambda: publisher.redis_down)
+    assert publisher.pending == 200
+    redis_server.start()
+    await until(lambda: len(seen.entries) == 300)
+    assert seen.indexes == list(range(300)) and seen.gaps == []
+    assert publisher.dropped == 0 and publisher.pending == 0
+    await reader.stop()
+    await publisher.stop()
+
+
+async def test_an_overflowing_outage_queue_drops_the_oldest_and_readers_see_the_gap(
+        redis: Redis, redis_server: RedisServer) -> None:
+    publisher = PbxStreamPublisher(redis, PBX, node="n1", max_queue=50, backoff_initial=0.02,
+                                   backoff_max=0.1)
+    await publisher.start()
+    seen = Collector()
+    reader = seen.reader(redis, block=0.1, backoff_initial=0.02, backoff_max=0.1)
+    await reader.start()
+    events = numbered(110)
+    for event in events[:10]:
+        publisher.publish("event", event, epoch=1)
+    await until(lambda: len(seen.entries) == 10)
+    assert await publisher.flush(5)
+    redis_server.stop()
+    for event in events[10:]:
+        publisher.publish("event", event, epoch=1)
+    assert publisher.dropped == 50
+    redis_server.start()
+    await until(lambda: len(seen.entries) == 60)
+    assert seen.indexes == list(range(10)) + list(range(60, 110))
+    assert seen.gaps == [f"seq 11..60 of epoch 1 missing (next entry {seen.entries[10].id})"]
+    await reader.stop()
+    await publisher.stop()
+
+
+async def test_entries_of_an_older_epoch_and_repeats_are_ignored(redis: Redis) -> None:
+    seen = Collector()
+    reader = seen.reader(redis)
+    await reader.start()
+    old_owner = PbxStreamPublisher(redis, PBX, node="old")
+    new_owner = PbxStreamPublisher(redis, PBX, node="new")
+    for publisher in (old_owner, new_owner):
+        await publisher.start()
+    events = numbered(8)
+    old_owner.publish("event", events[0], epoch=4)
+    old_owner.publish("event", events[1], epoch=4)
+    assert await old_owner.flush(5)
+    new_owner.publish("resync", {"channels": [events[2]]}, epoch=5)
+    assert await new_owner.flush(5)
+    old_owner.publish("event", events[3], epoch=4)  # fenced, but still talking
+    assert await old_owner.flush(5)
+    key = events_key("callbridge", PBX)
+    await redis.xadd(key, entry_fields("resync", 5, 1, "new", {"channels": [events[2]]}))  # a repeat
+    new_owner.publish("event", events[4], epoch=5)
+    await until(lambda: len(seen.entries) == 4)
+    await asyncio.sleep(0.05)
+    assert [(e.node, e.epoch, e.seq, e.kind) for e in seen.entries] == [
+        ("old", 4, 1, "event"), ("old", 4, 2, "event"), ("new", 5, 1, "resync"), ("new", 5, 2, "event")]
+    assert seen.entries[2].payload["channels"][0].pairs == events[2].pairs
+    assert reader.stale == 1 and reader.duplicates == 1 and seen.gaps == []
+    for publisher in (old_owner, new_owner):
+        await publisher.stop()
+    await reader.stop()
+
+
+async def test_a_failing_callback_does_not_stop_the_reader(redis: Redis) -> None:
+    got: list[int] = []
+
+    def on_entry(entry: StreamEntry) -> None:
+        if entry.seq == 2:
+            raise RuntimeError("subscriber bug")
+        got.append(entry.seq)
+
+    reader = PbxStreamReader(redis, PBX, on_entry=on_entry, on_gap=lambda reason: None)
+    await reader.start()
+    publisher = PbxStreamPublisher(redis, PBX, node="n1")
+    await publisher.start()
+    for event in numbered(3):
+        publisher.publish("event", event, epoch=1)
+    await until(lambda: got == [1, 3])
+    await publisher.stop()
+    await reader.stop()
