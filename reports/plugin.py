@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 from aiohttp import web
 
+from bridge.ami.message import AmiMessage
 from bridge.calls.channel_names import OperatorDirectory
 from reports.http import ReportsApi, add_report_routes
 from reports.member_log import MemberLog
@@ -33,8 +34,14 @@ def attach_reports(parts: BridgeParts, settings: ReportSettings | None = None) -
         return attached
     settings = settings or ReportSettings()
     member_log = MemberLog(parts.store, OperatorDirectory(parts.operator_pattern))
-    parts.pipeline.subscribe_raw(member_log.on_ami_event)
-    parts.on_resync(member_log.on_resync)
+    main = parts.pbxes[0]
+
+    def owned(items: list[AmiMessage]) -> bool:  # in a cluster only the PBX's owner writes its rows
+        return bool(items) and parts.owns(items[0].pbx or main)
+
+    parts.pipeline.subscribe_raw(lambda event: member_log.on_ami_event(event) if owned([event]) else None)
+    parts.on_resync(lambda channels, queue_status, at:
+                    member_log.on_resync(channels, queue_status, at) if owned(queue_status) else None)
     service = ReportService(parts.store, settings, timezone=parts.timezone, clock=parts.clock,
                             pbxes=parts.pbxes)
     add_report_routes(parts.app, ReportsApi(service, AuditLog(parts.store)))

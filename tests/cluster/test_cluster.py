@@ -183,6 +183,19 @@ async def test_cards_follow_operators_across_nodes_and_survive_the_owner_dying(l
                     break
                 except (TimeoutError, AssertionError):
                     continue
+        # The queue member log is the owner's to write: every row once, though two nodes saw it
+        # (it writes in the background: wait for the unpause's rows).
+        query = text("SELECT count(*), count(DISTINCT (pbx, at, queue, interface, source, paused)),"
+                     " count(*) FILTER (WHERE source = 'QueueMemberPause' AND NOT paused)"
+                     " FROM queue_member_log")
+        async with asyncio.timeout(10):
+            while True:
+                async with lab.store.engine.connect() as conn:
+                    total, distinct, unpaused = (await conn.execute(query)).one()
+                if unpaused:
+                    break
+                await asyncio.sleep(0.1)
+        assert total == distinct, (total, distinct)
         print(json.dumps({"takeover_seconds": round(takeover, 2), "owners": owners}))
     finally:
         await anna.close()
