@@ -118,6 +118,7 @@ async def test_cards_follow_operators_across_nodes_and_survive_the_owner_dying(l
     users = UserStore(lab.store)
     await users.add("anna", PASSWORD, role="operator", extensions=["101"], pbx="main")
     await users.add("boris", PASSWORD, role="operator", extensions=["101"], pbx="lyon")
+    await users.add("sue", PASSWORD, role="supervisor")
     # Anna (101 on main) on node3, Boris (101 on lyon) on node2: neither on the owner.
     anna, boris = Operator(third, "anna"), Operator(second, "boris")
     try:
@@ -168,6 +169,19 @@ async def test_cards_follow_operators_across_nodes_and_survive_the_owner_dying(l
         hello = await boris.reconnect(other)
         assert [(c["call_id"], c["state"]) for c in hello["cards"]] == [(lyon_call, "after_call")]
 
+        # A supervisor on a node that owns neither PBX: the live wallboard of both, at once.
+        sue = Operator(other, "sue")
+        try:
+            await sue.sign_in()
+            async with sue.http.get(other.base + "/api/wallboard") as resp:
+                board = await resp.json()
+        finally:
+            await sue.close()
+        support = {q["pbx"]: (q["calls_today"], q["answered_today"]) for q in board["queues"]
+                   if q["name"] == "support"}
+        assert support == {"main": (1, 1), "lyon": (1, 1)}
+        assert {(o["pbx"], o["calls_today"]) for o in board["operators"] if o["operator"] == "101"} == {
+            ("main", 1), ("lyon", 1)}
         # An operator's action on a node that does not own his PBX: routed to the owner
         # (Redis), the PBX's answer comes back, its events reach his console through the stream.
         follower = next(n for n in (lab.nodes[1], lab.nodes[2]) if n.name != owners["main"])
