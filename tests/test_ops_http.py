@@ -77,3 +77,19 @@ async def test_only_the_ops_networks_are_answered(tmp_path: Path) -> None:
                     assert "ops_networks" in (await resp.json())["message"]
     finally:
         await service.stop()
+
+
+async def test_a_tls_proxys_public_origin_and_the_shared_key_reach_the_login_checks(tmp_path: Path) -> None:
+    from web.auth import AUTH_KEY
+
+    service = BridgeService(settings_for("127.0.0.1", 1, tmp_path / "log.sqlite3",
+                                         public_origins=["https://calls.example.com/"],
+                                         secret_key="one key for every node, 16+"))
+    await service.start()
+    try:
+        assert service.web_runner is not None
+        auth = service.web_runner.app[AUTH_KEY]
+        assert auth.allowed_origins == frozenset({"https://calls.example.com"})
+        assert auth.secret == b"one key for every node, 16+"
+    finally:
+        await service.stop()
