@@ -5,9 +5,10 @@ Range), review comments and QA scores, an operator's own reviews, pause/resume.
                         AuditLog(store), store, recorder)
     setup_recordings(app, api)      # after setup_auth (its middleware sets request["user"])
 
-Who sees what: trainers, supervisors and admins every recording; an operator only those
-made on his own extensions. Every recording names its `pbx`; the list takes `?pbx=ID` (one of
-the configured PBXes, else 400) and says which PBXes there are (`pbxes`).
+Who sees what: trainers, supervisors and admins every recording; an operator only those made
+on his own extensions of his own PBX (another PBX's 101 is another person). Every recording
+names its `pbx`; the list takes `?pbx=ID` (one of the configured PBXes, else 400) and says
+which PBXes there are (`pbxes`).
 Every play/download, comment, score, pause/resume and every refusal (other's recording, a
 path-like parameter, a role) is written to the audit log. Every parameter is checked for
 path trickery (`..`, slashes, encoded ones, NUL) and the file served is re-resolved under
@@ -34,7 +35,7 @@ from recordings.settings import RecordingSettings
 from recordings.store import RecordingInfo, RecordingStore
 from web.audit_log import AuditLog
 from web.auth import error_response, require_role
-from web.users import ROLES, User
+from web.users import ROLES, User, pbx_of, resolve_pbx
 
 REVIEWERS = ("trainer", "supervisor", "admin")
 SEE_ALL = REVIEWERS
@@ -124,8 +125,19 @@ def _recording_id(request: web.Request) -> int:
     return int(raw)
 
 
-def _may_see(user: User, rec: RecordingInfo) -> bool:
-    return user.role in SEE_ALL or (rec.operator is not None and rec.operator in user.extensions)
+def _own_pbx(api: RecordingsApi, user: User) -> str:
+    """The configured PBX an operator's extensions are on ("main" of old rows: the first)."""
+    return resolve_pbx(pbx_of(user), api.pbxes)
+
+
+def _mine(api: RecordingsApi, user: User, rec: RecordingInfo) -> bool:
+    """Made on one of the user's extensions of his PBX."""
+    return (rec.operator is not None and rec.operator in user.extensions
+            and resolve_pbx(rec.pbx, api.pbxes) == _own_pbx(api, user))
+
+
+def _may_see(api: RecordingsApi, user: User, rec: RecordingInfo) -> bool:
+    return user.role in SEE_ALL or _mine(api, user, rec)
 
 
 async def _visible(request: web.Request) -> RecordingInfo:
@@ -133,7 +145,7 @@ async def _visible(request: web.Request) -> RecordingInfo:
     rec = await _api(request).store.get(_recording_id(request))
     if rec is None:
         raise _Refused(404, "not_found", "No such recording.")
-    if not _may_see(_user(request), rec):
+    if not _may_see(_api(request), _user(request), rec):
         raise _Refused(403, "forbidden", "This recording is another operator's.")
     return rec
 
@@ -188,9 +200,10 @@ async def list_recordings(request: web.Request) -> web.StreamResponse:
             raise _Refused(400, "bad_parameter", f"pbx: one of {', '.join(api.pbxes)}")
         operators: list[str] | None = [operator] if operator else None
         if user.role not in SEE_ALL:
-            if operator is not None and operator not in user.extensions:
+            own = _own_pbx(api, user)
+            if (operator is not None and operator not in user.extensions) or pbx not in (None, own):
                 raise _Refused(403, "forbidden", "Operators see only their own recordings.")
-            operators = [operator] if operator else list(user.extensions)
+            operators, pbx = [operator] if operator else list(user.extensions), own
         found = await api.store.search(
             operators=operators, call_id=call_id, since=_datetime("since", q.get("since")),
             until=_datetime("until", q.get("until")), statuses=[status] if status else None, pbx=pbx,
@@ -308,11 +321,12 @@ async def my_reviews(request: web.Request) -> web.StreamResponse:
         _check_all_parameters(request)
     except _Refused as refused:
         return await _refuse(request, "review.mine", None, refused)
-    ids = await api.reviews.reviewed_ids(user.extensions)
+    own = _own_pbx(api, user)  # his extensions are his PBX's
+    ids = await api.reviews.reviewed_ids(user.extensions, own)
     recs = await api.store.search(ids=ids, limit=1000) if ids else []
     cards = await api.reviews.scores(recording_ids=ids) if ids else []
     comments = await api.reviews.comments(ids)
-    summaries = [await api.reviews.operator_summary(ext) for ext in user.extensions]
+    summaries = [await api.reviews.operator_summary(ext, own) for ext in user.extensions]
     return web.json_response({
         "reviews": [{
             "recording": _dump(api, rec),
@@ -336,11 +350,17 @@ async def operator_summary(request: web.Request) -> web.StreamResponse:
         _check_all_parameters(request)
         if not valid_operator(operator):
             raise _Refused(400, "bad_parameter", "operator: an extension (digits)")
-        if user.role not in SEE_ALL and operator not in user.extensions:
-            raise _Refused(403, "forbidden", "Operators see only their own scores.")
+        pbx = request.query.get("pbx") or None  # whose extension (every PBX's when not named)
+        if pbx is not None and pbx not in api.pbxes:
+            raise _Refused(400, "bad_parameter", f"pbx: one of {', '.join(api.pbxes)}")
+        if user.role not in SEE_ALL:
+            if operator not in user.extensions or pbx not in (None, _own_pbx(api, user)):
+                raise _Refused(403, "forbidden", "Operators see only their own scores.")
+            pbx = _own_pbx(api, user)
     except _Refused as refused:
         return await _refuse(request, "review.summary", operator[:40], refused)
-    return web.json_response((await api.reviews.operator_summary(operator)).model_dump(), headers=NO_STORE)
+    summary = await api.reviews.operator_summary(operator, pbx)
+    return web.json_response(summary.model_dump(), headers=NO_STORE)
 
 
 @require_role(*ROLES)
@@ -357,7 +377,7 @@ async def control(request: web.Request) -> web.StreamResponse:
         active = recorder.active(call_id) if recorder is not None else []
         if recorder is None or not active:
             raise _Refused(404, "not_found", "This call has no running recording.")
-        mine = any(r.operator in user.extensions for r in active if r.operator)
+        mine = any(_mine(api, user, r) for r in active)
         if user.role not in CONTROLLERS and not (user.role == "operator" and mine):
             raise _Refused(403, "forbidden", "Only the call's operator or a supervisor may do this.")
         try:

@@ -222,28 +222,35 @@ class ReviewStore:
         return _card(row)
 
     async def scores(self, *, recording_ids: Sequence[int] | None = None,
-                     operators: Sequence[str] | None = None) -> list[ScoreCard]:
+                     operators: Sequence[str] | None = None, pbx: str | None = None) -> list[ScoreCard]:
+        """Score cards (of these recordings, of these operators' extensions on PBX `pbx`)."""
         query = select(SCORES).order_by(SCORES.c.recording_id, SCORES.c.id)
         if recording_ids is not None:
             query = query.where(SCORES.c.recording_id.in_(list(recording_ids)))
         if operators is not None:
             query = query.where(SCORES.c.operator.in_(list(operators)))
+        if pbx is not None:  # an extension is a PBX's: another PBX's 101 is another person
+            query = query.where(SCORES.c.recording_id.in_(select(FILES.c.id).where(FILES.c.pbx == pbx)))
         async with self.store.engine.connect() as conn:
             return [_card(r) for r in (await conn.execute(query)).all()]
 
-    async def reviewed_ids(self, operators: Sequence[str]) -> list[int]:
-        """Recordings of these operators that have a score card or a comment."""
+    async def reviewed_ids(self, operators: Sequence[str], pbx: str | None = None) -> list[int]:
+        """Recordings of these operators (extensions of PBX `pbx`) that have a score card or a comment."""
         if not operators:
             return []
+        on_pbx = [FILES.c.pbx == pbx] if pbx is not None else []
         scored = select(SCORES.c.recording_id).where(SCORES.c.operator.in_(list(operators)))
+        if pbx is not None:
+            scored = scored.where(SCORES.c.recording_id.in_(select(FILES.c.id).where(*on_pbx)))
         commented = (select(COMMENTS.c.recording_id).join(FILES, FILES.c.id == COMMENTS.c.recording_id)
-                     .where(FILES.c.operator.in_(list(operators))))
+                     .where(FILES.c.operator.in_(list(operators)), *on_pbx))
         async with self.store.engine.connect() as conn:
             ids = {r[0] for r in (await conn.execute(scored.union(commented))).all()}
         return sorted(ids)
 
-    async def operator_summary(self, operator: str) -> OperatorSummary:
-        cards = await self.scores(operators=[operator])
+    async def operator_summary(self, operator: str, pbx: str | None = None) -> OperatorSummary:
+        """An operator's scores (his extension on PBX `pbx`; every PBX's when None)."""
+        cards = await self.scores(operators=[operator], pbx=pbx)
         total, max_total = sum(c.total for c in cards), sum(c.max_total for c in cards)
         points: dict[str, list[int]] = {}
         for card in cards:

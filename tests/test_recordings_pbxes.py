@@ -105,3 +105,27 @@ async def test_the_recordings_list_names_and_filters_the_pbx(site: Site) -> None
     assert (entry.username, entry.result) == ("tina", "refused")
     detail = await (await site.get(f"/api/recordings/{b_id}")).json()
     assert detail["recording"]["pbx"] == "b"
+
+
+async def test_an_operator_hears_only_his_own_pbxs_recordings(site: Site) -> None:
+    site.api.pbxes = ("main", "b")
+    b_id = await site.api.store.save(recording(1, "101", 2.0, 4.0, call_id="b:1795508320.44", pbx="b",
+                                               path="b/2026/11/24/1795508320.44-101-1.wav"))
+    write_wav(site.api.settings.directory / "b/2026/11/24/1795508320.44-101-1.wav", 1.0)
+    # Anna is 101 on the main PBX: b's 101 is another person.
+    assert (await site.get(f"/recordings/{b_id}/audio", user="anna")).status == 403
+    assert (await site.get(f"/api/recordings/{b_id}", user="anna")).status == 403
+    own = await (await site.get("/api/recordings", user="anna")).json()
+    assert {(r["pbx"], r["operator"]) for r in own["recordings"]} == {("main", "101")}
+    assert (await site.get("/api/recordings?pbx=b", user="anna")).status == 403
+    assert (await site.get("/recordings/1/audio", user="anna")).status == 200  # her own, as ever
+    assert (await site.get(f"/recordings/{b_id}/audio", user="tina")).status == 200  # trainers: every PBX
+    await site.api.reviews.score(await site.api.store.get(b_id), {"Greeting": 1, "Solution": 1},
+                                 reviewer="tina")
+    mine = await (await site.get("/api/reviews/mine", user="anna")).json()
+    assert b_id not in [r["recording"]["id"] for r in mine["reviews"]]
+    assert (await (await site.get("/api/reviews/operators/101?pbx=b", user="tina")).json())["cards"] == 1
+    assert (await (await site.get("/api/reviews/operators/101", user="anna")).json())["cards"] == 0
+    assert (await site.get("/api/reviews/operators/101?pbx=b", user="anna")).status == 403
+    denied = [(e.action, e.target) for e in await site.audit() if e.result == "denied"]
+    assert ("recording.play", str(b_id)) in denied and ("review.summary", "101") in denied
