@@ -136,6 +136,12 @@ def _mine(api: RecordingsApi, user: User, rec: RecordingInfo) -> bool:
             and resolve_pbx(rec.pbx, api.pbxes) == _own_pbx(api, user))
 
 
+def _stored_ids(api: RecordingsApi, pbx: str) -> list[str]:
+    """A PBX's ids in the rows: its own, and "main" (rows from before PBX ids) for the first."""
+    legacy = pbx != DEFAULT_PBX and resolve_pbx(DEFAULT_PBX, api.pbxes) == pbx
+    return [pbx, DEFAULT_PBX] if legacy else [pbx]
+
+
 def _may_see(api: RecordingsApi, user: User, rec: RecordingInfo) -> bool:
     return user.role in SEE_ALL or _mine(api, user, rec)
 
@@ -206,7 +212,8 @@ async def list_recordings(request: web.Request) -> web.StreamResponse:
             operators, pbx = [operator] if operator else list(user.extensions), own
         found = await api.store.search(
             operators=operators, call_id=call_id, since=_datetime("since", q.get("since")),
-            until=_datetime("until", q.get("until")), statuses=[status] if status else None, pbx=pbx,
+            until=_datetime("until", q.get("until")), statuses=[status] if status else None,
+            pbx=None if pbx is None else _stored_ids(api, pbx),
             limit=_int("limit", q.get("limit"), 100, 1000), offset=_int("offset", q.get("offset"), 0, 10**9))
     except _Refused as refused:
         return await _refuse(request, "recording.list", None, refused)
@@ -395,4 +402,6 @@ async def control(request: web.Request) -> web.StreamResponse:
 
 
 def _dump(api: RecordingsApi, rec: RecordingInfo) -> dict[str, Any]:
-    return dump_recording(rec, api.settings.url_prefix)
+    """The recording as the pages see it, its PBX as configured now ("main" rows: the first)."""
+    shown = rec.model_copy(update={"pbx": resolve_pbx(rec.pbx, api.pbxes)})
+    return dump_recording(shown, api.settings.url_prefix)

@@ -193,12 +193,13 @@ class RecordingStore:
     async def search(self, *, operators: Sequence[str] | None = None, call_id: str | None = None,
                      since: datetime | None = None, until: datetime | None = None,
                      statuses: Sequence[str] | None = None, ids: Sequence[int] | None = None,
-                     pbx: str | None = None, limit: int = 100, offset: int = 0) -> list[RecordingInfo]:
-        """Newest first (of one PBX if given). `operators=[]` matches nothing (an operator with
-        no extension)."""
+                     pbx: str | Sequence[str] | None = None, limit: int = 100,
+                     offset: int = 0) -> list[RecordingInfo]:
+        """Newest first (of one PBX if given: its stored ids). `operators=[]` matches nothing (an
+        operator with no extension)."""
         where = []
         if pbx is not None:
-            where.append(FILES.c.pbx == pbx)
+            where.append(FILES.c.pbx.in_([pbx] if isinstance(pbx, str) else list(pbx)))
         if operators is not None:
             where.append(FILES.c.operator.in_(list(operators)))
         if call_id is not None:

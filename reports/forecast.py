@@ -172,13 +172,15 @@ async def staffing_plan(service: ReportService, day: str = "typical", *, weeks: 
     segments: list[Any] = []
     async with service.store.engine.connect() as conn:
         if candidates:
-            scope = _days_scope(candidates[0], candidates[-1], tz, interval, queue, dialect, pbx)
+            scope = _days_scope(candidates[0], candidates[-1], tz, interval, queue, dialect, pbx,
+                                service.main_is)
             rows = list(await q.day_slot_tallies(conn, scope, policy, keys, size))
             recorded = await q.recorded_days(conn, scope, keys)
         history = [d for d, k in zip(candidates, keys, strict=True) if k in recorded]
         actual_days = history if chosen is None else [chosen] if chosen <= today else []
         if actual_days:
-            seg_scope = _days_scope(actual_days[0], actual_days[-1], tz, interval, queue, dialect, pbx)
+            seg_scope = _days_scope(actual_days[0], actual_days[-1], tz, interval, queue, dialect, pbx,
+                                    service.main_is)
             segments = list(await q.available_segments(conn, seg_scope, datetime.fromtimestamp(now, UTC)))
 
     slots = 86400 // size
@@ -230,10 +232,10 @@ def _local(day: date, seconds: int, tz: ZoneInfo) -> datetime:
 
 
 def _days_scope(first: date, last: date, tz: ZoneInfo, interval: str, queue: str | None,
-                dialect: str, pbx: str | None = None) -> q.Scope:
+                dialect: str, pbx: str | None = None, main_is: str | None = None) -> q.Scope:
     """From the local midnight of `first` to the one after `last`."""
     end = _local(last + timedelta(days=1), 0, tz)
-    return q.Scope(_local(first, 0, tz), end, tz, interval, queue, dialect, pbx)
+    return q.Scope(_local(first, 0, tz), end, tz, interval, queue, dialect, pbx, main_is)
 
 
 def _dates(first: date, end: date) -> list[date]:

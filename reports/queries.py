@@ -13,7 +13,9 @@ Portability notes, once:
 - several PBXes: a scope's `pbx` keeps one PBX's calls and member-log rows (WHERE calls.pbx /
   queue_member_log.pbx); without it every PBX's are counted. Queues of the same name on two
   PBXes add up (filter by PBX to see one); an operator is (pbx, extension): never two people
-  added up, so the per-operator rows are grouped by PBX too.
+  added up, so the per-operator rows are grouped by PBX too. Rows written before PBX ids say
+  "main": when no PBX is called so they are the first PBX's (as users' extensions,
+  web.users.resolve_pbx): `scope.main_is` names it, and `pbx_column` reads them so.
 """
 
 from __future__ import annotations
@@ -42,6 +44,7 @@ from sqlalchemy.sql.elements import ColumnElement
 
 from bridge.call_log.tables import CallRow, RingRow, TransferRow
 from bridge.calls.definitions import ServiceLevelPolicy
+from bridge.calls.record import DEFAULT_PBX
 from reports.member_log import MEMBER_LOG
 from web.users import EXTENSIONS, USERS
 
@@ -61,6 +64,12 @@ class Scope:
     queue: str | None
     dialect: str  # sqlite | postgresql
     pbx: str | None = None  # one PBX's calls and members (None: every PBX's)
+    main_is: str | None = None  # the PBX of rows stored as "main" when no PBX has that id
+
+    def pbx_ids(self) -> list[str]:
+        """The stored ids of `pbx`'s rows: its own, and "main" if that is it."""
+        assert self.pbx is not None
+        return [self.pbx, DEFAULT_PBX] if self.main_is == self.pbx and self.pbx != DEFAULT_PBX else [self.pbx]
 
     def offsets(self) -> list[tuple[int, int]]:
         """(from UTC epoch, UTC offset seconds) spans covering the period; hourly probes find
@@ -116,6 +125,13 @@ def bucket(scope: Scope) -> ColumnElement[int]:
     return local // INTERVAL_SECONDS[scope.interval]
 
 
+def pbx_column(col: Any, scope: Scope) -> ColumnElement[str]:
+    """A stored PBX id as configured now ("main" rows: `scope.main_is`'s)."""
+    if scope.main_is is None or scope.main_is == DEFAULT_PBX:
+        return col
+    return case((col == DEFAULT_PBX, literal(scope.main_is)), else_=col)
+
+
 def _in_scope(scope: Scope) -> list[ColumnElement[bool]]:
     where = [CALLS.c.outcome.is_not(None), CALLS.c.internal.is_(False),
              CALLS.c.entered_at >= scope.start.astimezone(UTC),
@@ -123,7 +139,7 @@ def _in_scope(scope: Scope) -> list[ColumnElement[bool]]:
     if scope.queue is not None:
         where.append(CALLS.c.queue == scope.queue)
     if scope.pbx is not None:
-        where.append(CALLS.c.pbx == scope.pbx)
+        where.append(CALLS.c.pbx.in_(scope.pbx_ids()))  # the (pbx, entered_at) index serves it
     return where
 
 
@@ -177,7 +193,8 @@ async def tallies(conn: AsyncConnection, scope: Scope, policy: ServiceLevelPolic
     """One row per (pbx, queue, base interval): the tallies everything else adds up, and the wait
     (w0..: calls, wa0..: answered, wb0..: abandoned) and talk (t0..) distributions' counts. One
     scan; the local time is computed once per call in the inner select."""
-    inner = select(CALLS.c.pbx, CALLS.c.queue, CALLS.c.outcome, CALLS.c.wait_seconds, CALLS.c.talk_seconds,
+    inner = select(pbx_column(CALLS.c.pbx, scope).label("pbx"), CALLS.c.queue, CALLS.c.outcome,
+                   CALLS.c.wait_seconds, CALLS.c.talk_seconds,
                    (local_seconds(CALLS.c.entered_at, scope) // base_seconds(scope)).label("base")
                    ).where(*_in_scope(scope)).subquery()
     c, o = inner.c, inner.c.outcome
@@ -195,10 +212,11 @@ async def tallies(conn: AsyncConnection, scope: Scope, policy: ServiceLevelPolic
 
 async def unanswered_reasons(conn: AsyncConnection, scope: Scope) -> Sequence[Any]:
     key = bucket(scope).label("bucket")
-    query = (select(CALLS.c.pbx, CALLS.c.queue, key, CALLS.c.outcome_reason.label("reason"),
+    pbx = pbx_column(CALLS.c.pbx, scope).label("pbx")
+    query = (select(pbx, CALLS.c.queue, key, CALLS.c.outcome_reason.label("reason"),
                     func.count().label("calls"))
              .where(*_in_scope(scope), CALLS.c.outcome == "unanswered")
-             .group_by(CALLS.c.pbx, CALLS.c.queue, key, CALLS.c.outcome_reason))
+             .group_by(pbx, CALLS.c.queue, key, CALLS.c.outcome_reason))
     return (await conn.execute(query)).all()
 
 
@@ -219,9 +237,10 @@ async def wait_p90(conn: AsyncConnection, scope: Scope) -> dict[tuple[str, Any],
                                                            (ranked.c.r - 1) * 10 < ranked.c.n * 9)
     out: dict[tuple[str, Any], float] = {("bucket", r.bucket): r.tenths / 10
                                           for r in (await conn.execute(query)).all()}
-    histogram = (select(CALLS.c.pbx, CALLS.c.queue, tenths.label("tenths"), func.count().label("n"))
+    pbx = pbx_column(CALLS.c.pbx, scope).label("pbx")
+    histogram = (select(pbx, CALLS.c.queue, tenths.label("tenths"), func.count().label("n"))
                  .where(*_in_scope(scope), CALLS.c.outcome == "answered")
-                 .group_by(CALLS.c.pbx, CALLS.c.queue, tenths).order_by(tenths))
+                 .group_by(pbx, CALLS.c.queue, tenths).order_by(tenths))
     rows = (await conn.execute(histogram)).all()
     for kind in ("total", "queue", "pbx"):
         groups: dict[Any, list[Any]] = {}
@@ -240,11 +259,12 @@ async def wait_p90(conn: AsyncConnection, scope: Scope) -> dict[tuple[str, Any],
 async def operator_rings(conn: AsyncConnection, scope: Scope) -> Sequence[Any]:
     """Per operator (pbx, extension): calls his phone rang for, calls he answered (his ring answered)."""
     answered_call = case((RINGS.c.answered_at.is_not(None), RINGS.c.call_id), else_=None)
-    query = (select(CALLS.c.pbx, RINGS.c.operator, func.count(RINGS.c.call_id.distinct()).label("rung"),
+    pbx = pbx_column(CALLS.c.pbx, scope).label("pbx")
+    query = (select(pbx, RINGS.c.operator, func.count(RINGS.c.call_id.distinct()).label("rung"),
                     func.count(answered_call.distinct()).label("answered"),
                     func.max(RINGS.c.member_name).label("member_name"))
              .select_from(RINGS.join(CALLS, CALLS.c.call_id == RINGS.c.call_id))
-             .where(*_in_scope(scope)).group_by(CALLS.c.pbx, RINGS.c.operator))
+             .where(*_in_scope(scope)).group_by(pbx, RINGS.c.operator))
     return (await conn.execute(query)).all()
 
 
@@ -254,14 +274,14 @@ async def operator_talk(conn: AsyncConnection, scope: Scope) -> dict[tuple[str, 
     caller talks from the transfer to the next one (or the end). The stored talk_seconds per
     answering operator (one indexed pass), then the few transferred calls' corrections. Keyed
     by (pbx, extension)."""
-    d = scope.dialect
-    answered = (select(CALLS.c.pbx, CALLS.c.answered_by, func.sum(CALLS.c.talk_seconds).label("talk"))
+    d, pbx = scope.dialect, pbx_column(CALLS.c.pbx, scope).label("pbx")
+    answered = (select(pbx, CALLS.c.answered_by, func.sum(CALLS.c.talk_seconds).label("talk"))
                 .where(*_in_scope(scope), CALLS.c.answered_by.is_not(None), CALLS.c.outcome == "answered")
-                .group_by(CALLS.c.pbx, CALLS.c.answered_by))
+                .group_by(pbx, CALLS.c.answered_by))
     talk = {(r.pbx, r.answered_by): float(r.talk or 0.0) for r in (await conn.execute(answered)).all()}
     nxt = func.lead(TRANSFERS.c.at).over(partition_by=TRANSFERS.c.call_id, order_by=TRANSFERS.c.seq)
     first = func.row_number().over(partition_by=TRANSFERS.c.call_id, order_by=TRANSFERS.c.seq)
-    handover = (select(CALLS.c.pbx, CALLS.c.answered_by, CALLS.c.ended_at, TRANSFERS.c.to_operator,
+    handover = (select(pbx, CALLS.c.answered_by, CALLS.c.ended_at, TRANSFERS.c.to_operator,
                        TRANSFERS.c.at,
                        nxt.label("next_at"), first.label("nth"))
                 .select_from(TRANSFERS.join(CALLS, CALLS.c.call_id == TRANSFERS.c.call_id))
@@ -281,19 +301,22 @@ async def operator_talk(conn: AsyncConnection, scope: Scope) -> dict[tuple[str, 
 
 
 async def operator_transfers(conn: AsyncConnection, scope: Scope) -> dict[tuple[str, str], int]:
-    query = (select(CALLS.c.pbx, TRANSFERS.c.from_operator, func.count().label("n"))
+    pbx = pbx_column(CALLS.c.pbx, scope).label("pbx")
+    query = (select(pbx, TRANSFERS.c.from_operator, func.count().label("n"))
              .select_from(TRANSFERS.join(CALLS, CALLS.c.call_id == TRANSFERS.c.call_id))
              .where(*_in_scope(scope), TRANSFERS.c.from_operator.is_not(None))
-             .group_by(CALLS.c.pbx, TRANSFERS.c.from_operator))
+             .group_by(pbx, TRANSFERS.c.from_operator))
     return {(r.pbx, r.from_operator): r.n for r in (await conn.execute(query)).all()}
 
 
-async def user_names(conn: AsyncConnection, operators: list[tuple[str, str]]) -> dict[tuple[str, str], str]:
+async def user_names(conn: AsyncConnection, operators: list[tuple[str, str]],
+                     scope: Scope) -> dict[tuple[str, str], str]:
     """The users' names of (pbx, extension)s: an extension is a user's on one PBX."""
     extensions = sorted({ext for _, ext in operators})
     if not extensions:
         return {}
-    query = (select(EXTENSIONS.c.pbx, EXTENSIONS.c.extension, USERS.c.display_name)
+    query = (select(pbx_column(EXTENSIONS.c.pbx, scope).label("pbx"), EXTENSIONS.c.extension,
+                    USERS.c.display_name)
              .select_from(EXTENSIONS.join(USERS, USERS.c.id == EXTENSIONS.c.user_id))
              .where(EXTENSIONS.c.extension.in_(extensions)))
     return {(r.pbx, r.extension): r.display_name for r in (await conn.execute(query)).all()}
@@ -305,11 +328,12 @@ def _member_segments(scope: Scope, now: datetime, queue_rows: bool) -> Any:
     d, m = scope.dialect, MEMBER_LOG.c
     end = min(scope.end.astimezone(UTC), now)
     # A member is (pbx, queue, interface): two PBXes may both have Local/101@agents/n in "support".
-    lead = func.lead(m.at).over(partition_by=(m.pbx, m.queue, m.interface), order_by=(m.at, m.id))
+    pbx = pbx_column(m.pbx, scope)
+    lead = func.lead(m.at).over(partition_by=(pbx, m.queue, m.interface), order_by=(m.at, m.id))
     which = (m.queue == scope.queue) if queue_rows and scope.queue is not None else (
         m.queue.is_not(None) if queue_rows else m.queue.is_(None))
-    where = [which, m.at < end] + ([m.pbx == scope.pbx] if scope.pbx is not None else [])
-    rows = select(m.pbx, m.queue, m.interface, m.operator, m.name, m.logged_in, m.paused, m.at,
+    where = [which, m.at < end] + ([m.pbx.in_(scope.pbx_ids())] if scope.pbx is not None else [])
+    rows = select(pbx.label("pbx"), m.queue, m.interface, m.operator, m.name, m.logged_in, m.paused, m.at,
                   lead.label("until")).where(*where).subquery()
     start_e, end_e = scope.start.astimezone(UTC).timestamp(), end.timestamp()
     seg_from = _greatest(d, epoch_float(rows.c.at, d), literal(start_e))

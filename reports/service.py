@@ -35,6 +35,7 @@ from reports.models import (
     Weekday,
 )
 from reports.settings import ReportSettings
+from web.users import resolve_pbx
 
 PERIODS = ("today", "yesterday", "last7", "range")
 INTERVALS = ("15", "30", "60", "day", "weekday")
@@ -150,6 +151,8 @@ class ReportService:
         self.store, self.settings, self.clock = store, settings or ReportSettings(), clock
         self.tz = ZoneInfo(timezone)
         self.pbxes = list(pbxes)  # the configured PBXes, the first (main) one first
+        # Rows from before PBX ids say "main": the first PBX's when none is called so.
+        self.main_is = resolve_pbx(DEFAULT_PBX, self.pbxes)
 
     def check_pbx(self, pbx: str | None) -> str | None:
         """A report's `pbx`: None (every PBX) or a configured PBX's id; ReportError otherwise."""
@@ -167,7 +170,8 @@ class ReportService:
             raise ReportError("queue must be a queue name (1 to 128 characters)")
         now = self.clock()
         begin, finish = resolve_period(period, self.tz, now, start, end)
-        scope = q.Scope(begin, finish, self.tz, interval, queue, self.store.engine.dialect.name, pbx)
+        scope = q.Scope(begin, finish, self.tz, interval, queue, self.store.engine.dialect.name, pbx,
+                        self.main_is)
         settings, policy = self.settings, self.settings.policy()
         now_dt = datetime.fromtimestamp(now, UTC)
         engine = self.store.engine
@@ -191,7 +195,7 @@ class ReportService:
                 segments = await q.available_segments(conn, scope, now_dt)
                 operators = sorted({(r.pbx, r.operator) for r in rings}
                                    | {(m.pbx, m.operator) for m in member})
-                return rings, member, segments, await q.user_names(conn, operators)
+                return rings, member, segments, await q.user_names(conn, operators, scope)
 
         (tallies, reasons), (p90, talk, transfers), (rings, member, segments, names) = await asyncio.gather(
             calls(), waits_and_talk(), people())

@@ -47,6 +47,7 @@ from supervision.supervisor_actions import (
     SupervisorActions,
     SupervisorError,
 )
+from web.users import resolve_pbx
 
 log = logging.getLogger("callbridge.wallboard")
 
@@ -175,7 +176,8 @@ class WallboardService(SpyTracking, SupervisorActions):
             log.warning("today's figures not loaded from the call log: %s", exc)
             return
         for record in records:
-            site = self.sites.get(record.pbx)  # a PBX no longer configured: not on the board
+            # "main" (rows from before PBX ids): the first PBX's; a PBX no longer configured: not shown
+            site = self.sites.get(resolve_pbx(record.pbx, self.pbxes))
             if site is None or record.ended_at is None or record.call_id in site.board.live_calls:
                 continue
             site.board.handle_domain(CallEnded(at=record.ended_at, call=record))

@@ -129,3 +129,13 @@ async def test_an_operator_hears_only_his_own_pbxs_recordings(site: Site) -> Non
     assert (await site.get("/api/reviews/operators/101?pbx=b", user="anna")).status == 403
     denied = [(e.action, e.target) for e in await site.audit() if e.result == "denied"]
     assert ("recording.play", str(b_id)) in denied and ("review.summary", "101") in denied
+
+
+async def test_recordings_from_before_pbx_ids_are_the_first_pbxs(site: Site) -> None:
+    site.api.pbxes = ("a", "b")  # the rows of the one-PBX days say "main"
+    every = await (await site.get("/api/recordings")).json()
+    assert {r["pbx"] for r in every["recordings"]} == {"a"}
+    only_a = await (await site.get("/api/recordings?pbx=a")).json()
+    assert len(only_a["recordings"]) == len(every["recordings"]) == 4
+    assert (await (await site.get("/api/recordings?pbx=b")).json())["recordings"] == []
+    assert (await site.get("/recordings/1/audio", user="anna")).status == 200  # Anna: "main" = a

@@ -151,3 +151,22 @@ def test_the_command_takes_a_pbx(tmp_path: Path, monkeypatch: pytest.MonkeyPatch
     assert code == 0 and '"pbx": "b"' in out
     code, _ = run_cli(["--pbx", "nowhere"], url)
     assert code == 2
+
+
+async def test_rows_from_before_pbx_ids_are_the_first_pbxs(store: CallLogStore) -> None:
+    """The call log of a one-PBX install ("main") once `[[pbx]]` names its PBXes a and b."""
+    from argon2 import PasswordHasher
+
+    from web.users import UserStore
+
+    users = UserStore(store, hasher=PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1))
+    await users.add("anna", "anna's password 1", role="operator", display_name="Anna", extensions=["101"])
+    legacy = [c.model_copy(update={"pbx": "main"}) for c in hand_made_day()]
+    await store.save([*legacy, *two_pbxes_day()[len(legacy):]])
+    svc = service(store)
+    every, only_a = await svc.report("today"), await svc.report("today", pbx="a")
+    assert only_a.totals.offered == 7 and set(every.by_pbx) == {"a", "b"}
+    assert {o.pbx for o in every.operators} == {"a", "b"}
+    assert next(o.name for o in only_a.operators if o.operator == "101") == "Anna"
+    with pytest.raises(ReportError):
+        await svc.report("today", pbx="main")  # not a configured PBX

@@ -159,3 +159,15 @@ async def test_todays_figures_come_back_from_the_call_log_onto_each_pbxs_board()
     assert len(asked) == 1  # one query for every PBX
     assert {key: q.calls_today for key, q in queues(service).items()} == {("a", "support"): 1,
                                                                           ("b", "support"): 2}
+
+
+async def test_calls_from_before_pbx_ids_count_on_the_first_pbxs_board() -> None:
+    (call,) = replay_bytes(capture_bytes("queue_answered"))  # pbx "main": written by a one-PBX bridge
+
+    async def history(since: Any) -> list[Any]:
+        return [call]
+
+    service, _, _, _ = two_pbxes(history=history)
+    await service.start()
+    await service.stop()
+    assert {key: q.calls_today for key, q in queues(service).items()} == {("a", "support"): 1}
