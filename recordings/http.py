@@ -5,8 +5,8 @@ Range), review comments and QA scores, an operator's own reviews, pause/resume.
                         AuditLog(store), store, recorder)
     setup_recordings(app, api)      # after setup_auth (its middleware sets request["user"])
 
-Who sees what: trainers, supervisors and admins every recording; an operator only those made
-on his own extensions of his own PBX (another PBX's 101 is another person). Every recording
+Who sees what (recordings.access): trainers, supervisors and admins every recording; an
+operator only those made on his own extensions of his own PBX. Every recording
 names its `pbx`; the list takes `?pbx=ID` (one of the configured PBXes, else 400) and says
 which PBXes there are (`pbxes`).
 Every play/download, comment, score, pause/resume and every refusal (other's recording, a
@@ -26,6 +26,7 @@ from aiohttp import web
 
 from bridge.call_log.store import CallLogStore
 from bridge.calls.record import DEFAULT_PBX
+from recordings.access import CONTROLLERS, REVIEWERS, SEE_ALL, is_mine, may_see, own_pbx, stored_ids
 from recordings.http_shapes import SERVABLE, card_json, dump_recording, timeline
 from recordings.naming import UnsafePath, check_parameter, resolve_under, valid_call_id, valid_operator
 from recordings.ranges import unsatisfiable_range
@@ -35,11 +36,8 @@ from recordings.settings import RecordingSettings
 from recordings.store import RecordingInfo, RecordingStore
 from web.audit_log import AuditLog
 from web.auth import error_response, require_role
-from web.users import ROLES, User, pbx_of, resolve_pbx
+from web.users import ROLES, User, resolve_pbx
 
-REVIEWERS = ("trainer", "supervisor", "admin")
-SEE_ALL = REVIEWERS
-CONTROLLERS = ("supervisor", "admin")  # may pause anyone's recording; operators their own
 _STATUSES = ("starting", "recording", "stopped", "ok", "missing", "empty", "failed", "external", "purged")
 _LIST_PARAMS = {"operator", "call_id", "since", "until", "status", "pbx", "limit", "offset"}
 NO_STORE = {"Cache-Control": "no-store"}
@@ -125,33 +123,12 @@ def _recording_id(request: web.Request) -> int:
     return int(raw)
 
 
-def _own_pbx(api: RecordingsApi, user: User) -> str:
-    """The configured PBX an operator's extensions are on ("main" of old rows: the first)."""
-    return resolve_pbx(pbx_of(user), api.pbxes)
-
-
-def _mine(api: RecordingsApi, user: User, rec: RecordingInfo) -> bool:
-    """Made on one of the user's extensions of his PBX."""
-    return (rec.operator is not None and rec.operator in user.extensions
-            and resolve_pbx(rec.pbx, api.pbxes) == _own_pbx(api, user))
-
-
-def _stored_ids(api: RecordingsApi, pbx: str) -> list[str]:
-    """A PBX's ids in the rows: its own, and "main" (rows from before PBX ids) for the first."""
-    legacy = pbx != DEFAULT_PBX and resolve_pbx(DEFAULT_PBX, api.pbxes) == pbx
-    return [pbx, DEFAULT_PBX] if legacy else [pbx]
-
-
-def _may_see(api: RecordingsApi, user: User, rec: RecordingInfo) -> bool:
-    return user.role in SEE_ALL or _mine(api, user, rec)
-
-
 async def _visible(request: web.Request) -> RecordingInfo:
     _check_all_parameters(request)
     rec = await _api(request).store.get(_recording_id(request))
     if rec is None:
         raise _Refused(404, "not_found", "No such recording.")
-    if not _may_see(_api(request), _user(request), rec):
+    if not may_see(_api(request).pbxes, _user(request), rec):
         raise _Refused(403, "forbidden", "This recording is another operator's.")
     return rec
 
@@ -206,14 +183,14 @@ async def list_recordings(request: web.Request) -> web.StreamResponse:
             raise _Refused(400, "bad_parameter", f"pbx: one of {', '.join(api.pbxes)}")
         operators: list[str] | None = [operator] if operator else None
         if user.role not in SEE_ALL:
-            own = _own_pbx(api, user)
+            own = own_pbx(api.pbxes, user)
             if (operator is not None and operator not in user.extensions) or pbx not in (None, own):
                 raise _Refused(403, "forbidden", "Operators see only their own recordings.")
             operators, pbx = [operator] if operator else list(user.extensions), own
         found = await api.store.search(
             operators=operators, call_id=call_id, since=_datetime("since", q.get("since")),
             until=_datetime("until", q.get("until")), statuses=[status] if status else None,
-            pbx=None if pbx is None else _stored_ids(api, pbx),
+            pbx=None if pbx is None else stored_ids(api.pbxes, pbx),
             limit=_int("limit", q.get("limit"), 100, 1000), offset=_int("offset", q.get("offset"), 0, 10**9))
     except _Refused as refused:
         return await _refuse(request, "recording.list", None, refused)
@@ -328,7 +305,7 @@ async def my_reviews(request: web.Request) -> web.StreamResponse:
         _check_all_parameters(request)
     except _Refused as refused:
         return await _refuse(request, "review.mine", None, refused)
-    own = _own_pbx(api, user)  # his extensions are his PBX's
+    own = own_pbx(api.pbxes, user)  # his extensions are his PBX's
     ids = await api.reviews.reviewed_ids(user.extensions, own)
     recs = await api.store.search(ids=ids, limit=1000) if ids else []
     cards = await api.reviews.scores(recording_ids=ids) if ids else []
@@ -361,9 +338,9 @@ async def operator_summary(request: web.Request) -> web.StreamResponse:
         if pbx is not None and pbx not in api.pbxes:
             raise _Refused(400, "bad_parameter", f"pbx: one of {', '.join(api.pbxes)}")
         if user.role not in SEE_ALL:
-            if operator not in user.extensions or pbx not in (None, _own_pbx(api, user)):
+            if operator not in user.extensions or pbx not in (None, own_pbx(api.pbxes, user)):
                 raise _Refused(403, "forbidden", "Operators see only their own scores.")
-            pbx = _own_pbx(api, user)
+            pbx = own_pbx(api.pbxes, user)
     except _Refused as refused:
         return await _refuse(request, "review.summary", operator[:40], refused)
     summary = await api.reviews.operator_summary(operator, pbx)
@@ -384,7 +361,7 @@ async def control(request: web.Request) -> web.StreamResponse:
         active = recorder.active(call_id) if recorder is not None else []
         if recorder is None or not active:
             raise _Refused(404, "not_found", "This call has no running recording.")
-        mine = any(_mine(api, user, r) for r in active)
+        mine = any(is_mine(api.pbxes, user, r) for r in active)
         if user.role not in CONTROLLERS and not (user.role == "operator" and mine):
             raise _Refused(403, "forbidden", "Only the call's operator or a supervisor may do this.")
         try:
