@@ -99,7 +99,7 @@ secure_cookie = false
     seen: list[str] = []
     try:
         assert proc.stderr is not None
-        await _lines_until(proc.stderr, "resynced with the PBX", seen, 30)
+        await _lines_until(proc.stderr, "PBX main: resynced", seen, 30)
         drain = asyncio.create_task(_lines_until(proc.stderr, "\x00never", seen, 600))
 
         await phone(ami, "102", dead=True)
