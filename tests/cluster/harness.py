@@ -18,10 +18,11 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from tests.db_fixtures import pg_url
+from tests.db_fixtures import pg_required, pg_url
 
 CALLBRIDGE = str(Path(sys.executable).parent / "callbridge")
 SECRET_KEY = "cluster-lab-secret-0123456789"
@@ -43,6 +44,18 @@ async def wipe_database(url: str) -> None:
             await conn.execute(text("CREATE SCHEMA public"))
     finally:
         await engine.dispose()
+
+
+async def fresh_database(name: str = "callbridge_cluster_test") -> str:
+    """The URL of that database, emptied; skips (a laptop) or fails (CI) without PostgreSQL."""
+    url = cluster_db_url(name)
+    try:
+        await wipe_database(url)
+    except OSError as exc:
+        if pg_required():
+            raise
+        pytest.skip(f"no PostgreSQL for the cluster test: {exc}")
+    return url
 
 
 def free_port() -> int:

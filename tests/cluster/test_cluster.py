@@ -23,13 +23,11 @@ from tests.cluster.harness import (
     Node,
     Operator,
     Pbx,
-    cluster_db_url,
     free_port,
+    fresh_database,
     node_config,
-    wipe_database,
 )
 from tests.cluster.redis_server import RedisServer, redis_server_fixture  # noqa: F401 (fixture)
-from tests.db_fixtures import pg_required
 from web.users import UserStore
 
 pytestmark = pytest.mark.postgres
@@ -76,13 +74,7 @@ class Lab:
 
 @pytest.fixture
 async def lab(tmp_path: Path, redis_server: RedisServer) -> AsyncIterator[Lab]:  # noqa: F811
-    url = cluster_db_url("callbridge_cluster_test")
-    try:
-        await wipe_database(url)
-    except OSError as exc:
-        if pg_required():
-            raise
-        pytest.skip(f"no PostgreSQL for the cluster test: {exc}")
+    url = await fresh_database()
     # Two PBXes: operator 101 answers a queue call on each (talk ~4.4 s at recorded speed).
     pbxes = [Pbx("main", [FIXTURES / "queue_answered.ami"], tmp_path),
              Pbx("lyon", [FIXTURES / "queue_answered.ami"], tmp_path)]

@@ -14,10 +14,9 @@ from pathlib import Path
 import pytest
 
 from tests.capture_facts import FIXTURES
-from tests.cluster.harness import Node, Pbx, cluster_db_url, free_port, node_config, wipe_database
+from tests.cluster.harness import Node, Pbx, free_port, fresh_database, node_config
 from tests.cluster.pg_proxy import PgProxy
 from tests.cluster.redis_server import RedisServer, redis_server_fixture  # noqa: F401 (fixture)
-from tests.db_fixtures import pg_required
 
 pytestmark = pytest.mark.postgres
 
@@ -33,13 +32,7 @@ async def owner_states(nodes: list[Node]) -> dict[str, str]:
 
 async def test_a_stalled_owner_fences_itself_and_no_second_owner_appears(
         tmp_path: Path, redis_server: RedisServer) -> None:  # noqa: F811
-    url = cluster_db_url("callbridge_cluster_test")
-    try:
-        await wipe_database(url)
-    except OSError as exc:
-        if pg_required():
-            raise
-        pytest.skip(f"no PostgreSQL for the cluster test: {exc}")
+    url = await fresh_database()
     pbx = Pbx("main", [FIXTURES / "queue_answered.ami"], tmp_path)
     host, port = re.search(r"@([^:/]+):(\d+)/", url).groups()  # type: ignore[union-attr]
     proxy = PgProxy(host, int(port))
