@@ -43,7 +43,7 @@ from screenpop.app import console_names, console_resync, create_web_app
 from screenpop.console_http import SCREENPOP_KEY
 from supervision.plugin import attach_wallboard
 from web.admin_http import attach_admin
-from web.features import BridgeParts
+from web.features import BridgeParts, PbxFacts
 from web.ops_http import OPS_PATHS, add_ops_routes
 from web.pages import add_favicon
 from web.users import UserStore
@@ -227,7 +227,10 @@ class BridgeService:
             pbx_ready=self.pbx_ready, on_resync=self.on_resync,
             operator_pattern=self.settings.operator_pattern, timezone=self.settings.timezone,
             clock=self.clock, pbxes=tuple(self.links), owns=self.owns,
-            on_owned=self.owned_listeners.append)
+            on_owned=self.owned_listeners.append,
+            pbx_settings={p.id: PbxFacts(p.operator_pattern or self.settings.operator_pattern,
+                                         p.timezone or self.settings.timezone)
+                          for p in self.settings.pbxes()})  # pbxes(): the defaults filled in
 
     async def stop(self) -> None:
         if self.cluster is not None:

@@ -7,8 +7,8 @@ the service, and the service reads as a list of attachments."""
 from __future__ import annotations
 
 import time
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 from aiohttp import web
@@ -23,6 +23,15 @@ from bridge.calls.record import DEFAULT_PBX
 ResyncListener = Callable[[list[AmiMessage], list[AmiMessage], float], None]
 # send_action(action, timeout=None, pbx=None) -> the reply of that PBX (the first unless named)
 SendAction = Callable[..., Awaitable[AmiMessage]]
+
+
+@dataclass(frozen=True)
+class PbxFacts:
+    """What differs per PBX for the features (a `[[pbx]]` table, its defaults filled in). Here,
+    not bridge.settings: features may not import the settings (the import-linter layers)."""
+
+    operator_pattern: str  # which of its extensions are operators' phones
+    timezone: str  # its IANA zone: its "today", its reports' days, its recordings' date folders
 
 
 @dataclass(frozen=True)
@@ -43,6 +52,17 @@ class BridgeParts:
     # Be told (await listener(pbx)) when this node has just become a PBX's owner in a cluster,
     # before it connects: take over what the last owner left unfinished.
     on_owned: Callable[[Callable[[str], Awaitable[Any]]], Any] = lambda listener: None
+    # Each PBX's own pattern and zone; a PBX not in it (all of them when empty: one PBX, tests)
+    # uses the top-level `operator_pattern` and `timezone`.
+    pbx_settings: Mapping[str, PbxFacts] = field(default_factory=dict)
+
+    def operator_pattern_of(self, pbx: str) -> str:
+        facts = self.pbx_settings.get(pbx)
+        return facts.operator_pattern if facts is not None else self.operator_pattern
+
+    def timezone_of(self, pbx: str) -> str:
+        facts = self.pbx_settings.get(pbx)
+        return facts.timezone if facts is not None else self.timezone
 
 
 def run_with_app(app: web.Application, start: Callable[[], Awaitable[Any]],
