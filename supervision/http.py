@@ -6,7 +6,8 @@
   WallboardSnapshot plus `spies`, `activity`, `thresholds`, `alert_sound`, `pbx` ("connected"
   or "lost": every PBX shown), `pbxes` ([{id, state}] of every PBX, the first (main) one first),
   `clocks` ({id: that PBX's clock}), `pbx_filter` (the `pbx` asked for, or null), `server_time`,
-  `timezone`: the zone the page shows times in; `at` is the (first shown) PBX's clock, which
+  `timezone`: the zone the page shows times in (the first shown PBX's), `timezones` ({id: that
+  PBX's zone}, its "today"); `at` is the (first shown) PBX's clock, which
   the page's clock and timers run on): one at once, then whenever it changes (live timers change
   it every second). A page that falls behind only skips to the newest frame. Every queue,
   operator, live call, alert, spy session and activity line names its `pbx` (queue names and
@@ -125,7 +126,8 @@ class WallboardHub:
                 "pbx": "connected" if all(states[p] == "connected" for p in shown) else "lost",
                 "pbxes": [{"id": p, "state": state} for p, state in states.items()],
                 "clocks": {p: service.now(p) for p in service.pbxes}, "pbx_filter": pbx,
-                "timezone": str(service.tz)}
+                "timezone": str(service.zone(pbx)),
+                "timezones": {p: str(service.zone(p)) for p in service.pbxes}}
 
     def publish(self, now: float) -> None:
         if not self.connections:

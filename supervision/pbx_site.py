@@ -9,7 +9,9 @@ has its own board, spy sessions, spies ringing, and clock; the wallboard service
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import datetime, tzinfo
 
+from bridge.calls.channel_names import OperatorDirectory
 from supervision.pbx_actions import SpyBook, SpyMode
 from supervision.queue_board import QueueBoard
 from web.users import SignedInUser
@@ -66,6 +68,22 @@ class PbxSite:
     requested_by: dict[str, str] = field(default_factory=dict)  # listener extension -> who set it up
     cancelled: dict[str, float] = field(default_factory=dict)  # listener -> when his ringing one ended
     spy_calls: set[str] = field(default_factory=set)  # call ids (prefixed) of the listeners' own calls
+
+    @property
+    def operators(self) -> OperatorDirectory:
+        """Its extensions that are operators' phones: its own `operator_pattern`."""
+        return self.board.operators
+
+    @property
+    def tz(self) -> tzinfo:
+        """Its zone: where its "today" starts, what its clock shows."""
+        return self.board.tz
+
+    def today_starts(self, now: float) -> datetime:
+        """Midnight of `now`'s day in its zone (where a DST change skips midnight, zoneinfo
+        gives the first moment of the day)."""
+        today = datetime.fromtimestamp(now, self.tz).date()
+        return datetime.combine(today, datetime.min.time(), tzinfo=self.tz)
 
     def call_id(self, linkedid: str) -> str:
         """A Linkedid of this PBX as the call records name it."""

@@ -20,7 +20,8 @@ def attach_wallboard(parts: BridgeParts, settings: WallboardSettings | None = No
                      operator_names: Names | None = None) -> WallboardService:
     """Subscribe the wallboard to the model, put its pages, socket and actions on the app
     (it starts and stops with it) and have it told each PBX's picture after its every connect.
-    Its PBXes are the pipeline's (one model, one board per PBX).
+    Its PBXes are the pipeline's (one model, one board per PBX), each with its own operator
+    pattern and zone (`parts.pbx_settings`).
     `caller_names`: the CRM's name for a call id; `operator_names`: an extension's user."""
     if (attached := parts.app.get(SERVICE_KEY)) is not None:  # once per app
         return attached
@@ -34,7 +35,7 @@ def attach_wallboard(parts: BridgeParts, settings: WallboardSettings | None = No
         settings, send_action=send, audit=AuditLog(parts.store),
         operators=OperatorDirectory(parts.operator_pattern), caller_names=caller_names,
         operator_names=operator_names, pbx_connected=parts.pbx_ready, history=parts.store.export,
-        clock=parts.clock, timezone=parts.timezone)
+        clock=parts.clock, timezone=parts.timezone, pbx_settings=parts.pbx_settings)
     wallboard.owns = parts.owns  # alerts are audited by the PBX's owner only (one line per alert)
     wallboard.attach(parts.pipeline)
     parts.on_resync(wallboard.on_resync)

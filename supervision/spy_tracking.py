@@ -13,7 +13,6 @@ from collections.abc import Awaitable
 from typing import TYPE_CHECKING, Any
 
 from bridge.ami.message import AmiMessage
-from bridge.calls.channel_names import OperatorDirectory
 from supervision.pbx_actions import SpySession, spy_mode_of
 from supervision.pbx_site import PbxSite
 from supervision.settings import WallboardSettings
@@ -24,7 +23,6 @@ log = logging.getLogger("callbridge.wallboard")
 
 class SpyTracking:
     settings: WallboardSettings
-    operators: OperatorDirectory
     send_action: SendAction
     _audits: list[tuple[str, dict[str, Any]]]
     _tasks: set[asyncio.Task[Any]]
@@ -112,13 +110,13 @@ class SpyTracking:
             if ch.get("Application") != "ChanSpy" or name in site.spies.sessions:
                 continue
             target, _, options = (ch.get("ApplicationData") or "").partition(",")
-            operator = self.operators.operator_of(target)
+            operator = site.operators.operator_of(target)
             call_id = next((c.get("Linkedid") for c in live.values() if operator is not None
                             and c.get("Application") != "ChanSpy" and c.get("Linkedid") != ch.get("Linkedid")
-                            and self.operators.operator_of(c["Channel"]) == operator), None)
+                            and site.operators.operator_of(c["Channel"]) == operator), None)
             mode, switchable = spy_mode_of(options)
             site.spies.sessions[name] = SpySession(
-                spyer_channel=name, supervisor=self.operators.operator_of(name), operator=operator,
+                spyer_channel=name, supervisor=site.operators.operator_of(name), operator=operator,
                 call_id=site.call_id(call_id) if call_id else None, mode=mode,
                 started_at=at - _seconds(ch.get("Duration")), switchable=switchable)
             if ch.get("Linkedid"):

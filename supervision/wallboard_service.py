@@ -8,9 +8,10 @@ QueueStatus and channel list replace its queues, live calls and spy sessions, an
 else's. A loop wakes on changes (a burst makes one frame) and every second: alerts (logged,
 audited as "system"), then the listeners are told (supervision.http pushes a frame to the
 pages if the picture changed). Board times are each PBX's clock (event Timestamps moved on by
-our clock), as in resync. "Today" is a calendar day in the configured `timezone`; at start
-today's finished calls are counted again from the call log, each on its PBX's board, today
-being decided by the injectable clock.
+our clock), as in resync. "Today" is a calendar day in each PBX's zone (`pbx_settings`: its
+`[[pbx]] timezone`, else the top-level `timezone`), and its operators are the extensions that
+match its own `operator_pattern`; at start today's finished calls are counted again from the
+call log, each on its PBX's board, today being decided by the injectable clock.
 
 The supervisor actions (spy, queue members, pause) are in `supervision.supervisor_actions`,
 the spy sessions' tracking in `supervision.spy_tracking`, `[wallboard]` settings in
@@ -24,7 +25,7 @@ import contextlib
 import logging
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from datetime import UTC, datetime, tzinfo
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -47,6 +48,7 @@ from supervision.supervisor_actions import (
     SupervisorActions,
     SupervisorError,
 )
+from web.features import PbxFacts
 from web.users import resolve_pbx
 
 log = logging.getLogger("callbridge.wallboard")
@@ -63,11 +65,14 @@ class WallboardService(SpyTracking, SupervisorActions):
                  caller_names: Names | None = None, operator_names: Names | None = None,
                  pbx_connected: Callable[..., bool] | None = None,
                  history: Callable[[datetime], Awaitable[list[CallRecord]]] | None = None,
-                 clock: Callable[[], float] = time.time, timezone: str | tzinfo = UTC) -> None:
+                 clock: Callable[[], float] = time.time, timezone: str | tzinfo = UTC,
+                 pbx_settings: Mapping[str, PbxFacts] | None = None) -> None:
         self.settings = settings or WallboardSettings()
+        # `timezone` and `operators`: the top-level ones, for a PBX not in `pbx_settings`.
         self.tz = ZoneInfo(timezone) if isinstance(timezone, str) else timezone
         self.send_action, self.audit = send_action, audit  # audit: web.audit_log.AuditLog
         self.operators = operators or OperatorDirectory()
+        self.pbx_settings = dict(pbx_settings or {})  # each PBX's pattern and zone (BridgeParts)
         self.caller_names, self.operator_names = caller_names, operator_names  # CRM / user store
         # pbx_connected(pbx): that PBX logged in and resynced (BridgeParts.pbx_ready)
         self.pbx_connected, self.history, self.clock = pbx_connected, history, clock
@@ -83,12 +88,15 @@ class WallboardService(SpyTracking, SupervisorActions):
         self._task: asyncio.Task[None] | None = None
 
     def _new_site(self, pbx: str, id_prefix: str = "") -> PbxSite:
-        s = self.settings
-        board = QueueBoard(self.operators, target_seconds=s.target_seconds,
+        s, facts = self.settings, self.pbx_settings.get(pbx)
+        # Its own pattern and zone: another PBX's 2xx may be its operators, its midnight another.
+        operators = OperatorDirectory(facts.operator_pattern) if facts else self.operators
+        tz = ZoneInfo(facts.timezone) if facts else self.tz
+        board = QueueBoard(operators, target_seconds=s.target_seconds,
                            after_call_seconds=s.after_call_seconds, thresholds=dict(s.thresholds),
-                           default_thresholds=s.default_thresholds, tz=self.tz, policy=s.service_level,
+                           default_thresholds=s.default_thresholds, tz=tz, policy=s.service_level,
                            pbx=pbx)
-        return PbxSite(pbx, board, SpyBook.create(self.operators, id_prefix), id_prefix)
+        return PbxSite(pbx, board, SpyBook.create(operators, id_prefix), id_prefix)
 
     # -- the PBXes ---------------------------------------------------------------------------
 
@@ -168,10 +176,13 @@ class WallboardService(SpyTracking, SupervisorActions):
 
     async def _seed_today(self) -> None:
         """Today's figures survive a bridge restart: finished calls come from the call log,
-        each counted on its own PBX's board (one query for all)."""
+        each counted on its own PBX's board from its own midnight (one query for all, from the
+        earliest of the PBXes' midnights)."""
         assert self.history is not None
+        now = self.clock()
+        midnights = {pbx: site.today_starts(now) for pbx, site in self.sites.items()}
         try:
-            records = await self.history(self.today_starts())
+            records = await self.history(min(midnights.values()))
         except Exception as exc:  # the live picture still works without the morning's calls
             log.warning("today's figures not loaded from the call log: %s", exc)
             return
@@ -180,13 +191,17 @@ class WallboardService(SpyTracking, SupervisorActions):
             site = self.sites.get(resolve_pbx(record.pbx, self.pbxes))
             if site is None or record.ended_at is None or record.call_id in site.board.live_calls:
                 continue
+            if record.entered_at < midnights[site.id].timestamp():  # before its PBX's own midnight
+                continue
             site.board.handle_domain(CallEnded(at=record.ended_at, call=record))
 
-    def today_starts(self) -> datetime:
-        """Midnight of the clock's today in the configured zone (where a DST change skips
-        midnight, zoneinfo gives the first moment of the day)."""
-        today = datetime.fromtimestamp(self.clock(), self.tz).date()
-        return datetime.combine(today, datetime.min.time(), tzinfo=self.tz)
+    def today_starts(self, pbx: str | None = None) -> datetime:
+        """Midnight of the clock's today in a PBX's zone (the first PBX's unless named)."""
+        return self.site(pbx).today_starts(self.clock())
+
+    def zone(self, pbx: str | None = None) -> tzinfo:
+        """A PBX's zone (the first PBX's unless named): its "today", its clock on the pages."""
+        return self.site(pbx).tz
 
     def now(self, pbx: str | None = None) -> float:
         """A PBX's clock (the first PBX's unless named): see supervision.pbx_site.PbxClock."""

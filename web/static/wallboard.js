@@ -2,9 +2,10 @@
 //
 // Contract: supervision/http.py. /ws/wallboard sends frames {type: "wallboard", ...}:
 // each is the whole picture (queues, operators, live_calls, alerts, spies, activity,
-// thresholds, alert_sound, pbx, pbxes, clocks, timezone, at = the PBX's clock), the first one
-// at once. Timers and the clock run on the page between frames from `at` and `clocks` (each
-// PBX's time, never the browser's own), times of day shown in `timezone`.
+// thresholds, alert_sound, pbx, pbxes, clocks, timezone, timezones, at = the PBX's clock), the
+// first one at once. Timers and the clock run on the page between frames from `at` and `clocks`
+// (each PBX's time, never the browser's own), times of day shown in `timezone` (the shown PBX's
+// zone: `timezones` has each PBX's).
 // Several PBXes (`pbxes` lists more than one): every item names its `pbx` (queue names and
 // extensions are per PBX); a PBX picker shows one PBX or all (remembered; `?pbx=ID` in the
 // page's address picks one), and a lost PBX is named. With one PBX none of that shows. Actions are JSON POSTs with the session's CSRF
@@ -128,7 +129,7 @@
     return { ...frame, shownPbx: pbx, queues: mine(frame.queues), operators: mine(frame.operators),
       live_calls: mine(frame.live_calls), alerts: mine(frame.alerts), spies: mine(frame.spies),
       activity: mine(frame.activity), pbx: states[pbx] || frame.pbx,
-      at: (frame.clocks || {})[pbx] ?? frame.at };
+      at: (frame.clocks || {})[pbx] ?? frame.at, timezone: (frame.timezones || {})[pbx] ?? frame.timezone };
   }
 
   function show() {
