@@ -136,7 +136,8 @@ def add_report_command(subparsers: Any) -> None:
                      help="last day, included (with --period range)")
     cmd.add_argument("--queue", help="one queue (default: all calls)")
     cmd.add_argument("--pbx", metavar="ID",
-                     help="one PBX's calls and queue members (a [[pbx]] id; default: every PBX)")
+                     help="one PBX's calls and queue members, its days in its own timezone (a [[pbx]] "
+                          "id; default: every PBX, in the top-level timezone)")
     cmd.add_argument("--interval", choices=("15", "30", "60", "day", "weekday"), default="60")
     cmd.add_argument("--table", choices=REPORT_TABLES, default="totals",
                      help="the table to print as text or CSV (JSON prints the whole report)")
@@ -183,8 +184,9 @@ async def run_report_command(args: argparse.Namespace, settings: Any, *,
     store = CallLogStore(args.db or settings.database_url)
     await store.open()
     try:
+        pbxes = settings.pbxes()  # --pbx: that PBX's days, in its own zone
         service = ReportService(store, settings.reports, timezone=settings.timezone, clock=clock or time.time,
-                                pbxes=[p.id for p in settings.pbxes()])
+                                pbxes=[p.id for p in pbxes], timezones={p.id: p.timezone for p in pbxes})
         if args.view == "staffing" or args.day is not None or args.weeks is not None:
             return await _run_plan(service, args)
         try:

@@ -139,15 +139,15 @@ async def staffing_plan(service: ReportService, day: str = "typical", *, weeks: 
                         period: str | None = None, start: str | None = None, end: str | None = None,
                         queue: str | None = None, interval: str = "60",
                         pbx: str | None = None) -> StaffingPlan:
-    """The plan of docs/reports_api.md (of one PBX's calls and members if `pbx`); ReportError (a
-    400) on a bad query."""
+    """The plan of docs/reports_api.md (of one PBX's calls and members if `pbx`, its days in that
+    PBX's zone); ReportError (a 400) on a bad query."""
     if interval not in PLAN_INTERVALS:
         raise ReportError(f"a staffing plan is per 15, 30 or 60 minutes: interval must be one of "
                           f"{', '.join(PLAN_INTERVALS)}, not {interval[:40]!r}")
     if queue is not None and not (0 < len(queue) <= 128):
         raise ReportError("queue must be a queue name (1 to 128 characters)")
     service.check_pbx(pbx)
-    settings, tz, now = service.settings, service.tz, service.clock()
+    settings, tz, now = service.settings, service.zone_of(pbx), service.clock()  # one PBX: its days
     today = datetime.fromtimestamp(now, tz).date()
     chosen: date | None = None
     n_weeks: int | None = None

@@ -3,10 +3,12 @@
 - `GET /reports`: the page (web/static/reports.html, with the pages' strict headers);
 - `GET /api/reports?period=&from=&to=&queue=&interval=&pbx=`: the `Report` as JSON (its `pbxes`:
   the configured PBXes' ids, the first (main) one first); `pbx` keeps one PBX's calls and
-  members (an id not configured: 400);
+  members (an id not configured: 400), its days cut at that PBX's midnight (its `[[pbx]]
+  timezone`; without `pbx`: the top-level `timezone`; `period.timezone` says which);
 - `GET /api/reports/export.csv?table=...&(same query)`: one table as CSV, audited `report.export`;
 - `GET /api/reports/staffing?day=YYYY-MM-DD|typical&weeks=&period=&from=&to=&queue=&interval=`: the
-  staffing plan of a chosen day or of the typical day of a period (reports.forecast);
+  staffing plan of a chosen day or of the typical day of a period (reports.forecast; with `pbx`,
+  in that PBX's zone);
   `GET /api/reports/staffing.csv?(same query)`: its rows as CSV, audited `report.export`.
 
 Supervisors and admins only (`web.auth.require_role`); a refusal is a 403 and an audit-log row

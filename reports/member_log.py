@@ -7,7 +7,8 @@ each time a member's (logged in, paused, reason) changes in a queue, plus a row 
 queue; paused in every queue he is logged in to) — the rows the per-operator and
 all-queues figures read, so no union of intervals is needed in SQL. Queues and interfaces are
 a PBX's own: every row names the PBX of its event (`.pbx`, tagged by that PBX's link; untagged:
-the one PBX, "main"), and the states are kept per PBX.
+the one PBX, "main"), the states are kept per PBX, and a row's `operator` is its interface's
+extension if that matches its PBX's own `operator_pattern`.
 
 Like the call log writer, handling an event never waits on the database: rows are queued
 and a background task writes them in batches, retrying with back-off during an outage.
@@ -18,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -82,9 +84,12 @@ class MemberLog:
     """The subscriber (`on_ami_event`, `on_resync`) and its background writer."""
 
     def __init__(self, store: CallLogStore, operators: OperatorDirectory | None = None, *,
+                 pbx_operators: Mapping[str, OperatorDirectory] | None = None,
                  batch_size: int = 500, max_delay: float = 0.5, retry_max: float = 30.0) -> None:
         self.store = store
-        self.operators = operators or OperatorDirectory()
+        self.operators = operators or OperatorDirectory()  # a PBX not in `pbx_operators`
+        # Each PBX's own pattern: another PBX's 2xx may be its operators while ours are 1xx.
+        self.pbx_operators = dict(pbx_operators or {})
         self.batch_size, self.max_delay, self.retry_max = batch_size, max_delay, retry_max
         self.states: dict[tuple[str, str, str], MemberState] = {}  # (pbx, queue, interface) -> state
         self.overall: dict[tuple[str, str], MemberState] = {}  # (pbx, interface) -> state over all queues
@@ -149,12 +154,16 @@ class MemberLog:
             del self.pending[: self.batch_size]
             log.error("member log: database unavailable too long; dropped %d old state changes",
                       self.batch_size)
+        operator = self.operators_of(pbx).operator_of(interface)
         self.pending.append({"at": datetime.fromtimestamp(at, UTC), "pbx": pbx, "queue": queue,
-                             "interface": interface, "operator": self.operators.operator_of(interface),
+                             "interface": interface, "operator": operator,
                              "name": self.names.get((pbx, interface)), "logged_in": state.logged_in,
                              "paused": state.paused, "reason": (state.reason or None) and state.reason[:200],
                              "source": source})
         self._wake.set()
+
+    def operators_of(self, pbx: str) -> OperatorDirectory:
+        return self.pbx_operators.get(pbx, self.operators)
 
     # -- the background writer ----------------------------------------------------------------
 

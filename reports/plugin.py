@@ -29,11 +29,13 @@ REPORTS_KEY = web.AppKey("reports", AttachedReports)
 def attach_reports(parts: BridgeParts, settings: ReportSettings | None = None) -> AttachedReports:
     """Queue member events (live, and the QueueStatus list after every connect) into the member
     log, written in the background from the app's start to its stop; `/reports` and its API on
-    the app, reporting in the call centre's zone by the bridge's clock."""
+    the app, reporting in the call centre's zone (one PBX's report: in that PBX's zone) by the
+    bridge's clock; each PBX's members are its operators by its own `operator_pattern`."""
     if (attached := parts.app.get(REPORTS_KEY)) is not None:  # once per app
         return attached
     settings = settings or ReportSettings()
-    member_log = MemberLog(parts.store, OperatorDirectory(parts.operator_pattern))
+    member_log = MemberLog(parts.store, OperatorDirectory(parts.operator_pattern), pbx_operators={
+        pbx: OperatorDirectory(parts.operator_pattern_of(pbx)) for pbx in parts.pbxes})
     main = parts.pbxes[0]
 
     def owned(items: list[AmiMessage]) -> bool:  # in a cluster only the PBX's owner writes its rows
@@ -43,7 +45,7 @@ def attach_reports(parts: BridgeParts, settings: ReportSettings | None = None) -
     parts.on_resync(lambda channels, queue_status, at:
                     member_log.on_resync(channels, queue_status, at) if owned(queue_status) else None)
     service = ReportService(parts.store, settings, timezone=parts.timezone, clock=parts.clock,
-                            pbxes=parts.pbxes)
+                            pbxes=parts.pbxes, timezones={p: parts.timezone_of(p) for p in parts.pbxes})
     add_report_routes(parts.app, ReportsApi(service, AuditLog(parts.store)))
     run_with_app(parts.app, member_log.start, member_log.stop)
     parts.app[REPORTS_KEY] = attached = AttachedReports(service, member_log)

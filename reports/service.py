@@ -12,7 +12,7 @@ import bisect
 import math
 import time
 from collections import defaultdict
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from typing import Any
@@ -146,10 +146,17 @@ def _buckets(edges: list[float], counts: dict[int, tuple[int, int, int]]) -> lis
 # -- the service ------------------------------------------------------------------------------------
 
 class ReportService:
+    """Reports in the call centre's zone (`timezone`); a report or staffing plan of one PBX in
+    that PBX's own (`timezones`, its `[[pbx]] timezone`): its days are its own PBX's calendar
+    days. A report of every PBX keeps the top-level zone: PBXes in several zones have no
+    common midnight, so one zone has to cut all their days."""
+
     def __init__(self, store: CallLogStore, settings: ReportSettings | None = None, *, timezone: str = "UTC",
-                 clock: Callable[[], float] = time.time, pbxes: Sequence[str] = (DEFAULT_PBX,)) -> None:
+                 clock: Callable[[], float] = time.time, pbxes: Sequence[str] = (DEFAULT_PBX,),
+                 timezones: Mapping[str, str] | None = None) -> None:
         self.store, self.settings, self.clock = store, settings or ReportSettings(), clock
         self.tz = ZoneInfo(timezone)
+        self.zones = {pbx: ZoneInfo(zone) for pbx, zone in (timezones or {}).items()}
         self.pbxes = list(pbxes)  # the configured PBXes, the first (main) one first
         # Rows from before PBX ids say "main": the first PBX's when none is called so.
         self.main_is = resolve_pbx(DEFAULT_PBX, self.pbxes)
@@ -160,6 +167,10 @@ class ReportService:
             raise ReportError(f"pbx must be one of {', '.join(self.pbxes)}, not {pbx[:40]!r}")
         return pbx
 
+    def zone_of(self, pbx: str | None) -> ZoneInfo:
+        """The zone of a report of `pbx` (None: every PBX's, the top-level zone)."""
+        return self.zones.get(pbx, self.tz) if pbx is not None else self.tz
+
     async def report(self, period: str = "today", *, start: str | None = None, end: str | None = None,
                      queue: str | None = None, interval: str = "60", pbx: str | None = None) -> Report:
         """`pbx`: one configured PBX's calls and members only (None: every PBX's)."""
@@ -168,9 +179,9 @@ class ReportService:
             raise ReportError(f"interval must be one of {', '.join(INTERVALS)}, not {interval[:40]!r}")
         if queue is not None and not (0 < len(queue) <= 128):
             raise ReportError("queue must be a queue name (1 to 128 characters)")
-        now = self.clock()
-        begin, finish = resolve_period(period, self.tz, now, start, end)
-        scope = q.Scope(begin, finish, self.tz, interval, queue, self.store.engine.dialect.name, pbx,
+        now, tz = self.clock(), self.zone_of(pbx)
+        begin, finish = resolve_period(period, tz, now, start, end)
+        scope = q.Scope(begin, finish, tz, interval, queue, self.store.engine.dialect.name, pbx,
                         self.main_is)
         settings, policy = self.settings, self.settings.policy()
         now_dt = datetime.fromtimestamp(now, UTC)
@@ -230,7 +241,7 @@ class ReportService:
                   for name in sorted(per_pbx)}
         intervals = self._intervals(scope, per_bucket, p90)
         return Report(
-            period=PeriodInfo(from_=begin.isoformat(), to=finish.isoformat(), timezone=self.tz.key,
+            period=PeriodInfo(from_=begin.isoformat(), to=finish.isoformat(), timezone=tz.key,
                               interval=interval, queue=queue, pbx=pbx),
             queues=queue_names,
             definitions=definitions(policy, settings.after_call_seconds),
