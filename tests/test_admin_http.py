@@ -115,3 +115,45 @@ async def test_with_several_pbxes_an_operators_extensions_are_on_a_configured_on
     finally:
         await users.close()
         await store.close()
+
+
+async def test_an_extension_must_match_the_operator_pattern_of_its_pbx(tmp_path: Path) -> None:
+    """PBX a numbers its phones 1xx, b 2xx: each PBX's own `operator_pattern` (BridgeParts)."""
+    store = CallLogStore(f"sqlite+aiosqlite:///{tmp_path / 'cb.sqlite3'}")
+    users = UserStore(store, hasher=PasswordHasher(time_cost=1, memory_cost=8, parallelism=1))
+    await users.open()
+    await users.add("root", "correct horse battery", role="admin")
+
+    @web.middleware
+    async def as_root(request: web.Request, handler: Callable) -> web.StreamResponse:
+        request["user"] = await users.get("root")
+        return await handler(request)
+
+    app = web.Application(middlewares=[as_root])
+    add_admin_routes(app, users, AuditLog(store), operator_pattern=r"^1\d{2}$", pbxes=("a", "b"),
+                     patterns={"a": r"^1\d{2}$", "b": r"^2\d{2}$"})
+    try:
+        async with TestClient(TestServer(app)) as client:
+            async def post(path: str, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
+                resp = await client.post(path, json=body)
+                return resp.status, await resp.json()
+
+            ivan = {"username": "ivan", "password": "secret ivan 1", "role": "operator", "pbx": "b"}
+            status, body = await post("/api/admin/users", {**ivan, "extensions": ["101"]})
+            assert status == 400 and body["message"] == (
+                "Extension '101' is not an extension: matching operator_pattern ^2\\d{2}$ on PBX b")
+            status, body = await post("/api/admin/users", {**ivan, "extensions": ["201"]})
+            assert status == 200 and (body["user"]["pbx"], body["user"]["extensions"]) == ("b", ["201"])
+            olga = {**ivan, "username": "olga", "pbx": None}  # the first PBX, a
+            assert (await post("/api/admin/users", {**olga, "extensions": ["201"]}))[0] == 400
+            status, body = await post("/api/admin/users", {**olga, "extensions": ["101"]})
+            assert status == 200 and body["user"]["pbx"] == "a"
+            assert (await post("/api/admin/users/ivan", {"extensions": ["102"]}))[0] == 400  # on b
+            status, body = await post("/api/admin/users/olga", {"pbx": "b"})  # her 101 is no phone of b
+            assert status == 400 and "'101'" in body["message"] and "on PBX b" in body["message"]
+            status, body = await post("/api/admin/users/olga", {"pbx": "b", "extensions": ["202"]})
+            assert status == 200 and (body["user"]["pbx"], body["user"]["extensions"]) == ("b", ["202"])
+            assert (await users.get("olga")).extensions == ["202"]  # type: ignore[union-attr]
+    finally:
+        await users.close()
+        await store.close()

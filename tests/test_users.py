@@ -318,6 +318,11 @@ async def test_cli_puts_extensions_on_a_configured_pbx(tmp_path: Path, monkeypat
     assert lines[0] == ["USERNAME", "ROLE", "ACTIVE", "PBX", "EXTENSIONS", "NAME"]
     assert [line[:5] for line in lines[1:]] == [["anna", "operator", "yes", "spb", "2001"],
                                                 ["bob", "operator", "yes", "msk", "202"]]
+    assert await cli(["user", "edit", "bob", "--pbx", "spb"]) == 2  # his 202 is no phone of spb
+    assert "'202' is not an extension: matching operator_pattern ^\\d{4}$" in capsys.readouterr().err
+    assert await cli(["user", "edit", "anna", "--pbx", "msk"]) == 2  # nor anna's 2001 of msk
+    assert await cli(["user", "edit", "bob", "--pbx", "spb", "--extension", "2002"]) == 0
+    assert capsys.readouterr().out.splitlines()[-1] == "bob: operator, bob, extensions 2002 on PBX spb"
 
 
 def test_cli_prompts_twice_on_a_terminal(monkeypatch: pytest.MonkeyPatch) -> None:

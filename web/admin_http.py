@@ -11,8 +11,9 @@
 - `POST /api/admin/users/{username}/password` {password}: reset (his sessions end).
 
 The rules are `callbridge user ...`'s (web.user_cli, web.users.UserStore): an operator needs
-an extension, extensions match `operator_pattern` and belong to one user of a PBX, the PBX is a
-configured one, passwords pass
+an extension, extensions match their PBX's `operator_pattern` (its `[[pbx]]` one, else the
+top-level one; moving a user to another PBX checks his extensions against that PBX's) and
+belong to one user of a PBX, the PBX is a configured one, passwords pass
 `check_password`. An admin may not disable himself or take away his own admin role (nobody
 would be left to undo it). Admin role only: a refusal is a 403; CSRF is the auth
 middleware's. Every change and every refusal is an audit-log row (`user.*`, `admin.denied`).
@@ -23,7 +24,7 @@ Answers: 200 with the user, 400 for a bad body or a broken rule, 404 for an unkn
 from __future__ import annotations
 
 import json
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -86,8 +87,9 @@ class Refused(Exception):
 
 class AdminApi:
     def __init__(self, users: UserStore, audit: AuditLog, operator_pattern: str,
-                 pbxes: Sequence[str] = (DEFAULT_PBX,)) -> None:
+                 pbxes: Sequence[str] = (DEFAULT_PBX,), patterns: Mapping[str, str] | None = None) -> None:
         self.users, self.audit, self.pattern = users, audit, operator_pattern
+        self.patterns = dict(patterns or {})  # PBX id -> its operator_pattern (else `operator_pattern`)
         self.pbxes = tuple(pbxes) or (DEFAULT_PBX,)  # the configured ones, the main one first
         users.pbxes = self.pbxes  # so "main" rows count as the first PBX's when a 201 is taken
 
@@ -111,15 +113,18 @@ class AdminApi:
         await self.audit.record(user.username if user else "-", action, role=str(user.role) if user else None,
                                 target=target, result=result, detail=detail or {}, remote=request.remote)
 
-    def check_extensions(self, role: str | None, extensions: list[str] | None, adding: bool) -> None:
+    def check_extensions(self, role: str | None, extensions: list[str] | None, adding: bool,
+                         pbx: str) -> None:
+        """Extensions on `pbx` must look like its phones: two PBXes may number them apart."""
         if adding and role == "operator" and not extensions:
             raise Refused(400, "An operator needs at least one extension (the phone whose calls he gets).")
-        if why := bad_extensions(extensions, self.pattern):
-            raise Refused(400, why.replace("--extension ", "Extension "))
+        if why := bad_extensions(extensions, self.patterns.get(pbx, self.pattern)):
+            where = f" on PBX {pbx}" if len(self.pbxes) > 1 else ""
+            raise Refused(400, why.replace("--extension ", "Extension ") + where)
 
     async def add(self, request: web.Request, body: NewUser) -> UserInfo:
         pbx = self.pbx(body.pbx) or self.pbxes[0]
-        self.check_extensions(body.role, body.extensions, adding=True)
+        self.check_extensions(body.role, body.extensions, adding=True, pbx=pbx)
         return await self.users.add(body.username, body.password, role=body.role,
                                     display_name=body.display_name or None, extensions=body.extensions,
                                     pbx=pbx)
@@ -138,7 +143,9 @@ class AdminApi:
         extensions = body.extensions if body.extensions is not None else None
         if role == "operator" and not (extensions if extensions is not None else current.extensions):
             raise Refused(400, "An operator needs at least one extension (the phone whose calls he gets).")
-        self.check_extensions(role, extensions, adding=False)
+        # Moved without new extensions: his own must be phones of the PBX he moves to.
+        checked = extensions if extensions is not None or not pbx else current.extensions
+        self.check_extensions(role, checked, adding=False, pbx=pbx or resolve_pbx(current.pbx, self.pbxes))
         if body.display_name is not None or body.role is not None or extensions is not None or pbx:
             await self.users.update(name, display_name=body.display_name or None, role=body.role,
                                     extensions=extensions, pbx=pbx)
@@ -247,9 +254,11 @@ def _page(static_dir: Path) -> Handler:
 
 
 def add_admin_routes(app: web.Application, users: UserStore, audit: AuditLog, *, operator_pattern: str,
-                     static_dir: Path = STATIC_DIR, pbxes: Sequence[str] = (DEFAULT_PBX,)) -> AdminApi:
-    """The user administration page and API on `app` (assets: the console's `/static/`)."""
-    api = app[API_KEY] = AdminApi(users, audit, operator_pattern, pbxes)
+                     static_dir: Path = STATIC_DIR, pbxes: Sequence[str] = (DEFAULT_PBX,),
+                     patterns: Mapping[str, str] | None = None) -> AdminApi:
+    """The user administration page and API on `app` (assets: the console's `/static/`);
+    `patterns`: each PBX's operator_pattern (a PBX not in it: `operator_pattern`)."""
+    api = app[API_KEY] = AdminApi(users, audit, operator_pattern, pbxes, patterns)
     app.router.add_get("/admin/users", _page(static_dir))
     app.router.add_get("/api/admin/users", list_users)
     app.router.add_post("/api/admin/users", post_add)
@@ -260,5 +269,6 @@ def add_admin_routes(app: web.Application, users: UserStore, audit: AuditLog, *,
 
 def attach_admin(parts: BridgeParts, users: UserStore) -> AdminApi:
     """Wiring (web.features): the admin pages on the running bridge's app, its audit log."""
+    patterns = {p: parts.operator_pattern_of(p) for p in parts.pbxes}
     return add_admin_routes(parts.app, users, AuditLog(parts.store), operator_pattern=parts.operator_pattern,
-                            pbxes=parts.pbxes)
+                            pbxes=parts.pbxes, patterns=patterns)

@@ -76,9 +76,9 @@ def bad_extensions(extensions: list[str] | None, pattern: str) -> str | None:
     """Why these `--extension` values are not phones of this PBX (`operator_pattern`), or None."""
     for ext in extensions or ():
         if not re.search(pattern, ext):
-            shown = ("2-6 digits" if pattern == DEFAULT_OPERATOR_PATTERN
+            shown = ("2-6 digits, e.g. 101" if pattern == DEFAULT_OPERATOR_PATTERN  # 101: not every PBX's
                      else f"matching operator_pattern {pattern}")
-            return f"--extension {ext!r} is not an extension: {shown}, e.g. 101"
+            return f"--extension {ext!r} is not an extension: {shown}"
     return None
 
 
@@ -198,10 +198,13 @@ async def _run(store: UserStore, args: argparse.Namespace, password: str | None,
         print(f"password changed for {args.username}; his sessions have ended")
     elif command == "edit":
         extensions = [] if args.no_extensions else args.extension
-        if extensions and not args.pbx and len(pbxes) > 1:  # his PBX's operator_pattern decides
+        # His PBX's operator_pattern decides: new extensions on his PBX, or his own extensions
+        # on the PBX he moves to (--pbx with --extension was checked before the database).
+        if len(pbxes) > 1 and ((extensions and not args.pbx) or (args.pbx and extensions is None)):
             current = await store.get(args.username)
-            pbx = resolve_pbx(current.pbx, pbxes) if current else pbxes[0]
-            if why := bad_extensions(extensions, patterns.get(pbx, patterns[pbxes[0]])):
+            pbx = args.pbx or (resolve_pbx(current.pbx, pbxes) if current else pbxes[0])
+            checked = extensions if extensions is not None else (current.extensions if current else [])
+            if why := bad_extensions(checked, patterns.get(pbx, patterns[pbxes[0]])):
                 return _fail(why, 2)
         info = await store.update(args.username, display_name=args.display_name, role=args.role,
                                   extensions=extensions, pbx=args.pbx)
