@@ -126,9 +126,10 @@ class CallbridgeSettings(BaseSettings):
 
     @model_validator(mode="after")
     def _one_time_zone(self) -> CallbridgeSettings:
-        # The recordings' date folders follow the call centre's zone unless set apart.
-        if "timezone" not in self.recordings.model_fields_set:
-            self.recordings.timezone = self.timezone
+        # The recordings' date folders follow the call centre's zone unless set apart: each
+        # call's PBX's (recordings.recorder), the first PBX's being the one named here.
+        if not self.recordings.timezone_set:
+            self.recordings.timezone = (self.pbx[0].timezone if self.pbx else None) or self.timezone
         # One "answered within T": the wallboard counts as the reports define it; T is
         # [reports] target_seconds, else [wallboard] target_seconds.
         if "target_seconds" not in self.reports.model_fields_set:

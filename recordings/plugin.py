@@ -18,7 +18,9 @@ def attach_recordings(parts: BridgeParts, settings: RecordingSettings) -> Record
     the after-call file check) subscribed to the model, and the review room's pages and API on the app; the
     recorder starts and stops with the app."""
     store = RecordingStore(parts.store)
-    recorder = Recorder(settings, parts.send_action, store)
+    # Date folders in each call's PBX's zone (when [recordings] timezone is not set).
+    zones = {pbx: parts.timezone_of(pbx) for pbx in parts.pbxes}
+    recorder = Recorder(settings, parts.send_action, store, zones=zones)
     main = parts.pbxes[0]
     # Only the PBX's owner records (one node in a cluster): every node would start a MixMonitor.
     parts.pipeline.subscribe(lambda event: recorder.handle(event) if parts.owns(event.call.pbx) else None)

@@ -21,7 +21,8 @@ What drives it:
 - `CallAnswered` (the operator's leg `channel`, bridged with the caller): if the policy
   records the call's queue, `MixMonitor Channel=<leg> File=<pbx dir>/YYYY/MM/DD/<call>-
   <operator>-<n>.wav Options=b` is sent on a task. A transfer answers on a new leg, so one
-  recording per operator leg, all under the call's id.
+  recording per operator leg, all under the call's id. The date is the call's PBX's (`zones`)
+  unless `[recordings] timezone` is set.
 - `CallRecordingStarted` (the PBX's MixMonitorStart): the start time of ours, or a
   recording the PBX started by itself (dialplan, another client), adopted and linked.
 - Raw `Hangup` / `MixMonitorStop` of a recorded channel: the recording stops (Asterisk
@@ -40,9 +41,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable
-from datetime import datetime
+from collections.abc import Awaitable, Callable, Mapping
+from datetime import datetime, tzinfo
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from bridge.ami.message import AmiMessage
 from bridge.calls.events import CallAnswered, CallEnded, CallRecordingStarted, DomainEvent
@@ -72,8 +74,12 @@ _UNFINISHED = ("starting", "recording", "stopped")
 
 class Recorder(RecordingPauses):
     def __init__(self, settings: RecordingSettings, send_action: SendAction,
-                 store: RecordingStore | None = None) -> None:
+                 store: RecordingStore | None = None, zones: Mapping[str, str] | None = None) -> None:
         self.settings = settings
+        # PBX id -> its IANA zone: a call's date folder is its PBX's day, unless the recordings
+        # have a zone of their own (`[recordings] timezone`). A PBX not in it: settings.zone.
+        self.zones: dict[str, tzinfo] = {} if settings.timezone_set else {
+            pbx: ZoneInfo(zone) for pbx, zone in (zones or {}).items()}
         self._send = send_action
         self._store = store
         self._calls: dict[str, list[LiveRecording]] = {}  # call id -> its recordings not yet checked
@@ -191,7 +197,7 @@ class Recorder(RecordingPauses):
 
     async def _send_start(self, rec: LiveRecording) -> None:
         await self._number(rec)
-        when = datetime.fromtimestamp(rec.started_at, self.settings.zone)
+        when = datetime.fromtimestamp(rec.started_at, self.zones.get(rec.pbx, self.settings.zone))
         rel = recording_relpath(rec.call_id, rec.operator or "", rec.seq, when, self.settings.format)
         rec.file, rec.path = pbx_file(self.settings, rel), rel.as_posix()
         self._touch(rec)

@@ -18,7 +18,7 @@ from pathlib import Path, PurePosixPath
 from typing import Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, field_validator, model_validator
 
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
@@ -66,8 +66,12 @@ class RecordingSettings(BaseModel):
                                        "that the file was written (Asterisk closes it asynchronously)")
     mixmonitor_options: str = Field("b", pattern=r"^[A-Za-z]*$",
                                     description="MixMonitor options; b: only while bridged")
-    timezone: str = Field("UTC", description="the date folders (YYYY/MM/DD) follow this zone")
+    timezone: str = Field("UTC", description="the date folders (YYYY/MM/DD) follow this zone; unset: "
+                          "each call's PBX's zone (its [[pbx]] timezone, else the top-level one)")
     review_criteria: list[Criterion] = Field(default_factory=lambda: list(DEFAULT_CRITERIA))
+    # Whether `timezone` was set (file, environment), not filled in from the call centre's: a
+    # field the settings later assign counts as set for pydantic, hence this flag of our own.
+    _timezone_set: bool = PrivateAttr(False)
 
     @field_validator("pbx_directory")
     @classmethod
@@ -103,11 +107,17 @@ class RecordingSettings(BaseModel):
         names = [c.name for c in self.review_criteria]
         if len(set(names)) != len(names):
             raise ValueError("review criteria names must be unique")
+        self._timezone_set = "timezone" in self.model_fields_set
         return self
 
     @property
     def zone(self) -> ZoneInfo:
         return ZoneInfo(self.timezone)
+
+    @property
+    def timezone_set(self) -> bool:
+        """`timezone` was configured for the recordings themselves: every PBX's folders follow it."""
+        return self._timezone_set
 
     @property
     def pbx_root(self) -> PurePosixPath:
