@@ -1,0 +1,335 @@
+"""What bench/cluster.py measures with, apart from the processes it runs.
+
+- `StreamTap`: a reader of the PBXes' Redis streams in the bench's own process, as a third
+  follower would read them: it keeps every entry raw with the time.time() its XREAD came
+  back. Each event entry is the AmiMessage the owner fed its model, with the owner's
+  `received_at` exactly (cluster.stream), so no product hook is needed to know when the
+  ring reached the owner. The streams are trimmed (MAXLEN ~50,000), hence read live.
+- `ring_causes`: the tapped entries through the product's own call model (a CallPipeline
+  fed as a follower's is, bridge.cluster_node.PbxSeat._on_entry): which AMI event rang which
+  operator's card (CallRinging -> card id "<call_id>:<extension>"), its arrival at the
+  owner, the owner's node id (the entry's) and when the tap read it.
+- `card_pops`: the browsers' frames matched with those rings, as bench/screenpop_latency.py
+  does: a pop is a card's first frame at a browser, or its coming back (ringing or live)
+  after it was withdrawn or ended; its latency runs from the arrival at the owner of the
+  last ring of that card before the frame came.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import bisect
+import contextlib
+import math
+import os
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from redis.asyncio import Redis
+
+from bridge.calls.events import CallEnded, CallRinging, DomainEvent
+from bridge.calls.pipeline import CallPipeline
+from bridge.calls.tracker import CallTracker
+from cluster.redis_link import DEFAULT_NAMESPACE, events_key, text
+from cluster.stream import HEARTBEAT, parse_entry
+from screenpop.cards import card_id
+
+# (read at, pbx, entry id, fields) as XREAD gave them
+TapRow = tuple[float, str, bytes, dict[bytes, bytes]]
+
+
+class StreamTap:
+    def __init__(self, redis_url: str, pbxes: Iterable[str]) -> None:
+        self.redis = Redis.from_url(redis_url)
+        self.keys = {events_key(DEFAULT_NAMESPACE, p): p for p in pbxes}
+        self.rows: list[TapRow] = []
+        self._task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        # Redis is the bench's own, fresh: every entry ever published is still there.
+        self._task = asyncio.create_task(self._run(["0-0"] * len(self.keys)))
+
+    async def _run(self, last: list[str | bytes]) -> None:
+        positions: dict[str, str | bytes] = dict(zip(self.keys, last, strict=True))
+        now = time.time
+        while True:
+            reply = await self.redis.xread(positions, count=2000, block=200)
+            t = now()
+            for name, rows in reply or []:
+                key = text(name)
+                pbx = self.keys[key]
+                for entry_id, fields in rows:
+                    self.rows.append((t, pbx, entry_id, fields))
+                if rows:
+                    positions[key] = rows[-1][0]
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            await asyncio.sleep(0.3)  # the last XREAD's worth
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        await self.redis.aclose()
+
+
+@dataclass(frozen=True, slots=True)
+class Ring:
+    arrived: float  # the ring event's received_at at its owner
+    added: float  # when Redis took its XADD: the stream id's milliseconds (Redis's clock is ours)
+    read: float  # when the bench's tap read it from Redis
+    owner: str  # node id of the owner that published it
+
+
+@dataclass
+class Epoch:
+    """One owner's run of a PBX's stream."""
+
+    epoch: int
+    node: str
+    first_read: float  # when the tap read its first entry
+    first_arrival: float | None = None  # received_at of its first and last AMI event
+    last_arrival: float | None = None
+    first_pbx_time: float | None = None  # the PBX's Timestamp of its first and last event
+    last_pbx_time: float | None = None
+
+
+@dataclass
+class StreamFacts:
+    causes: dict[str, list[Ring]] = field(default_factory=dict)  # card id -> rings, in order
+    rings: dict[str, int] = field(default_factory=dict)  # "<pbx>/<ext>" -> rings
+    stream_leg: list[float] = field(default_factory=list)  # every event: owner arrival -> tap read
+    owner_leg: list[float] = field(default_factory=list)  # every event: owner arrival -> in Redis (ms)
+    pbx_behind: list[float] = field(default_factory=list)  # every event: owner arrival - its Timestamp
+    entries: dict[str, int] = field(default_factory=dict)  # kind -> entries applied
+    events: dict[str, int] = field(default_factory=dict)  # pbx -> AMI events published
+    epochs: dict[str, list[Epoch]] = field(default_factory=dict)  # pbx -> its owners' epochs, in order
+    dropped: int = 0  # stale or repeated entries, as a follower drops them
+    call_seen: dict[str, float] = field(default_factory=dict)  # call id -> its first event's arrival
+    # call id -> replay_dict() as a follower that read every published entry would log it
+    ended: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+
+def ring_causes(rows: list[TapRow], pbxes: list[str], operator_pattern: str) -> StreamFacts:
+    # One model per PBX, the first without a call-id prefix: as bridge.service builds them.
+    pipeline = CallPipeline(trackers=[CallTracker(operator_pattern, pbx=p, id_prefix=f"{p}:" if i else "")
+                                      for i, p in enumerate(pbxes)])
+    facts = StreamFacts()
+    current: list[Ring | None] = [None]
+
+    def on_domain(event: DomainEvent) -> None:
+        if isinstance(event, CallEnded):
+            facts.ended[event.call_id] = event.call.replay_dict()
+        ring = current[0]
+        if ring is not None and event.call_id not in facts.call_seen:
+            facts.call_seen[event.call_id] = ring.arrived
+        if isinstance(event, CallRinging) and ring is not None:
+            facts.causes.setdefault(card_id(event.call_id, event.operator), []).append(ring)
+            key = f"{event.call.pbx}/{event.operator}"
+            facts.rings[key] = facts.rings.get(key, 0) + 1
+
+    pipeline.subscribe(on_domain)
+    seen: dict[str, tuple[int, int]] = {}  # pbx -> (epoch, seq) last applied
+    for read_at, pbx, entry_id, fields in rows:
+        entry = parse_entry(entry_id, fields)
+        last = seen.get(pbx)
+        if last is not None and (entry.epoch, entry.seq) <= last:
+            facts.dropped += 1
+            continue
+        seen[pbx] = (entry.epoch, entry.seq)
+        epochs = facts.epochs.setdefault(pbx, [])
+        if not epochs or epochs[-1].epoch != entry.epoch:
+            epochs.append(Epoch(entry.epoch, entry.node, read_at))
+        run = epochs[-1]
+        facts.entries[entry.kind] = facts.entries.get(entry.kind, 0) + 1
+        kind, payload = entry.kind, entry.payload
+        if kind == "event":
+            facts.events[pbx] = facts.events.get(pbx, 0) + 1
+            payload.pbx = pbx
+            arrived = float(payload.received_at)
+            facts.stream_leg.append(read_at - arrived)
+            run.first_arrival = arrived if run.first_arrival is None else run.first_arrival
+            run.last_arrival = arrived
+            if "Timestamp" in payload:
+                run.first_pbx_time = run.first_pbx_time or payload.timestamp
+                run.last_pbx_time = payload.timestamp
+                facts.pbx_behind.append(arrived - payload.timestamp)
+            added = int(text(entry_id).split("-", 1)[0]) / 1000
+            facts.owner_leg.append(added - arrived)
+            current[0] = Ring(arrived, added, read_at, entry.node)
+            try:
+                pipeline.feed(payload)
+            finally:
+                current[0] = None
+        elif kind == "resync":
+            for item in (*payload["channels"], *payload["queue_status"]):
+                item.pbx = pbx
+            pipeline.resync(payload["channels"], float(payload["at"]), pbx)
+        elif kind == "alive":
+            pipeline.note_alive(float(payload), pbx)
+        elif kind == "link_lost":
+            pipeline.link_lost(pbx)
+        elif kind != HEARTBEAT:
+            facts.entries["unknown:" + kind] = facts.entries.get("unknown:" + kind, 0) + 1
+    return facts
+
+
+@dataclass(frozen=True, slots=True)
+class Browser:
+    node: str  # node id it is connected to
+    pbx: str
+    extension: str
+
+
+@dataclass(frozen=True, slots=True)
+class Pop:
+    latency: float  # owner's arrival of the ring -> frame at the browser
+    stream_leg: float  # owner's arrival -> the tap read it from Redis
+    rest: float  # the tap's read -> frame at the browser
+    ring: Ring
+    node: str  # the browser's node
+    at: float  # frame received
+    first: bool  # the card's first showing (else: rung again)
+    lookup: str  # the caller's lookup state on that frame
+
+
+@dataclass
+class PopFacts:
+    pops: list[Pop] = field(default_factory=list)
+    frames: int = 0
+    unexplained: int = 0  # pops with no ring of that card before them in the stream
+    misrouted: int = 0  # frames of another PBX's or another extension's card
+    cards: int = 0
+
+
+# (received at, node, browser index, card_id, version, state, pbx, operator, caller lookup)
+NodeFrameRow = tuple[float, str, int, str, int, str, str, str, str]
+
+
+def card_pops(rows: list[NodeFrameRow], browsers: dict[tuple[str, int], Browser],
+              facts: StreamFacts) -> PopFacts:
+    """Every browser process's card frames against the rings of the stream."""
+    out = PopFacts(frames=len(rows))
+    by_card: dict[tuple[str, int, str], list[tuple[float, str, str]]] = {}
+    for t, node, index, cid, _version, state, pbx, operator, lookup in sorted(rows):
+        browser = browsers[(node, index)]
+        if pbx != browser.pbx or operator != browser.extension:
+            out.misrouted += 1
+            continue
+        by_card.setdefault((node, index, cid), []).append((t, state, lookup))
+    out.cards = len(by_card)
+    for (node, _index, cid), frames in by_card.items():
+        rings = facts.causes.get(cid, [])
+        arrivals = [r.arrived for r in rings]
+        previous: str | None = None
+        for t, state, lookup in frames:
+            if previous is None or (previous in ("withdrawn", "after_call") and state in ("ringing", "live")):
+                at = bisect.bisect_right(arrivals, t)
+                if at:
+                    ring = rings[at - 1]
+                    out.pops.append(Pop(t - ring.arrived, ring.read - ring.arrived, t - ring.read, ring, node,
+                                        t, previous is None, lookup))
+                else:
+                    out.unexplained += 1
+            previous = state
+    return out
+
+
+def percentile(values: list[float], p: float) -> float:
+    """Nearest rank on sorted values."""
+    if not values:
+        return math.nan
+    return values[max(0, math.ceil(p / 100 * len(values)) - 1)]
+
+
+@dataclass
+class Stats:
+    n: int
+    p50: float
+    p99: float
+    max: float
+
+    @classmethod
+    def of(cls, seconds: Iterable[float]) -> Stats:
+        ms = sorted(s * 1000 for s in seconds)
+        return cls(len(ms), percentile(ms, 50), percentile(ms, 99), ms[-1] if ms else math.nan)
+
+    def row(self, label: str) -> str:
+        return f"  {label:<58} {self.n:>7,} {self.p50:>9.2f} {self.p99:>9.2f} {self.max:>9.2f}"
+
+    def as_dict(self) -> dict[str, float | int | None]:
+        def r(v: float) -> float | None:
+            return None if math.isnan(v) else round(v, 3)
+        return {"n": self.n, "p50_ms": r(self.p50), "p99_ms": r(self.p99), "max_ms": r(self.max)}
+
+
+# -- CPU: who used it, and who waited for it ---------------------------------------------------
+
+
+def _sched(pid: int) -> tuple[float, float] | None:
+    """(seconds on a CPU, seconds runnable but waiting for one) of a process's main thread
+    (/proc/PID/schedstat): the second is what a busy machine adds to every latency."""
+    try:
+        on_cpu, waiting, _slices = Path(f"/proc/{pid}/schedstat").read_text().split()
+    except (OSError, ValueError):
+        return None
+    return int(on_cpu) / 1e9, int(waiting) / 1e9
+
+
+def _postgres_cpu() -> dict[int, float]:
+    """CPU seconds of every PostgreSQL process now (the server is shared by the nodes)."""
+    out: dict[int, float] = {}
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        with contextlib.suppress(OSError, IndexError, ValueError):
+            if (proc / "comm").read_text().strip() in ("postgres", "postmaster"):
+                fields = (proc / "stat").read_text().rsplit(")", 1)[1].split()
+                out[int(proc.name)] = (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    return out
+
+
+def _machine_busy() -> float:
+    """CPU seconds the whole machine has been busy (/proc/stat)."""
+    try:
+        fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]
+    except OSError:
+        return math.nan
+    user, nice, system, _idle, _iowait, irq, softirq, steal = (int(f) for f in fields[:8])
+    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
+
+
+class CpuLedger:
+    """CPU and run-queue wait of the bench's processes over a window, PostgreSQL's CPU, and the
+    machine's: what is left is the kernel's and other work on the machine."""
+
+    def __init__(self, pids: dict[str, int]) -> None:
+        self.pids = pids
+        self.start = {name: _sched(pid) for name, pid in pids.items()}
+        self.end: dict[str, tuple[float, float] | None] = {}
+        self.pg0 = _postgres_cpu()
+        self.busy0 = _machine_busy()
+        self.t0 = time.monotonic()
+
+    def close(self, name: str) -> None:
+        """Take `name`'s figures now (it is about to die)."""
+        self.end[name] = _sched(self.pids[name])
+
+    def finish(self) -> dict[str, Any]:
+        for name, pid in self.pids.items():
+            self.end.setdefault(name, _sched(pid))
+        procs = {}
+        for name in self.pids:
+            a, b = self.start.get(name), self.end.get(name)
+            if a is not None and b is not None:
+                procs[name] = {"cpu": round(b[0] - a[0], 2), "waited": round(b[1] - a[1], 2)}
+        pg1 = _postgres_cpu()
+        postgres = sum(v - self.pg0.get(pid, 0.0) for pid, v in pg1.items())
+        busy = _machine_busy() - self.busy0
+        ours = sum(p["cpu"] for p in procs.values()) + postgres
+        return {"seconds": round(time.monotonic() - self.t0, 1), "processes": procs,
+                "postgresql": round(postgres, 1), "machine": round(busy, 1),
+                "kernel_and_other_work": round(busy - ours, 1)}

@@ -1,0 +1,770 @@
+"""A cluster under load on this machine: card pop latency across nodes, and the owner's death.
+
+Processes, as in production (bench/_cluster_*.py hold their parts):
+
+- 2 PBXes, "main" and "east": AMI simulator processes (bridge.simulator) each replaying the
+  real captures of tests/fixtures rewritten by bench/_screenpop_traffic.py into new calls
+  ringing 1,000 operators (extensions 1000-1999 on both PBXes: users are scoped per PBX),
+  paced at recorded speed so that the two offer `--rate` new calls per second in all
+  (default 50), their times moved to the present (the PBXes' clocks are ours, to the
+  simulator's whole second). They listen only once every browser is connected, and replay
+  from a second after the owner's login (bench/_cluster_pbx.py says why).
+- 3 nodes: `callbridge serve` processes sharing PostgreSQL (the `callbridge_cluster`
+  database, wiped first as tests/cluster does: do not run this beside the cluster tests, or
+  give it another database with --db) and a private redis-server; product defaults but for
+  ports and ids (lease check 0.5 s, retry 1 s; built-in CRM, every caller unknown to it;
+  log level INFO). node1 starts alone and holds both PBXes' leases (its /readyz: "owner, not
+  connected" until the PBXes listen) before node2 and node3 start.
+- 2,000 operators' browsers (`--clients`): console WebSockets on node2 and node3 only, so
+  every card pops across nodes while node1 owns the PBXes; one process per node. The users
+  are inserted in bulk with one precomputed argon2 hash, and their sessions as rows of
+  `auth_sessions` (a random cookie token, the table its SHA-256, as web/auth.py makes them):
+  2,000 argon2 log-ins would take minutes and measure nothing of interest here.
+- this process: the orchestrator, a reader of the PBXes' Redis streams (StreamTap) and a
+  /healthz prober of the nodes (10 per second each).
+
+The measure, per card pop on a browser: from the ring's AMI arrival at the owner (the AMI
+framer's time.time() as the bytes came off the PBX's socket: `AmiMessage.received_at`, which
+the owner publishes with every event and the bench reads back from the stream; which ring
+made which card comes from the product's call model fed with that stream) to the frame's
+arrival at the browser's socket on another node (time.time() as its reader wakes). Both
+clocks are this host's CLOCK_REALTIME read in two processes. "stream leg" is the part up to
+the bench's own read of the entry from Redis (owner: AMI read, model, spool, publish; Redis),
+"rest" the part after (a follower's read, its model, the card rules, the CRM hold, its hub,
+the socket, the browser's loop): the bench's reader stands in for a follower's, so the split
+is indicative, the total is exact. A pop is a card's first frame at a browser, or its coming
+back after it was withdrawn or ended; a ring that was over before its card could leave shows
+nothing and has no latency (bench/screenpop_latency.py counts the same way).
+
+The owner's death: `--kill-at` s after the first event (default: half-way through the new
+calls), node1 gets SIGKILL. Takeover is the time from the kill until a surviving node's
+/readyz says "owner" (logged in to the PBX) of each PBX, polled every 50 ms; the nodes' own
+log lines date the lease and the resync. Then every call the PBXes played must be in
+`calls`, ended, and equal to the offline replay of the same traffic (`callbridge replay`'s
+shape): calls lost = missing + wrong; each lost call is also checked against the whole
+published stream (a model fed with every entry, as a follower that missed none): right there
+means the new owner lost it, wrong there that its events died with the old owner. What the
+simulated PBX cannot show: while no node is logged in it pauses (the next login resumes its
+session) where a real Asterisk goes on talking to nobody, so here events are lost only in the
+dead owner (read from its AMI socket, or in its socket's buffer, and not yet published), not
+during the whole takeover.
+
+CPU: per process, seconds on a CPU and seconds runnable but waiting for one (its main
+thread's /proc/PID/schedstat), PostgreSQL's CPU, and what the rest of the machine used (the
+kernel's networking, and whatever else runs there: figures from a busy machine are noted).
+
+    python bench/cluster.py            # 2,000 calls at 50/s, 2,000 browsers, node1 killed: ~3 min
+    python bench/cluster.py --calls 3000 --rate 50 --clients 2000 --no-kill --json out.json
+    options: --kill-at S  --db URL  --log-level LEVEL  --keep DIR (node logs)  --dump FILE (pops)
+
+Prints p50/p99/max, takeover, calls lost, offered and achieved call rate, the number of
+browsers, and one `BENCH_CLUSTER {json}` line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import hashlib
+import json
+import math
+import multiprocessing
+import os
+import platform
+import re
+import secrets
+import shutil
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+from unittest import mock
+
+import aiohttp
+from argon2 import PasswordHasher
+from sqlalchemy import insert
+from sqlalchemy.ext.asyncio import create_async_engine
+
+# `python bench/cluster.py` puts bench/ on sys.path, not the repository root.
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench import _screenpop_traffic as traffic_mod  # noqa: E402
+from bench._cluster_browsers import Login, browsers_main  # noqa: E402
+from bench._cluster_measure import (  # noqa: E402
+    Browser,
+    CpuLedger,
+    Pop,
+    Stats,
+    StreamTap,
+    card_pops,
+    ring_causes,
+)
+from bench._cluster_pbx import pbx_main  # noqa: E402
+from bridge.call_log.store import CallLogStore  # noqa: E402
+from bridge.calls.channel_names import DEFAULT_OPERATOR_PATTERN  # noqa: E402
+from bridge.calls.pipeline import CallPipeline  # noqa: E402
+from bridge.calls.replay import capture_events, replay_connections  # noqa: E402
+from bridge.calls.tracker import CallTracker  # noqa: E402
+from bridge.simulator.relabel import shift_times  # noqa: E402
+from tests.cluster.harness import Node, cluster_db_url, free_port, wipe_database  # noqa: E402
+from tests.cluster.redis_server import RedisServer  # noqa: E402
+from web.users import EXTENSIONS, SESSIONS, USERS  # noqa: E402
+
+PBXES = ("main", "east")  # main first: its call ids carry no prefix
+OPERATORS_PER_PBX = 1000
+TARGET_P99_MS = 15.0
+TARGET_TAKEOVER_S = 5.0
+SECRET_KEY = "cluster-bench-secret-0123456789"
+PASSWORD = "Cluster-bench-pw-2026"
+COOKIE = "callbridge_session"  # the name without "__Host-": the nodes serve plain HTTP here
+TIMES = ("started_at", "answered_at", "ended_at", "wait_seconds", "talk_seconds")
+
+
+# -- traffic ---------------------------------------------------------------------------------
+
+
+@dataclass
+class PbxTraffic:
+    pbx: str
+    traffic: traffic_mod.Traffic
+    path: Path
+    index: int  # its place in the configuration (all but the first prefix their call ids)
+    expected: dict[str, dict[str, Any]] = field(default_factory=dict)  # call id -> offline replay_dict()
+
+    def replay_offline(self, shift: int) -> None:
+        """The calls of the traffic as `callbridge replay` gives them, its times moved by
+        `shift` s as the simulator moved them (to the present)."""
+        tracker = CallTracker(DEFAULT_OPERATOR_PATTERN, pbx=self.pbx,
+                              id_prefix="" if self.index == 0 else f"{self.pbx}:")
+        records = replay_connections([capture_events(shift_times(self.traffic.stream, shift))],
+                                     pipeline=CallPipeline(tracker))
+        self.expected = {r.call_id: r.replay_dict() for r in records}
+
+
+def build_traffic(pbx: str, index: int, calls: int, rate: float, tmp: Path) -> PbxTraffic:
+    # _screenpop_traffic spreads passes over 500 operators (groups of 4); 250 groups make
+    # them 1,000 (extensions 1000-1999), the rewrite otherwise unchanged.
+    with mock.patch.object(traffic_mod, "GROUPS", OPERATORS_PER_PBX // len(traffic_mod.CAPTURE_OPERATORS)):
+        traffic = traffic_mod.build(calls, spacing_per_call=1 / rate, seed=5 + index)
+    path = tmp / f"traffic-{pbx}.ami"
+    path.write_bytes(traffic.stream)
+    return PbxTraffic(pbx, traffic, path, index)
+
+
+# -- the lab ---------------------------------------------------------------------------------
+
+
+def node_config(name: str, directory: Path, port: int, redis_url: str, db_url: str,
+                pbx_ports: dict[str, int], log_level: str) -> Path:
+    """Product defaults but for where things are (tests/cluster/harness.py's node_config
+    shortens the lease and AMI timings for tests; a bench measures the defaults)."""
+    directory.mkdir(parents=True, exist_ok=True)
+    lines = [
+        f'database_url = "{db_url}"', f'call_log_spool = "{directory / "spool.jsonl"}"',
+        f'log_level = "{log_level}"',
+        "[http]", 'host = "127.0.0.1"', f"port = {port}", "secure_cookie = false",
+        f'secret_key = "{SECRET_KEY}"',
+        "[recordings]", f'directory = "{directory / "recordings"}"',
+        "[cluster]", f'node_id = "{name}"', f'redis_url = "{redis_url}"',
+    ]
+    for pbx, pbx_port in pbx_ports.items():
+        lines += ["[[pbx]]", f'id = "{pbx}"', 'host = "127.0.0.1"', f"port = {pbx_port}"]
+    config = directory / "callbridge.toml"
+    config.write_text("\n".join(lines) + "\n")
+    return config
+
+
+def alive(node: Node) -> bool:
+    return node.process is not None and node.process.poll() is None
+
+
+async def readyz(http: aiohttp.ClientSession, node: Node) -> dict[str, str] | None:
+    """pbx -> state as the node's /readyz says, None while it does not answer."""
+    try:
+        async with http.get(node.base + "/readyz", timeout=aiohttp.ClientTimeout(total=2)) as resp:
+            return (await resp.json()).get("pbx") or {}
+    except (aiohttp.ClientError, OSError, TimeoutError, ValueError):
+        return None
+
+
+async def wait_ready(http: aiohttp.ClientSession, node: Node, want: str, limit: float) -> None:
+    """Until the node says `want` ("owner", connected or not, or "standby") of every PBX."""
+    deadline = time.monotonic() + limit
+    while True:
+        if not alive(node):
+            raise RuntimeError(f"{node.name} exited:\n{node.log_text[-3000:]}")
+        states = await readyz(http, node)
+        if states and all(states.get(p, "").startswith(want) for p in PBXES):
+            return
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{node.name} not {want} of {PBXES} after {limit:g} s: {states}\n"
+                               f"{node.log_text[-3000:]}")
+        await asyncio.sleep(0.1)
+
+
+async def seed_operators(db_url: str, per_pbx: int) -> list[Login]:
+    """`per_pbx` operators on each PBX, each signed in once: [(token, username, pbx, ext)]."""
+    password_hash = PasswordHasher().hash(PASSWORD)  # one hash for all: a log-in would verify it
+    now = datetime.now(UTC)
+    wanted = [(pbx, str(traffic_mod.FIRST_EXTENSION + i), f"{pbx[0]}{traffic_mod.FIRST_EXTENSION + i}")
+              for pbx in PBXES for i in range(per_pbx)]
+    engine = create_async_engine(db_url)
+    try:
+        async with engine.begin() as conn:
+            result = await conn.execute(insert(USERS).returning(USERS.c.id, USERS.c.username), [
+                {"username": name, "display_name": f"Operator {ext} ({pbx})", "role": "operator",
+                 "password_hash": password_hash, "active": True, "created_at": now, "updated_at": now}
+                for pbx, ext, name in wanted])
+            ids = {name: uid for uid, name in result.all()}
+            await conn.execute(insert(EXTENSIONS), [{"pbx": pbx, "extension": ext, "user_id": ids[name]}
+                                                    for pbx, ext, name in wanted])
+            logins: list[Login] = []
+            sessions = []
+            for pbx, ext, name in wanted:
+                token = secrets.token_urlsafe(32)
+                logins.append((token, name, pbx, ext))
+                # web.auth keeps only the token's SHA-256 (hex) in the table.
+                sessions.append({"token_hash": hashlib.sha256(token.encode()).hexdigest(),
+                                 "user_id": ids[name], "csrf_token": secrets.token_urlsafe(32),
+                                 "created_at": now, "last_seen_at": now, "remote": "127.0.0.1"})
+            await conn.execute(insert(SESSIONS), sessions)
+    finally:
+        await engine.dispose()
+    return logins
+
+
+@dataclass
+class Takeover:
+    killed_at: float  # time.time() of the SIGKILL
+    lease: dict[str, float] = field(default_factory=dict)  # pbx -> s until a survivor's /readyz said owner*
+    owner: dict[str, float] = field(default_factory=dict)  # pbx -> s until it said "owner" (logged in)
+    by: dict[str, str] = field(default_factory=dict)  # pbx -> the new owner
+    logged: dict[str, dict[str, float]] = field(default_factory=dict)  # pbx -> its log lines' times
+
+    @property
+    def seconds(self) -> float:
+        return max(self.owner.values()) if len(self.owner) == len(PBXES) else math.nan
+
+
+async def kill_and_time(http: aiohttp.ClientSession, owner: Node, survivors: list[Node],
+                        limit: float = 30.0) -> Takeover:
+    took = Takeover(time.time())
+    owner.kill()
+    start = time.monotonic()
+    while len(took.owner) < len(PBXES) and time.monotonic() - start < limit:
+        states = await asyncio.gather(*(readyz(http, n) for n in survivors))
+        now = time.monotonic() - start
+        for node, pbx_states in zip(survivors, states, strict=True):
+            for pbx, state in (pbx_states or {}).items():
+                if state.startswith("owner"):
+                    took.lease.setdefault(pbx, now)
+                    took.by.setdefault(pbx, node.name)
+                if state == "owner":
+                    took.owner.setdefault(pbx, now)
+        await asyncio.sleep(0.05)
+    return took
+
+
+_LOG_LINE = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}) .*?"
+                       r"(?:pbx (\S+): node \S+ is the owner now|PBX (\S+): resynced)")
+
+
+def takeover_log_times(took: Takeover, logs: dict[str, str]) -> None:
+    """From the new owners' own log lines (local time, ms): seconds from the kill until each
+    PBX's lease was taken, and until the new owner's first resync after it."""
+    for pbx, node in took.by.items():
+        times: dict[str, float] = {}
+        for line in logs.get(node, "").splitlines():
+            m = _LOG_LINE.match(line)
+            if m is None or pbx not in (m[2], m[3]):
+                continue
+            at = datetime.strptime(m[1], "%Y-%m-%d %H:%M:%S,%f").timestamp() - took.killed_at
+            if m[2] and at >= -0.01:
+                times.setdefault("lease", at)
+            elif m[3] and "lease" in times:
+                times.setdefault("resynced", at)
+        took.logged[pbx] = times
+
+
+async def probe_nodes(http: aiohttp.ClientSession, nodes: list[Node],
+                      into: dict[str, list[tuple[float, float]]], period: float = 0.1) -> None:
+    """/healthz round trips (answered by the node's event loop, nothing else): how long a node's
+    loop keeps a request waiting, sampled from outside (this process's own lag included)."""
+    while True:
+        for node in nodes:
+            if not alive(node):
+                continue
+            t = time.perf_counter()
+            with contextlib.suppress(aiohttp.ClientError, OSError, TimeoutError):
+                async with http.get(node.base + "/healthz", timeout=aiohttp.ClientTimeout(total=5)) as resp:
+                    await resp.read()
+                into.setdefault(node.name, []).append((time.time(), time.perf_counter() - t))
+        await asyncio.sleep(period)
+
+
+@dataclass
+class Run:
+    args: argparse.Namespace
+    traffic: dict[str, PbxTraffic]
+    browser_nodes: list[str] = field(default_factory=list)  # per browser process: its node
+    browser_logins: list[list[Login]] = field(default_factory=list)
+    browser_results: list[dict[str, Any]] = field(default_factory=list)
+    connected: list[tuple[Any, ...]] = field(default_factory=list)  # ("connected", n, wrong pbx, wrong user)
+    tap_rows: list[Any] = field(default_factory=list)
+    pbx_done: dict[str, dict[str, Any]] = field(default_factory=dict)
+    takeover: Takeover | None = None
+    go_at: float = 0.0  # the PBXes told to listen
+    started_at: float = 0.0  # the first event of a PBX went out
+    traffic_seconds: float = 0.0
+    logged: list[dict[str, Any]] = field(default_factory=list)  # replay_dict() of every logged call
+    cpu: dict[str, Any] = field(default_factory=dict)  # CpuLedger.finish() over the traffic
+    node_logs: dict[str, str] = field(default_factory=dict)
+    healthz: dict[str, list[tuple[float, float]]] = field(default_factory=dict)  # node -> (at, round trip)
+
+
+async def run_lab(run: Run, tmp: Path) -> None:
+    args = run.args
+    db_url = args.db or cluster_db_url()
+    await wipe_database(db_url)
+    redis = RedisServer(tmp / "redis", shutil.which("redis-server") or "redis-server")
+    redis.start()
+    ctx = multiprocessing.get_context("spawn")
+    pbx_pipes: dict[str, Any] = {}
+    procs: list[Any] = []
+    browser_pipes: list[Any] = []
+    nodes: list[Node] = []
+    tap = StreamTap(redis.url, PBXES)
+    http = aiohttp.ClientSession()
+    try:
+        pids: dict[str, int] = {}
+        ports = {pbx: free_port() for pbx in PBXES}
+        for pbx in PBXES:  # they load their traffic now, and listen once told to go
+            parent, child = ctx.Pipe()
+            proc = ctx.Process(target=pbx_main, args=(str(run.traffic[pbx].path), ports[pbx], 1.0, child),
+                               daemon=True)
+            proc.start()
+            pbx_pipes[pbx], pids[f"pbx {pbx}"] = parent, proc.pid
+            procs.append(proc)
+        for pbx in PBXES:
+            await receive(pbx_pipes[pbx], 120, f"PBX {pbx} loading its traffic")
+        for i in (1, 2, 3):
+            port = free_port()
+            config = node_config(f"node{i}", tmp / f"node{i}", port, redis.url, db_url, ports, args.log_level)
+            nodes.append(Node(f"node{i}", tmp / f"node{i}", config, port))
+        first, *others = nodes
+        first.start()  # alone: it takes both PBXes' locks (and probes them until they listen)
+        await wait_ready(http, first, "owner", 60)
+        print(f"  node1 owns {', '.join(PBXES)} (/readyz: owner, not connected until the PBXes listen)",
+              flush=True)
+        logins = await seed_operators(db_url, args.clients // len(PBXES))
+        for node in others:
+            node.start()
+        for node in others:
+            await wait_ready(http, node, "standby", 60)
+        # Browsers alternately on node2 and node3: each has half of each PBX's operators.
+        for k, node in enumerate(others):
+            mine = logins[k::len(others)]
+            parent, child = ctx.Pipe()
+            proc = ctx.Process(target=browsers_main, args=(child,), daemon=True)
+            proc.start()
+            parent.send((node.base, COOKIE, mine))
+            browser_pipes.append(parent)
+            procs.append(proc)
+            pids[f"browsers on {node.name}"] = proc.pid
+            run.browser_nodes.append(node.name)
+            run.browser_logins.append(mine)
+        for parent, node in zip(browser_pipes, others, strict=True):
+            run.connected.append(await receive(parent, 120, f"the browsers on {node.name} connecting"))
+        shown = ", ".join(f"{c[1]:,} on {n}" for c, n in zip(run.connected, run.browser_nodes, strict=True))
+        print(f"  browsers connected: {shown}", flush=True)
+        await tap.start()
+        pids |= {n.name: n.process.pid for n in nodes if n.process is not None}
+        pids["redis-server"] = int((await tap.redis.info("server"))["process_id"])
+        pids["bench (stream tap, probes)"] = os.getpid()
+        ledger = CpuLedger(pids)
+        probe = asyncio.create_task(probe_nodes(http, nodes, run.healthz))
+
+        run.go_at = time.time()
+        for pbx in PBXES:
+            pbx_pipes[pbx].send("go")
+        kill_at = args.kill_at if args.kill_at is not None else args.calls / args.rate / 2
+        # When the first event went out: a second or so after the owner's login.
+        run.started_at = min([(await receive(pbx_pipes[p], 60, f"a login to PBX {p}"))[1] for p in PBXES])
+        print(f"  traffic started: {args.calls:,} calls at {args.rate:g}/s offered; "
+              + ("no kill" if args.no_kill else f"node1 dies at +{kill_at:.0f} s"), flush=True)
+        last_report = time.monotonic()
+        while len(run.pbx_done) < len(PBXES):
+            elapsed = time.time() - run.started_at
+            if not args.no_kill and run.takeover is None and elapsed >= kill_at:
+                ledger.close("node1")  # its figures until now: gone after the kill
+                run.takeover = await kill_and_time(http, first, others)
+                print(f"  node1 killed at +{elapsed:.1f} s; takeover {run.takeover.seconds:.2f} s "
+                      f"({', '.join(f'{p} by {n}' for p, n in run.takeover.by.items())})", flush=True)
+            for pbx in PBXES:
+                if pbx not in run.pbx_done and pbx_pipes[pbx].poll():
+                    run.pbx_done[pbx] = pbx_pipes[pbx].recv()[1]
+            if time.monotonic() - last_report >= 10:
+                last_report = time.monotonic()
+                print(f"    +{elapsed:.0f} s: {len(tap.rows):,} stream entries read", flush=True)
+            if elapsed > args.timeout:
+                raise TimeoutError(f"the PBXes did not finish their replay within {args.timeout:g} s")
+            await asyncio.sleep(0.05)
+        run.traffic_seconds = time.time() - run.started_at
+        await asyncio.sleep(2.0)  # the last frames reach the browsers
+        probe.cancel()
+        run.cpu = ledger.finish()
+        for parent in browser_pipes:
+            parent.send("stop")
+        for parent in browser_pipes:
+            run.browser_results.append(await receive(parent, 120, "the browsers' frames"))
+        await tap.stop()
+        run.tap_rows = tap.rows
+        for pbx, done in run.pbx_done.items():
+            run.traffic[pbx].replay_offline(done["shift"])
+        run.logged = await settled_calls(db_url, sum(len(t.expected) for t in run.traffic.values()))
+    finally:
+        await http.close()
+        await tap.stop()
+        for node in nodes:
+            node.stop()
+            run.node_logs[node.name] = node.log_text
+        for parent in pbx_pipes.values():
+            with contextlib.suppress(OSError):
+                parent.send("stop")
+        for proc in procs:
+            proc.join(10)
+            if proc.is_alive():
+                proc.terminate()
+        redis.stop()
+
+
+async def receive(pipe: Any, limit: float, what: str) -> Any:
+    """The next message from a child process (polled: a thread blocked in recv() would outlive
+    a failed run)."""
+    deadline = time.monotonic() + limit
+    while not pipe.poll():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"no news after {limit:g} s of {what}")
+        await asyncio.sleep(0.02)
+    return pipe.recv()
+
+
+async def settled_calls(db_url: str, expected: int, limit: float = 30.0) -> list[dict[str, Any]]:
+    """The call log once `expected` calls are in it and none is live, or what it holds at `limit`."""
+    store = CallLogStore(db_url)
+    await store.open()
+    try:
+        deadline = time.monotonic() + limit
+        while True:
+            calls = await store.export()
+            settled = len(calls) >= expected and all(c.ended_at is not None for c in calls)
+            if settled or time.monotonic() > deadline:
+                return [c.replay_dict() for c in calls]
+            await asyncio.sleep(0.25)
+    finally:
+        await store.close()
+
+
+# -- the figures -----------------------------------------------------------------------------
+
+
+def _epoch(iso: str) -> float:
+    return datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp()
+
+
+def check_calls(run: Run, outage: dict[str, tuple[float, float]],
+                published: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """The call log against the offline replay. `outage`: pbx -> the PBX times between which
+    the dead owner's last published event and the new owner's first one lie; `published`: the
+    calls as the whole published stream tells them (StreamFacts.ended)."""
+    expected = {cid: d for t in run.traffic.values() for cid, d in t.expected.items()}
+    logged = {d["call_id"]: d for d in run.logged}
+    missing = sorted(set(expected) - set(logged))
+    extra = sorted(set(logged) - set(expected))
+    wrong: dict[str, list[str]] = {}
+    for cid in sorted(set(expected) & set(logged)):
+        if fields := [k for k, v in expected[cid].items() if logged[cid].get(k) != v]:
+            wrong[cid] = fields
+    by_field: dict[str, int] = {}
+    for fields in wrong.values():
+        for f in fields:
+            by_field[f] = by_field.get(f, 0) + 1
+    # Wrong only in its times, and by how much at most (the new owner dates what it did not
+    # see from its resync); and whether the call was up while the PBX's events went unpublished.
+    timing_only = [cid for cid, fields in wrong.items() if set(fields) <= set(TIMES)]
+    skew = 0.0
+    for cid in timing_only:
+        for f in wrong[cid]:
+            a, b = expected[cid][f], logged[cid][f]
+            if a is None or b is None:
+                skew = math.inf
+            else:
+                skew = max(skew, abs(_epoch(a) - _epoch(b)) if f.endswith("_at") else abs(a - b))
+
+    def across(cid: str) -> bool:
+        call = expected[cid]
+        span = outage.get(call["pbx"])
+        return (span is not None and _epoch(call["started_at"]) <= span[1]
+                and _epoch(call["ended_at"]) >= span[0])
+
+    # Right in the stream but wrong in the log: lost by the new owner, not with the old one.
+    right_in_stream = sum(1 for cid in [*missing, *wrong] if published.get(cid) == expected[cid])
+    by_pbx: dict[str, int] = {}
+    for cid in [*missing, *wrong]:
+        by_pbx[expected[cid]["pbx"]] = by_pbx.get(expected[cid]["pbx"], 0) + 1
+    return {"right_in_stream": right_in_stream, "lost_by_pbx": by_pbx,
+            "played": len(expected), "logged": len(logged), "missing": missing, "extra": extra,
+            "wrong": wrong,
+            "wrong_fields": by_field, "lost": len(missing) + len(wrong),
+            "examples": {cid: {f: [expected[cid][f], logged[cid].get(f)] for f in fields}
+                         for cid, fields in list(wrong.items())[:4]},
+            "timing_only": len(timing_only), "timing_skew": skew,
+            "across_outage": sum(map(across, expected)),
+            "lost_across_outage": sum(map(across, [*missing, *wrong])),
+            "live": sum(1 for d in run.logged if d["ended_at"] is None)}
+
+
+def machine() -> str:
+    model = "?"
+    with contextlib.suppress(OSError):
+        model = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                      if line.startswith("model name")), "?")
+    mem = "?"
+    with contextlib.suppress(OSError, IndexError, ValueError):
+        mem = f"{int(Path('/proc/meminfo').read_text().split()[1]) / 1024 ** 2:.0f} GiB"
+    return (f"{os.cpu_count()} cores ({model}), {mem} RAM, Linux {platform.release()}, "
+            f"Python {platform.python_version()}")
+
+
+def analyse(run: Run) -> tuple[list[str], dict[str, Any], list[Pop]]:
+    args = run.args
+    facts = ring_causes(run.tap_rows, list(PBXES), DEFAULT_OPERATOR_PATTERN)
+    browsers: dict[tuple[str, int], Browser] = {}
+    rows = []
+    other: dict[str, int] = {}
+    for node, logins, result in zip(run.browser_nodes, run.browser_logins, run.browser_results, strict=True):
+        for i, (_token, _user, pbx, ext) in enumerate(logins):
+            browsers[(node, i)] = Browser(node, pbx, ext)
+        rows += [(t, node, i, *rest) for t, i, *rest in result["rows"]]
+        for kind, n in result["other"].items():
+            other[kind] = other.get(kind, 0) + n
+    pops = card_pops(rows, browsers, facts)
+    took = run.takeover
+    killed = took.killed_at if took else math.inf
+    steady_end = run.started_at + args.calls / args.rate
+    cross = [p for p in pops.pops if p.ring.owner != p.node]
+    connected = {(b.pbx, b.extension) for b in browsers.values()}
+    rings = sum(n for key, n in facts.rings.items() if tuple(key.split("/", 1)) in connected)
+    stats = {
+        "pop_cross_node": Stats.of(p.latency for p in cross),
+        "pop_cross_node_stream_leg": Stats.of(p.stream_leg for p in cross),
+        "pop_cross_node_owner_leg": Stats.of(p.ring.added - p.ring.arrived for p in cross),
+        "pop_cross_node_rest": Stats.of(p.rest for p in cross),
+        "pop_cross_node_full_rate": Stats.of(p.latency for p in cross
+                                             if p.ring.arrived < min(steady_end, killed)),
+        "pop_before_kill": Stats.of(p.latency for p in cross if p.ring.arrived < killed),
+        "pop_after_takeover_cross": Stats.of(p.latency for p in cross if p.ring.arrived >= killed),
+        "pop_after_takeover_same_node": Stats.of(p.latency for p in pops.pops if p.ring.owner == p.node),
+        "every_event_stream_leg": Stats.of(facts.stream_leg),
+        "every_event_owner_leg": Stats.of(facts.owner_leg),
+        "pbx_clock_behind": Stats.of(facts.pbx_behind),
+        "browser_loop_lag": Stats.of(x for r in run.browser_results for x in r["loop_lag"]),
+        **{f"healthz_{n}": Stats.of(rtt for _, rtt in samples) for n, samples in sorted(run.healthz.items())},
+    }
+    # The PBX times around each owner change: calls up then may have lost events.
+    outage = {pbx: (e[0].last_pbx_time, e[1].first_pbx_time) for pbx, e in facts.epochs.items()
+              if len(e) > 1 and e[0].last_pbx_time and e[1].first_pbx_time}
+    calls = check_calls(run, outage, facts.ended)
+    # Each login's FullyBooted is published too; what is missing beyond was lost in the dead owner.
+    unpublished = {p: t.traffic.events + run.pbx_done.get(p, {}).get("logins", 1) - facts.events.get(p, 0)
+                   for p, t in run.traffic.items()}
+    # New calls per second the owners saw in the first `steady` s of the replay (their first
+    # event's arrival): what the PBXes achieved of the offered rate, pauses included.
+    steady = args.calls / args.rate
+    achieved = sum(1 for t in facts.call_seen.values() if t < steady_end) / steady
+    cpu = run.cpu
+    if took is not None:
+        takeover_log_times(took, run.node_logs)
+    p99 = stats["pop_cross_node"].p99
+    lost = {"calls_played": calls["played"], "calls_logged": calls["logged"],
+            "calls_missing": len(calls["missing"]), "calls_wrong": len(calls["wrong"]),
+            "calls_extra": len(calls["extra"]), "calls_lost": calls["lost"],
+            "calls_still_live": calls["live"],
+            "calls_live_at_outage": calls["across_outage"],
+            "calls_lost_live_at_outage": calls["lost_across_outage"],
+            "calls_lost_by_pbx": calls["lost_by_pbx"], "calls_lost_right_in_stream": calls["right_in_stream"],
+            "calls_wrong_timing_only": calls["timing_only"],
+            "calls_wrong_timing_skew_s": round(calls["timing_skew"], 3),
+            "wrong_fields": calls["wrong_fields"], "wrong_examples": calls["examples"]}
+    figures: dict[str, Any] = {
+        "machine": machine(), "date": datetime.now(UTC).strftime("%Y-%m-%d"),
+        "calls": sum(t.traffic.calls for t in run.traffic.values()),
+        "events": sum(t.traffic.events for t in run.traffic.values()),
+        "offered_calls_per_s": args.rate, "achieved_calls_per_s": round(achieved, 1),
+        "clients": sum(c[1] for c in run.connected), "traffic_seconds": round(run.traffic_seconds, 1),
+        "rings_of_browsers": rings, "card_pops": len(pops.pops), "cross_node_pops": len(cross),
+        "card_frames": pops.frames, "other_frames": other, "misrouted_frames": pops.misrouted,
+        "unexplained_pops": pops.unexplained, "target_p99_met": p99 <= TARGET_P99_MS,
+        **{k: v.as_dict() for k, v in stats.items()},
+        "takeover_seconds": None if took is None else round(took.seconds, 3),
+        "takeover_readyz_lease_seconds": None if took is None else {
+            p: round(v, 3) for p, v in took.lease.items()},
+        "takeover_logged_seconds": None if took is None else {
+            p: {k: round(v, 3) for k, v in t.items()} for p, t in took.logged.items()},
+        "new_owners": None if took is None else took.by,
+        "events_unpublished": unpublished if took is not None else None,
+        **lost,
+        "stream_entries": len(run.tap_rows), "stream_dropped": facts.dropped, "cpu": cpu,
+    }
+    shown = ", ".join(f"{c[1]:,} on {n}" for c, n in zip(run.connected, run.browser_nodes, strict=True))
+    lines = [
+        f"machine: {figures['machine']}",
+        f"traffic: {figures['calls']:,} calls ({figures['events']:,} AMI events) on {len(PBXES)} PBXes: "
+        f"{args.rate:g} new calls/s offered in all for {steady:.0f} s, {achieved:.1f}/s achieved (new calls "
+        f"at the owners in those first s); calls last up to ~67 s, the replay took "
+        f"{run.traffic_seconds:.0f} s",
+        f"browsers: {figures['clients']:,} ({shown}); "
+        f"{sum(c[2] for c in run.connected)} taken by their node for another PBX's user",
+        f"cards: {rings:,} rings of the browsers' phones, {len(pops.pops):,} pops ({len(cross):,} across "
+        f"nodes), {pops.frames:,} card frames, {pops.misrouted} misrouted, {pops.unexplained} pops without "
+        f"a ring in the stream; other frames {json.dumps(other, sort_keys=True)}",
+        f"  {'latency (ms)':<58} {'n':>7} {'p50':>9} {'p99':>9} {'max':>9}",
+        stats["pop_cross_node"].row("card pop across nodes: ring at the owner -> browser"),
+        stats["pop_cross_node_stream_leg"].row("  of which: owner's AMI read -> read from Redis (tap)"),
+        stats["pop_cross_node_owner_leg"].row("    of which: owner's AMI read -> XADD in Redis (ms)"),
+        stats["pop_cross_node_rest"].row("  of which: Redis (tap) -> browser on another node"),
+        stats["pop_cross_node_full_rate"].row("  rings while new calls came at the full rate"),
+        stats["pop_before_kill"].row("  rings while node1 owned both PBXes"),
+        stats["pop_after_takeover_cross"].row("  rings after the takeover"),
+        stats["pop_after_takeover_same_node"].row("card pop on the new owner's own browsers"),
+        stats["every_event_stream_leg"].row("every AMI event: owner's read -> read from Redis (tap)"),
+        stats["every_event_owner_leg"].row("every AMI event: owner's read -> XADD in Redis (ms)"),
+        stats["pbx_clock_behind"].row("every AMI event: owner's read - its Timestamp (PBX clock)"),
+        stats["browser_loop_lag"].row("browsers' processes: event loop lag (5 ms timer)"),
+        *(stats[f"healthz_{n}"].row(f"{n}: /healthz round trip (its loop's responsiveness)")
+          for n in sorted(run.healthz)),
+        f"  target p99 <= {TARGET_P99_MS:g} ms across nodes: "
+        f"{'met' if p99 <= TARGET_P99_MS else 'NOT met'} ({p99:.2f} ms)",
+    ]
+    lines += (takeover_lines(took, facts, unpublished) if took is not None
+              else ["owner not killed (--no-kill)"])
+    lines += calls_lines(calls, killed=took is not None)
+    lines += cpu_lines(cpu)
+    return lines, figures, pops.pops
+
+
+def takeover_lines(took: Takeover, facts: Any, unpublished: dict[str, int]) -> list[str]:
+    def logged(pbx: str, what: str) -> float:
+        return took.logged.get(pbx, {}).get(what, math.nan)
+
+    per_pbx = "; ".join(f"{p}: {n}, lease {logged(p, 'lease'):.2f} s, resynced {logged(p, 'resynced'):.2f} "
+                        f"s, /readyz owner {took.owner.get(p, math.nan):.2f} s"
+                        for p, n in sorted(took.by.items()))
+    met = "met" if took.seconds <= TARGET_TAKEOVER_S else "NOT met"
+    lines = [f"owner killed (SIGKILL node1): takeover {took.seconds:.2f} s until /readyz of a survivor said "
+             f"owner of every PBX (target <= {TARGET_TAKEOVER_S:g} s: {met}); by the logs: {per_pbx}"]
+    for pbx, epochs in sorted(facts.epochs.items()):
+        if len(epochs) < 2:
+            continue
+        old, new = epochs[0], epochs[1]
+        gap = (new.first_arrival or math.nan) - (old.last_arrival or math.nan)
+        lines.append(f"  PBX {pbx}: {old.node} -> {new.node}: {gap:.2f} s between the last event published "
+                     f"by the old owner and the first by the new (PBX times "
+                     f"{old.last_pbx_time or math.nan:.3f} -> {new.first_pbx_time or math.nan:.3f}); "
+                     f"{unpublished[pbx]:,} events the PBX sent never published (read or buffered by the "
+                     "dead owner)")
+    return lines
+
+
+def calls_lines(calls: dict[str, Any], *, killed: bool) -> list[str]:
+    lines = [f"calls: {calls['played']:,} played, {calls['logged']:,} logged, {len(calls['missing'])} "
+             f"missing, {len(calls['wrong'])} differ from the offline replay, {len(calls['extra'])} "
+             f"unexpected, {calls['live']} still live: calls lost {calls['lost']} (must be 0)"]
+    if killed:
+        lines.append(f"  {calls['across_outage']:,} calls were up while events went unpublished; "
+                     f"{calls['lost_across_outage']} of the lost ones among them; lost by PBX "
+                     f"{calls['lost_by_pbx']}; {calls['right_in_stream']} of the lost were right in the "
+                     "published stream (lost by the new owner), the others' events died with the old one")
+    if calls["wrong"]:
+        lines.append(f"  {calls['timing_only']} of the {len(calls['wrong'])} differ in their times only, by "
+                     f"at most {calls['timing_skew'] * 1000:.0f} ms; fields that differ: "
+                     f"{calls['wrong_fields']}; e.g.:")
+        lines += [f"    {cid}: {json.dumps(diff, ensure_ascii=False)}"
+                  for cid, diff in calls["examples"].items()]
+    if calls["missing"]:
+        lines.append(f"  missing, e.g.: {', '.join(calls['missing'][:5])}")
+    return lines
+
+
+def cpu_lines(cpu: dict[str, Any]) -> list[str]:
+    if not cpu:
+        return []
+    seconds, cores = cpu["seconds"], os.cpu_count() or 1
+    each = ", ".join(f"{name} {v['cpu']:.1f}/{v['waited']:.1f}" for name, v in cpu["processes"].items())
+    other = cpu["kernel_and_other_work"]
+    lines = [f"CPU over the {seconds:.0f} s of traffic ({cores} cores: {seconds * cores:.0f} CPU s), CPU s / "
+             f"s waiting for a CPU (main thread): {each}; PostgreSQL {cpu['postgresql']:.1f}; the kernel and "
+             f"other work {other:.1f}; the machine in all {cpu['machine']:.1f}"]
+    if other > 0.25 * seconds:
+        lines.append(f"  NOTE: the kernel and other work used {other / seconds:.0%} of a core meanwhile: if "
+                     "other work ran, the figures are disturbed; run again on a quiet machine")
+    return lines
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--calls", type=int, default=2000, help="new calls in all (default 2000)")
+    parser.add_argument("--rate", type=float, default=50.0, help="new calls per second in all (default 50)")
+    parser.add_argument("--clients", type=int, default=len(PBXES) * OPERATORS_PER_PBX,
+                        help="operators' browsers, half of them per PBX (default 2000)")
+    parser.add_argument("--no-kill", action="store_true", help="leave the owner alive")
+    parser.add_argument("--kill-at", type=float, default=None, metavar="S",
+                        help="seconds after the traffic starts (default: half-way through its new calls)")
+    parser.add_argument("--db", help="PostgreSQL URL, wiped (default: the cluster tests' callbridge_cluster)")
+    parser.add_argument("--log-level", default="INFO", help="the nodes' log level (default INFO, as shipped)")
+    parser.add_argument("--keep", type=Path, metavar="DIR", help="copy the nodes' logs here")
+    parser.add_argument("--json", type=Path, help="also write the figures here")
+    parser.add_argument("--dump", type=Path, metavar="FILE", help="every card pop as a JSON line (diagnosis)")
+    parser.add_argument("--timeout", type=float, default=600.0, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    if args.clients % len(PBXES) or not 0 < args.clients <= len(PBXES) * OPERATORS_PER_PBX:
+        parser.error(f"--clients: an even number up to {len(PBXES) * OPERATORS_PER_PBX}")
+    if args.calls < 10 or args.rate <= 0:
+        parser.error("--calls at least 10, --rate positive")
+
+    started = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="bench-cluster-") as tmpdir:
+        tmp = Path(tmpdir)
+        traffic = {pbx: build_traffic(pbx, i, args.calls // len(PBXES), args.rate / len(PBXES), tmp)
+                   for i, pbx in enumerate(PBXES)}
+        print(f"traffic built in {time.perf_counter() - started:.1f} s: "
+              + "; ".join(f"{p}: {t.traffic.calls:,} calls, {t.traffic.events:,} events, "
+                          f"{len(t.traffic.stream) / 1e6:.0f} MB" for p, t in traffic.items()), flush=True)
+        run = Run(args, traffic)
+        try:
+            asyncio.run(run_lab(run, tmp))
+        finally:
+            if args.keep is not None:
+                args.keep.mkdir(parents=True, exist_ok=True)
+                for name, text in run.node_logs.items():
+                    (args.keep / f"{name}.log").write_text(text)
+    lines, figures, pops = analyse(run)
+    print("\n".join(lines))
+    print("BENCH_CLUSTER " + json.dumps(figures, ensure_ascii=False))
+    if args.json is not None:
+        args.json.write_text(json.dumps(figures, indent=2, ensure_ascii=False) + "\n")
+    if args.dump is not None:
+        with args.dump.open("w") as out:
+            for p in pops:
+                out.write(json.dumps({
+                    "at": round(p.at - run.started_at, 4), "ms": round(p.latency * 1000, 2),
+                    "stream_ms": round(p.stream_leg * 1000, 2), "rest_ms": round(p.rest * 1000, 2),
+                    "node": p.node, "owner": p.ring.owner, "first": p.first, "lookup": p.lookup}) + "\n")
+
+
+if __name__ == "__main__":
+    main()
