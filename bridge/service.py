@@ -54,6 +54,7 @@ log = logging.getLogger("callbridge")
 STOP_BUDGET = 2.0  # seconds the call log may take to drain at stop before the spool keeps the rest
 _CLOSE_BUDGET = 1.0  # each database-backed part's close, so a hung database cannot hold the exit
 _WEB_BUDGET = 2.0  # the web app's cleanup: browsers closed, every feature stopped
+_READY_DB_BUDGET = 2.0  # /readyz's database check: within a load balancer's usual probe timeout
 
 
 class BridgeService:
@@ -248,7 +249,7 @@ class BridgeService:
 
 async def _database_answers(store: CallLogStore) -> bool:
     try:
-        async with asyncio.timeout(_CLOSE_BUDGET), store.engine.connect() as conn:
+        async with asyncio.timeout(_READY_DB_BUDGET), store.engine.connect() as conn:
             await conn.execute(text("SELECT 1"))
         return True
     except Exception:  # unreachable, refused, timed out: all "no"
