@@ -111,8 +111,8 @@ class BridgeService:
         # event loop for ~100-190 ms (bench/screenpop_latency.py), to ~11 ms.
         gc.collect()
         gc.freeze()
-        log.info("bridge started: %d PBX(es) (%s), call log %s", len(self.links), ", ".join(self.links),
-                 self.store.engine.url.render_as_string(hide_password=True))
+        log.info("bridge started: %s %s, call log %s", "PBXes" if len(self.links) > 1 else "PBX",
+                 ", ".join(self.links), self.store.engine.url.render_as_string(hide_password=True))
 
     async def _start_web(self) -> None:
         http = self.settings.http
