@@ -21,26 +21,31 @@ import asyncio
 import logging
 import re
 import time
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from redis.exceptions import RedisError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from bridge.ami.actions import AmiError
 from bridge.ami.message import AmiMessage
 from bridge.call_log.store import CallLogStore, WriteFenced
 from bridge.call_log.writer import CallLogWriter
+from bridge.calls.events import CallEnded, DomainEvent
 from bridge.calls.pipeline import CallPipeline
+from bridge.calls.record import CallRecord
 from bridge.pbx_link import PbxLink
 from cluster.actions import ActionClient, ActionFailed, ActionServer, OwnerUnavailable
 from cluster.lease import Fenced, PbxLease, require_epoch
 from cluster.redis_link import connect
 from cluster.settings import ClusterSettings
-from cluster.stream import PbxStreamPublisher, PbxStreamReader, StreamEntry
+from cluster.stream import HEARTBEAT, PbxStreamPublisher, PbxStreamReader, StreamEntry, parse_entry
 
 log = logging.getLogger("callbridge.cluster")
 
 _RESYNC_ASK_TIMEOUT = 5.0  # a follower's request that the owner publish the PBX's picture
+_ENDED_KEPT = 10_000  # per PBX: calls ended while following, for a takeover
 _FOLLOWER_STALE = 15.0  # seconds without a word from the owner's stream: the PBX counts as down
 
 
@@ -58,6 +63,9 @@ class PbxSeat:
         self.server: ActionServer | None = None
         self.reader: PbxStreamReader | None = None
         self.entries = 0  # stream entries applied while following
+        # Calls our model ended while following (the owner wrote them, or died before it could):
+        # a takeover writes those the call log still holds as live, instead of reviving them.
+        self.ended: OrderedDict[str, CallRecord] = OrderedDict()
 
     @property
     def owned(self) -> bool:
@@ -77,13 +85,14 @@ class PbxSeat:
         kind, payload = entry.kind, entry.payload
         if kind == "event":
             payload.pbx = self.pbx
+            self.link.note_pbx_time(payload)  # a takeover's resync is dated in the PBX's clock
             self.node.pipeline.feed(payload)
         elif kind == "resync":
             for item in (*payload["channels"], *payload["queue_status"]):
                 item.pbx = self.pbx
             self.link.apply_snapshot(payload["channels"], payload["queue_status"], float(payload["at"]))
         elif kind == "alive":
-            self.node.pipeline.note_alive(float(payload), self.pbx)
+            self.link.note_alive_at(float(payload))
         elif kind == "link_lost":
             self.node.pipeline.link_lost(self.pbx)
 
@@ -102,15 +111,37 @@ class PbxSeat:
 
     # -- owning ---------------------------------------------------------------------------
 
+    async def _drain(self) -> None:
+        """Stop following, after the entries the last owner published that we have not read."""
+        reader, self.reader = self.reader, None
+        if reader is None:
+            return
+        await reader.stop()
+        if reader.last_id is None:
+            return
+        try:
+            rows = await self.node.redis.xrange(reader.key, min=f"({reader.last_id}", max="+")
+        except RedisError as exc:  # the resync after our connect squares the model anyway
+            log.warning("pbx %s: cannot read the stream's last entries (%s)", self.pbx, exc)
+            return
+        for entry_id, fields in rows:
+            entry = parse_entry(entry_id, fields)
+            if entry.kind != HEARTBEAT and (reader.epoch is None or entry.epoch >= reader.epoch):
+                self._on_entry(entry)
+
     async def _acquired(self, epoch: int) -> None:
         node = self.node
-        if self.reader is not None:
-            await self.reader.stop()
-            self.reader = None
-        # Calls the last owner logged as live and our model may not hold (it may have
-        # missed stream entries): the resync after our connect keeps or ends each.
-        node.pipeline.trackers[self.pbx].restore(await node.store.live_calls(self.pbx))
+        await self._drain()
+        # Calls the last owner logged as live: those our model ended are written as it saw
+        # them; the others (our model may have missed entries) are restored, and the resync
+        # after our connect keeps or ends each.
+        finished, restored = [], []
+        for record in await node.store.live_calls(self.pbx):
+            (finished if record.call_id in self.ended else restored).append(record)
+        node.pipeline.trackers[self.pbx].restore(restored)
         self.epoch = epoch
+        for record in finished:
+            node.writer.submit(self.ended[record.call_id])
         for listener in node.owned_listeners:  # the features take over the last owner's leftovers
             try:
                 await listener(self.pbx)
@@ -172,11 +203,20 @@ class ClusterNode:
                              client_name="callbridge-" + re.sub(r"[^A-Za-z0-9_.-]", "_", settings.node_id))
         self.actions = ActionClient(self.redis, settings.node_id)
         self.seats = {pbx: PbxSeat(self, link) for pbx, link in links.items()}
+        self.writer = writer
+        pipeline.subscribe(self._on_call_event)
         self.owned_listeners = owned_listeners if owned_listeners is not None else []
         self.stopping = False
         self._tasks: set[asyncio.Task[Any]] = set()
         writer.accepts = self.owns
         writer.guard = self.guard
+
+    def _on_call_event(self, event: DomainEvent) -> None:
+        seat = self.seats.get(event.call.pbx)
+        if isinstance(event, CallEnded) and seat is not None and not seat.owned:
+            seat.ended[event.call_id] = event.call
+            if len(seat.ended) > _ENDED_KEPT:
+                seat.ended.popitem(last=False)
 
     def owns(self, pbx: str) -> bool:
         seat = self.seats.get(pbx)

@@ -76,11 +76,19 @@ class PbxLink:
                           timeout: float | None = None) -> AmiMessage:  # noqa: ASYNC109 (the AMI's own)
         return await self.client.send_action(action, timeout=timeout)
 
+    def note_pbx_time(self, event: AmiMessage) -> None:
+        if "Timestamp" in event:  # FullyBooted and list items carry none: our clock is not the PBX's
+            self._last_event = (event.timestamp, time.time())
+
+    def note_alive_at(self, at: float) -> None:
+        """A proof of life in the PBX's clock (a Ping reply; in a cluster, the owner's)."""
+        self._last_event = (at, time.time())
+        self.pipeline.note_alive(at, self.id)
+
     def _on_event(self, event: AmiMessage) -> None:
         self.events_handled += 1
         event.pbx = self.id
-        if "Timestamp" in event:  # FullyBooted and list items carry none: our clock is not the PBX's
-            self._last_event = (event.timestamp, time.time())
+        self.note_pbx_time(event)
         self.pipeline.feed(event)
         if self.on_fed is not None:
             self.on_fed(event)
@@ -135,7 +143,7 @@ class PbxLink:
                  self.id, len(channels), after, before, len(queue_status))
 
     def _alive(self, at: float) -> None:
-        self.pipeline.note_alive(at, self.id)
+        self.note_alive_at(at)
         if self.on_alive is not None:
             self.on_alive(at)
 

@@ -138,7 +138,8 @@ class CallTracker(QueueRules, TransferRules, RecordingRules, OutageRules):
         for record in records:
             if record.ended_at is None and record.pbx == self.pbx:
                 call = Call.from_record(record, self.id_prefix)
-                self.calls.setdefault(call.call_id, call)
+                if call.call_id not in self._ended:  # never revive a call we saw end
+                    self.calls.setdefault(call.call_id, call)
 
     def _new_call(self, linkedid: str, at: float, **fields: object) -> Call:
         return Call(call_id=linkedid, entered_at=at, pbx=self.pbx, id_prefix=self.id_prefix,
