@@ -7,13 +7,10 @@ node falls back to its own counters (logged once). Clocks are passed in; no wall
 from __future__ import annotations
 
 import logging
-import os
 import random
-import shutil
 import socket
-import subprocess
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,6 +21,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 from redis.asyncio import Redis
 
+from tests.cluster.redis_server import RedisServer, redis_server_fixture  # noqa: F401 (fixture)
 from tests.security.site import PEER_HEADER, fake_peer
 from tests.test_auth_http import FAST, PW, Browser, Clock
 from web.auth_http import setup_auth
@@ -33,55 +31,6 @@ from web.users import UserStore
 
 SECRET = b"cluster secret key, the same on every node"
 WRONG = "not the password"
-
-
-class RedisServer:
-    """A private redis-server on a free port in a temp folder (stop() and start() again: same port)."""
-
-    def __init__(self, folder: Path) -> None:
-        self.folder = folder
-        with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
-            self.port = sock.getsockname()[1]
-        self.process: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"redis://127.0.0.1:{self.port}/0"
-
-    def start(self) -> None:
-        self.process = subprocess.Popen(
-            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "no", "--dir", str(self.folder)],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        deadline = time.monotonic() + 10  # the server's start only; the tests' logic has its own clock
-        while time.monotonic() < deadline:
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=0.5) as conn:
-                    conn.sendall(b"PING\r\n")
-                    if conn.recv(16).startswith(b"+PONG"):
-                        return
-            except OSError:
-                time.sleep(0.02)
-        raise RuntimeError(f"redis-server did not start on port {self.port}")
-
-    def stop(self) -> None:
-        if self.process is not None:
-            self.process.terminate()
-            self.process.wait(10)
-            self.process = None
-
-
-@pytest.fixture(name="redis_server")
-def redis_server_fixture(tmp_path: Path) -> Iterator[RedisServer]:
-    if shutil.which("redis-server") is None:
-        if os.environ.get("CALLBRIDGE_REQUIRE_REDIS") == "1":
-            pytest.fail("redis-server is missing and CALLBRIDGE_REQUIRE_REDIS=1")
-        pytest.skip("redis-server is not installed")
-    server = RedisServer(tmp_path)
-    server.start()
-    yield server
-    server.stop()
 
 
 @pytest.fixture(name="clients")
