@@ -14,10 +14,11 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from bridge.ami.message import AmiMessage
+from bridge.calls.record import CallRecord
+from bridge.calls.working import Call
 
 if TYPE_CHECKING:
     from bridge.calls.tracker import CallTracker
-    from bridge.calls.working import Call
 
 log = logging.getLogger(__name__)
 
@@ -27,6 +28,16 @@ BOOT_TOLERANCE = 2.0
 
 
 class OutageRules:
+    def restore(self: CallTracker, records: list[CallRecord]) -> None:
+        """Calls the log says were live when the bridge last stopped (or, in a cluster, when
+        the last owner died). The next resync re-attaches their channels, or closes them if
+        they ended meanwhile."""
+        for record in records:
+            if record.ended_at is None and record.pbx == self.pbx:
+                call = Call.from_record(record, self.id_prefix)
+                if call.call_id not in self._ended:  # never revive a call we saw end
+                    self.calls.setdefault(call.call_id, call)
+
     def outage_handlers(self: CallTracker) -> dict[str, Callable[[AmiMessage, float], None]]:
         return {"FullyBooted": self._on_fully_booted}
 

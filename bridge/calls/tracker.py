@@ -31,7 +31,7 @@ from bridge.calls.events import (
 )
 from bridge.calls.outage_rules import OutageRules
 from bridge.calls.queue_rules import QueueRules
-from bridge.calls.record import DEFAULT_PBX, CallRecord
+from bridge.calls.record import DEFAULT_PBX
 from bridge.calls.recording_rules import RecordingRules
 from bridge.calls.transfer_rules import TransferRules
 from bridge.calls.working import Call, Ring
@@ -131,15 +131,6 @@ class CallTracker(QueueRules, TransferRules, RecordingRules, OutageRules):
         self._ended[call.call_id] = None
         if len(self._ended) > _ENDED_MEMORY:
             self._ended.popitem(last=False)
-
-    def restore(self, records: list[CallRecord]) -> None:
-        """Calls the log says were live when the bridge last stopped. The next resync
-        re-attaches their channels, or closes them if they ended meanwhile."""
-        for record in records:
-            if record.ended_at is None and record.pbx == self.pbx:
-                call = Call.from_record(record, self.id_prefix)
-                if call.call_id not in self._ended:  # never revive a call we saw end
-                    self.calls.setdefault(call.call_id, call)
 
     def _new_call(self, linkedid: str, at: float, **fields: object) -> Call:
         return Call(call_id=linkedid, entered_at=at, pbx=self.pbx, id_prefix=self.id_prefix,
