@@ -23,9 +23,9 @@ from bridge.settings import PbxSettings
 
 log = logging.getLogger("callbridge")
 
-# (CoreShowChannels items, QueueStatus items, PBX time), after every (re)connect; every item
-# carries `.pbx`.
-ResyncListener = Callable[[list[AmiMessage], list[AmiMessage], float], None]
+# (CoreShowChannels items, QueueStatus items, PBX time, PBX id), after every (re)connect;
+# every item carries `.pbx` too (the id says whose lists they are when both are empty).
+ResyncListener = Callable[[list[AmiMessage], list[AmiMessage], float, str], None]
 
 
 class PbxLink:
@@ -136,7 +136,7 @@ class PbxLink:
         self.queue_status = queue_status
         for listener in self.resync_listeners:
             try:
-                listener(channels, queue_status, at)
+                listener(channels, queue_status, at, self.id)
             except Exception:
                 log.exception("resync listener %r failed", listener)
         log.info("PBX %s: resynced: %d live channels, %d live calls (was %d), %d queue entries",

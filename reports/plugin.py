@@ -42,8 +42,8 @@ def attach_reports(parts: BridgeParts, settings: ReportSettings | None = None) -
         return bool(items) and parts.owns(items[0].pbx or main)
 
     parts.pipeline.subscribe_raw(lambda event: member_log.on_ami_event(event) if owned([event]) else None)
-    parts.on_resync(lambda channels, queue_status, at:
-                    member_log.on_resync(channels, queue_status, at) if owned(queue_status) else None)
+    parts.on_resync(lambda channels, queue_status, at, pbx:
+                    member_log.on_resync(channels, queue_status, at) if parts.owns(pbx) else None)
     service = ReportService(parts.store, settings, timezone=parts.timezone, clock=parts.clock,
                             pbxes=parts.pbxes, timezones={p: parts.timezone_of(p) for p in parts.pbxes})
     add_report_routes(parts.app, ReportsApi(service, AuditLog(parts.store)))

@@ -133,7 +133,7 @@ def console_names(app: web.Application) -> tuple[Callable[[str], str | None],
     return caller_name, screenpop.book.operator_names
 
 
-def console_resync(app: web.Application) -> Callable[[list[Any], list[Any], float], None]:
+def console_resync(app: web.Application) -> Callable[[list[Any], list[Any], float, str], None]:
     """The console's resync listener (web.features.ResyncListener): operators' own states,
     each PBX's from its QueueStatus (the items carry `.pbx`)."""
     return app[SCREENPOP_KEY].on_resync

@@ -120,7 +120,8 @@ class ScreenPopService:
         if ext is not None:
             self.hub.send("\0agent", self.agents.state(ext, pbx).model_dump_json(), extension=ext, pbx=pbx)
 
-    def on_resync(self, channels: list[AmiMessage], queue_status: list[AmiMessage], at: float) -> None:
+    def on_resync(self, channels: list[AmiMessage], queue_status: list[AmiMessage], at: float,
+                  pbx: str | None = None) -> None:
         """After a (re)connect a PBX's QueueStatus answer says every operator's state at once
         (its items carry that PBX's id)."""
         for item in queue_status:

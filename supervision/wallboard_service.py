@@ -235,13 +235,13 @@ class WallboardService(SpyTracking, SupervisorActions):
         self._dirty.set()
 
     def on_resync(self, channels: Iterable[AmiMessage], queue_status: Iterable[AmiMessage],
-                  at: float) -> None:
+                  at: float, pbx: str | None = None) -> None:
         """After a PBX's (re)connect its lists are the truth for that PBX (BridgeParts.on_resync;
         its items are tagged with it). They are dated by the board's own PBX time, not `at`:
         right after a connect the link dates them by FullyBooted, which has no Timestamp, i.e.
         by our machine's clock."""
         channels, queue_status = list(channels), list(queue_status)
-        tagged = next((item.pbx for item in (*channels, *queue_status) if item.pbx), "")
+        tagged = pbx or next((item.pbx for item in (*channels, *queue_status) if item.pbx), "")
         if not tagged and len(self.sites) > 1:
             # Empty lists do not say whose they are: only the models (the truth for every PBX)
             # are read again; no PBX's queues or spy sessions are touched.

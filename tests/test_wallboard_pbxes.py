@@ -21,7 +21,7 @@ from bridge.calls.tracker import CallTracker
 from supervision.http import WallboardHub
 from supervision.wallboard_service import SupervisorError, WallboardService
 from tests.capture_facts import capture_bytes, capture_events
-from tests.test_spy_sessions import FakePbx
+from tests.test_spy_sessions import FakePbx, chanspy_start
 from tests.test_wallboard_service import RECORDED_AT, FakeAudit
 
 SAM = SimpleNamespace(username="sam", display_name="Sam Supervisor", role="supervisor", extensions=["202"])
@@ -171,3 +171,15 @@ async def test_calls_from_before_pbx_ids_count_on_the_first_pbxs_board() -> None
     await service.start()
     await service.stop()
     assert {key: q.calls_today for key, q in queues(service).items()} == {("a", "support"): 1}
+
+
+def test_a_pbx_that_comes_back_with_no_channels_and_no_queues_ends_its_spy_sessions() -> None:
+    """Empty lists say nothing about whose they are; the link's PBX id does (ResyncListener)."""
+    service, _, _, _ = two_pbxes()
+    for pbx in ("a", "b"):
+        start = chanspy_start()
+        start.pbx = pbx
+        service.on_ami_event(start)
+    assert {pbx: len(service.site(pbx).spies.sessions) for pbx in ("a", "b")} == {"a": 1, "b": 1}
+    service.on_resync([], [], RECORDED_AT, "b")  # b restarted: nothing up, no queue configured
+    assert {pbx: len(service.site(pbx).spies.sessions) for pbx in ("a", "b")} == {"a": 1, "b": 0}

@@ -18,9 +18,9 @@ from bridge.call_log.store import CallLogStore
 from bridge.calls.pipeline import CallPipeline
 from bridge.calls.record import DEFAULT_PBX
 
-# (CoreShowChannels items, QueueStatus items, PBX time), after every (re)connect of a PBX;
-# every item carries `.pbx`.
-ResyncListener = Callable[[list[AmiMessage], list[AmiMessage], float], None]
+# (CoreShowChannels items, QueueStatus items, PBX time, PBX id), after every (re)connect of a
+# PBX; every item carries `.pbx` too (the id says whose lists they are when both are empty).
+ResyncListener = Callable[[list[AmiMessage], list[AmiMessage], float, str], None]
 # send_action(action, timeout=None, pbx=None) -> the reply of that PBX (the first unless named)
 SendAction = Callable[..., Awaitable[AmiMessage]]
 
