@@ -62,7 +62,6 @@ class PbxSeat:
         self.publisher: PbxStreamPublisher | None = None
         self.server: ActionServer | None = None
         self.reader: PbxStreamReader | None = None
-        self.entries = 0  # stream entries applied while following
         # Calls our model ended while following (the owner wrote them, or died before it could):
         # a takeover writes those the call log still holds as live, instead of reviving them.
         self.ended: OrderedDict[str, CallRecord] = OrderedDict()
@@ -81,7 +80,6 @@ class PbxSeat:
     def _on_entry(self, entry: StreamEntry) -> None:
         if self.owned:
             return  # our own publications (or a fenced ex-owner's): our model has its own truth
-        self.entries += 1
         kind, payload = entry.kind, entry.payload
         if kind == "event":
             payload.pbx = self.pbx
@@ -274,10 +272,6 @@ class ClusterNode:
                 return bool(await self.redis.ping())
         except Exception:  # down, refused, timed out: all "no"
             return False
-
-    def state(self, pbx: str) -> str:
-        """owner | standby | stopped (the lease's view)."""
-        return self.seats[pbx].lease.state
 
     def pbx_ready(self, pbx: str) -> bool:
         """Owner: logged in to the PBX. Follower: the owner's stream is flowing (its
