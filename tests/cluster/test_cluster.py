@@ -181,7 +181,12 @@ async def test_cards_follow_operators_across_nodes_and_survive_the_owner_dying(l
         await routed_pause(anna, paused=True)
         # Redis restarts and loses everything: the nodes reconnect, the followers see the gap,
         # ask the owner for the PBX's picture, and the same round trip works again.
-        lab.redis.restart()
+        lab.redis.stop()
+        async with asyncio.timeout(10):  # a node cut from Redis is not ready (it follows nothing)
+            while (ready := await follower.readyz()) is None or ready.get("redis") != "unreachable":  # noqa: ASYNC110
+                await asyncio.sleep(0.1)
+        assert ready["status"] == "not ready"
+        lab.redis.start()  # empty: no persistence, as after a crash
         async with asyncio.timeout(20):
             while True:
                 try:
