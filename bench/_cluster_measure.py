@@ -30,6 +30,7 @@ from typing import Any
 
 from redis.asyncio import Redis
 
+from bench import _stats
 from bridge.calls.events import CallEnded, CallRinging, DomainEvent
 from bridge.calls.pipeline import CallPipeline
 from bridge.calls.tracker import CallTracker
@@ -238,32 +239,8 @@ def card_pops(rows: list[NodeFrameRow], browsers: dict[tuple[str, int], Browser]
     return out
 
 
-def percentile(values: list[float], p: float) -> float:
-    """Nearest rank on sorted values."""
-    if not values:
-        return math.nan
-    return values[max(0, math.ceil(p / 100 * len(values)) - 1)]
-
-
-@dataclass
-class Stats:
-    n: int
-    p50: float
-    p99: float
-    max: float
-
-    @classmethod
-    def of(cls, seconds: Iterable[float]) -> Stats:
-        ms = sorted(s * 1000 for s in seconds)
-        return cls(len(ms), percentile(ms, 50), percentile(ms, 99), ms[-1] if ms else math.nan)
-
-    def row(self, label: str) -> str:
-        return f"  {label:<58} {self.n:>7,} {self.p50:>9.2f} {self.p99:>9.2f} {self.max:>9.2f}"
-
-    def as_dict(self) -> dict[str, float | int | None]:
-        def r(v: float) -> float | None:
-            return None if math.isnan(v) else round(v, 3)
-        return {"n": self.n, "p50_ms": r(self.p50), "p99_ms": r(self.p99), "max_ms": r(self.max)}
+class Stats(_stats.Stats):
+    label_width = 58
 
 
 # -- CPU: who used it, and who waited for it ---------------------------------------------------

@@ -78,6 +78,7 @@ _BENCH = Path(__file__).resolve().parent
 sys.path.insert(0, str(_BENCH.parent))
 
 from bench import _screenpop_traffic as traffic_mod  # noqa: E402
+from bench._stats import Stats  # noqa: E402
 from bridge.calls.events import CallAnswered, CallRinging, DomainEvent  # noqa: E402
 from bridge.service import BridgeService  # noqa: E402
 from bridge.settings import load_settings  # noqa: E402
@@ -133,33 +134,6 @@ def _machine_busy() -> float:
         return math.nan
     user, nice, system, _idle, _iowait, irq, softirq, steal = (int(f) for f in fields[:8])
     return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
-
-
-def _percentile(values: list[float], p: float) -> float:
-    """Nearest rank on sorted values."""
-    if not values:
-        return math.nan
-    return values[max(0, math.ceil(p / 100 * len(values)) - 1)]
-
-
-@dataclass
-class Stats:
-    n: int
-    p50: float
-    p99: float
-    max: float
-
-    @classmethod
-    def of(cls, seconds: list[float]) -> Stats:
-        ms = sorted(s * 1000 for s in seconds)
-        return cls(len(ms), _percentile(ms, 50), _percentile(ms, 99), ms[-1] if ms else math.nan)
-
-    def row(self, label: str) -> str:
-        return f"  {label:<44} {self.n:>7,} {self.p50:>9.2f} {self.p99:>9.2f} {self.max:>9.2f}"
-
-    def as_dict(self) -> dict[str, float | int]:
-        return {"n": self.n, "p50_ms": round(self.p50, 3), "p99_ms": round(self.p99, 3),
-                "max_ms": round(self.max, 3)}
 
 
 async def _loop_lag(samples: list[float], period: float = 0.005) -> None:
