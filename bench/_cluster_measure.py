@@ -1,14 +1,15 @@
 """What bench/cluster.py measures with, apart from the processes it runs.
 
-- `StreamTap`: a reader of the PBXes' Redis streams in the bench's own process, as a third
-  follower would read them: it keeps every entry raw with the time.time() its XREAD came
-  back. Each event entry is the AmiMessage the owner fed its model, with the owner's
-  `received_at` exactly (cluster.stream), so no product hook is needed to know when the
-  ring reached the owner. The streams are trimmed (MAXLEN ~50,000), hence read live.
+- `StreamTap`: a reader of the PBXes' Redis streams in the bench's own process: it keeps
+  every Redis entry raw. Each event is the AmiMessage the owner fed its model, with the
+  owner's `received_at` exactly (cluster.stream), so no product hook is needed to know when
+  the ring reached the owner; when Redis took it is the entry id's milliseconds. The streams
+  are trimmed (MAXLEN), hence read during the run, but in bulk once a second: a live reader
+  here would be a fourth consumer of every entry competing for the same two cores.
 - `ring_causes`: the tapped entries through the product's own call model (a CallPipeline
   fed as a follower's is, bridge.cluster_node.PbxSeat._on_entry): which AMI event rang which
   operator's card (CallRinging -> card id "<call_id>:<extension>"), its arrival at the
-  owner, the owner's node id (the entry's) and when the tap read it.
+  owner, the owner's node id (the entry's) and when Redis took it.
 - `card_pops`: the browsers' frames matched with those rings, as bench/screenpop_latency.py
   does: a pop is a card's first frame at a browser, or its coming back (ringing or live)
   after it was withdrawn or ended; its latency runs from the arrival at the owner of the
@@ -35,11 +36,12 @@ from bridge.calls.events import CallEnded, CallRinging, DomainEvent
 from bridge.calls.pipeline import CallPipeline
 from bridge.calls.tracker import CallTracker
 from cluster.redis_link import DEFAULT_NAMESPACE, events_key, text
-from cluster.stream import HEARTBEAT, parse_entry
+from cluster.stream import HEARTBEAT, parse_entries
 from screenpop.cards import card_id
 
-# (read at, pbx, entry id, fields) as XREAD gave them
-TapRow = tuple[float, str, bytes, dict[bytes, bytes]]
+# (pbx, entry id, fields) as XREAD gave them
+TapRow = tuple[str, bytes, dict[bytes, bytes]]
+TAP_PERIOD = 1.0  # seconds between the tap's bulk reads
 
 
 class StreamTap:
@@ -55,21 +57,30 @@ class StreamTap:
 
     async def _run(self, last: list[str | bytes]) -> None:
         positions: dict[str, str | bytes] = dict(zip(self.keys, last, strict=True))
-        now = time.time
         while True:
-            reply = await self.redis.xread(positions, count=2000, block=200)
-            t = now()
+            await self.read_all(positions)
+            await asyncio.sleep(TAP_PERIOD)
+
+    async def read_all(self, positions: dict[str, str | bytes]) -> None:
+        while True:
+            reply = await self.redis.xread(positions, count=5000)
             for name, rows in reply or []:
                 key = text(name)
                 pbx = self.keys[key]
-                for entry_id, fields in rows:
-                    self.rows.append((t, pbx, entry_id, fields))
+                self.rows.extend((pbx, entry_id, fields) for entry_id, fields in rows)
                 if rows:
                     positions[key] = rows[-1][0]
+            if not any(len(rows) == 5000 for _name, rows in reply or []):
+                return
+
+    @property
+    def events(self) -> int:
+        """AMI events tapped so far (roughly: a burst's item count, read off its JSON)."""
+        return sum(fields.get(b"items", b"").count(b'"ami"') or 1 for _pbx, _id, fields in self.rows)
 
     async def stop(self) -> None:
         if self._task is not None:
-            await asyncio.sleep(0.3)  # the last XREAD's worth
+            await asyncio.sleep(TAP_PERIOD + 0.3)  # the last bulk read's worth
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
@@ -81,7 +92,6 @@ class StreamTap:
 class Ring:
     arrived: float  # the ring event's received_at at its owner
     added: float  # when Redis took its XADD: the stream id's milliseconds (Redis's clock is ours)
-    read: float  # when the bench's tap read it from Redis
     owner: str  # node id of the owner that published it
 
 
@@ -91,7 +101,7 @@ class Epoch:
 
     epoch: int
     node: str
-    first_read: float  # when the tap read its first entry
+    first_added: float  # when Redis took its first entry (the entry id's milliseconds)
     first_arrival: float | None = None  # received_at of its first and last AMI event
     last_arrival: float | None = None
     first_pbx_time: float | None = None  # the PBX's Timestamp of its first and last event
@@ -102,7 +112,6 @@ class Epoch:
 class StreamFacts:
     causes: dict[str, list[Ring]] = field(default_factory=dict)  # card id -> rings, in order
     rings: dict[str, int] = field(default_factory=dict)  # "<pbx>/<ext>" -> rings
-    stream_leg: list[float] = field(default_factory=list)  # every event: owner arrival -> tap read
     owner_leg: list[float] = field(default_factory=list)  # every event: owner arrival -> in Redis (ms)
     pbx_behind: list[float] = field(default_factory=list)  # every event: owner arrival - its Timestamp
     entries: dict[str, int] = field(default_factory=dict)  # kind -> entries applied
@@ -134,16 +143,18 @@ def ring_causes(rows: list[TapRow], pbxes: list[str], operator_pattern: str) -> 
 
     pipeline.subscribe(on_domain)
     seen: dict[str, tuple[int, int]] = {}  # pbx -> (epoch, seq) last applied
-    for read_at, pbx, entry_id, fields in rows:
-        entry = parse_entry(entry_id, fields)
+    entries = ((pbx, entry_id, entry) for pbx, entry_id, fields in rows
+               for entry in parse_entries(entry_id, fields))
+    for pbx, entry_id, entry in entries:
         last = seen.get(pbx)
         if last is not None and (entry.epoch, entry.seq) <= last:
             facts.dropped += 1
             continue
         seen[pbx] = (entry.epoch, entry.seq)
+        added = int(text(entry_id).split("-", 1)[0]) / 1000
         epochs = facts.epochs.setdefault(pbx, [])
         if not epochs or epochs[-1].epoch != entry.epoch:
-            epochs.append(Epoch(entry.epoch, entry.node, read_at))
+            epochs.append(Epoch(entry.epoch, entry.node, added))
         run = epochs[-1]
         facts.entries[entry.kind] = facts.entries.get(entry.kind, 0) + 1
         kind, payload = entry.kind, entry.payload
@@ -151,16 +162,14 @@ def ring_causes(rows: list[TapRow], pbxes: list[str], operator_pattern: str) -> 
             facts.events[pbx] = facts.events.get(pbx, 0) + 1
             payload.pbx = pbx
             arrived = float(payload.received_at)
-            facts.stream_leg.append(read_at - arrived)
             run.first_arrival = arrived if run.first_arrival is None else run.first_arrival
             run.last_arrival = arrived
             if "Timestamp" in payload:
                 run.first_pbx_time = run.first_pbx_time or payload.timestamp
                 run.last_pbx_time = payload.timestamp
                 facts.pbx_behind.append(arrived - payload.timestamp)
-            added = int(text(entry_id).split("-", 1)[0]) / 1000
             facts.owner_leg.append(added - arrived)
-            current[0] = Ring(arrived, added, read_at, entry.node)
+            current[0] = Ring(arrived, added, entry.node)
             try:
                 pipeline.feed(payload)
             finally:
@@ -188,8 +197,8 @@ class Browser:
 @dataclass(frozen=True, slots=True)
 class Pop:
     latency: float  # owner's arrival of the ring -> frame at the browser
-    stream_leg: float  # owner's arrival -> the tap read it from Redis
-    rest: float  # the tap's read -> frame at the browser
+    stream_leg: float  # owner's arrival -> Redis took it (ms resolution)
+    rest: float  # Redis took it -> frame at the browser
     ring: Ring
     node: str  # the browser's node
     at: float  # frame received
@@ -231,8 +240,8 @@ def card_pops(rows: list[NodeFrameRow], browsers: dict[tuple[str, int], Browser]
                 at = bisect.bisect_right(arrivals, t)
                 if at:
                     ring = rings[at - 1]
-                    out.pops.append(Pop(t - ring.arrived, ring.read - ring.arrived, t - ring.read, ring, node,
-                                        t, previous is None, lookup))
+                    out.pops.append(Pop(t - ring.arrived, ring.added - ring.arrived, t - ring.added, ring,
+                                        node, t, previous is None, lookup))
                 else:
                     out.unexplained += 1
             previous = state

@@ -40,7 +40,7 @@ from cluster.actions import ActionClient, ActionFailed, ActionServer, OwnerUnava
 from cluster.lease import Fenced, PbxLease, require_epoch
 from cluster.redis_link import connect
 from cluster.settings import ClusterSettings
-from cluster.stream import HEARTBEAT, PbxStreamPublisher, PbxStreamReader, StreamEntry, parse_entry
+from cluster.stream import PbxStreamPublisher, PbxStreamReader, StreamEntry
 
 log = logging.getLogger("callbridge.cluster")
 
@@ -122,10 +122,8 @@ class PbxSeat:
         except RedisError as exc:  # the resync after our connect squares the model anyway
             log.warning("pbx %s: cannot read the stream's last entries (%s)", self.pbx, exc)
             return
-        for entry_id, fields in rows:
-            entry = parse_entry(entry_id, fields)
-            if entry.kind != HEARTBEAT and (reader.epoch is None or entry.epoch >= reader.epoch):
-                self._on_entry(entry)
+        for entry_id, fields in rows:  # as the reader would have: stragglers and repeats dropped
+            reader.take(entry_id, fields)
 
     async def _acquired(self, epoch: int) -> None:
         node = self.node

@@ -98,7 +98,7 @@ class BridgeService:
         for tracker in self.pipeline.trackers.values():
             tracker.restore(live)
         self.pipeline.subscribe(self.writer.handle)
-        self.pipeline.subscribe(CallLogLines())
+        self.pipeline.subscribe(CallLogLines(self.cluster.owns if self.cluster is not None else None))
         await self.lookup.open()
         await self._start_web()
         if self.cluster is not None:

@@ -37,3 +37,18 @@ def test_every_call_gets_exactly_one_started_line(caplog: pytest.LogCaptureFixtu
     lines = lines_of("burst_20_calls", caplog)
     started = [line for line in lines if " started from " in line]
     assert len(started) == 20 and not [line for line in started if "unknown number" in line]
+
+
+def test_in_a_cluster_only_the_owner_of_the_pbx_tells_its_calls(caplog: pytest.LogCaptureFixture) -> None:
+    owned: set[str] = set()
+    pipeline = CallPipeline()
+    pipeline.subscribe(CallLogLines(lambda pbx: pbx in owned))
+    events = capture_events("burst_20_calls")
+    half = len(events) // 2
+    with caplog.at_level(logging.INFO, logger="callbridge.calls"):
+        pipeline.feed_all(events[:half])  # following: the owner tells these
+        assert not [r for r in caplog.records if r.name == "callbridge.calls"]
+        owned.add(pipeline.tracker.pbx)  # took the PBX over
+        pipeline.feed_all(events[half:])
+    lines = [r.getMessage() for r in caplog.records if r.name == "callbridge.calls"]
+    assert lines and any(" ended: " in line for line in lines)

@@ -96,6 +96,7 @@ class _Marker:
 
 
 _STOP = object()
+_YIELD_EVERY = 32  # events handled before the consumer lets other tasks run
 
 
 class _LoginFailed(AmiError):
@@ -401,9 +402,18 @@ class AmiClient(Manager):
 
     # -- the one consumer -------------------------------------------------------------
     async def _consume(self) -> None:
+        since_yield = 0
         while True:
+            if self._queue.empty():
+                since_yield = 0  # the get below waits: other tasks run then
+            elif since_yield >= _YIELD_EVERY:
+                # A read of a busy socket brings hundreds of events: let what the first ones
+                # made (a card, a published entry) leave before handling the rest.
+                since_yield = 0
+                await asyncio.sleep(0)
             item = await self._queue.get()
             self._gate.after_get(self._queue.qsize())
+            since_yield += 1
             if item is _STOP:
                 return
             if isinstance(item, AmiMessage):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
 from bridge.calls.events import (
     CallAnswered,
@@ -58,11 +59,16 @@ class CallLogLines:
     calls where: Asterisk names the caller (NewCallerid) and the queue (QueueCallerJoin)
     just after the first channel, so a line at CallStarted would say "unknown number"."""
 
-    def __init__(self) -> None:
+    def __init__(self, tells: Callable[[str], bool] | None = None) -> None:
         self._unannounced: set[str] = set()  # started, first line not written yet
+        # In a cluster every node follows every call: only the PBX's owner tells its story.
+        self._tells = tells
 
     def __call__(self, event: DomainEvent) -> None:
         call = event.call
+        if self._tells is not None and not self._tells(call.pbx):
+            self._unannounced.discard(call.call_id)
+            return
         if isinstance(event, CallStarted):
             self._unannounced.add(call.call_id)
         if call.call_id in self._unannounced and (

@@ -15,6 +15,7 @@ from cluster.stream import (
     PbxStreamPublisher,
     PbxStreamReader,
     StreamEntry,
+    batch_fields,
     entry_fields,
     pack_payload,
     unpack_payload,
@@ -92,6 +93,28 @@ async def test_ten_thousand_events_arrive_in_order_and_exact_at_two_readers(redi
     assert [e.id for e in second.entries] == [e.id for e in got]
     assert first.gaps == second.gaps == []
     assert publisher.published == 10_000 and publisher.dropped == 0
+    # Published in one go, they went as bursts: a few Redis entries of many entries each.
+    redis_entries = await redis.xlen(events_key("callbridge", PBX))
+    assert redis_entries <= 10_000 // publisher.batch_max + 1
+    assert len({e.id for e in got}) == redis_entries
+
+
+async def test_a_damaged_burst_is_skipped_whole_and_shows_as_a_gap(redis: Redis) -> None:
+    seen = Collector()
+    reader = seen.reader(redis)
+    await reader.start()
+    key = events_key("callbridge", PBX)
+    events = numbered(5)
+    good = batch_fields(2, 1, "n1", [("event", *pack_payload(e)) for e in events[:2]])
+    await redis.xadd(key, good)
+    await redis.xadd(key, {**batch_fields(2, 3, "n1", [("event", *pack_payload(events[2]))]),
+                           "items": '[["event","ami",[1.5'})  # cut short
+    await redis.xadd(key, entry_fields("event", 2, 4, "n1", events[3]))  # the single form still reads
+    await until(lambda: len(seen.entries) == 3)
+    assert [(e.seq, e.payload.pairs) for e in seen.entries] == [
+        (1, events[0].pairs), (2, events[1].pairs), (4, events[3].pairs)]
+    assert reader.damaged == 1 and len(seen.gaps) == 1 and "seq 3..3" in seen.gaps[0]
+    await reader.stop()
 
 
 async def test_a_reader_started_at_the_live_end_sees_only_new_entries(redis: Redis) -> None:
