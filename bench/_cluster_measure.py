@@ -76,7 +76,7 @@ class StreamTap:
     @property
     def events(self) -> int:
         """AMI events tapped so far (roughly: a burst's item count, read off its JSON)."""
-        return sum(fields.get(b"items", b"").count(b'"ami"') or 1 for _pbx, _id, fields in self.rows)
+        return sum(_events_in(fields.get(b"items", b"")) or 1 for _pbx, _id, fields in self.rows)
 
     async def stop(self) -> None:
         if self._task is not None:
@@ -86,6 +86,10 @@ class StreamTap:
                 await self._task
             self._task = None
         await self.redis.aclose()
+
+
+def _events_in(items: bytes) -> int:
+    return items.count(b'["event",') + items.count(b'["seen",')
 
 
 @dataclass(frozen=True, slots=True)
@@ -178,6 +182,10 @@ def ring_causes(rows: list[TapRow], pbxes: list[str], operator_pattern: str) -> 
             for item in (*payload["channels"], *payload["queue_status"]):
                 item.pbx = pbx
             pipeline.resync(payload["channels"], float(payload["at"]), pbx)
+        elif kind == "seen":  # an inert event's trace: published instead of the event
+            facts.events[pbx] = facts.events.get(pbx, 0) + 1
+            at, alive, channel = payload
+            pipeline.touch((float(at), bool(alive), channel), pbx)
         elif kind == "alive":
             pipeline.note_alive(float(payload), pbx)
         elif kind == "link_lost":

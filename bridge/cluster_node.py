@@ -89,6 +89,9 @@ class PbxSeat:
             for item in (*payload["channels"], *payload["queue_status"]):
                 item.pbx = self.pbx
             self.link.apply_snapshot(payload["channels"], payload["queue_status"], float(payload["at"]))
+        elif kind == "seen":  # an inert event's trace (CallTracker.touch)
+            at, alive, channel = payload
+            self.node.pipeline.touch((float(at), bool(alive), channel), self.pbx)
         elif kind == "alive":
             self.link.note_alive_at(float(payload))
         elif kind == "link_lost":
@@ -147,6 +150,7 @@ class PbxSeat:
         await self.publisher.start()
         publish = self.publisher.publish
         self.link.on_fed = lambda event: publish("event", event, epoch=epoch)
+        self.link.on_touched = lambda touch: publish("seen", touch, epoch=epoch)
         self.link.on_resynced = lambda ch, qs, at: publish(
             "resync", {"channels": ch, "queue_status": qs, "at": at}, epoch=epoch)
         self.link.on_alive = lambda at: publish("alive", at, epoch=epoch)
@@ -160,7 +164,8 @@ class PbxSeat:
         # Fenced at once: no write, no publication for this PBX from here on.
         was = self.epoch
         self.epoch = None
-        self.link.on_fed = self.link.on_resynced = self.link.on_alive = self.link.on_lost = None
+        self.link.on_fed = self.link.on_touched = self.link.on_resynced = None
+        self.link.on_alive = self.link.on_lost = None
         (log.info if reason == "stopped" else log.warning)(
             "pbx %s: no longer its owner (epoch %s): %s", self.pbx, was, reason)
         self.node.background(self._step_down())

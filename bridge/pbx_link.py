@@ -19,6 +19,7 @@ from bridge.ami.actions import AmiError
 from bridge.ami.client import AmiClient
 from bridge.ami.message import AmiMessage
 from bridge.calls.pipeline import CallPipeline
+from bridge.calls.tracker import Touch, touch_of
 from bridge.settings import PbxSettings
 
 log = logging.getLogger("callbridge")
@@ -42,8 +43,10 @@ class PbxLink:
         self.client.max_message_bytes = settings.max_message_bytes  # read by each AmiProtocol's framer
         self.queue_status: list[AmiMessage] = []
         self.resync_listeners: list[ResyncListener] = []
-        # What the owner fed its model, for the cluster's followers (cluster.replica).
+        # What the owner fed its model, for the cluster's followers (bridge.cluster_node):
+        # each event the model took, and the trace of each inert one.
         self.on_fed: Callable[[AmiMessage], None] | None = None
+        self.on_touched: Callable[[Touch], None] | None = None
         self.on_resynced: Callable[[list[AmiMessage], list[AmiMessage], float], None] | None = None
         self.on_alive: Callable[[float], None] | None = None
         self.on_lost: Callable[[], None] | None = None
@@ -89,9 +92,11 @@ class PbxLink:
         self.events_handled += 1
         event.pbx = self.id
         self.note_pbx_time(event)
-        self.pipeline.feed(event)
-        if self.on_fed is not None:
-            self.on_fed(event)
+        if self.pipeline.feed(event):
+            if self.on_fed is not None:
+                self.on_fed(event)
+        elif self.on_touched is not None:  # inert: followers need only its trace
+            self.on_touched(touch_of(event))
         # The last event queued before the snapshot is handled: apply it now, not when
         # (or if) another event arrives.
         if self._pending_resync is not None and self.events_handled >= self._pending_resync[1]:

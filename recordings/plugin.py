@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from recordings.http import RecordingsApi, setup_recordings
 from recordings.pages import add_review_pages
-from recordings.recorder import Recorder
+from recordings.recorder import RAW_EVENTS, Recorder
 from recordings.review_store import ReviewStore
 from recordings.settings import RecordingSettings
 from recordings.store import RecordingStore
@@ -25,7 +25,7 @@ def attach_recordings(parts: BridgeParts, settings: RecordingSettings) -> Record
     # Only the PBX's owner records (one node in a cluster): every node would start a MixMonitor.
     parts.pipeline.subscribe(lambda event: recorder.handle(event) if parts.owns(event.call.pbx) else None)
     parts.pipeline.subscribe_raw(
-        lambda event: recorder.on_ami_event(event) if parts.owns(event.pbx or main) else None)
+        lambda event: recorder.on_ami_event(event) if parts.owns(event.pbx or main) else None, RAW_EVENTS)
     parts.on_owned(recorder.adopt)  # a cluster's takeover: the last owner's unfinished rows
     reviews = ReviewStore(parts.store, settings.review_criteria)
     setup_recordings(parts.app, RecordingsApi(settings, store, reviews, AuditLog(parts.store), parts.store,

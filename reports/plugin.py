@@ -10,7 +10,7 @@ from aiohttp import web
 from bridge.ami.message import AmiMessage
 from bridge.calls.channel_names import OperatorDirectory
 from reports.http import ReportsApi, add_report_routes
-from reports.member_log import MemberLog
+from reports.member_log import MEMBER_EVENTS, MemberLog
 from reports.service import ReportService
 from reports.settings import ReportSettings
 from web.audit_log import AuditLog
@@ -41,7 +41,8 @@ def attach_reports(parts: BridgeParts, settings: ReportSettings | None = None) -
     def owned(items: list[AmiMessage]) -> bool:  # in a cluster only the PBX's owner writes its rows
         return bool(items) and parts.owns(items[0].pbx or main)
 
-    parts.pipeline.subscribe_raw(lambda event: member_log.on_ami_event(event) if owned([event]) else None)
+    parts.pipeline.subscribe_raw(lambda event: member_log.on_ami_event(event) if owned([event]) else None,
+                                 MEMBER_EVENTS)
     parts.on_resync(lambda channels, queue_status, at, pbx:
                     member_log.on_resync(channels, queue_status, at) if parts.owns(pbx) else None)
     service = ReportService(parts.store, settings, timezone=parts.timezone, clock=parts.clock,

@@ -51,6 +51,9 @@ from supervision.supervisor_actions import (
 from web.features import PbxFacts
 from web.users import resolve_pbx
 
+# The AMI events on_ami_event reads ("*": a prefix).
+RAW_EVENTS = ("Queue*", "Agent*", "ChanSpy*", "OriginateResponse", "Newchannel")
+
 log = logging.getLogger("callbridge.wallboard")
 
 __all__ = ["CLOCK_STEP_BACK", "ActionResult", "PendingSpy", "SupervisorError", "WallboardService",
@@ -157,7 +160,7 @@ class WallboardService(SpyTracking, SupervisorActions):
             sites[pbx] = site
         self.sites = sites
         pipeline.subscribe(self.on_call_event)
-        pipeline.subscribe_raw(self.on_ami_event)
+        pipeline.subscribe_raw(self.on_ami_event, RAW_EVENTS)
 
     async def start(self) -> None:
         if self.history is not None:

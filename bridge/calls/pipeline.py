@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterable
 from bridge.ami.message import AmiMessage
 from bridge.calls.events import DomainEvent
 from bridge.calls.resync import resync_calls
-from bridge.calls.tracker import CallTracker
+from bridge.calls.tracker import CallTracker, Touch, touch_of
 from bridge.calls.working import Call
 
 log = logging.getLogger(__name__)
@@ -35,33 +35,59 @@ class CallPipeline:
         self._subscribers: list[Subscriber] = []
         self._raw_subscribers: list[Callable[[AmiMessage], None]] = []
         self.events_in = 0
+        self.events_inert = 0  # dropped before the model: no rule or raw subscriber reads them
+        self._raw_all = False  # a raw subscriber reads every event
+        self._raw_names: set[str] = set()
+        self._raw_prefixes: tuple[str, ...] = ()
         self.events_by_pbx: dict[str, int] = {}  # for /metrics
         self.current: AmiMessage | None = None  # the event being fed (subscribers may read it)
 
     def subscribe(self, subscriber: Subscriber) -> None:
         self._subscribers.append(subscriber)
 
-    def subscribe_raw(self, subscriber: Callable[[AmiMessage], None]) -> None:
-        """Also see every AMI event, after the call-state model (queue and spy events
-        that are not about calls: the wallboard's queue figures, ChanSpy sessions)."""
+    def subscribe_raw(self, subscriber: Callable[[AmiMessage], None],
+                      events: Iterable[str] | None = None) -> None:
+        """Also see AMI events, after the call-state model (queue and spy events that are not
+        about calls: the wallboard's queue figures, ChanSpy sessions). `events`: the names it
+        reads ("Queue*": a prefix); without them it sees every event, and no event counts
+        as inert (see `feed`)."""
         self._raw_subscribers.append(subscriber)
+        if events is None:
+            self._raw_all = True
+            return
+        for name in events:
+            if name.endswith("*"):
+                self._raw_prefixes += (name[:-1],)
+            else:
+                self._raw_names.add(name)
 
-    def feed(self, event: AmiMessage) -> None:
+    def feed(self, event: AmiMessage) -> bool:
+        """Feed one event; False if it was inert (CallTracker.is_inert) and no raw subscriber
+        reads it: then only its trace (`touch_of`) was kept, and that is all a cluster's owner
+        publishes of it (followers `touch`)."""
         self.events_in += 1
-        self.current = event
         tracker = self.trackers.get(event.pbx, self.tracker) if event.pbx else self.tracker
         self.events_by_pbx[tracker.pbx] = self.events_by_pbx.get(tracker.pbx, 0) + 1
+        if not self._raw_all and tracker.is_inert(event) and not self._raw_reads(event.event or ""):
+            self.events_inert += 1
+            tracker.touch(*touch_of(event))
+            return False
+        self.current = event
         try:
             produced = tracker.handle(event)
         except Exception:  # one malformed event must never stop the bridge
             log.exception("call-state model failed on %r; event skipped", event)
-            return
+            return True
         self._publish(produced)
         for subscriber in self._raw_subscribers:
             try:
                 subscriber(event)
             except Exception:
                 log.exception("raw subscriber %r failed on %s", subscriber, event.event)
+        return True
+
+    def _raw_reads(self, name: str) -> bool:
+        return name in self._raw_names or name.startswith(self._raw_prefixes)
 
     def feed_all(self, events: Iterable[AmiMessage]) -> None:
         for event in events:
@@ -80,6 +106,10 @@ class CallPipeline:
         tracker = self._of(pbx)
         resync_calls(tracker, channels, at)
         self._publish(tracker.take_events())
+
+    def touch(self, touch: Touch, pbx: str | None = None) -> None:
+        """An inert event's trace, as a follower gets it from the PBX's owner."""
+        self._of(pbx).touch(*touch)
 
     def note_alive(self, at: float, pbx: str | None = None) -> None:
         """A Ping reply's PBX time (see CallTracker.note_alive)."""

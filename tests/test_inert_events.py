@@ -1,0 +1,96 @@
+"""Inert events (CallTracker.is_inert): dropped before the model, only their trace kept.
+
+The model must come out exactly as if it had handled them (every capture, every call's
+record and last-seen time, the PBX's last proof of life), and a cluster's follower fed
+only what the owner publishes (the events its model took, the traces of the others) must
+hold exactly the owner's state, lost calls' end times included."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from bridge.ami.message import AmiMessage
+from bridge.calls.events import CallEnded, DomainEvent
+from bridge.calls.pipeline import CallPipeline
+from bridge.calls.tracker import touch_of
+from cluster.stream import pack_payload, unpack_payload
+from tests.capture_facts import CAPTURES, capture_events
+
+
+def run(events: list[AmiMessage], *, filtering: bool) -> tuple[CallPipeline, list[dict[str, object]]]:
+    pipeline = CallPipeline()
+    ended: list[dict[str, object]] = []
+
+    def on_event(event: DomainEvent) -> None:
+        if isinstance(event, CallEnded):
+            ended.append(ended_row(event))
+
+    pipeline.subscribe(on_event)
+    if not filtering:
+        pipeline.subscribe_raw(lambda event: None)  # reads every event: none is inert
+    pipeline.feed_all(events)
+    return pipeline, ended
+
+
+def ended_row(event: DomainEvent) -> dict[str, object]:
+    return {**event.call.replay_dict(), "last_seen_at": event.call.last_seen_at}
+
+
+def state(pipeline: CallPipeline) -> tuple[object, ...]:
+    tracker = pipeline.tracker
+    live = sorted((c.call_id, json.dumps(c.snapshot().replay_dict(), sort_keys=True, default=str),
+                   c.last_seen_at) for c in tracker.live_calls())
+    return tuple(live), tracker.last_alive_at
+
+
+@pytest.mark.parametrize("name", CAPTURES)
+def test_dropping_inert_events_changes_nothing(name: str) -> None:
+    events = capture_events(name)
+    with_filter, ended = run(events, filtering=True)
+    without, ended_all = run(events, filtering=False)
+    assert state(with_filter) == state(without)
+    with_filter.close_all()  # the PBX lost for good: live calls end at their last proof of life
+    without.close_all()
+    assert ended == ended_all
+    assert without.events_inert == 0
+
+
+def test_most_of_a_busy_pbx_is_inert() -> None:
+    pipeline, _ = run(capture_events("burst_20_calls"), filtering=True)
+    assert pipeline.events_inert / pipeline.events_in > 0.4
+
+
+def test_a_raw_subscriber_keeps_the_events_it_names() -> None:
+    seen: list[str] = []
+    pipeline = CallPipeline()
+    pipeline.subscribe_raw(lambda event: seen.append(event.event or ""), ("Newexten", "DeviceState*"))
+    pipeline.feed_all(capture_events("queue_answered"))
+    names = {e.event for e in capture_events("queue_answered")}
+    assert {"Newexten", "DeviceStateChange"} <= set(seen)
+    assert "Cdr" in names and "Cdr" not in seen  # inert, and nobody asked for it
+
+
+@pytest.mark.parametrize("name", ["pbx_restart_part1", "burst_20_calls", "attended_transfer",
+                                  "recording", "queue_abandoned"])
+def test_a_follower_fed_what_the_owner_publishes_holds_the_owners_state(name: str) -> None:
+    owner, follower = CallPipeline(), CallPipeline()
+    owner_ended: list[dict[str, object]] = []
+    follower_ended: list[dict[str, object]] = []
+    for pipeline, out in ((owner, owner_ended), (follower, follower_ended)):
+        pipeline.subscribe(lambda e, out=out: out.append(ended_row(e)) if isinstance(e, CallEnded) else None)
+    published = 0
+    for event in capture_events(name):
+        # Through the stream's own encoding, as bridge.cluster_node publishes and reads.
+        if owner.feed(event):
+            follower.feed(unpack_payload(*pack_payload(event)))
+            published += 1
+        else:
+            at, alive, channel = unpack_payload(*pack_payload(touch_of(event)))
+            follower.touch((float(at), bool(alive), channel))
+        assert state(follower) == state(owner)
+    owner.close_all()
+    follower.close_all()
+    assert follower_ended == owner_ended and owner_ended
+    assert published < owner.events_in
