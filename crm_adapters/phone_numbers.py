@@ -11,6 +11,7 @@ would turn typos into numbers. Keep the `phonenumbers` package current for new r
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 from typing import Literal
@@ -60,6 +61,7 @@ def is_anonymous(raw: str | None) -> bool:
     return text.casefold() in ANONYMOUS_IDS or not _DIGITS.search(text) or bool(_ZEROS.match(text))
 
 
+@functools.lru_cache(maxsize=4096)  # a call's number is asked about again and again
 def normalize(raw: str | None, default_region: str = "RU") -> str | None:
     """E.164 for a customer number (`+74951234567`), None for anything else."""
     if raw is None or is_anonymous(raw):

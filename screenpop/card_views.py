@@ -3,6 +3,7 @@ card's `CallerView` and `HistoryItem`s (no I/O)."""
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, timedelta
 
@@ -23,6 +24,7 @@ CALL_LOG_SOURCE = "call_log"  # the bridge's own call log as a history source (i
 _ECHO_WINDOW = timedelta(days=1)  # a note is saved during or shortly after its call
 
 
+@functools.lru_cache(maxsize=4096)  # every card of a call, every update: the same few numbers
 def format_number(raw: str | None, region: str = "RU") -> str:
     """"+7 495 123-45-67" for a phone number, the raw text for anything else (an extension)."""
     if raw is None or is_anonymous(raw):
