@@ -164,6 +164,8 @@ class Hub:
         self._by_extension: dict[tuple[str, str], set[Connection]] = {}  # (pbx, extension) ->
         self._all: set[Connection] = set()
         self.dropped = 0
+        # Told each page's first frame once it is registered (its cards' history is due).
+        self.on_attach: Callable[[Hello], None] | None = None
 
     def attach(self, ws: web.WebSocketResponse, user: SignedInUser, hello: Hello,
                transport: asyncio.BaseTransport | None = None, pbx: str | None = None) -> Connection:
@@ -178,6 +180,8 @@ class Hub:
         self._all.add(conn)
         for ext in conn.extensions:
             self._by_extension.setdefault((conn.pbx, ext), set()).add(conn)
+        if self.on_attach is not None:
+            self.on_attach(hello)
         return conn
 
     def detach(self, conn: Connection) -> None:
@@ -188,6 +192,10 @@ class Hub:
                 conns.discard(conn)
                 if not conns:
                     del self._by_extension[(conn.pbx, ext)]
+
+    def watching(self, pbx: str, extension: str) -> bool:
+        """Is a page of this (PBX, extension) open on this node? (Cheap: one dict lookup.)"""
+        return any(c.closing is None for c in self._by_extension.get((pbx, extension), ()))
 
     def push(self, messages: Iterable[Card | CardRemoved]) -> None:
         """Send each card to the connections of its operator's extension on its PBX. Never blocks."""

@@ -6,7 +6,9 @@
   before any phone rings) and shared by every operator it rings. While that lookup is
   within its time budget the call's first cards are held back, so the card normally pops
   with the caller's name; a later (final) answer updates the cards in place. A found
-  caller's history follows as another in-place update.
+  caller's history follows as another in-place update, but only on a node where a page
+  shows a card of the call (every node of a cluster runs these rules for every call, and
+  the history's queries are costly): screenpop.card_history.CardHistory says when.
 - Notes: kept on the card (and carried to the next operator on a transfer), stored in the
   built-in CRM as a note interaction (by contact, or by number for an unknown caller) and,
   once the call has ended, logged to the CRM with the call (`LookupService.log_call`).
@@ -36,6 +38,7 @@ from crm_adapters.errors import CrmError, CrmNotSupported, CrmRejected
 from crm_adapters.lookup import CallerCard, LogResult, LookupService
 from crm_adapters.phone_numbers import normalize
 from screenpop.call_notes import CallNotes, NoteNotSaved
+from screenpop.card_history import CardHistory
 from screenpop.cards import CardBook, Outgoing, call_of, operator_of
 from screenpop.history_calls import call_transfers
 from screenpop.hub import Hub
@@ -92,6 +95,8 @@ class ScreenPopService:
         # Notes go to the built-in CRM: the one given, else the first configured.
         self.notes = notes or next((a for a in lookup.adapters if isinstance(a, BuiltinCrm)), None)
         self.call_notes = CallNotes(lookup, self.notes, self.book, self.region)
+        self.card_history = CardHistory(self.book, self.hub, self._fetch_history)
+        self.hub.on_attach = lambda hello: self.card_history.opened(hello.cards)
         self._looked_up: dict[str, str | None] = {}  # call id -> number asked about
         self._held: dict[str, set[str]] = {}  # call id -> card ids waiting for the first lookup
         # /metrics: a ring's card pop, from the ring's AMI arrival (at the PBX's owner: the
@@ -165,6 +170,8 @@ class ScreenPopService:
         self._push(messages)
         if isinstance(event, CallEnded):
             self._looked_up.pop(call_id, None)
+            if not self.book.knows(call_id):
+                self.card_history.forget(call_id)
             for card_id in [k for k in self._ring_arrival if call_of(k) == call_id]:
                 del self._ring_arrival[card_id]  # rung, but never shown
 
@@ -199,7 +206,7 @@ class ScreenPopService:
         self._follow_up(call_id, found)
 
     def _follow_up(self, call_id: str, found: CallerCard) -> None:
-        """A final answer about the caller: fetch his history for the card."""
+        """A final answer about the caller: his history for the cards, once one is watched here."""
         if not found.final or not self.settings.history_items or not self.book.knows(call_id):
             return
         contact = found.contact
@@ -207,7 +214,10 @@ class ScreenPopService:
             # Unknown caller: the built-in CRM still has notes and calls from his number.
             contact = Contact(id="", display_name=found.e164, phones=[found.e164], source=self.notes.name)
         if contact is not None:
-            self._loop_task(self._history(call_id, contact, contact.id or found.e164), f"history {call_id}")
+            self.card_history.want(call_id, contact, contact.id or found.e164)
+
+    def _fetch_history(self, call_id: str, contact: Contact, key: str | None) -> None:
+        self._loop_task(self._history(call_id, contact, key), f"history {call_id}")
 
     async def _history(self, call_id: str, contact: Contact, key: str | None) -> None:
         items = await self.lookup.history(contact, self.settings.history_items)
@@ -228,6 +238,7 @@ class ScreenPopService:
 
     def _to_hub(self, messages: list[Outgoing]) -> None:
         self.hub.push(messages)
+        self.card_history.shown(messages)  # after the push: a due history follows the card
         if self._ring_arrival and self.on_pop is not None:
             now = time.time()
             for message in messages:
@@ -259,6 +270,7 @@ class ScreenPopService:
         removed = self.book.expire()
         self._push(list(removed))
         self.call_notes.forget_gone()
+        self.card_history.forget_gone()
         return removed
 
     # -- the console --------------------------------------------------------------------------
@@ -357,6 +369,8 @@ class ScreenPopService:
         removed = self.book.dismiss(call_id, ext)
         if removed is not None:
             self._push([removed])
+            if not self.book.knows(call_id):
+                self.card_history.forget(call_id)
             if code is not None:
                 await self.call_notes.store_wrapup(call_id, ext, code)
                 if record is not None and not record.live:
