@@ -43,7 +43,7 @@ from screenpop.cards import CardBook, Outgoing, call_of, operator_of
 from screenpop.history_calls import call_transfers
 from screenpop.hub import Hub
 from screenpop.messages import AgentState, Card, CardRemoved, Clock, ConsoleInfo, Hello
-from screenpop.operator_state import AgentStates, PbxClock, PbxScope
+from screenpop.operator_state import MEMBER_EVENTS, AgentStates, PbxClock, PbxScope
 from screenpop.settings import ConsoleSettings
 from web.users import SignedInUser
 
@@ -116,7 +116,7 @@ class ScreenPopService:
         self.pbxes.ids = tuple(pipeline.trackers)  # the first is the main one
         self._pipeline = pipeline
         pipeline.subscribe(self)
-        pipeline.subscribe_raw(self.on_raw)
+        pipeline.subscribe_raw(self.on_raw, (*MEMBER_EVENTS, "QueueMemberRemoved"))
 
     def on_raw(self, event: AmiMessage) -> None:
         """Queue member events: the operator's own state, pushed to his pages (his PBX's)."""
