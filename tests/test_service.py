@@ -60,6 +60,10 @@ async def test_live_run_logs_what_the_offline_replay_gives(tmp_path: Path) -> No
             await service.stop()
     assert logged == offline(CALLS)
     assert sim.actions[1]["Action"] == "CoreShowChannels"  # resync right after login
+    # Every feature names the raw events it reads: the inert ones (most of them) skip the
+    # model and its subscribers (bridge.calls.pipeline), in the product as in the replay.
+    assert len(service.pipeline._raw_subscribers) >= 4  # wallboard, recorder, member log, screen pop
+    assert service.pipeline.events_inert > service.pipeline.events_in / 3
 
 
 async def test_connection_dropped_mid_call_loses_and_duplicates_nothing(tmp_path: Path) -> None:
