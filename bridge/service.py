@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import errno
-import gc
 import logging
 import os
 import signal
@@ -33,6 +32,7 @@ from bridge.call_log.writer import CallLogWriter
 from bridge.calls.pipeline import CallPipeline
 from bridge.calls.tracker import CallTracker
 from bridge.cluster_node import ClusterNode
+from bridge.gc_schedule import CollectorSchedule
 from bridge.metrics import BridgeMetrics
 from bridge.pbx_link import PbxLink, ResyncListener
 from bridge.settings import CallbridgeSettings, ConfigError
@@ -82,6 +82,7 @@ class BridgeService:
         self.web_runner: web.AppRunner | None = None
         self.web_address: tuple[str, int] | None = None
         self.stuck: list[str] = []  # what did not finish within its budget at stop()
+        self.gc = CollectorSchedule()
 
     @property
     def client(self) -> AmiClient:
@@ -107,10 +108,8 @@ class BridgeService:
             for link in self.links.values():
                 await link.start()
         # Everything made so far (imports, settings, the web app) lives as long as the
-        # process: keep it out of the collector, whose full passes over it stalled the
-        # event loop for ~100-190 ms (bench/screenpop_latency.py), to ~11 ms.
-        gc.collect()
-        gc.freeze()
+        # process: frozen out of the collector, which runs on a timer from now on.
+        self.gc.start()
         log.info("bridge started: %s %s, call log %s", "PBXes" if len(self.links) > 1 else "PBX",
                  ", ".join(self.links), self.store.engine.url.render_as_string(hide_password=True))
 
@@ -244,6 +243,7 @@ class BridgeService:
             self.stuck.append("call log writer")
         await _bounded(self.lookup.close(), _CLOSE_BUDGET, "CRM lookup", self.stuck)
         await _bounded(self.store.close(), _CLOSE_BUDGET, "call log database", self.stuck)
+        await self.gc.stop()
         log.info("bridge stopped%s", f" (gave up on: {', '.join(self.stuck)})" if self.stuck else "")
 
 
