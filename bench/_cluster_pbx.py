@@ -28,7 +28,7 @@ START_DELAY = 1.0  # seconds from the login to the first event
 
 def pbx_main(path: str, port: int, speed: float, conn: Any) -> None:
     with contextlib.suppress(OSError):
-        os.nice(5)  # the load generator gives way to the nodes and browsers it measures
+        os.nice(10)  # the load generator gives way to the nodes and browsers it measures
     asyncio.run(_pbx(path, port, speed, conn))
 
 

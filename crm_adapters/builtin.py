@@ -226,6 +226,9 @@ class BuiltinCrm(CrmAdapter):
             await self._store.open()  # migrates to head: the CRM tables come with 0002
         except (OSError, SQLAlchemyError) as exc:
             raise CrmUnavailable(f"cannot open the database: {exc}", adapter=self.name) from exc
+        # The lookup connection now, not with the first caller (whose card waits for it):
+        # a PostgreSQL connect under load took ~50 ms (bench/cluster.py's first pops).
+        await self.find_contact("+0")
 
     async def close(self) -> None:
         if self._lookups is not None:

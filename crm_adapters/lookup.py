@@ -63,6 +63,7 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
+_SAMPLE_NUMBER = "0123456789"  # national: its parse reads the default region's metadata
 
 Listener = Callable[[CallerCard], Awaitable[None] | None]
 
@@ -99,6 +100,8 @@ class LookupService:
         return cls(build_adapters(settings, store), settings, call_log=store, **kwargs)
 
     async def open(self) -> None:
+        # phonenumbers reads a region's metadata on its first number: before the first call.
+        normalize(_SAMPLE_NUMBER, self.settings.default_region)
         for adapter in self.adapters:
             try:
                 await adapter.open()
