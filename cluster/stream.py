@@ -34,7 +34,7 @@ One publisher per epoch: (epoch, seq) must never be reused. The owner's first en
 epoch should be a resync (it has a fresh AMI session); a new epoch is not a gap.
 
 A stream, not pub/sub: pub/sub drops whatever a subscriber misses while its connection is
-down, without telling it; a stream keeps the last `maxlen` entries, so a reader that was
+down, without telling it; a stream keeps about the last `maxlen` entries, so a reader that was
 away a moment reads on from its last id and misses nothing.
 """
 
@@ -171,7 +171,10 @@ class PbxStreamPublisher:
         self.pbx = pbx
         self.node = node or default_node_id()
         self.key = events_key(namespace, pbx)
-        self.maxlen = maxlen
+        self.maxlen = maxlen  # entries kept (about: Redis trims whole nodes), not Redis entries
+        self._kept: deque[tuple[str, int]] = deque()  # (Redis id, entries in it) of ours, oldest first
+        self._kept_total = 0
+        self._trim_id: str | None = None  # XADD MINID: None until we wrote `maxlen` entries
         self.max_queue = max_queue
         self.batch_max = batch_max
         self.heartbeat_interval = heartbeat_interval
@@ -253,13 +256,16 @@ class PbxStreamPublisher:
                         self.publish(HEARTBEAT, None, epoch=self._epoch)
                 continue
             batch = list(islice(self._queue, self.batch_max))
+            runs = _runs(batch)  # one Redis entry per epoch's run of seqs
             try:
                 async with self._redis.pipeline(transaction=False) as pipe:
-                    for run in _runs(batch):  # one Redis entry per epoch's run of seqs
+                    for run in runs:
                         _, epoch, seq = run[0][:3]
+                        # Trimmed below our oldest entry within the newest `maxlen`: a Redis
+                        # entry holds a burst, so MAXLEN (Redis entries) would not bound it.
                         pipe.xadd(self.key, batch_fields(epoch, seq, self.node, [r[3:] for r in run]),
-                                  maxlen=self.maxlen, approximate=True)
-                    await pipe.execute()
+                                  minid=self._trim_id, approximate=True)
+                    ids = await pipe.execute()
             except (RedisError, OSError) as exc:
                 # The whole batch goes again: what Redis may have taken before the break comes
                 # twice, and readers drop the repeats by seq.
@@ -267,6 +273,7 @@ class PbxStreamPublisher:
                 continue
             if self._outage.down:
                 self._outage.recovered(f"{len(self._queue)} queued, {self.dropped} dropped so far")
+            self._note_written(ids, runs)
             last = batch[-1][0]
             while self._queue and self._queue[0][0] <= last:  # overflow may have taken some already
                 self._queue.popleft()
@@ -274,6 +281,16 @@ class PbxStreamPublisher:
             if not self._queue:
                 self._drop_warned = False
             self._written.set()
+
+
+    def _note_written(self, ids: list[Any], runs: list[list[_Queued]]) -> None:
+        for entry_id, run in zip(ids, runs, strict=True):
+            self._kept.append((text(entry_id), len(run)))
+            self._kept_total += len(run)
+        while len(self._kept) > 1 and self._kept_total - self._kept[0][1] >= self.maxlen:
+            self._kept_total -= self._kept.popleft()[1]
+        if self._kept_total >= self.maxlen:
+            self._trim_id = self._kept[0][0]
 
 
 class PbxStreamReader:

@@ -18,6 +18,7 @@ from cluster.stream import (
     batch_fields,
     entry_fields,
     pack_payload,
+    parse_entries,
     unpack_payload,
 )
 from tests.cluster.redis_server import RedisServer, redis_fixture, redis_server_fixture, until  # noqa: F401
@@ -302,3 +303,19 @@ async def test_a_failing_callback_does_not_stop_the_reader(redis: Redis) -> None
     await until(lambda: got == [1, 3])
     await publisher.stop()
     await reader.stop()
+
+
+async def test_the_stream_keeps_about_maxlen_entries_however_they_are_bunched(redis: Redis) -> None:
+    await redis.config_set("stream-node-max-entries", 10)  # approximate trimming: 10 Redis entries' slack
+    key = events_key("callbridge", PBX)
+    publisher = PbxStreamPublisher(redis, PBX, node="n1", maxlen=200)
+    await publisher.start()
+    events = numbered(1000)
+    for burst in range(100):  # bursts of 10: one Redis entry each
+        for event in events[burst * 10:(burst + 1) * 10]:
+            publisher.publish("event", event, epoch=1)
+        assert await publisher.flush(5)
+    await publisher.stop()
+    kept = [e for entry_id, fields in await redis.xrange(key) for e in parse_entries(entry_id, fields)]
+    assert 200 <= len(kept) <= 200 + 10 * 10 + 10
+    assert [e.seq for e in kept] == list(range(1001 - len(kept), 1001))  # the newest, in order
