@@ -315,6 +315,9 @@ class BuiltinCrm(CrmAdapter):
         phones = set(contact.phones)
         try:
             async with self.engine.connect() as conn:
+                # Reads only: no BEGIN and ROLLBACK round trips around each (a card's history,
+                # on every node showing it, under load).
+                await conn.execution_options(isolation_level="AUTOCOMMIT")
                 if mine:
                     phones |= set((await conn.scalars(
                         select(PHONES.c.e164).where(PHONES.c.contact_id == int(contact.id)))).all())
