@@ -152,10 +152,7 @@ class ScreenPopService:
     def __call__(self, event: DomainEvent) -> None:
         call_id, pbx = event.call_id, event.call.pbx
         clock = self.pbxes.clock(pbx)
-        if isinstance(event, CallRinging | CallAnswered) and clock.observe(event.at):
-            frame = Clock(server_time=self.wall_clock(), pbx_offset=clock.offset)
-            # To that PBX's operators only: their cards' times are in its clock.
-            self.hub.send("\0clock", frame.model_dump_json(), pbx=pbx if self.pbxes.several else None)
+        clock_moved = isinstance(event, CallRinging | CallAnswered) and clock.observe(event.at)
         if isinstance(event, CallEnded) and any(self.call_notes.of_call(call_id).values()):
             # Taken before the book may forget the call (its last card gone at hang-up).
             self._loop_task(self.call_notes.log_finished(event.call, self.call_notes.of_call(call_id),
@@ -168,6 +165,12 @@ class ScreenPopService:
                     self._ring_arrival.setdefault(message.card_id, arrival)
         self._start_lookup(event)  # before the push: a new call's first cards wait for the lookup
         self._push(messages)
+        if clock_moved:
+            # To that PBX's operators only: their cards' times are in its clock. After the
+            # cards: this frame goes to every page of the PBX (1,000 sockets on a busy node),
+            # and the rung operator's card must not wait behind them.
+            frame = Clock(server_time=self.wall_clock(), pbx_offset=clock.offset)
+            self.hub.send("\0clock", frame.model_dump_json(), pbx=pbx if self.pbxes.several else None)
         if isinstance(event, CallEnded):
             self._looked_up.pop(call_id, None)
             if not self.book.knows(call_id):

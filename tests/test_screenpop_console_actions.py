@@ -4,6 +4,7 @@ kept with the call, no after-call cards from before the login, the PBX's clock o
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -246,4 +247,23 @@ async def test_hello_leaves_out_after_call_cards_from_before_the_login_and_sends
     # Told when it moved (the test's server clock stands still while the capture's 2 s pass).
     assert 1 <= len(clock_frames) <= 2
     assert all(f["pbx_offset"] == pytest.approx(-1000, abs=5) for f in clock_frames)
+    await lookup.close()
+
+
+async def test_the_rung_operators_card_leaves_before_the_clock_frame_to_every_page() -> None:
+    lookup = LookupService([])
+    service = ScreenPopService(lookup, wall_clock=lambda: 1795508277.0 + 1000)  # the PBX runs late
+    sent: list[str] = []
+    push = service.hub.push
+    service.hub.push = lambda messages: (sent.extend(m.card_id for m in messages), push(messages))  # type: ignore[method-assign]
+    service.hub.send = lambda key, text, **_: sent.append(key)  # type: ignore[method-assign]
+    pipeline = CallPipeline()
+    service.attach(pipeline)
+    for message in capture_events(capture_bytes("queue_answered")):
+        if message.is_event:
+            pipeline.feed(message)
+            for _ in range(3):  # the caller's lookup answers before the phone rings, as it does live
+                await asyncio.sleep(0)
+    first_clock = sent.index("\0clock")
+    assert first_clock > 0 and ":101" in sent[first_clock - 1]  # the ring's card, then the clock
     await lookup.close()
