@@ -79,6 +79,9 @@ class AuthSession:
     last_seen_at: float = 0.0  # epoch seconds of the last activity (the idle timer's start)
 
 
+_SWEEP_STEP = 200  # sessions per query of the open pages' sweep
+
+
 def _hash_token(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
@@ -213,8 +216,10 @@ class Auth:
         """Token hash -> user for the sessions still live (for the open pages' sweep)."""
         found: dict[str, User] = {}
         hashes = sorted(token_hashes)
-        for i in range(0, len(hashes), 500):  # bounded IN lists
-            live, _expired = await self._read_sessions(hashes[i:i + 500])
+        # Bounded IN lists; and a node with 1,000 open pages reads them in short steps, so
+        # cards wait a few ms for the loop, not tens of ms (bench/cluster.py).
+        for i in range(0, len(hashes), _SWEEP_STEP):
+            live, _expired = await self._read_sessions(hashes[i:i + _SWEEP_STEP])
             found.update({h: s.user for h, s in live.items()})
         return found
 
