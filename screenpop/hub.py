@@ -36,6 +36,7 @@ log = logging.getLogger(__name__)
 
 _HELLO = "\0hello"  # buffer key of the Hello frame (card ids never start with NUL)
 WITHDRAWN_KEPT = 32  # withdrawn card ids a connection remembers
+BROADCAST_STEP = 100  # pages a frame to all goes to per turn of the event loop
 
 
 class Connection:
@@ -166,6 +167,7 @@ class Hub:
         self.dropped = 0
         # Told each page's first frame once it is registered (its cards' history is due).
         self.on_attach: Callable[[Hello], None] | None = None
+        self._latest: dict[tuple[str, str | None], str] = {}  # (frame key, PBX) -> newest broadcast text
 
     def attach(self, ws: web.WebSocketResponse, user: SignedInUser, hello: Hello,
                transport: asyncio.BaseTransport | None = None, pbx: str | None = None) -> Connection:
@@ -218,9 +220,25 @@ class Hub:
         extension of `pbx` (the main one if None), of every user on `pbx`, or to all; `key`
         (starting with NUL) keeps only the newest waiting one."""
         if extension is not None:
-            targets = list(self._by_extension.get((pbx or DEFAULT_PBX, extension), ()))
-        else:
-            targets = [c for c in self._all if pbx is None or c.pbx == pbx]
+            self._offer(list(self._by_extension.get((pbx or DEFAULT_PBX, extension), ())), key, text)
+            return
+        self._latest[(key, pbx)] = text
+        self._broadcast([c for c in self._all if pbx is None or c.pbx == pbx], key, pbx)
+
+    def _broadcast(self, targets: list[Connection], key: str, pbx: str | None) -> None:
+        """To every page, BROADCAST_STEP pages per turn of the loop: a frame to 1,000 sockets
+        at once is ~30 ms of writes, which a card popping meanwhile would wait behind. Each
+        step offers the newest text of that frame (a later broadcast may have overtaken)."""
+        step, rest = targets[:BROADCAST_STEP], targets[BROADCAST_STEP:]
+        self._offer(step, key, self._latest[(key, pbx)])
+        if not rest:
+            return
+        try:
+            asyncio.get_running_loop().call_soon(self._broadcast, rest, key, pbx)
+        except RuntimeError:  # no loop (an offline use): all at once
+            self._offer(rest, key, self._latest[(key, pbx)])
+
+    def _offer(self, targets: list[Connection], key: str, text: str) -> None:
         for conn in targets:
             if not conn.offer(key, text, "frame"):
                 self.dropped += 1

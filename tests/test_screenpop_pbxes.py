@@ -24,7 +24,7 @@ from crm_adapters.builtin import BuiltinCrm
 from crm_adapters.lookup import LookupService
 from screenpop.app import create_web_app
 from screenpop.console_http import SCREENPOP_KEY
-from screenpop.hub import Hub
+from screenpop.hub import BROADCAST_STEP, Hub
 from screenpop.messages import CallerView, Card, CardRemoved, Hello
 from screenpop.screenpop_service import ScreenPopService
 from tests.capture_facts import capture_bytes
@@ -204,3 +204,19 @@ async def test_the_hub_finds_connections_by_pbx_and_extension() -> None:
     for sock in socks.values():
         await sock.close()
     await asyncio.gather(*tasks)
+
+
+async def test_a_frame_to_every_page_goes_out_a_step_at_a_time_and_newest_wins() -> None:
+    hub = Hub()
+    hello = Hello(user="x", display_name="x", role="operator", extensions=["101"], cards=[], server_time=0.0)
+    conns = [hub.attach(StuckSocket(block=False), USERS["bob"], hello) for _ in range(250)]
+    waiting = lambda: [c._pending.get("\0clock", ("", None))[0] for c in conns]  # noqa: E731
+    hub.send("\0clock", "old", pbx="b")
+    assert waiting().count("old") == BROADCAST_STEP  # the rest on the next turns of the loop
+    hub.send("\0clock", "new", pbx="b")  # overtakes what is still to go
+    await asyncio.sleep(0)
+    await asyncio.sleep(0)
+    await asyncio.sleep(0)
+    assert waiting() == ["new"] * 250
+    hub.push([_card("b:c1", "b")])  # a card meanwhile goes to its page at once
+    assert "b:c1:101" in conns[-1]._pending
