@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections import OrderedDict
+from collections import OrderedDict, deque
 from collections.abc import Awaitable, Callable, Iterable
 
 from aiohttp import WSCloseCode, web
@@ -36,7 +36,7 @@ log = logging.getLogger(__name__)
 
 _HELLO = "\0hello"  # buffer key of the Hello frame (card ids never start with NUL)
 WITHDRAWN_KEPT = 32  # withdrawn card ids a connection remembers
-BROADCAST_STEP = 100  # pages a frame to all goes to per turn of the event loop
+BROADCAST_STEP = 100  # offers of frames that are no card per turn of the event loop
 
 
 class Connection:
@@ -167,7 +167,8 @@ class Hub:
         self.dropped = 0
         # Told each page's first frame once it is registered (its cards' history is due).
         self.on_attach: Callable[[Hello], None] | None = None
-        self._latest: dict[tuple[str, str | None], str] = {}  # (frame key, PBX) -> newest broadcast text
+        self._paced: deque[tuple[Connection, str, str]] = deque()  # send()'s offers still to make
+        self._step_due = False
 
     def attach(self, ws: web.WebSocketResponse, user: SignedInUser, hello: Hello,
                transport: asyncio.BaseTransport | None = None, pbx: str | None = None) -> Connection:
@@ -218,31 +219,34 @@ class Hub:
     def send(self, key: str, text: str, extension: str | None = None, pbx: str | None = None) -> None:
         """A frame that is no card (the operator's state, the clock) to the connections of one
         extension of `pbx` (the main one if None), of every user on `pbx`, or to all; `key`
-        (starting with NUL) keeps only the newest waiting one."""
+        (starting with NUL) keeps only the newest waiting one.
+
+        Paced, unlike cards: at most BROADCAST_STEP of these offers per turn of the event
+        loop, in the order sent. A frame to 1,000 pages at once (the clock; the operators'
+        states as a busy PBX starts) is ~30-60 ms of socket writes, which a card popping
+        meanwhile would wait behind; paced, the card goes out between two steps."""
         if extension is not None:
-            self._offer(list(self._by_extension.get((pbx or DEFAULT_PBX, extension), ())), key, text)
-            return
-        self._latest[(key, pbx)] = text
-        self._broadcast([c for c in self._all if pbx is None or c.pbx == pbx], key, pbx)
+            targets = list(self._by_extension.get((pbx or DEFAULT_PBX, extension), ()))
+        else:
+            targets = [c for c in self._all if pbx is None or c.pbx == pbx]
+        self._paced.extend((conn, key, text) for conn in targets)
+        if not self._step_due:  # else the step already due takes these in their turn
+            self._step()
 
-    def _broadcast(self, targets: list[Connection], key: str, pbx: str | None) -> None:
-        """To every page, BROADCAST_STEP pages per turn of the loop: a frame to 1,000 sockets
-        at once is ~30 ms of writes, which a card popping meanwhile would wait behind. Each
-        step offers the newest text of that frame (a later broadcast may have overtaken)."""
-        step, rest = targets[:BROADCAST_STEP], targets[BROADCAST_STEP:]
-        self._offer(step, key, self._latest[(key, pbx)])
-        if not rest:
-            return
-        try:
-            asyncio.get_running_loop().call_soon(self._broadcast, rest, key, pbx)
-        except RuntimeError:  # no loop (an offline use): all at once
-            self._offer(rest, key, self._latest[(key, pbx)])
-
-    def _offer(self, targets: list[Connection], key: str, text: str) -> None:
-        for conn in targets:
+    def _step(self) -> None:
+        self._step_due = False
+        for _ in range(min(BROADCAST_STEP, len(self._paced))):
+            conn, key, text = self._paced.popleft()
             if not conn.offer(key, text, "frame"):
                 self.dropped += 1
                 conn.drop(f"more than {self.queue_size} cards waiting")
+        if not self._paced or self._step_due:
+            return
+        try:
+            asyncio.get_running_loop().call_soon(self._step)
+            self._step_due = True
+        except RuntimeError:  # no loop (an offline use): all at once
+            self._step()
 
     def connections(self, extension: str | None = None, pbx: str = DEFAULT_PBX) -> list[Connection]:
         if extension is None:
