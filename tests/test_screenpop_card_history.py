@@ -22,7 +22,8 @@ from screenpop.app import create_web_app
 from screenpop.console_http import SCREENPOP_KEY
 from screenpop.screenpop_service import ScreenPopService
 from tests.capture_facts import capture_bytes
-from tests.test_screenpop_server import USERS, Browser, call_id_of, stand_in_auth, until
+from tests.test_screenpop_pbxes import browser
+from tests.test_screenpop_server import USERS, call_id_of, stand_in_auth, until
 
 pytestmark = pytest.mark.filterwarnings("ignore::aiohttp.web_exceptions.NotAppKeyWarning")
 
@@ -104,12 +105,6 @@ async def node() -> AsyncIterator[tuple[TestClient, ScreenPopService, CallPipeli
     finally:
         await client.close()
         await lookup.close()
-
-
-async def browser(client: TestClient, user: str) -> Browser:
-    tab = Browser(await client.ws_connect("/ws/console", headers={"X-Test-User": user}))
-    await until(lambda: tab.frames)
-    return tab
 
 
 Node = tuple[TestClient, ScreenPopService, CallPipeline, SpyCrm]
