@@ -559,6 +559,8 @@ def analyse(run: Run) -> tuple[list[str], dict[str, Any], list[Pop]]:
     pops = card_pops(rows, browsers, facts)
     took = run.takeover
     killed = took.killed_at if took else math.inf
+    took_s = took.seconds if took and not math.isnan(took.seconds) else TARGET_TAKEOVER_S
+    settled_again = killed + took_s + 1.0
     steady_end = run.started_at + args.calls / args.rate
     cross = [p for p in pops.pops if p.ring.owner != p.node]
     connected = {(b.pbx, b.extension) for b in browsers.values()}
@@ -567,6 +569,10 @@ def analyse(run: Run) -> tuple[list[str], dict[str, Any], list[Pop]]:
         "pop_cross_node": Stats.of(p.latency for p in cross),
         "pop_cross_node_stream_leg": Stats.of(p.stream_leg for p in cross),
         "pop_cross_node_rest": Stats.of(p.rest for p in cross),
+        # Without the first second of traffic (a cold start: first calls, first frames to
+        # 1,000 pages) and the second after the takeover (the new owner's resync).
+        "pop_cross_node_settled": Stats.of(p.latency for p in cross if p.ring.arrived >= run.started_at + 1.0
+                                           and not killed <= p.ring.arrived < settled_again),
         "pop_cross_node_full_rate": Stats.of(p.latency for p in cross
                                              if p.ring.arrived < min(steady_end, killed)),
         "pop_before_kill": Stats.of(p.latency for p in cross if p.ring.arrived < killed),
@@ -638,6 +644,7 @@ def analyse(run: Run) -> tuple[list[str], dict[str, Any], list[Pop]]:
         stats["pop_cross_node"].row("card pop across nodes: ring at the owner -> browser"),
         stats["pop_cross_node_stream_leg"].row("  of which: owner's AMI read -> XADD in Redis (ms)"),
         stats["pop_cross_node_rest"].row("  of which: XADD in Redis -> browser on another node"),
+        stats["pop_cross_node_settled"].row("  rings after the first second, not in the takeover's"),
         stats["pop_cross_node_full_rate"].row("  rings while new calls came at the full rate"),
         stats["pop_before_kill"].row("  rings while node1 owned both PBXes"),
         stats["pop_after_takeover_cross"].row("  rings after the takeover"),

@@ -27,13 +27,20 @@ class PbxClock:
         self.wall = wall
         self.offset = 0.0
         self.known = False
+        self.told = 0.0  # the offset the open pages have (a Hello before any event says 0)
 
     def observe(self, pbx_at: float) -> bool:
-        """Take an event's PBX time, seen now; True when the offset moved."""
+        """Take an event's PBX time, seen now; True when the pages must be told: the offset
+        moved by CLOCK_STEP or more from what they have. A PBX whose clock is ours (NTP)
+        is thus never announced to every page at its first ring, a burst of a frame per
+        page that the first cards waited behind (bench/cluster.py)."""
         offset = pbx_at - self.wall()
         if self.known and abs(offset - self.offset) < CLOCK_STEP:
             return False
         self.offset, self.known = round(offset, 3), True
+        if abs(self.offset - self.told) < CLOCK_STEP:
+            return False
+        self.told = self.offset
         return True
 
 
