@@ -36,7 +36,8 @@ from bridge.calls.events import CallEnded, CallRinging, DomainEvent
 from bridge.calls.pipeline import CallPipeline
 from bridge.calls.tracker import CallTracker
 from cluster.redis_link import DEFAULT_NAMESPACE, events_key, text
-from cluster.stream import HEARTBEAT, parse_entries
+from cluster.stream import HEARTBEAT
+from cluster.stream_entries import parse_entries
 from screenpop.cards import card_id
 
 # (pbx, entry id, fields) as XREAD gave them

@@ -40,7 +40,8 @@ from cluster.actions import ActionClient, ActionFailed, ActionServer, OwnerUnava
 from cluster.lease import Fenced, PbxLease, require_epoch
 from cluster.redis_link import connect
 from cluster.settings import ClusterSettings
-from cluster.stream import PbxStreamPublisher, PbxStreamReader, StreamEntry
+from cluster.stream import PbxStreamPublisher, PbxStreamReader
+from cluster.stream_entries import StreamEntry
 
 log = logging.getLogger("callbridge.cluster")
 

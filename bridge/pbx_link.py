@@ -18,8 +18,8 @@ from collections.abc import Callable
 from bridge.ami.actions import AmiError
 from bridge.ami.client import AmiClient
 from bridge.ami.message import AmiMessage
+from bridge.calls.inert_rules import Touch, touch_of
 from bridge.calls.pipeline import CallPipeline
-from bridge.calls.tracker import Touch, touch_of
 from bridge.settings import PbxSettings
 
 log = logging.getLogger("callbridge")

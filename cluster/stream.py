@@ -13,13 +13,11 @@ Public API::
     await reader.start()    # positioned at the live end when Redis answers, else once it does
     await reader.stop()
 
-An entry is `kind`, `epoch` (the owner's fencing epoch), `seq` (1, 2, 3, ... within one
-epoch), `node` and the payload: an `AmiMessage` (pairs in order, `received_at` exactly), or
-any JSON value in which AmiMessages may be nested (a resync's channel list). The publisher
-writes what queued up during one round trip as ONE Redis entry (`items`: consecutive seqs
-from `seq`): one XADD, one field parse and one JSON decode per burst instead of per AMI
-event, which under load was a fifth of every node's CPU (bench/cluster.py); readers unpack
-it into the same entries, in order, and still accept the single form.
+An entry (cluster.stream_entries) is `kind`, `epoch` (the owner's fencing epoch), `seq`
+(1, 2, 3, ... within one epoch), `node` and its payload. The publisher writes what queued
+up during one round trip as ONE Redis entry: one XADD, one field parse and one JSON decode
+per burst instead of per AMI event, which under load was a fifth of every node's CPU
+(bench/cluster.py); readers unpack it into the same entries, in order.
 
 Continuity is proved by (epoch, seq), not by Redis: the reader calls `on_gap(reason)` before
 the first entry that follows a hole in the seq of an epoch, whatever made the hole (the
@@ -41,22 +39,20 @@ away a moment reads on from its last id and misses nothing.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import time
 from collections import deque
 from collections.abc import Callable, Mapping
 from contextlib import suppress
-from dataclasses import dataclass
 from itertools import islice
 from typing import Any
 
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
-from bridge.ami.message import AmiMessage
 from cluster.redis_link import DEFAULT_NAMESPACE, Outage, end_loop, events_key, text
 from cluster.settings import default_node_id
+from cluster.stream_entries import StreamEntry, batch_fields, pack_payload, parse_entries, parse_entry
 
 log = logging.getLogger("callbridge.cluster")
 
@@ -64,91 +60,6 @@ HEARTBEAT = "heartbeat"
 # A queued entry: (publish index, epoch, seq, kind, encoding, encoded payload).
 _Queued = tuple[int, int, int, str, str, str]
 _YIELD_EVERY = 64  # entries a reader hands on before it lets other tasks run
-_AMI_TAG = "$ami"  # {"$ami": [received_at, pairs]}: an AmiMessage inside a JSON payload
-# One encoder, made once: json.dumps with options builds a new one per call.
-_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
-
-
-def _tag_ami(obj: Any) -> Any:
-    if isinstance(obj, AmiMessage):
-        return {_AMI_TAG: [float(obj.received_at), obj.pairs]}
-    raise TypeError(f"{type(obj).__name__} is not JSON serialisable")
-
-
-_TAGGING_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), default=_tag_ami)
-
-
-def _untag_ami(obj: dict[str, Any]) -> Any:
-    if len(obj) == 1 and _AMI_TAG in obj:
-        received_at, pairs = obj[_AMI_TAG]
-        return AmiMessage([(k, v) for k, v in pairs], received_at)
-    return obj
-
-
-def pack_payload(payload: Any) -> tuple[str, str]:
-    """(encoding, text). JSON keeps the pairs' order and repeats; Python writes a float's
-    shortest repr, which reads back to the same float."""
-    if isinstance(payload, AmiMessage):
-        return "ami", _ENCODER.encode([float(payload.received_at), payload.pairs])
-    return "json", _TAGGING_ENCODER.encode(payload)
-
-
-def unpack_payload(encoding: str, raw: bytes | str) -> Any:
-    if encoding == "ami":
-        received_at, pairs = json.loads(raw)
-        return AmiMessage([(k, v) for k, v in pairs], received_at)
-    if encoding == "json":
-        return json.loads(raw, object_hook=_untag_ami)
-    raise ValueError(f"unknown payload encoding {encoding!r}")
-
-
-@dataclass(frozen=True, slots=True)
-class StreamEntry:
-    id: str  # the Redis stream id
-    kind: str  # "event", "resync", "control", ...
-    epoch: int
-    seq: int
-    node: str
-    payload: Any  # an AmiMessage for enc "ami", else the JSON value (AmiMessages restored)
-
-
-def entry_fields(kind: str, epoch: int, seq: int, node: str, payload: Any) -> dict[str, str]:
-    encoding, body = pack_payload(payload)
-    return {"kind": kind, "epoch": str(epoch), "seq": str(seq), "node": node,
-            "enc": encoding, "payload": body}
-
-
-def batch_fields(epoch: int, seq: int, node: str, items: list[tuple[str, str, str]]) -> dict[str, str]:
-    """One Redis entry for consecutive entries (kind, encoding, encoded payload) from `seq` on.
-    The payloads are JSON texts already: the batch is spliced, not encoded again."""
-    body = ",".join(f'["{kind}","{encoding}",{payload}]' for kind, encoding, payload in items)
-    return {"epoch": str(epoch), "seq": str(seq), "node": node, "items": f"[{body}]"}
-
-
-def parse_entry(entry_id: bytes | str, fields: Mapping[bytes | str, bytes | str]) -> StreamEntry:
-    """A single entry. Raises KeyError / ValueError on an entry that is not ours or is damaged."""
-    f = {text(k): v for k, v in fields.items()}
-    return StreamEntry(text(entry_id), text(f["kind"]), int(f["epoch"]), int(f["seq"]), text(f["node"]),
-                       unpack_payload(text(f["enc"]), f["payload"]))
-
-
-def parse_entries(entry_id: bytes | str, fields: Mapping[bytes | str, bytes | str]) -> list[StreamEntry]:
-    """The entries of one Redis entry, batch or single, in seq order. Raises KeyError /
-    ValueError / TypeError on one that is not ours or is damaged."""
-    items = fields.get(b"items", fields.get("items"))  # type: ignore[call-overload]
-    if items is None:
-        return [parse_entry(entry_id, fields)]
-    f = {text(k): v for k, v in fields.items()}
-    rid, epoch, seq, node = text(entry_id), int(f["epoch"]), int(f["seq"]), text(f["node"])
-    out = []
-    for offset, (kind, encoding, payload) in enumerate(json.loads(items, object_hook=_untag_ami)):
-        if encoding == "ami":
-            received_at, pairs = payload
-            payload = AmiMessage([(k, v) for k, v in pairs], received_at)
-        elif encoding != "json":
-            raise ValueError(f"unknown payload encoding {encoding!r}")
-        out.append(StreamEntry(rid, kind, epoch, seq + offset, node, payload))
-    return out
 
 
 def _id_key(entry_id: str) -> tuple[int, int]:

@@ -13,9 +13,9 @@ import pytest
 
 from bridge.ami.message import AmiMessage
 from bridge.calls.events import CallEnded, DomainEvent
+from bridge.calls.inert_rules import touch_of
 from bridge.calls.pipeline import CallPipeline
-from bridge.calls.tracker import touch_of
-from cluster.stream import pack_payload, unpack_payload
+from cluster.stream_entries import pack_payload, unpack_payload
 from tests.capture_facts import CAPTURES, capture_events
 
 

@@ -12,8 +12,9 @@ from collections.abc import Callable, Iterable
 
 from bridge.ami.message import AmiMessage
 from bridge.calls.events import DomainEvent
+from bridge.calls.inert_rules import Touch, touch_of
 from bridge.calls.resync import resync_calls
-from bridge.calls.tracker import CallTracker, Touch, touch_of
+from bridge.calls.tracker import CallTracker
 from bridge.calls.working import Call
 
 log = logging.getLogger(__name__)

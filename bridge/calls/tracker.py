@@ -29,6 +29,7 @@ from bridge.calls.events import (
     CallUpdated,
     DomainEvent,
 )
+from bridge.calls.inert_rules import InertRules
 from bridge.calls.outage_rules import OutageRules
 from bridge.calls.queue_rules import QueueRules
 from bridge.calls.record import DEFAULT_PBX
@@ -38,20 +39,10 @@ from bridge.calls.working import Call, Ring
 
 log = logging.getLogger(__name__)
 
-Touch = tuple[float, bool, str | None]  # an inert event's trace: (at, dated by the PBX, channel)
-
-
-def touch_of(event: AmiMessage) -> Touch:
-    """What of an inert event (CallTracker.is_inert) the model keeps: its time, whether the
-    PBX dated it, and the channel whose call it was seen in (as `handle` would look it up)."""
-    channel = event.get("Channel") if event.event == "VarSet" or "Linkedid" in event else None
-    return event.timestamp, "Timestamp" in event, channel
-
-
 _ENDED_MEMORY = 20_000  # ended call ids remembered, so late events never resurrect a call
 
 
-class CallTracker(QueueRules, TransferRules, RecordingRules, OutageRules):
+class CallTracker(QueueRules, TransferRules, RecordingRules, OutageRules, InertRules):
     """Turns AMI events into calls. `handle(event)` returns the domain events it caused."""
 
     def __init__(self, operator_pattern: str = DEFAULT_OPERATOR_PATTERN, *, pbx: str = DEFAULT_PBX,
@@ -109,35 +100,6 @@ class CallTracker(QueueRules, TransferRules, RecordingRules, OutageRules):
             return self._flush() if self._out else []
         handler(event, event.timestamp)
         return self._flush()
-
-    def is_inert(self, event: AmiMessage) -> bool:
-        """Would `handle` change nothing but a call's or the PBX's last-seen time? No rule
-        reads it (Newexten, DeviceStateChange, Cdr, most VarSets: over half of what a busy
-        Asterisk sends) and its channel, if any, is one the model knows already (an unknown one
-        would join its call: a mid-call attach). Such an event only `touch`es the model; a
-        cluster's owner publishes just that touch (CallPipeline.feed, bridge.pbx_link)."""
-        name = event.event
-        if name is None or self._boot_uptime is not None:  # the next dated event dates a boot
-            return False
-        if name == "VarSet":
-            return (event.get("Variable") or "") not in self._variable_handlers and self._knows(event)
-        return name not in self._handlers and self._knows(event)
-
-    def touch(self, at: float, alive: bool, channel: str | None) -> None:
-        """What `handle` does with an inert event (is_inert): `alive` if it carried the PBX's
-        Timestamp `at`; its known channel's call was seen then (the end of a lost call)."""
-        if alive:
-            self.note_alive(at)
-        call_id = self._channel_call.get(channel) or self._dead.get(channel) if channel else None
-        call = self.calls.get(call_id) if call_id is not None else None
-        if call is not None and at > call.last_seen_at:
-            call.last_seen_at = at
-
-    def _knows(self, event: AmiMessage) -> bool:
-        channel = event.get("Channel")
-        if not channel or channel == "none" or "Linkedid" not in event:
-            return True
-        return channel in self._channel_call or channel in self._dead
 
     def live_calls(self) -> list[Call]:
         return [c for c in self.calls.values() if c.ended_at is None]

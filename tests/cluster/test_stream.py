@@ -11,9 +11,8 @@ from redis.asyncio import Redis
 
 from bridge.ami.message import AmiMessage, iter_capture
 from cluster.redis_link import events_key
-from cluster.stream import (
-    PbxStreamPublisher,
-    PbxStreamReader,
+from cluster.stream import PbxStreamPublisher, PbxStreamReader
+from cluster.stream_entries import (
     StreamEntry,
     batch_fields,
     entry_fields,

@@ -19,7 +19,7 @@ from bridge.cluster_node import ClusterNode
 from bridge.pbx_link import PbxLink
 from bridge.settings import PbxSettings
 from cluster.settings import ClusterSettings
-from cluster.stream import StreamEntry
+from cluster.stream_entries import StreamEntry
 from tests.capture_facts import capture_bytes
 
 
