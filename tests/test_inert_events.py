@@ -94,3 +94,6 @@ def test_a_follower_fed_what_the_owner_publishes_holds_the_owners_state(name: st
     follower.close_all()
     assert follower_ended == owner_ended and owner_ended
     assert published < owner.events_in
+    # /metrics counts the same events on both (a trace stands for its event).
+    assert (follower.events_in, follower.events_inert, follower.events_by_pbx) == (
+        owner.events_in, owner.events_inert, owner.events_by_pbx)

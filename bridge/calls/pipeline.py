@@ -109,8 +109,13 @@ class CallPipeline:
         self._publish(tracker.take_events())
 
     def touch(self, touch: Touch, pbx: str | None = None) -> None:
-        """An inert event's trace, as a follower gets it from the PBX's owner."""
-        self._of(pbx).touch(*touch)
+        """An inert event's trace, as a follower gets it from the PBX's owner (counted as the
+        event it stands for, as the owner counted it)."""
+        tracker = self._of(pbx)
+        self.events_in += 1
+        self.events_inert += 1
+        self.events_by_pbx[tracker.pbx] = self.events_by_pbx.get(tracker.pbx, 0) + 1
+        tracker.touch(*touch)
 
     def note_alive(self, at: float, pbx: str | None = None) -> None:
         """A Ping reply's PBX time (see CallTracker.note_alive)."""
