@@ -15,19 +15,12 @@ from typing import Any
 
 import aiohttp
 
+from bench._sampling import Frame, loop_lag, read_frames
+
 # (token, username, pbx, extension) of one browser
 Login = tuple[str, str, str, str]
 # (received at, browser index, card_id, version, state, pbx, operator, caller lookup)
 FrameRow = tuple[float, int, str, int, str, str, str, str]
-
-
-async def _loop_lag(samples: list[float], period: float = 0.005) -> None:
-    """How late this loop wakes up: what a frame arriving then waits, at least."""
-    loop = asyncio.get_running_loop()
-    while True:
-        due = loop.time() + period
-        await asyncio.sleep(period)
-        samples.append(max(0.0, loop.time() - due))
 
 
 def browsers_main(conn: Any) -> None:
@@ -39,7 +32,7 @@ async def _browsers(conn: Any) -> None:
     base, cookie_name, logins = await loop.run_in_executor(None, conn.recv)
     logins = [tuple(x) for x in logins]
     url = base.replace("http", "ws", 1) + "/ws/console"
-    frames: list[tuple[float, int, str]] = []
+    frames: list[Frame] = []
     session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0))
     gate = asyncio.Semaphore(50)  # the node's listen backlog is 128
     hellos: dict[int, dict[str, Any]] = {}
@@ -53,19 +46,8 @@ async def _browsers(conn: Any) -> None:
         hellos[index] = hello
         return ws
 
-    async def read(index: int, ws: aiohttp.ClientWebSocketResponse) -> None:
-        now, append = time.time, frames.append
-        while True:
-            msg = await ws.receive()
-            t = now()  # first thing: the stamp
-            if msg.type is aiohttp.WSMsgType.TEXT:
-                append((t, index, msg.data))
-            elif msg.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSING,
-                              aiohttp.WSMsgType.CLOSED, aiohttp.WSMsgType.ERROR):
-                return
-
     sockets = await asyncio.gather(*(connect(i, login) for i, login in enumerate(logins)))
-    readers = [asyncio.create_task(read(i, ws)) for i, ws in enumerate(sockets)]
+    readers = [asyncio.create_task(read_frames(i, ws, frames)) for i, ws in enumerate(sockets)]
     # Whom the node took each browser for: a user on the wrong PBX gets the wrong cards.
     wrong_pbx = sum(hellos[i].get("pbx") != logins[i][2] for i in range(len(logins)))
     wrong_user = sum(hellos[i].get("user") != logins[i][1] for i in range(len(logins)))
@@ -75,7 +57,7 @@ async def _browsers(conn: Any) -> None:
     gc.freeze()
     gc.disable()
     lag: list[float] = []
-    lag_task = asyncio.create_task(_loop_lag(lag))
+    lag_task = asyncio.create_task(loop_lag(lag))
     cpu0 = time.process_time()
     conn.send(("connected", len(sockets), wrong_pbx, wrong_user))
     await loop.run_in_executor(None, conn.recv)  # "stop"

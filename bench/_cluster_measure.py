@@ -21,7 +21,6 @@ from __future__ import annotations
 import asyncio
 import bisect
 import contextlib
-import math
 import os
 import time
 from collections.abc import Iterable
@@ -32,6 +31,7 @@ from typing import Any
 from redis.asyncio import Redis
 
 from bench import _stats
+from bench._sampling import machine_busy
 from bridge.calls.events import CallEnded, CallRinging, DomainEvent
 from bridge.calls.pipeline import CallPipeline
 from bridge.calls.tracker import CallTracker
@@ -287,16 +287,6 @@ def _postgres_cpu() -> dict[int, float]:
     return out
 
 
-def _machine_busy() -> float:
-    """CPU seconds the whole machine has been busy (/proc/stat)."""
-    try:
-        fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]
-    except OSError:
-        return math.nan
-    user, nice, system, _idle, _iowait, irq, softirq, steal = (int(f) for f in fields[:8])
-    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
-
-
 class CpuLedger:
     """CPU and run-queue wait of the bench's processes over a window, PostgreSQL's CPU, and the
     machine's: what is left is the kernel's and other work on the machine."""
@@ -306,7 +296,7 @@ class CpuLedger:
         self.start = {name: _sched(pid) for name, pid in pids.items()}
         self.end: dict[str, tuple[float, float] | None] = {}
         self.pg0 = _postgres_cpu()
-        self.busy0 = _machine_busy()
+        self.busy0 = machine_busy()
         self.t0 = time.monotonic()
 
     def close(self, name: str) -> None:
@@ -323,7 +313,7 @@ class CpuLedger:
                 procs[name] = {"cpu": round(b[0] - a[0], 2), "waited": round(b[1] - a[1], 2)}
         pg1 = _postgres_cpu()
         postgres = sum(v - self.pg0.get(pid, 0.0) for pid, v in pg1.items())
-        busy = _machine_busy() - self.busy0
+        busy = machine_busy() - self.busy0
         ours = sum(p["cpu"] for p in procs.values()) + postgres
         return {"seconds": round(time.monotonic() - self.t0, 1), "processes": procs,
                 "postgresql": round(postgres, 1), "machine": round(busy, 1),

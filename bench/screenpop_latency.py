@@ -55,7 +55,6 @@ import cProfile
 import gc
 import json
 import logging
-import math
 import multiprocessing
 import os
 import sys
@@ -78,6 +77,7 @@ _BENCH = Path(__file__).resolve().parent
 sys.path.insert(0, str(_BENCH.parent))
 
 from bench import _screenpop_traffic as traffic_mod  # noqa: E402
+from bench._sampling import Frame, loop_lag, machine_busy, read_frames  # noqa: E402
 from bench._stats import Stats  # noqa: E402
 from bridge.calls.events import CallAnswered, CallRinging, DomainEvent  # noqa: E402
 from bridge.service import BridgeService  # noqa: E402
@@ -124,25 +124,6 @@ def _pin(cpus: set[int] | None) -> None:
     if cpus:
         with contextlib.suppress(OSError, AttributeError):
             os.sched_setaffinity(0, cpus)
-
-
-def _machine_busy() -> float:
-    """CPU seconds the whole machine has been busy (all processes, /proc/stat)."""
-    try:
-        fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]
-    except OSError:
-        return math.nan
-    user, nice, system, _idle, _iowait, irq, softirq, steal = (int(f) for f in fields[:8])
-    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
-
-
-async def _loop_lag(samples: list[float], period: float = 0.005) -> None:
-    """How late the event loop wakes a task up: what a frame arriving then waits, at least."""
-    loop = asyncio.get_running_loop()
-    while True:
-        due = loop.time() + period
-        await asyncio.sleep(period)
-        samples.append(max(0.0, loop.time() - due))
 
 
 # -- the AMI simulator process ---------------------------------------------------------------
@@ -197,7 +178,7 @@ def clients_main(cpus: set[int] | None, conn: Any) -> None:
 async def _clients(conn: Any) -> None:
     loop = asyncio.get_running_loop()
     url, exts = await loop.run_in_executor(None, conn.recv)
-    frames: list[tuple[float, int, str]] = []
+    frames: list[Frame] = []
     session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0))
     gate = asyncio.Semaphore(50)  # the server's listen backlog is 128
 
@@ -205,26 +186,15 @@ async def _clients(conn: Any) -> None:
         async with gate:
             return await session.ws_connect(url, headers={EXT_HEADER: ext}, max_msg_size=0)
 
-    async def read(index: int, ws: aiohttp.ClientWebSocketResponse) -> None:
-        now, append = time.time, frames.append
-        while True:
-            msg = await ws.receive()
-            t = now()  # first thing: the stamp
-            if msg.type is aiohttp.WSMsgType.TEXT:
-                append((t, index, msg.data))
-            elif msg.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSING,
-                              aiohttp.WSMsgType.CLOSED, aiohttp.WSMsgType.ERROR):
-                return
-
     sockets = await asyncio.gather(*(connect(ext) for ext in exts))
-    readers = [asyncio.create_task(read(i, ws)) for i, ws in enumerate(sockets)]
+    readers = [asyncio.create_task(read_frames(i, ws, frames)) for i, ws in enumerate(sockets)]
     # The measuring side must not stall: no garbage collection here while frames arrive
     # (a full collection over 500 sockets' objects took ~80 ms; the run's garbage is small).
     gc.collect()
     gc.freeze()
     gc.disable()
     lag: list[float] = []
-    lag_task = asyncio.create_task(_loop_lag(lag))
+    lag_task = asyncio.create_task(loop_lag(lag))
     cpu0 = time.process_time()
     conn.send(("connected", len(sockets)))
     await loop.run_in_executor(None, conn.recv)  # "stop"
@@ -488,14 +458,14 @@ async def serve(run: str, args: argparse.Namespace, traffic: traffic_mod.Traffic
         bridge.lookup = LookupService([crm], settings.crm, call_log=bridge.store)
         info["crm"] = crm
     cpu0, wall0 = time.process_time(), time.perf_counter()
-    info["machine_busy"] = _machine_busy()
+    info["machine_busy"] = machine_busy()
     await bridge.start()
     if args.gc_freeze:  # the experiment for the proposed fix: start-up objects out of full collections
         gc.collect()
         gc.freeze()
         bridge.probe.gc_pauses.clear()  # that collection was ours, before the replay
     lag: list[float] = []
-    lag_task = asyncio.create_task(_loop_lag(lag))
+    lag_task = asyncio.create_task(loop_lag(lag))
     watch = StallWatch() if args.stalls else None
     watch_task = asyncio.create_task(watch.heartbeat()) if watch else None
     loop = asyncio.get_running_loop()
@@ -671,7 +641,7 @@ def one_run(run: str, args: argparse.Namespace, traffic: traffic_mod.Traffic, pa
         async def main() -> RunResult:
             bridge, info = await serve(run, args, traffic, sim_port, cl_parent, tmp)
             loop = asyncio.get_running_loop()
-            info["machine_busy"] = _machine_busy() - info["machine_busy"]
+            info["machine_busy"] = machine_busy() - info["machine_busy"]
             cl_parent.send("stop")
             clients = await loop.run_in_executor(None, cl_parent.recv)
             await bridge.stop()

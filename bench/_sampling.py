@@ -1,0 +1,49 @@
+"""What the benches' processes sample on themselves while they measure: the machine's busy
+CPU time, their event loop's lag, and WebSocket frames stamped the moment they arrive."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import os
+import time
+from pathlib import Path
+
+import aiohttp
+
+# (received at, browser index, frame text)
+Frame = tuple[float, int, str]
+_ENDED = (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSING, aiohttp.WSMsgType.CLOSED,
+          aiohttp.WSMsgType.ERROR)
+
+
+def machine_busy() -> float:
+    """CPU seconds the whole machine has been busy (all processes, /proc/stat)."""
+    try:
+        fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]
+    except OSError:
+        return math.nan
+    user, nice, system, _idle, _iowait, irq, softirq, steal = (int(f) for f in fields[:8])
+    return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK")
+
+
+async def loop_lag(samples: list[float], period: float = 0.005) -> None:
+    """How late the event loop wakes a task up: what a frame arriving then waits, at least."""
+    loop = asyncio.get_running_loop()
+    while True:
+        due = loop.time() + period
+        await asyncio.sleep(period)
+        samples.append(max(0.0, loop.time() - due))
+
+
+async def read_frames(index: int, ws: aiohttp.ClientWebSocketResponse, frames: list[Frame]) -> None:
+    """Every text frame of one socket, stamped with time.time() first thing (parsed later:
+    the reading side does as little as it can while it measures), until it closes."""
+    now, append = time.time, frames.append
+    while True:
+        msg = await ws.receive()
+        t = now()
+        if msg.type is aiohttp.WSMsgType.TEXT:
+            append((t, index, msg.data))
+        elif msg.type in _ENDED:
+            return
