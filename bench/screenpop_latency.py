@@ -471,13 +471,13 @@ async def serve(run: str, args: argparse.Namespace, traffic: traffic_mod.Traffic
     loop = asyncio.get_running_loop()
     deadline = loop.time() + args.timeout
     last_report = loop.time()
-    while bridge.calls.pipeline.events_in < traffic.events:
+    while bridge.pipeline.events_in < traffic.events:
         if loop.time() > deadline:
-            raise TimeoutError(f"only {bridge.calls.pipeline.events_in:,} of {traffic.events:,} events "
+            raise TimeoutError(f"only {bridge.pipeline.events_in:,} of {traffic.events:,} events "
                                f"after {args.timeout:g} s")
         if loop.time() - last_report > 10:
             last_report = loop.time()
-            print(f"    ... {bridge.calls.pipeline.events_in:,}/{traffic.events:,} events", flush=True)
+            print(f"    ... {bridge.pipeline.events_in:,}/{traffic.events:,} events", flush=True)
         await asyncio.sleep(0.05)
     quiet = 0
     while quiet < 5 and loop.time() < deadline:  # CRM answers, histories, frames still queued
