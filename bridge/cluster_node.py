@@ -9,10 +9,13 @@ so every node holds the same calls, cards and wallboard for its own browsers - a
 that reconnects to another node gets its cards and the live wallboard at once.
 
 Takeover: the lock is released by PostgreSQL when the owner or its connection dies; a
-standby node takes it within `lease_retry_interval`, restores the PBX's live calls from
-the call log, connects to the PBX and resyncs (CoreShowChannels, QueueStatus) - published
-too, so every follower's model is squared with the PBX. Calls are keyed by Linkedid, so
-the new owner's writes continue the same rows: none lost, none duplicated.
+standby node takes it within `lease_retry_interval`, reads the owner's stream to its end,
+restores the PBX's live calls from the call log, and promotes its hot standby: its own AMI
+session, logged in all along, whose events since the dead owner's last publication it
+feeds first (cluster.standby: what died unpublished with the owner, and what the PBX said
+during the takeover). Then it resyncs (CoreShowChannels, QueueStatus) - published too, so
+every follower's model is squared with the PBX. Calls are keyed by Linkedid, so the new
+owner's writes continue the same rows: none lost, none duplicated.
 """
 
 from __future__ import annotations
@@ -40,6 +43,7 @@ from cluster.actions import ActionClient, ActionFailed, ActionServer, OwnerUnava
 from cluster.lease import Fenced, PbxLease, require_epoch
 from cluster.redis_link import connect
 from cluster.settings import ClusterSettings
+from cluster.standby import HotStandby
 from cluster.stream import PbxStreamPublisher, PbxStreamReader
 from cluster.stream_entries import StreamEntry
 
@@ -48,6 +52,9 @@ log = logging.getLogger("callbridge.cluster")
 _RESYNC_ASK_TIMEOUT = 5.0  # a follower's request that the owner publish the PBX's picture
 _ENDED_KEPT = 10_000  # per PBX: calls ended while following, for a takeover
 _FOLLOWER_STALE = 15.0  # seconds without a word from the owner's stream: the PBX counts as down
+# A takeover waits at most this long for its standby session to hear the last owner's last
+# publications (they reach both sessions at about the same time).
+_SPLICE_WAIT = 1.0
 
 
 class PbxSeat:
@@ -66,6 +73,9 @@ class PbxSeat:
         # Calls our model ended while following (the owner wrote them, or died before it could):
         # a takeover writes those the call log still holds as live, instead of reviving them.
         self.ended: OrderedDict[str, CallRecord] = OrderedDict()
+        self.standby = HotStandby()
+        link.on_heard = self.standby.heard
+        link.on_standby_lost = self.standby.session_lost
 
     @property
     def owned(self) -> bool:
@@ -74,6 +84,9 @@ class PbxSeat:
     # -- following ------------------------------------------------------------------------
 
     async def follow(self) -> None:
+        self.standby.following_anew()
+        if self.node.settings.hot_standby:
+            self.link.stand_by()
         self.reader = PbxStreamReader(self.node.redis, self.pbx, on_entry=self._on_entry, on_gap=self._on_gap)
         await self.reader.start()
         self.node.background(self.ask_resync("joined"))
@@ -86,6 +99,7 @@ class PbxSeat:
             payload.pbx = self.pbx
             self.link.note_pbx_time(payload)  # a takeover's resync is dated in the PBX's clock
             self.node.pipeline.feed(payload)
+            self.standby.published(kind, payload)
         elif kind == "resync":
             for item in (*payload["channels"], *payload["queue_status"]):
                 item.pbx = self.pbx
@@ -93,6 +107,7 @@ class PbxSeat:
         elif kind == "seen":  # an inert event's trace (CallTracker.touch)
             at, alive, channel = payload
             self.node.pipeline.touch((float(at), bool(alive), channel), self.pbx)
+            self.standby.published(kind, payload)
         elif kind == "alive":
             self.link.note_alive_at(float(payload))
         elif kind == "link_lost":
@@ -158,8 +173,24 @@ class PbxSeat:
         self.link.on_lost = lambda: publish("link_lost", None, epoch=epoch)
         self.server = ActionServer(node.redis, self.pbx, self._serve)
         await self.server.start()
-        await self.link.start()
+        if self.link.standing_by:
+            if self.link.take_over(await self._missed()):
+                await self.link.resync()  # else its login does
+        else:
+            await self.link.start()
         log.info("pbx %s: this node (%s) owns it now (epoch %d)", self.pbx, node.settings.node_id, epoch)
+
+    async def _missed(self) -> list[AmiMessage]:
+        """What our standby session heard after the last owner's last publication."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + _SPLICE_WAIT
+        # The owner's last words may not have reached our session yet: look again now and then.
+        while (missed := self.standby.missed()) is None and self.link.client.ready and loop.time() < deadline:  # noqa: ASYNC110
+            await asyncio.sleep(0.02)
+        if missed is None:
+            log.warning("pbx %s: the last owner's last publications are not among the %d events our standby "
+                        "session holds; the resync alone squares the model", self.pbx, len(self.standby))
+        return missed or []
 
     def _lost(self, reason: str) -> None:
         # Fenced at once: no write, no publication for this PBX from here on.
@@ -167,12 +198,15 @@ class PbxSeat:
         self.epoch = None
         self.link.on_fed = self.link.on_touched = self.link.on_resynced = None
         self.link.on_alive = self.link.on_lost = None
+        if self.node.settings.hot_standby and not self.node.stopping:
+            self.link.stand_by()  # the same session goes on, feeding nothing
         (log.info if reason == "stopped" else log.warning)(
             "pbx %s: no longer its owner (epoch %s): %s", self.pbx, was, reason)
         self.node.background(self._step_down())
 
     async def _step_down(self) -> None:
-        await self.link.stop()
+        if not self.link.standing_by:
+            await self.link.stop()
         for part in (self.server, self.publisher):
             if part is not None:
                 await part.stop()

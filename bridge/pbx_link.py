@@ -5,8 +5,11 @@ another. On every (re)connect the link resyncs from CoreShowChannels/QueueStatus
 that started or ended while we were away are neither lost nor duplicated. Every event is
 tagged with the PBX's id before the pipeline sees it (the pipeline picks that PBX's model).
 
-In a cluster only the PBX's owner runs the link's AMI connection (`start`/`stop` follow
-the lease); `on_event`/`on_resync_snapshot` let the owner publish what it feeds its model.
+In a cluster the PBX's owner runs the link (`start`/`stop` follow the lease); `on_fed`,
+`on_touched` and `on_resynced` let it publish what it feeds its model. Every other node
+keeps a hot standby (`stand_by`): logged in too, each event it hears goes to `on_heard`
+and none to the model (which follows the owner's stream); `take_over` promotes that same
+session, after feeding what the last owner never published (cluster.standby).
 """
 
 from __future__ import annotations
@@ -50,6 +53,10 @@ class PbxLink:
         self.on_resynced: Callable[[list[AmiMessage], list[AmiMessage], float], None] | None = None
         self.on_alive: Callable[[float], None] | None = None
         self.on_lost: Callable[[], None] | None = None
+        # Hot standby: events heard while following, and the loss of that session.
+        self.on_heard: Callable[[AmiMessage], None] | None = None
+        self.on_standby_lost: Callable[[], None] | None = None
+        self.standing_by = False
         # (PBX timestamp, our clock) of the last event: resync times use the PBX's clock.
         self._last_event: tuple[float, float] | None = None
         # A resync snapshot waits for the events that reached us before it (they sit in
@@ -58,7 +65,7 @@ class PbxLink:
         self.events_handled = 0
         self.running = False
         self.client.on_event(self._on_event)
-        self.client.on_ready(self.resync)
+        self.client.on_ready(self._on_ready)
         self.client.on_disconnect(self._on_disconnect)
         self.client.on_alive(self._alive)
 
@@ -72,8 +79,26 @@ class PbxLink:
         log.info("PBX %s: AMI %s:%s", self.id, self.settings.host, self.settings.port)
 
     async def stop(self) -> None:
-        self.running = False
+        self.running = self.standing_by = False
         await self.client.stop()
+
+    def stand_by(self) -> None:
+        """Logged in but not feeding the model: every event heard goes to `on_heard`. From
+        an active link (a fenced owner) the session stays and stops feeding at once."""
+        self.running, self.standing_by = False, True
+        self._pending_resync = None
+        self.client.connect()  # idempotent: a running session goes on
+
+    def take_over(self, missed: list[AmiMessage]) -> bool:
+        """From standby to active on the same session: `missed` (what the PBX said that the
+        last owner never published) is fed first, then every event from now on. True when
+        the session is up, so the caller resyncs now; else its login will."""
+        self.standing_by, self.running = False, True
+        for event in missed:
+            self._feed(event)
+        log.info("PBX %s: standby session taken over (%d events the last owner never published)",
+                 self.id, len(missed))
+        return self.client.ready
 
     async def send_action(self, action: dict[str, str],
                           timeout: float | None = None) -> AmiMessage:  # noqa: ASYNC109 (the AMI's own)
@@ -89,18 +114,29 @@ class PbxLink:
         self.pipeline.note_alive(at, self.id)
 
     def _on_event(self, event: AmiMessage) -> None:
-        self.events_handled += 1
+        self.events_handled += 1  # in step with the client's stream positions, in any mode
         event.pbx = self.id
+        if self.standing_by:
+            if self.on_heard is not None:
+                self.on_heard(event)
+            return
+        self._feed(event)
+        # The last event queued before the snapshot is handled: apply it now, not when
+        # (or if) another event arrives.
+        if self._pending_resync is not None and self.events_handled >= self._pending_resync[1]:
+            self._apply_resync(self._pending_resync[0])
+
+    def _feed(self, event: AmiMessage) -> None:
         self.note_pbx_time(event)
         if self.pipeline.feed(event):
             if self.on_fed is not None:
                 self.on_fed(event)
         elif self.on_touched is not None:  # inert: followers need only its trace
             self.on_touched(touch_of(event))
-        # The last event queued before the snapshot is handled: apply it now, not when
-        # (or if) another event arrives.
-        if self._pending_resync is not None and self.events_handled >= self._pending_resync[1]:
-            self._apply_resync(self._pending_resync[0])
+
+    async def _on_ready(self) -> None:
+        if not self.standing_by:  # a standby's model follows the owner's stream
+            await self.resync()
 
     def pbx_now(self) -> float:
         """Resync time in the PBX's clock: its last Timestamp moved on by our elapsed time."""
@@ -148,6 +184,8 @@ class PbxLink:
                  self.id, len(channels), after, before, len(queue_status))
 
     def _alive(self, at: float) -> None:
+        if self.standing_by:
+            return  # the owner's proofs of life reach the model through its stream
         self.note_alive_at(at)
         if self.on_alive is not None:
             self.on_alive(at)
@@ -155,6 +193,11 @@ class PbxLink:
     def _on_disconnect(self, reason: str) -> None:
         if reason == "client stopped":
             return  # our own shutdown, not a lost PBX
+        if self.standing_by:
+            if self.on_standby_lost is not None:
+                self.on_standby_lost()
+            log.info("PBX %s: standby session lost (%s); reconnecting", self.id, reason)
+            return
         # Calls that end during the outage end at the PBX's last proof of life before it.
         self.pipeline.link_lost(self.id)
         if self.on_lost is not None:

@@ -23,3 +23,6 @@ class ClusterSettings(BaseModel):
     lease_check_timeout: float = Field(default=1.0, gt=0)
     # How often a standby node tries to take a PBX over (and reconnects after an error).
     lease_retry_interval: float = Field(default=1.0, gt=0)
+    # Followers keep their own AMI session to each PBX (cluster.standby): a takeover then
+    # loses none of what the PBX said. Costs a manager session per node and PBX.
+    hot_standby: bool = True

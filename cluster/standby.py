@@ -1,0 +1,118 @@
+"""A follower's hot standby for one PBX: what the PBX said on the follower's own AMI session,
+kept until the owner's stream shows it was published, so a takeover loses nothing.
+
+Asterisk sends every manager session the same events in the same order. A follower logs in
+too (bridge.pbx_link's standby mode) and keeps what it hears without feeding its model, which
+follows the owner's stream. When the owner dies, what it read from the PBX but never
+published died with it, and the PBX goes on talking during the takeover: both are in this
+log. The new owner finds the owner's last publications in it (`missed`) and feeds its model
+what came after, then goes on with the same session: no reconnect gap.
+
+Matching is by content, the sessions' positions being unrelated: a published event equals a
+heard one pair for pair; an inert event's trace (`touch_of`) equals the heard event's trace.
+The last `MARKS` publications must match consecutively, so a repeated event cannot mislead.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import deque
+from collections.abc import Sequence
+from typing import Any
+
+from bridge.ami.message import AmiMessage
+from bridge.calls.inert_rules import touch_of
+
+log = logging.getLogger("callbridge.cluster")
+
+MARKS = 8  # the owner's last publications a splice point must match, in order
+# Events kept at most: a bound on memory if the owner's stream stalls (then a takeover that
+# cannot find its splice point falls back to the resync alone). Normally the log is trimmed
+# to the owner's last publications every `trim_every` events.
+KEEP = 30_000
+
+# ("event", pairs) for an event the owner fed its model; ("seen", (at, alive, channel)) for
+# the trace of an inert one.
+Mark = tuple[str, Any]
+
+
+def mark_matches(mark: Mark, event: AmiMessage) -> bool:
+    kind, what = mark
+    if kind == "event":
+        return event.pairs == what
+    at, alive, channel = what
+    heard_at, heard_alive, heard_channel = touch_of(event)
+    # An undated event's time is when each session read it: only the channel can match then.
+    return heard_channel == channel and heard_alive == alive and (not alive or heard_at == at)
+
+
+class HotStandby:
+    def __init__(self, *, keep: int = KEEP, trim_every: int = 2_000) -> None:
+        self._heard: deque[AmiMessage] = deque(maxlen=keep)
+        self._marks: deque[Mark] = deque(maxlen=MARKS)
+        self._trim_every = trim_every
+        self._since_trim = 0
+
+    def __len__(self) -> int:
+        return len(self._heard)
+
+    # -- what comes in ---------------------------------------------------------------------
+
+    def heard(self, event: AmiMessage) -> None:
+        """An event from our own AMI session (not fed to the model)."""
+        if event.event == "FullyBooted":
+            return  # each session's own, at its login: the owner never publishes ours
+        self._heard.append(event)
+        self._since_trim += 1
+        if self._since_trim >= self._trim_every:
+            self._since_trim = 0
+            self._trim()
+
+    def published(self, kind: str, payload: Any) -> None:
+        """An entry of the owner's stream: an event it fed its model or an inert one's trace."""
+        if kind == "event":
+            if payload.event == "FullyBooted":
+                return  # the owner's session's own (see `heard`)
+            self._marks.append(("event", payload.pairs))
+        elif kind == "seen":
+            at, alive, channel = payload
+            self._marks.append(("seen", (float(at), bool(alive), channel)))
+
+    def session_lost(self) -> None:
+        """Our AMI session dropped: what we heard no longer runs on from what comes next."""
+        self._heard.clear()
+
+    def following_anew(self) -> None:
+        """A new reader of the owner's stream: earlier publications say nothing about it."""
+        self._marks.clear()
+
+    # -- a takeover ------------------------------------------------------------------------
+
+    def splice_point(self) -> int | None:
+        """Index in the log right after the owner's last publications; None if not there."""
+        marks: Sequence[Mark] = list(self._marks)
+        heard = self._heard
+        if not marks or len(heard) < len(marks):
+            return None
+        last, depth = marks[-1], len(marks)
+        for index in range(len(heard) - 1, depth - 2, -1):  # the latest match wins
+            if mark_matches(last, heard[index]) and all(
+                    mark_matches(marks[-1 - back], heard[index - back]) for back in range(1, depth)):
+                return index + 1
+        return None
+
+    def missed(self) -> list[AmiMessage] | None:
+        """What the PBX said after the owner's last publication (to feed, in order), or None
+        when that publication is not in the log (too old, or not heard yet)."""
+        point = self.splice_point()
+        if point is None:
+            return None
+        return [self._heard[i] for i in range(point, len(self._heard))]
+
+    def _trim(self) -> None:
+        """Forget what the owner has published, but the events its last marks match."""
+        point = self.splice_point()
+        if point is None:
+            return
+        for _ in range(max(0, point - len(self._marks))):
+            self._heard.popleft()

@@ -1,0 +1,125 @@
+"""A follower's hot standby (cluster.standby, bridge.pbx_link's standby mode): what its own AMI
+session heard is spliced after the dead owner's last publication, so the new owner's model
+is the one a model fed every event would hold, and what died unpublished with the owner is
+published by the new one. No Redis, no PBX: the seat's network parts are stubs
+(tests/cluster/test_takeover.py)."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+
+from bridge.ami.message import AmiMessage
+from bridge.calls.events import CallEnded
+from bridge.calls.inert_rules import touch_of
+from bridge.calls.pipeline import CallPipeline
+from cluster.standby import MARKS, HotStandby
+from cluster.stream_entries import StreamEntry
+from tests.capture_facts import capture_events
+from tests.cluster.test_takeover import Log, seat_of
+
+
+def published_by_owner(events: list[AmiMessage]) -> list[tuple[str, Any]]:
+    """What an owner's link publishes of `events`: each fed event, each inert one's trace."""
+    owner = CallPipeline()
+    return [("event", e) if owner.feed(e) else ("seen", list(touch_of(e))) for e in events]
+
+
+def session_events(name: str) -> list[AmiMessage]:
+    """A capture's events as any session hears them (its FullyBooted was the recorder's own)."""
+    return [e for e in capture_events(name) if e.event != "FullyBooted"]
+
+
+def standby_of(heard: list[AmiMessage], published: list[tuple[str, Any]], **kw: Any) -> HotStandby:
+    standby = HotStandby(**kw)
+    for event in heard:
+        standby.heard(event)
+    for kind, payload in published:
+        standby.published(kind, payload)
+    return standby
+
+
+def test_what_follows_the_owners_last_publication_is_missed() -> None:
+    events = session_events("burst_20_calls")
+    published = published_by_owner(events)
+    for cut in (1, 40, len(events) // 2, len(events) - 1):
+        standby = standby_of(events, published[:cut])
+        assert standby.missed() == events[cut:]
+    assert standby_of(events, published).missed() == []
+
+
+def test_repeats_of_the_last_event_do_not_mislead_the_splice() -> None:
+    events = session_events("queue_answered")
+    repeated = events[10]
+    heard = [*events[:11], repeated, repeated, *events[11:]]  # the PBX said it thrice
+    published = published_by_owner(events[:11])  # the owner published it once, then died
+    assert standby_of(heard, published).missed() == heard[11:]
+
+
+def test_no_splice_without_the_owners_publications_in_the_log() -> None:
+    events = session_events("burst_20_calls")
+    published = published_by_owner(events)
+    assert standby_of(events[200:], published[:100]).missed() is None  # heard from later on
+    assert standby_of(events, []).missed() is None  # nothing published since we followed
+    standby = standby_of(events, published[:100])
+    standby.session_lost()  # our session dropped: what it heard does not run on
+    assert standby.missed() is None
+    standby.following_anew()
+    assert standby.splice_point() is None
+
+
+def test_an_undated_event_matches_on_its_channel_alone() -> None:
+    stamped = [e for e in capture_events("queue_answered") if e.event == "Newexten"][:3]
+    undated = [AmiMessage([(k, v) for k, v in e.pairs if k != "Timestamp"], e.received_at) for e in stamped]
+    heard = [AmiMessage(e.pairs, e.received_at + 0.5) for e in undated]  # read later by our session
+    published = [("seen", list(touch_of(e))) for e in undated[:2]]
+    assert standby_of(heard, published).missed() == heard[2:]
+
+
+def test_trimming_keeps_the_log_short_and_the_splice_right() -> None:
+    events = session_events("burst_20_calls")
+    published = published_by_owner(events)
+    standby = HotStandby(trim_every=50)
+    for index, event in enumerate(events):  # the stream runs 3 events behind our session
+        standby.heard(event)
+        if index >= 3:
+            standby.published(*published[index - 3])
+    assert len(standby) <= 50 + MARKS + 3
+    assert standby.missed() == events[-3:]
+
+
+@pytest.mark.parametrize("name", ["burst_20_calls", "attended_transfer", "queue_abandoned"])
+async def test_a_takeover_feeds_and_publishes_what_died_with_the_owner(
+        monkeypatch: pytest.MonkeyPatch, name: str) -> None:
+    events = capture_events(name)
+    published = published_by_owner(events)
+    cut = len(events) * 2 // 3  # the owner read on, but died having published only this much
+    seat, pipeline, _ = seat_of(monkeypatch, Log([]))
+    link = seat.link
+    link.standing_by = True
+    ended: list[str] = []
+    pipeline.subscribe(lambda e: ended.append(json.dumps(e.call.replay_dict(), sort_keys=True, default=str))
+                       if isinstance(e, CallEnded) else None)
+    for seq, (kind, payload) in enumerate(published[:cut], 1):
+        seat._on_entry(StreamEntry(f"1-{seq}", kind, 1, seq, "n1", payload))
+    for event in events:  # our own session heard everything, fed none of it
+        link._on_event(AmiMessage(event.pairs, event.received_at + 0.001))
+    assert pipeline.events_in == cut
+
+    await seat._acquired(2)
+
+    assert not link.standing_by and link.running
+    new_owner = seat.publisher.published  # the stub publisher of the new owner
+    assert [kind for kind, _ in new_owner] == [kind for kind, _ in published[cut:]]
+    assert [p.pairs if k == "event" else list(p) for k, p in new_owner] == [
+        p.pairs if k == "event" else p for k, p in published[cut:]]
+    # The model holds what one fed every event holds: the same calls, ended the same way.
+    offline = CallPipeline()
+    offline_ended: list[str] = []
+    offline.subscribe(lambda e: offline_ended.append(
+        json.dumps(e.call.replay_dict(), sort_keys=True, default=str)) if isinstance(e, CallEnded) else None)
+    offline.feed_all(events)
+    assert ended == offline_ended and len(ended) >= 1
+    assert sorted(c.call_id for c in pipeline.live_calls()) == sorted(c.call_id for c in offline.live_calls())
