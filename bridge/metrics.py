@@ -65,12 +65,16 @@ class _StateCollector(Collector):
         owner = GaugeMetricFamily("callbridge_pbx_owner",
                                   "1 while this node owns the PBX (holds its lock), 0 standing by",
                                   labels=["pbx"])
+        standby = GaugeMetricFamily("callbridge_ami_standby",
+                                    "1 while this node follows the PBX and is logged in to it (hot standby)",
+                                    labels=["pbx"])
         for pbx, p in s["pbx"].items():
             connected.add_metric([pbx], 1.0 if p["connected"] else 0.0)
+            standby.add_metric([pbx], 1.0 if p.get("standby_session") else 0.0)
             events.add_metric([pbx], float(p["events"]))
             live.add_metric([pbx], float(p["live_calls"]))
             owner.add_metric([pbx], 1.0 if p["owner"] else 0.0)
-        yield from (connected, events, live, owner)
+        yield from (connected, standby, events, live, owner)
         writer = s["call_log"]
         yield GaugeMetricFamily("callbridge_call_log_queue", "Calls waiting to be written to the call log",
                                 value=float(writer["pending"]))

@@ -189,6 +189,7 @@ class BridgeService:
     def pbx_status(self, pbx: str) -> dict[str, Any]:
         link = self.links[pbx]
         return {"connected": link.ready, "owner": self.owns(pbx),
+                "standby_session": link.standing_by and link.client.ready,
                 "events": self.pipeline.events_by_pbx.get(pbx, 0),
                 "live_calls": len(self.pipeline.trackers[pbx].live_calls())}
 
@@ -215,6 +216,10 @@ class BridgeService:
         ready = database and all(state in ("owner", "standby") for state in pbxes.values())
         details: dict[str, Any] = {"database": "ok" if database else "unreachable", "pbx": pbxes}
         if self.cluster is not None:  # a node cut from Redis neither follows its PBXes nor routes actions
+            # Its own AMI session per PBX it follows (cluster.standby): without it a takeover
+            # still works, resyncing only.
+            details["standby_sessions"] = {pbx: "logged in" if link.client.ready else "not logged in"
+                                           for pbx, link in self.links.items() if link.standing_by}
             redis = await self.cluster.redis_answers()
             ready = ready and redis
             details["redis"] = "ok" if redis else "unreachable"
