@@ -1,6 +1,6 @@
 """Exactly one owner per PBX across the cluster, with fencing.
 
-Ownership is a PostgreSQL session-level advisory lock (`pg_try_advisory_lock`) held on a
+Ownership is a PostgreSQL session-level advisory lock (`pg_advisory_lock`) held on a
 connection of its own, not a pool's: the lock lives exactly as long as that server session,
 so a node that crashes or is cut off loses it without anyone having to expire anything, and
 no lease times need to agree between machines.
@@ -152,14 +152,15 @@ class PbxLease:
                  check_timeout: float = 1.0, retry_interval: float = 1.0,
                  on_acquired: Callable[[int], Awaitable[None] | None],
                  on_lost: Callable[[str], None], clock: Callable[[], float] = time.monotonic,
-                 connect_timeout: float = 5.0) -> None:
-        if min(check_interval, check_timeout, retry_interval, connect_timeout) <= 0:
+                 connect_timeout: float = 5.0, standby_wait: float = 10.0) -> None:
+        if min(check_interval, check_timeout, retry_interval, connect_timeout, standby_wait) <= 0:
             raise ValueError("lease intervals and time-outs must be positive")
         self.pbx, self.node = pbx, node
         self.key = lock_key(pbx)
         self._dsn = asyncpg_dsn(dsn)
         self._check_interval, self._check_timeout = check_interval, check_timeout
         self._retry_interval, self._connect_timeout = retry_interval, connect_timeout
+        self._standby_wait = standby_wait  # one lock request's wait, at most, while another node owns it
         self._on_acquired, self._on_lost, self._clock = on_acquired, on_lost, clock
         self._settings = {**keepalive_settings(check_interval, check_timeout),
                           "application_name": f"callbridge lease {pbx} {node}"[:63]}
@@ -247,11 +248,19 @@ class PbxLease:
         self._conn, self.backend_pid = conn, conn.get_server_pid()
         self._closed.clear()
         conn.add_termination_listener(self._on_terminated)
-        # Standing by on this connection: each attempt doubles as its health check.
-        while not await self._ask(conn.fetchval("SELECT pg_try_advisory_lock($1)", self.key)):
-            self._problem = None
-            await self._pause(self._retry_interval)
+        # Standing by on this connection: a blocking lock request, which the server grants
+        # the moment the owner's session ends (a takeover waits for no poll). lock_timeout
+        # bounds each request, so that it doubles as the connection's health check.
+        await self._ask(conn.execute(f"SET lock_timeout = {int(self._standby_wait * 1000)}"))
+        while True:
+            try:
+                await asyncio.wait_for(conn.execute("SELECT pg_advisory_lock($1)", self.key),
+                                       self._standby_wait + self._check_timeout)
+                break
+            except asyncpg.exceptions.LockNotAvailableError:  # still owned by another node: ask again
+                self._problem = None
         self._locked = True
+        await self._ask(conn.execute("RESET lock_timeout"))  # an owner's writes may wait on rows
         # Still not the owner: an error here (table missing, time-out) drops the connection,
         # and the lock with it.
         epoch = cast(int, await self._ask(conn.fetchval(_BUMP_EPOCH, self.pbx, self.node)))

@@ -153,6 +153,36 @@ async def test_one_owner_and_takeover_when_its_session_is_killed(db: Db, nodes: 
 
 
 @ON_PG
+async def test_a_standby_waits_in_its_lock_request_and_gets_the_lock_when_the_owner_dies(
+        db: Db, nodes: Callable[..., Node]) -> None:
+    pbx = new_pbx()
+    a = nodes(db.dsn, pbx, "node-a")
+    await a.lease.start()
+    await wait_until(lambda: a.lease.owned, 3)
+    # B would poll only once a minute: a takeover within seconds is the server's grant.
+    b = nodes(db.dsn, pbx, "node-b", retry_interval=60.0, standby_wait=0.3)
+    await b.lease.start()
+    waiting = await db.admin.fetchval(
+        "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted AND pid = $1",
+        await wait_for_pid(b))
+    assert waiting == 1  # B's request is queued on A's lock
+    await asyncio.sleep(1.0)  # its requests time out and are asked again: no error, still standing by
+    assert (a.lease.state, b.lease.state) == ("owner", "standby") and b.lost == [] and b.acquired == []
+
+    assert await db.admin.fetchval("SELECT pg_terminate_backend($1)", a.lease.backend_pid)
+    await wait_until(lambda: b.lease.owned, 5)
+    assert await lock_holders(db.admin, pbx) == [b.lease.backend_pid]
+    assert b.acquired == [b.lease.epoch]
+
+
+async def wait_for_pid(node: Node) -> int:
+    await wait_until(lambda: node.lease.backend_pid is not None, 3)
+    await asyncio.sleep(0.2)  # its lock request is on its way
+    assert node.lease.backend_pid is not None
+    return node.lease.backend_pid
+
+
+@ON_PG
 async def test_two_pbxes_two_owners(db: Db, nodes: Callable[..., Node]) -> None:
     one, two = new_pbx(), new_pbx()
     a1, b2, b1 = nodes(db.dsn, one, "node-a"), nodes(db.dsn, two, "node-b"), nodes(db.dsn, one, "node-b")
