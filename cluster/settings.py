@@ -21,7 +21,8 @@ class ClusterSettings(BaseModel):
     # when a check takes longer than lease_check_timeout: it stops acting within their sum.
     lease_check_interval: float = Field(default=0.5, gt=0)
     lease_check_timeout: float = Field(default=1.0, gt=0)
-    # How often a standby node tries to take a PBX over (and reconnects after an error).
+    # How soon a node reconnects its lease session after an error (a standby waits in a
+    # blocking lock request, granted the moment the owner's session ends).
     lease_retry_interval: float = Field(default=1.0, gt=0)
     # Followers keep their own AMI session to each PBX (cluster.standby): a takeover then
     # loses none of what the PBX said. Costs a manager session per node and PBX.
