@@ -98,6 +98,9 @@ class Ring:
     arrived: float  # the ring event's received_at at its owner
     added: float  # when Redis took its XADD: the stream id's milliseconds (Redis's clock is ours)
     owner: str  # node id of the owner that published it
+    # Rang while no node owned its PBX (the old one dead, the new one not yet up): heard by
+    # the new owner's standby session, published by it after the takeover.
+    in_takeover: bool = False
 
 
 @dataclass
@@ -164,7 +167,8 @@ def ring_causes(rows: list[TapRow], pbxes: list[str], operator_pattern: str) -> 
         facts.entries[entry.kind] = facts.entries.get(entry.kind, 0) + 1
         kind, payload = entry.kind, entry.payload
         if kind == "event":
-            facts.events[pbx] = facts.events.get(pbx, 0) + 1
+            if payload.event != "FullyBooted":  # a login's own, not the traffic's
+                facts.events[pbx] = facts.events.get(pbx, 0) + 1
             payload.pbx = pbx
             arrived = float(payload.received_at)
             run.first_arrival = arrived if run.first_arrival is None else run.first_arrival
@@ -174,7 +178,7 @@ def ring_causes(rows: list[TapRow], pbxes: list[str], operator_pattern: str) -> 
                 run.last_pbx_time = payload.timestamp
                 facts.pbx_behind.append(arrived - payload.timestamp)
             facts.owner_leg.append(added - arrived)
-            current[0] = Ring(arrived, added, entry.node)
+            current[0] = Ring(arrived, added, entry.node, len(epochs) > 1 and arrived < run.first_added)
             try:
                 pipeline.feed(payload)
             finally:

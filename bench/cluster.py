@@ -562,7 +562,9 @@ def analyse(run: Run) -> tuple[list[str], dict[str, Any], list[Pop]]:
     took_s = took.seconds if took and not math.isnan(took.seconds) else TARGET_TAKEOVER_S
     settled_again = killed + took_s + 1.0
     steady_end = run.started_at + args.calls / args.rate
-    cross = [p for p in pops.pops if p.ring.owner != p.node]
+    # The target is for rings that reached an owner; those of the takeover wait for it.
+    in_takeover = [p for p in pops.pops if p.ring.in_takeover]
+    cross = [p for p in pops.pops if p.ring.owner != p.node and not p.ring.in_takeover]
     connected = {(b.pbx, b.extension) for b in browsers.values()}
     rings = sum(n for key, n in facts.rings.items() if tuple(key.split("/", 1)) in connected)
     stats = {
@@ -577,7 +579,9 @@ def analyse(run: Run) -> tuple[list[str], dict[str, Any], list[Pop]]:
                                              if p.ring.arrived < min(steady_end, killed)),
         "pop_before_kill": Stats.of(p.latency for p in cross if p.ring.arrived < killed),
         "pop_after_takeover_cross": Stats.of(p.latency for p in cross if p.ring.arrived >= killed),
-        "pop_after_takeover_same_node": Stats.of(p.latency for p in pops.pops if p.ring.owner == p.node),
+        "pop_after_takeover_same_node": Stats.of(p.latency for p in pops.pops
+                                                 if p.ring.owner == p.node and not p.ring.in_takeover),
+        "pop_in_takeover": Stats.of(p.latency for p in in_takeover),
         "every_event_owner_leg": Stats.of(facts.owner_leg),
         "pbx_clock_behind": Stats.of(facts.pbx_behind),
         "browser_loop_lag": Stats.of(x for r in run.browser_results for x in r["loop_lag"]),
@@ -587,9 +591,8 @@ def analyse(run: Run) -> tuple[list[str], dict[str, Any], list[Pop]]:
     outage = {pbx: (e[0].last_pbx_time, e[1].first_pbx_time) for pbx, e in facts.epochs.items()
               if len(e) > 1 and e[0].last_pbx_time and e[1].first_pbx_time}
     calls = check_calls(run, outage, facts.ended)
-    # Each login's FullyBooted is published too; what is missing beyond was lost in the dead owner.
-    unpublished = {p: t.traffic.events + run.pbx_done.get(p, {}).get("logins", 1) - facts.events.get(p, 0)
-                   for p, t in run.traffic.items()}
+    # What the PBX sent that no owner published (the logins' FullyBooted aside).
+    unpublished = {p: t.traffic.events - facts.events.get(p, 0) for p, t in run.traffic.items()}
     # New calls per second the owners saw in the first `steady` s of the replay (their first
     # event's arrival): what the PBXes achieved of the offered rate, pauses included.
     steady = args.calls / args.rate
@@ -649,6 +652,7 @@ def analyse(run: Run) -> tuple[list[str], dict[str, Any], list[Pop]]:
         stats["pop_before_kill"].row("  rings while node1 owned both PBXes"),
         stats["pop_after_takeover_cross"].row("  rings after the takeover"),
         stats["pop_after_takeover_same_node"].row("card pop on the new owner's own browsers"),
+        stats["pop_in_takeover"].row("rings during the takeover (no owner; popped after it)"),
         stats["every_event_owner_leg"].row("every AMI event: owner's read -> XADD in Redis (ms)"),
         stats["pbx_clock_behind"].row("every AMI event: owner's read - its Timestamp (PBX clock)"),
         stats["browser_loop_lag"].row("browsers' processes: event loop lag (5 ms timer)"),
@@ -682,8 +686,8 @@ def takeover_lines(took: Takeover, facts: Any, unpublished: dict[str, int]) -> l
         lines.append(f"  PBX {pbx}: {old.node} -> {new.node}: {gap:.2f} s between the last event published "
                      f"by the old owner and the first by the new (PBX times "
                      f"{old.last_pbx_time or math.nan:.3f} -> {new.first_pbx_time or math.nan:.3f}); "
-                     f"{unpublished[pbx]:,} events the PBX sent never published (read or buffered by the "
-                     "dead owner)")
+                     f"{unpublished[pbx]:,} events the PBX sent that no owner published (the new owner "
+                     "publishes what its standby session heard after the old one's last publication)")
     return lines
 
 
