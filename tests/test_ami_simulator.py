@@ -709,3 +709,67 @@ async def test_cli_per_connection_serves_a_restart() -> None:
         if proc.returncode is None:
             proc.kill()
             await proc.wait()
+
+
+# ---- a cheaper replay, the same bytes ----------------------------------------------------
+
+
+def _shift_rule_by_rule(raw: bytes, seconds: int) -> bytes:
+    """`shift_times` as it was written first: one substitution per kind of time."""
+    from datetime import datetime, timedelta
+
+    def text(value: bytes, fmt: str) -> bytes:
+        return (datetime.strptime(value.decode(), fmt) + timedelta(seconds=seconds)).strftime(fmt).encode()
+
+    out = re.sub(rb"(?m)^Timestamp: (\d+\.\d+)", lambda m: b"Timestamp: %.6f" % (float(m[1]) + seconds), raw)
+    out = re.sub(rb"(?mi)^(\w*(?:Uniqueid|Linkedid): )(\d+)(?=\.\d)",
+                 lambda m: m[1] + b"%d" % (int(m[2]) + seconds), out)
+    out = re.sub(rb"(?m)^((?:LoginTime|LastCall|LastPause): )([1-9]\d*)(?=\r?$)",
+                 lambda m: m[1] + b"%d" % (int(m[2]) + seconds), out)
+    out = re.sub(rb"(?m)^((?:StartTime|AnswerTime|EndTime): )(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d)",
+                 lambda m: m[1] + text(m[2], "%Y-%m-%d %H:%M:%S"), out)
+    return re.sub(rb"(?m)^(\w*TV: )(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d+)([+-]\d{4})",
+                  lambda m: m[1] + text(m[2][:19], "%Y-%m-%dT%H:%M:%S") + m[2][19:] + m[3], out)
+
+
+def test_shift_times_in_one_pass_is_every_rule_applied_in_turn() -> None:
+    from bridge.simulator.relabel import shift_times
+
+    odd = (b"Event: X\r\nuniqueid: 12.3\r\nFoo-Uniqueid: 12.3\r\nid: 5.5\r\nLastCall: 0\r\n"
+           b"LoginTime: 17\r\nXTV: 2026-11-24T08:19:00.1-0130\r\nTimestamp: 1.5x\r\n\r\n")
+    for name in sorted(p.stem for p in FIXTURES.glob("*.ami")):
+        data = capture_bytes(name)
+        for seconds in (1, -86_400 * 400, 12_345_678):
+            assert shift_times(data, seconds) == _shift_rule_by_rule(data, seconds), name
+            assert shift_times(odd, seconds) == _shift_rule_by_rule(odd, seconds)
+
+
+def test_headers_look_up_as_the_message_does() -> None:
+    from bridge.simulator.state import Headers
+
+    names = ["Channel", "channel", "CHANNEL", "DestChannel", "Uniqueid", "UniqueID", "Event", "Nope", "queue"]
+    for name in sorted(p.stem for p in FIXTURES.glob("*.ami")):
+        for message in iter_capture(capture_bytes(name)):
+            headers = Headers(message)
+            for key in names + list(message):
+                assert (key in headers) == (key in message)
+                assert headers.get(key, "-") == message.get(key, "-")
+
+
+async def test_a_paced_replay_batches_its_writes_and_keeps_the_bytes(sim_factory) -> None:
+    from bridge.simulator.relabel import shift_times
+
+    blocks = expected_blocks("queue_answered")
+    present = 2_000_000_000.0  # the injected clock: times are moved, bytes compared exactly
+    sim = await sim_factory([FIXTURES / "queue_answered.ami"], speed=1000.0, now=lambda: present)
+    client = await connect(sim)
+    seconds = int(present - float(next(iter_capture(BANNER + blocks[0]))["Timestamp"]))
+    want = b"".join(shift_times(b, seconds) for b in blocks)
+    booted = b"Status: Fully Booted\r\n\r\n"
+    start = bytes(client.raw).index(booted) + len(booted)
+    while len(client.raw) < start + len(want):
+        await client._read(5.0)
+    assert bytes(client.raw[start:]) == want
+    assert sim.sent_event_bytes == [shift_times(b, seconds) for b in blocks]
+    action_id = client.send("CoreShowChannels")  # the state followed every event of the batches
+    assert (await client.answer(action_id, "CoreShowChannelsComplete"))[-1]["ListItems"] == "0"

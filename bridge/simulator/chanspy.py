@@ -184,6 +184,8 @@ class ChanSpyActions(PbxCore):
 
     def watch(self, msg: AmiMessage) -> None:
         """A replayed event, before it changes the state: spied channels going, new ones."""
+        if not self.spies:
+            return
         name, channel = msg.event or "", msg.get("Channel", "")
         for spy in list(self.spies.values()):
             if spy.ended:

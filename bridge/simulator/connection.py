@@ -1,28 +1,43 @@
 """One client connection of `AmiSimulator`: its stream, the replay session it holds and
-the tasks writing to it (one message at a time)."""
+how bytes reach it, one message at a time and in order — awaited (`send`: the connection's
+own replay and replies wait for a slow client) or not (`post`: the shared PBX's events,
+which must not wait for any one client)."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Callable
 
 from bridge.simulator.replay import ReplaySession
+
+HIGH_WATER = 64 * 1024  # asyncio's default for a transport: `drain` waits above it
 
 
 class Connection:
     def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self.reader, self.writer = reader, writer
         self.lock = asyncio.Lock()  # one message at a time, even when written in chunks
+        self.outbox: list[bytes] = []  # posted while a send held the lock: they go next
         self.session: ReplaySession | None = None
         self.authenticated = self.logged_off = self.closing = False
         self.events_on = True
         self.replayed = 0
         self.tasks: set[asyncio.Task[None]] = set()
 
-    async def send(self, data: bytes, chunk_size: int | None,
+    async def send(self, data: bytes | Callable[[], bytes], chunk_size: int | None,
                    on_written: Callable[[], None] | None = None) -> None:
-        """Write `data`; `on_written` runs as soon as the last byte is handed over."""
+        """Write `data` (a callable: made under the lock, right before it is written, so what
+        it commits goes out in the same step); `on_written` runs as soon as the last byte is
+        handed over. Anything posted before goes first."""
         async with self.lock:
+            if self.writer.is_closing():
+                raise ConnectionResetError("connection closed")
+            if callable(data):
+                data = data()
+            if self.outbox:
+                data = b"".join([*self.outbox, data])
+                self.outbox.clear()
             step = chunk_size or len(data) or 1
             for offset in range(0, len(data), step):
                 if self.writer.is_closing():
@@ -35,6 +50,50 @@ class Connection:
                 on_written()
             await self.writer.drain()
 
+    def post(self, data: bytes, chunk_size: int | None) -> None:
+        """Write `data` without waiting: at once when nothing else is being written, else
+        right after what is (in order). The transport buffers what the client does not read."""
+        if self.closing or self.writer.is_closing():
+            return
+        if not chunk_size and not self.outbox and not self.lock.locked():
+            self.writer.write(data)
+            return
+        self.outbox.append(data)
+        if len(self.outbox) == 1:  # the first waiting: one task sends them all
+            task = asyncio.create_task(self._flush(chunk_size))
+            self.tasks.add(task)
+            task.add_done_callback(self.tasks.discard)
+
+    async def _flush(self, chunk_size: int | None) -> None:
+        try:
+            with contextlib.suppress(ConnectionError):
+                await self.send(b"", chunk_size)  # takes the outbox with it
+        finally:
+            if self.closing and not self.outbox:  # closed meanwhile: after its last bytes
+                self.writer.close()
+
+    @property
+    def backlog(self) -> int:
+        """Bytes given to this connection that have not reached the kernel yet: what a client
+        that stops reading piles up once the socket buffers are full."""
+        return self.writer.transport.get_write_buffer_size() + sum(map(len, self.outbox))
+
+    @property
+    def behind(self) -> bool:
+        """More is waiting to go out than asyncio lets a writer pile up before `drain` waits."""
+        return self.backlog > HIGH_WATER
+
+    async def drained(self) -> None:
+        """Until what was given to it so far has (mostly) gone out."""
+        async with self.lock:
+            await self.writer.drain()
+
     def close(self) -> None:
         self.closing = True
-        self.writer.close()
+        if not self.outbox:  # else the flush closes it, once the posted bytes are out
+            self.writer.close()
+
+    def abort(self) -> None:
+        """Cut at once, unsent bytes dropped (a stuck client: Asterisk ends such a session)."""
+        self.closing = True
+        self.writer.transport.abort()

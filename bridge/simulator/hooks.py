@@ -18,7 +18,8 @@ def action_name(message: AmiMessage) -> str:
 class SimulatorHooks:
     def __init__(self) -> None:
         self.actions: list[AmiMessage] = []
-        self.sent_events: list[AmiMessage] = []  # replayed capture events, every connection
+        self.sent_events: list[AmiMessage] = []  # replayed capture events, every connection's
+        # (shared mode: each event the PBX said, once, whoever listened)
         self.sent_event_bytes: list[bytes] = []
         self.generated_events: list[AmiMessage] = []  # events made from actions
         self.logins = 0
@@ -51,12 +52,13 @@ class SimulatorHooks:
 
     def hold_replay(self, after: int | None) -> None:
         """Hold every connection's replay once it has sent `after` events (None: go on), e.g.
-        to act on a call while it is up, then let the capture end it: no race with the replay."""
+        to act on a call while it is up, then let the capture end it: no race with the replay.
+        Shared mode: the PBX's one replay, once it has said `after` events."""
         self.held_at = after
         self._notify()
 
     async def replay_gate(self, sent: int) -> None:
-        """Wait while a connection that has sent `sent` events is held (`hold_replay`)."""
+        """Wait while a replay that has sent `sent` events is held (`hold_replay`)."""
         while self.held_at is not None and sent >= self.held_at:
             await self._changed.wait()
 
@@ -94,13 +96,13 @@ class SimulatorHooks:
                                f"{count} replayed events")
         return self.sent_events[:count]
 
-    async def wait_for_logins(self, count: int, timeout: float = 5.0) -> int:  # noqa: ASYNC109
-        """Wait until `count` logins have been accepted in all."""
+    async def wait_for_logins(self, count: int, timeout: float | None = 5.0) -> int:  # noqa: ASYNC109
+        """Wait until `count` logins have been accepted in all (`timeout` None: however long)."""
         return await self._wait_until(lambda: self.logins if self.logins >= count else None, timeout,
                                       f"{count} logins")
 
     async def _wait_until(self, predicate: Callable[[], int | bool | None],
-                          timeout: float, what: str) -> int:  # noqa: ASYNC109
+                          timeout: float | None, what: str) -> int:  # noqa: ASYNC109
         try:
             async with asyncio.timeout(timeout):
                 while (found := predicate()) is None:

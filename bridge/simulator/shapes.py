@@ -66,6 +66,12 @@ class Answer:
     close: bool = False
 
 
+def is_manager_event(message: Pairs) -> bool:
+    """An event-bus event (it carries a Timestamp), not an item of a list answer: Asterisk
+    sends it to every session (manager_event), a list only to the one that asked."""
+    return message[0][0] == "Event" and any(k == "Timestamp" for k, _ in message)
+
+
 def new_member(interface: str, name: str, login_time: int, membership: str = "static",
                penalty: str = "0", paused: str = "0", reason: str = "") -> dict[str, str]:
     values = (name, interface, interface, membership, penalty, "0", "0", "0", str(login_time),

@@ -12,7 +12,7 @@ from __future__ import annotations
 import contextlib
 import re
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
 from bridge.ami.message import AmiMessage
@@ -72,6 +72,52 @@ class Queue:
     talktime: int = 0
     completed: int = 0
     abandoned: int = 0
+
+
+class Headers:
+    """An event's headers looked up as AmiMessage does (exact name, else any case; the first
+    of repeated names), without AmiMessage's scan of every name on a miss: apply() asks for
+    many a header an event lacks (Dest*, LocalOne*, ...), at every replayed event."""
+
+    __slots__ = ("_exact", "_folded")
+
+    def __init__(self, msg: AmiMessage) -> None:
+        pairs = msg.pairs[::-1]  # the first of repeated names is assigned last: it wins
+        self._exact = dict(pairs)
+        self._folded = {k.lower(): v for k, v in pairs}
+
+    def find(self, key: str) -> str | None:
+        value = self._exact.get(key)
+        return self._folded.get(key.lower()) if value is None else value
+
+    def get(self, key: str, default: str = "") -> str:
+        value = self.find(key)
+        return default if value is None else value
+
+    def __getitem__(self, key: str) -> str:
+        if (value := self.find(key)) is None:
+            raise KeyError(key)
+        return value
+
+    def __contains__(self, key: str) -> bool:
+        return key in self._exact or key.lower() in self._folded
+
+    def pick(self, names: Sequence[tuple[str, str, str]]) -> list[tuple[str, str]]:
+        """(as, value) of each (name, name lowered, as) the event has: a snapshot's fields."""
+        exact, folded, found = self._exact, self._folded, []
+        for name, lowered, key in names:
+            if (value := exact.get(name)) is not None or (value := folded.get(lowered)) is not None:
+                found.append((key, value))
+        return found
+
+
+def _names(prefix: str, fields: Sequence[str]) -> tuple[tuple[str, str, str], ...]:
+    return tuple((prefix + k, (prefix + k).lower(), k) for k in fields)
+
+
+# Per snapshot prefix: its channel's header, the header saying it is a snapshot, its fields.
+_SNAPSHOTS = [(f"{p}Channel", f"{p}ChannelStateDesc", _names(p, CHANNEL_FIELDS)) for p in SNAPSHOT_PREFIXES]
+_MEMBER_NAMES = _names("", MEMBER_FIELDS)
 
 
 class Counters:
@@ -150,19 +196,21 @@ class PbxCore:
 
     # ---- replayed events -> state ----------------------------------------------------
 
-    def apply(self, msg: AmiMessage) -> None:
+    def apply(self, event: AmiMessage, headers: Headers | None = None) -> None:
+        """`event` replayed (`headers`: its own, if the caller has them already)."""
+        msg = Headers(event) if headers is None else headers
         if ts := msg.get("Timestamp"):
             with contextlib.suppress(ValueError):
                 self.clock.advance(float(ts))
-        self.watch(msg)
-        name, channel = msg.event or "", msg.get("Channel", "")
+        self.watch(event)
+        name, channel = event.event or "", msg.get("Channel", "")
         if name == "Newchannel":
             self.channels[channel] = Channel({}, self.clock.now())
-            self.counters.saw(msg)
-        for prefix in SNAPSHOT_PREFIXES:
-            snap = self.channels.get(msg.get(f"{prefix}Channel", ""))
-            if snap is not None and f"{prefix}ChannelStateDesc" in msg:
-                snap.fields.update((k, msg[prefix + k]) for k in CHANNEL_FIELDS if prefix + k in msg)
+            self.counters.saw(event)
+        for named, state, names in _SNAPSHOTS:
+            snap = self.channels.get(msg.get(named))
+            if snap is not None and state in msg:
+                snap.fields.update(msg.pick(names))
         chan = self.channels.get(channel)
         queue = self._queue(msg["Queue"]) if "Queue" in msg and name.startswith(("Queue", "Agent")) else None
         member = queue.members.get(msg.get("Interface", "")) if queue else None
@@ -188,7 +236,7 @@ class PbxCore:
             case "QueueMemberAdded" | "QueueMemberStatus" | "QueueMemberPause" if queue:
                 interface = msg.get("Interface", "")
                 member = queue.members.setdefault(interface, new_member(interface, interface, 0))
-                member.update((k, msg[k]) for k in MEMBER_FIELDS if k in msg)
+                member.update(msg.pick(_MEMBER_NAMES))
             case "QueueMemberRemoved" if queue:
                 queue.members.pop(msg.get("Interface", ""), None)
             case "AgentConnect" if queue:  # no QueueMemberStatus tells of InCall
