@@ -1,16 +1,17 @@
 """A simulated PBX for bench/cluster.py, in a process of its own: the product's AMI simulator
 replaying one traffic file at recorded speed, its times moved to the present.
 
-It loads its traffic first and listens only once the bench says go (the owner node, probing
-meanwhile, logs in within its probe interval), then replays from `START_DELAY` s after the
-first login: the owner's resync is done by then, and the shift to the present, taken at that
-login, is taken for the moment the first event goes out, so the PBX's clock is ours (to the
-simulator's whole second). Started earlier, the PBX would speak in the time of the login, as
-far behind ours as the bench's set-up took.
+It loads its traffic first and listens only once the bench says go (the nodes, probing
+meanwhile, log in within their probe interval: the owner, and the others' hot standbys),
+then replays from `START_DELAY` s after the last of them logged in: the owner's resync is
+done by then, and the shift to the present, taken at the first login, is taken for the
+moment the first event goes out, so the PBX's clock is ours (to the simulator's whole
+second, give or take the logins' spread). Started earlier, the PBX would speak in the time
+of the login, as far behind ours as the bench's set-up took.
 
-When its client (the owner node) dies, the simulator parks the replay session and the next
-login (the new owner) resumes it where it stopped: the PBX pauses while nobody is logged in.
-A real Asterisk would go on talking to nobody; see bench/cluster.py on what that changes.
+One PBX for every session (`shared`), as a real Asterisk: every node logged in hears the
+same events, and when the owner dies the PBX goes on talking; what it says until the new
+owner is up reaches only the standbys' sessions.
 """
 
 from __future__ import annotations
@@ -26,27 +27,27 @@ from bridge.simulator.server import AmiSimulator
 START_DELAY = 1.0  # seconds from the login to the first event
 
 
-def pbx_main(path: str, port: int, speed: float, conn: Any) -> None:
+def pbx_main(path: str, port: int, speed: float, logins: int, conn: Any) -> None:
     with contextlib.suppress(OSError):
         os.nice(10)  # the load generator gives way to the nodes and browsers it measures
-    asyncio.run(_pbx(path, port, speed, conn))
+    asyncio.run(_pbx(path, port, speed, logins, conn))
 
 
-async def _pbx(path: str, port: int, speed: float, conn: Any) -> None:
+async def _pbx(path: str, port: int, speed: float, logins: int, conn: Any) -> None:
     loop = asyncio.get_running_loop()
     sim = AmiSimulator([path], speed=speed, loop=False, record=False, port=port,
-                       now=lambda: time.time() + START_DELAY)
+                       now=lambda: time.time() + START_DELAY, shared=True)
     sim.hold_replay(0)  # every connection waits at event 0 until released
     conn.send(("loaded", len(sim.events)))
     command = await loop.run_in_executor(None, conn.recv)
     assert command == "go", command
     await sim.start()
-    await sim.wait_for_logins(1, timeout=60)
+    await sim.wait_for_logins(logins, timeout=60)
     await asyncio.sleep(START_DELAY)
     cpu0, started = time.process_time(), time.time()
     sim.hold_replay(None)
     conn.send(("started", started))
-    # Done when a session (the first login's, resumed after a takeover) has sent everything.
+    # Done when the PBX has said everything.
     while not any(s.finished for s in sim.sessions):  # noqa: ASYNC110 (the simulator has no such event)
         await asyncio.sleep(0.05)
     # The seconds every time of the traffic was moved by: the offline replay needs the same.

@@ -66,12 +66,16 @@ def free_port() -> int:
 
 @dataclass
 class Pbx:
-    """An AMI simulator process replaying `captures` at `speed` (it starts on a login)."""
+    """An AMI simulator process replaying `captures` at `speed`: one PBX shared by every
+    login, as a real Asterisk (the owner's session and the others' hot standbys get the
+    same events, and it goes on while nobody listens), starting once `logins` sessions
+    are in (every node's)."""
 
     id: str
     captures: list[Path]
     directory: Path
     speed: float = 1.0
+    logins: int = 1
     port: int = field(default_factory=free_port)
     process: subprocess.Popen[bytes] | None = None
 
@@ -79,7 +83,8 @@ class Pbx:
         log = open(self.directory / f"pbx-{self.id}.log", "ab")  # noqa: SIM115 (the process's)
         self.process = subprocess.Popen(
             [sys.executable, "-m", "bridge.simulator", "--port", str(self.port), "--speed", str(self.speed),
-             *map(str, self.captures)], stdout=log, stderr=subprocess.STDOUT)
+             "--shared", "--start-after-logins", str(self.logins), *map(str, self.captures)],
+            stdout=log, stderr=subprocess.STDOUT)
         wait_for_port(self.port)
 
     def stop(self) -> None:
@@ -110,6 +115,11 @@ class Node:
         env = {**os.environ, "PYTHONUNBUFFERED": "1"}
         self.process = subprocess.Popen([CALLBRIDGE, "serve", "--config", str(self.config)],
                                         cwd=self.directory, stdout=log, stderr=subprocess.STDOUT, env=env)
+
+    def freeze(self) -> None:
+        """SIGSTOP: a hung process; its sockets stay open, so it keeps its locks and sessions."""
+        assert self.process is not None
+        self.process.send_signal(signal.SIGSTOP)
 
     def kill(self) -> None:
         """SIGKILL: no goodbye to PostgreSQL, Redis or the PBX (the kernel closes its sockets)."""

@@ -7,17 +7,24 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
+from redis.asyncio import Redis
 from sqlalchemy import text
 
 from bridge.call_log.store import CallLogStore
+from bridge.calls.inert_rules import touch_of
 from bridge.calls.replay import replay_bytes
-from tests.capture_facts import FIXTURES, capture_bytes
+from bridge.simulator.replay import is_unsolicited
+from cluster.redis_link import DEFAULT_NAMESPACE, events_key
+from cluster.stream_entries import parse_entries
+from tests.capture_facts import FIXTURES, capture_bytes, capture_events
 from tests.cluster.harness import (
     PASSWORD,
     Node,
@@ -32,6 +39,26 @@ from web.users import UserStore
 
 pytestmark = pytest.mark.postgres
 TAKEOVER_LIMIT = 5.0  # the issue's promise, seconds from the owner's death to a new owner
+TALK_LEFT = 5.0  # seconds from a queue_answered call's live card to past its hang-up (4.4 s talk)
+
+
+async def published_events(redis_url: str, pbx: str) -> list[tuple[str, Any]]:
+    """The PBX's stream as its owners published it: each fed event's pairs, each inert
+    one's trace (a login's own FullyBooted left out)."""
+    redis = Redis.from_url(redis_url)
+    try:
+        rows = await redis.xrange(events_key(DEFAULT_NAMESPACE, pbx))
+    finally:
+        await redis.aclose()
+    out: list[tuple[str, Any]] = []
+    for entry_id, fields in rows:
+        for entry in parse_entries(entry_id, fields):
+            if entry.kind == "event" and entry.payload.event != "FullyBooted":
+                out.append(("event", entry.payload.pairs))
+            elif entry.kind == "seen":
+                at, alive, channel = entry.payload
+                out.append(("seen", (float(at), bool(alive), channel)))
+    return out
 
 
 async def routed_pause(operator: Operator, *, paused: bool, limit: float = 20.0) -> None:
@@ -76,8 +103,10 @@ class Lab:
 async def lab(tmp_path: Path, redis_server: RedisServer) -> AsyncIterator[Lab]:  # noqa: F811
     url = await fresh_database()
     # Two PBXes: operator 101 answers a queue call on each (talk ~4.4 s at recorded speed).
-    pbxes = [Pbx("main", [FIXTURES / "queue_answered.ami"], tmp_path),
-             Pbx("lyon", [FIXTURES / "queue_answered.ami"], tmp_path)]
+    # Each starts once the three nodes are logged in (the owner, and two hot standbys), and
+    # goes on talking while the owner is dead, as a real Asterisk does.
+    pbxes = [Pbx("main", [FIXTURES / "queue_answered.ami"], tmp_path, logins=3),
+             Pbx("lyon", [FIXTURES / "queue_answered.ami"], tmp_path, logins=3)]
     nodes = []
     for i in (1, 2, 3):
         port = free_port()
@@ -126,7 +155,11 @@ async def test_cards_follow_operators_across_nodes_and_survive_the_owner_dying(l
         assert {c["call_id"] for c in anna.cards.values()} == {main_call}
         assert {c["call_id"] for c in boris.cards.values()} == {lyon_call}
 
-        # The owner dies mid-call (both calls are in talk).
+        # The owner hangs mid-call (both calls in talk) and the calls end at the PBXes while
+        # it is hung: what they said then reached only the standbys' own sessions. Then it
+        # dies, and all of that is the new owner's to feed and publish (cluster.standby).
+        first.freeze()
+        await asyncio.sleep(TALK_LEFT)
         killed_at = time.monotonic()
         first.kill()
         owners = await lab.wait_owned({"main", "lyon"}, limit=TAKEOVER_LIMIT + 5, among={"node2", "node3"})
@@ -155,6 +188,23 @@ async def test_cards_follow_operators_across_nodes_and_survive_the_owner_dying(l
         async with lab.store.engine.connect() as conn:
             rows = (await conn.execute(text("SELECT call_id, pbx FROM recording_files ORDER BY pbx"))).all()
         assert sorted(map(tuple, rows)) == [(main_call, "main"), (lyon_call, "lyon")]
+        # Each PBX's stream holds every event the PBX sent, once and in order: the old owner's
+        # up to its hang, then the new owner's, its standby's from there on.
+        capture = [e for e in capture_events("queue_answered") if is_unsolicited(e)]  # what the PBX replays
+        new_owner = {pbx: next(n for n in lab.nodes if n.name == name) for pbx, name in owners.items()}
+        for pbx in ("main", "lyon"):
+            # Besides the capture: the two events the owner's MixMonitor action made the PBX say.
+            published = await published_events(lab.redis.url, pbx)
+            made = [i for i, (kind, p) in enumerate(published) if kind == "event" and (
+                ("Event", "MixMonitorStart") in p or ("Variable", "MIXMONITOR_FILENAME") in p)]
+            assert len(made) == 2
+            published = [item for i, item in enumerate(published) if i not in made]
+            assert len(published) == len(capture)
+            assert published == [("event", e.pairs) if kind == "event" else ("seen", touch_of(e))
+                                 for e, (kind, _) in zip(capture, published, strict=True)]
+            spliced = re.search(rf"PBX {pbx}: standby session taken over \((\d+) events",
+                                new_owner[pbx].log_text)
+            assert spliced is not None and int(spliced.group(1)) >= 30, new_owner[pbx].log_text[-3000:]
 
         # Boris's browser reconnects to the other live node: his card is there at once.
         other = next(n for n in (lab.nodes[1], lab.nodes[2]) if n is not boris.node)
