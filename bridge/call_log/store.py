@@ -23,6 +23,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, async_sessionmaker, create_async_engine
 from sqlalchemy.sql.elements import ColumnElement
 
+from bridge.call_log.idle_ping import ping_when_idle
 from bridge.call_log.tables import CHILD_TABLES, CallRow, RecordingRow, RingRow, TransferRow
 from bridge.calls.record import CallRecord, RecordingRecord, RingRecord, TransferRecord
 
@@ -172,9 +173,9 @@ class CallLogStore:
     def __init__(self, url: str, **engine_options: Any) -> None:
         # engine_options go to create_async_engine (e.g. connect_args for a search_path).
         self.url = url
-        # pre-ping: after a PostgreSQL restart the first save gets a fresh connection
-        # instead of failing on a dead pooled one.
-        self._engine_options = {"pool_pre_ping": True, **engine_options}
+        # No pre-ping at every checkout (a round trip each, under load): ping_when_idle
+        # still gives the first save after a PostgreSQL restart a fresh connection.
+        self._engine_options = engine_options
         self._engine: AsyncEngine | None = None
         self._sessions: async_sessionmaker | None = None
 
@@ -199,6 +200,8 @@ class CallLogStore:
         engine = create_async_engine(self.url, **self._engine_options)
         if engine.dialect.name == "sqlite":
             event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+        if not self._engine_options.get("pool_pre_ping"):
+            ping_when_idle(engine)
         try:
             async with engine.begin() as conn:
                 await self._migrate(conn)
