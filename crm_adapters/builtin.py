@@ -7,126 +7,41 @@ notes and logged calls, merged with the calls in the call log from any of its nu
 
 from __future__ import annotations
 
-import asyncio
-import json
 import logging
 import re
 from collections.abc import Iterable, Sequence
-from datetime import UTC, datetime
-from typing import Any, NamedTuple
+from datetime import datetime
+from typing import Any
 
-from sqlalchemy import Row, bindparam, false, insert, or_, select, update
+from sqlalchemy import Row, insert, or_, select, update
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from bridge.call_log.store import CallLogStore
 from bridge.call_log.tables import CallRow
+from crm_adapters.builtin_queries import (
+    BY_ID,
+    BY_NUMBER,
+    ContactRow,
+    LoggedCallRow,
+    NoteRow,
+    calls_of_numbers,
+    contact_query,
+    decode_contact,
+    notes_of_numbers,
+    numbered,
+)
 from crm_adapters.builtin_tables import COMPANIES, CONTACTS, INTERACTIONS, PHONES
 from crm_adapters.contract import Contact, CrmAdapter, FinishedCall, Interaction, NewContact, utc_now
 from crm_adapters.errors import CrmRejected, CrmUnavailable
 from crm_adapters.phone_numbers import national_variants, normalize
+from crm_adapters.raw_reads import RawReads, utc
 
 log = logging.getLogger(__name__)
 
 CALLS = CallRow.__table__
 CALL_LOG_SOURCE = "call_log"
-
-# Built once: the statement cache then skips compiling on every lookup.
-_best = (
-    select(PHONES.c.contact_id)
-    .join(CONTACTS, CONTACTS.c.id == PHONES.c.contact_id)
-    .where(PHONES.c.e164 == bindparam("number"))
-    .order_by(CONTACTS.c.updated_at.desc(), CONTACTS.c.id.desc())
-    .limit(1)
-    .scalar_subquery()
-)
-_CONTACT_COLUMNS = (CONTACTS.c.id, CONTACTS.c.display_name, CONTACTS.c.email, CONTACTS.c.tags,
-                    CONTACTS.c.updated_at, COMPANIES.c.name.label("company"))
-
-
-def _contact_query(where: Any) -> Any:
-    """One row per phone of the contact: contact, company and all its numbers in one round trip."""
-    return (
-        select(*_CONTACT_COLUMNS, PHONES.c.e164)
-        .select_from(CONTACTS.outerjoin(COMPANIES, COMPANIES.c.id == CONTACTS.c.company_id)
-                     .outerjoin(PHONES, PHONES.c.contact_id == CONTACTS.c.id))
-        .where(where)
-        .order_by(PHONES.c.id)
-    )
-
-
-_BY_NUMBER = _contact_query(CONTACTS.c.id == _best)
-_BY_ID = _contact_query(CONTACTS.c.id == bindparam("contact_id"))
-
-
-class _ContactRow(NamedTuple):  # the columns of _BY_NUMBER, in order
-    id: int
-    display_name: str
-    email: str | None
-    tags: list[str]
-    updated_at: datetime
-    company: str | None
-    e164: str | None
-
-
-def _decode(row: Sequence[Any]) -> _ContactRow:
-    """What SQLAlchemy's types would make of a driver row: JSON tags, UTC-aware times."""
-    cid, name, email, tags, updated, company, e164 = row
-    if isinstance(tags, str):
-        tags = json.loads(tags)
-    if isinstance(updated, str):
-        updated = datetime.fromisoformat(updated)
-    if updated is not None:
-        updated = updated.replace(tzinfo=UTC) if updated.tzinfo is None else updated.astimezone(UTC)
-    return _ContactRow(cid, name, email, tags, updated, company, e164)
-
-
-class _LookupConnection:
-    """A connection kept open for caller lookups and queried through its driver.
-
-    A pool checkout (pre-ping, reset on return) and SQLAlchemy's async cursor adaption cost
-    several thread or network round trips each: ~0.6-1 ms against ~0.15 ms for the indexed
-    query alone on SQLite (bench/crm_lookup.py). aiosqlite and asyncpg only; other drivers
-    go through the pool.
-    """
-
-    DRIVERS = ("aiosqlite", "asyncpg")
-
-    def __init__(self, engine: AsyncEngine) -> None:
-        self.engine = engine
-        self.fast = engine.dialect.driver in self.DRIVERS
-        compiled = _BY_NUMBER.compile(dialect=engine.dialect)
-        self._sql = str(compiled)
-        self._names, self._values = list(compiled.positiontup or []), compiled.params
-        self._conn: AsyncConnection | None = None
-        self._raw: Any = None
-        self._lock = asyncio.Lock()  # one statement at a time on the connection (asyncpg insists)
-
-    async def fetch(self, number: str) -> list[_ContactRow]:
-        params = tuple(number if n == "number" else self._values[n] for n in self._names)
-        async with self._lock:
-            try:
-                if self._raw is None:
-                    conn = await self.engine.connect()
-                    self._conn = await conn.execution_options(isolation_level="AUTOCOMMIT")
-                    self._raw = (await self._conn.get_raw_connection()).driver_connection
-                if self.engine.dialect.driver == "asyncpg":
-                    rows = await self._raw.fetch(self._sql, *params)
-                else:
-                    rows = await self._raw.execute_fetchall(self._sql, params)
-            except BaseException:
-                await self.close()  # a broken connection is replaced on the next lookup
-                raise
-        return [_decode(row) for row in rows]
-
-    async def close(self) -> None:
-        conn, self._conn, self._raw = self._conn, None, None
-        if conn is not None:
-            try:
-                await conn.close()
-            except Exception as exc:  # already broken: nothing more to release
-                log.debug("closing the lookup connection: %s", exc)
-
+_BY_NUMBER = BY_NUMBER  # bench/crm_lookup.py compiles it from here
 
 def merge_history(primary: Iterable[Interaction], secondary: Iterable[Interaction],
                   limit: int) -> list[Interaction]:
@@ -162,27 +77,24 @@ class CallLogHistory:
         self.engine = engine
         self.default_region = default_region
 
-    async def calls(self, phones: Iterable[str], limit: int = 20,
-                    conn: AsyncConnection | None = None) -> list[Interaction]:
+    async def calls(self, phones: Iterable[str], limit: int = 20, conn: AsyncConnection | None = None,
+                    reads: RawReads | None = None) -> list[Interaction]:
+        """`reads`: through that kept connection (a card's history), else `conn` or the pool."""
         wanted = {p for p in phones if p}
         if not wanted:
             return []
         # The log keeps the raw caller ID: look for every form of the numbers through the
         # index, then keep what really normalises to one of them.
         forms = sorted({form for p in wanted for form in national_variants(p)})
-        query = (
-            select(CALLS.c.call_id, CALLS.c.caller_number, CALLS.c.entered_at, CALLS.c.answered_by,
-                   CALLS.c.outcome, CALLS.c.talk_seconds, CALLS.c.wait_seconds, CALLS.c.recording)
-            .where(CALLS.c.caller_number.in_(forms), CALLS.c.ended_at.is_not(None),
-                   CALLS.c.internal == false())
-            .order_by(CALLS.c.entered_at.desc())
-            .limit(limit * 2)
-        )
-        if conn is None:
+        query, params = calls_of_numbers(len(forms)), numbered(forms, limit * 2)
+        rows: Sequence[Any]
+        if reads is not None:
+            rows = [LoggedCallRow(*r[:2], utc(r[2]), *r[3:]) for r in await reads.fetch(query, params)]
+        elif conn is None:
             async with self.engine.connect() as own:
-                rows = (await own.execute(query)).all()
+                rows = (await own.execute(query, params)).all()
         else:
-            rows = (await conn.execute(query)).all()
+            rows = (await conn.execute(query, params)).all()
         found = [
             Interaction(id=row.call_id, kind="call", at=row.entered_at, summary=_call_summary(row),
                         source=CALL_LOG_SOURCE, direction="inbound", operator=row.answered_by,
@@ -206,7 +118,8 @@ class BuiltinCrm(CrmAdapter):
         self._owns_store = isinstance(database, str)
         self._store = CallLogStore(database, **engine_options) if isinstance(database, str) else database
         self._call_log: CallLogHistory | None = None
-        self._lookups: _LookupConnection | None = None
+        self._lookups: RawReads | None = None  # the callers' lookups: never behind a history
+        self._histories: RawReads | None = None
 
     @property
     def engine(self) -> AsyncEngine:
@@ -231,13 +144,14 @@ class BuiltinCrm(CrmAdapter):
         await self.find_contact("+0")
 
     async def close(self) -> None:
-        if self._lookups is not None:
-            await self._lookups.close()
-            self._lookups = None
+        for reads in (self._lookups, self._histories):
+            if reads is not None:
+                await reads.close()
+        self._lookups = self._histories = None
         if self._owns_store:
             await self._store.close()
 
-    def _contact(self, rows: Sequence[Row[Any] | _ContactRow]) -> Contact | None:
+    def _contact(self, rows: Sequence[Row[Any] | ContactRow]) -> Contact | None:
         if not rows:
             return None
         first = rows[0]
@@ -258,11 +172,12 @@ class BuiltinCrm(CrmAdapter):
 
     async def find_contact(self, number: str) -> Contact | None:
         if self._lookups is None:
-            self._lookups = _LookupConnection(self.engine)
+            self._lookups = RawReads(self.engine)
         if not self._lookups.fast:
-            return self._contact(await self._run(_BY_NUMBER, {"number": number}))
+            return self._contact(await self._run(BY_NUMBER, {"number": number}))
         try:
-            return self._contact(await self._lookups.fetch(number))
+            rows = await self._lookups.fetch(BY_NUMBER, {"number": number})
+            return self._contact([decode_contact(r) for r in rows])
         except Exception as exc:  # sqlite3.Error, asyncpg errors, OSError, SQLAlchemyError
             raise CrmUnavailable(f"database error: {exc}", adapter=self.name) from exc
 
@@ -271,7 +186,7 @@ class BuiltinCrm(CrmAdapter):
             cid = int(contact_id)
         except ValueError:
             return None
-        return self._contact(await self._run(_BY_ID, {"contact_id": cid}))
+        return self._contact(await self._run(BY_ID, {"contact_id": cid}))
 
     async def search(self, query: str, limit: int = 20) -> list[Contact]:
         """Contacts by name (or company) containing the text, or by number (whole or a run of
@@ -304,7 +219,7 @@ class BuiltinCrm(CrmAdapter):
         found = [r.id for r in await self._run(ids, {})]
         if not found:
             return []
-        rows = await self._run(_contact_query(CONTACTS.c.id.in_(found)), {})
+        rows = await self._run(contact_query(CONTACTS.c.id.in_(found)), {})
         by_id: dict[int, list[Row[Any]]] = {}
         for row in rows:
             by_id.setdefault(row.id, []).append(row)
@@ -313,6 +228,10 @@ class BuiltinCrm(CrmAdapter):
     async def history(self, contact: Contact, limit: int = 20) -> list[Interaction]:
         mine = contact.source == self.name and contact.id.isdigit()
         phones = set(contact.phones)
+        if self._histories is None:
+            self._histories = RawReads(self.engine)
+        if not mine and phones and self._histories.fast:  # a caller by his number: every unknown one
+            return await self._history_of_numbers(sorted(phones), limit)
         try:
             async with self.engine.connect() as conn:
                 # Reads only: no BEGIN and ROLLBACK round trips around each (a card's history,
@@ -335,7 +254,19 @@ class BuiltinCrm(CrmAdapter):
             raise CrmUnavailable(f"database error: {exc}", adapter=self.name) from exc
         return merge_history(notes, calls, limit)
 
-    def _interaction(self, row: Row[Any]) -> Interaction:
+    async def _history_of_numbers(self, phones: list[str], limit: int) -> list[Interaction]:
+        """`history` of numbers no contact of ours owns, on the kept connection (same rows)."""
+        try:
+            reads = self._histories
+            assert reads is not None
+            rows = await reads.fetch(notes_of_numbers(len(phones)), numbered(phones, limit))
+            notes = [self._interaction(NoteRow(*r[:2], utc(r[2]), *r[3:])) for r in rows]
+            calls = await self.call_log.calls(phones, limit, reads=reads)
+        except Exception as exc:  # sqlite3.Error, asyncpg errors, OSError, SQLAlchemyError
+            raise CrmUnavailable(f"database error: {exc}", adapter=self.name) from exc
+        return merge_history(notes, calls, limit)
+
+    def _interaction(self, row: Row[Any] | NoteRow) -> Interaction:
         return Interaction(
             id=str(row.id), kind=row.kind, at=row.at, summary=row.summary or "", source=self.name,
             direction=row.direction, operator=row.operator, duration_seconds=row.duration_seconds,

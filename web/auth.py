@@ -47,6 +47,7 @@ from sqlalchemy import delete, or_, select, update
 
 from bridge.calls.record import DEFAULT_PBX
 from web.login_throttle import Network, client_address
+from web.session_sweep import SessionSweep
 from web.users import EXTENSIONS, ROLES, SESSIONS, USERS, Role, User, UserStore
 
 __all__ = ["AUTH_KEY", "Auth", "AuthSession", "ROLE_HOME", "User", "auth_middleware", "check_role",
@@ -134,6 +135,7 @@ class Auth:
         # Signs the login form's CSRF token; per process unless given (several workers: share one).
         self.secret = secret or secrets.token_bytes(32)
         self.clock = clock
+        self._sweep = SessionSweep(self)  # the open pages' reads (live_sessions)
         # Only these peers' X-Forwarded-For is believed (web.login_throttle.client_address).
         self.trusted_proxies = trusted_proxies
         prefix = "__Host-" if secure_cookie else ""
@@ -194,7 +196,7 @@ class Auth:
         async with self.users.engine.connect() as conn:
             rows = (await conn.execute(query)).all()
         now, found, expired = self._now(), {}, []
-        # Rows come ordered by session: one pass (a node with 1,000 pages open checks them all).
+        # Rows come ordered by session: one pass.
         for token_hash, group in itertools.groupby(rows, key=lambda r: r.token_hash):
             mine = list(group)
             first = mine[0]
@@ -203,8 +205,7 @@ class Auth:
                 expired.append(token_hash)
                 continue
             pbx = next((r.pbx for r in mine if r.pbx is not None), DEFAULT_PBX)  # his extensions' PBX
-            # Rows of our own tables, checked when written: no validation again (the open pages'
-            # sweep reads a node's 1,000 sessions every few seconds).
+            # Rows of our own tables, checked when written: no validation again.
             user = User.model_construct(
                 username=first.username, display_name=first.display_name, role=first.role, pbx=pbx,
                 extensions=[r.extension for r in mine if r.extension is not None and r.pbx == pbx])
@@ -219,8 +220,8 @@ class Auth:
         # Bounded IN lists; and a node with 1,000 open pages reads them in short steps, so
         # cards wait a few ms for the loop, not tens of ms (bench/cluster.py).
         for i in range(0, len(hashes), _SWEEP_STEP):
-            live, _expired = await self._read_sessions(hashes[i:i + _SWEEP_STEP])
-            found.update({h: s.user for h, s in live.items()})
+            found.update(await self._sweep.live(hashes[i:i + _SWEEP_STEP]))
+        self._sweep.keep_only(token_hashes)
         return found
 
     async def load_session(self, token_hash: str, *, touch: bool = True) -> AuthSession | None:

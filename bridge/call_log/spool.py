@@ -138,7 +138,9 @@ class CallLogSpool:
         if not self._outstanding:
             if self._lines:
                 os.ftruncate(self._fd, 0)
-                os.fsync(self._fd)
+                # fsync'd off the loop: a power cut that undoes the truncation only writes
+                # committed calls again at start (an upsert: each still logged once).
+                self._sync_soon()
                 self._lines = 0
         elif self._lines - len(self._outstanding) > max(_COMPACT_AFTER, len(self._outstanding)):
             self._rewrite()

@@ -8,6 +8,7 @@ revision, so a new release migrates the database it finds at start.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from datetime import UTC, datetime
@@ -18,11 +19,13 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Connection, Table, delete, event, func, insert, select, text
+from sqlalchemy import Connection, String, Table, any_, bindparam, delete, event, func, insert, select, text
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, async_sessionmaker, create_async_engine
 from sqlalchemy.sql.elements import ColumnElement
 
+from bridge.call_log.idle_ping import ping_when_idle
 from bridge.call_log.tables import CHILD_TABLES, CallRow, RecordingRow, RingRow, TransferRow
 from bridge.calls.record import CallRecord, RecordingRecord, RingRecord, TransferRecord
 
@@ -172,9 +175,9 @@ class CallLogStore:
     def __init__(self, url: str, **engine_options: Any) -> None:
         # engine_options go to create_async_engine (e.g. connect_args for a search_path).
         self.url = url
-        # pre-ping: after a PostgreSQL restart the first save gets a fresh connection
-        # instead of failing on a dead pooled one.
-        self._engine_options = {"pool_pre_ping": True, **engine_options}
+        # No pre-ping at every checkout (a round trip each, under load): ping_when_idle
+        # still gives the first save after a PostgreSQL restart a fresh connection.
+        self._engine_options = engine_options
         self._engine: AsyncEngine | None = None
         self._sessions: async_sessionmaker | None = None
 
@@ -199,6 +202,8 @@ class CallLogStore:
         engine = create_async_engine(self.url, **self._engine_options)
         if engine.dialect.name == "sqlite":
             event.listen(engine.sync_engine, "connect", _sqlite_pragmas)
+        if not self._engine_options.get("pool_pre_ping"):
+            ping_when_idle(engine)
         try:
             async with engine.begin() as conn:
                 await self._migrate(conn)
@@ -249,24 +254,22 @@ class CallLogStore:
         async with self.engine.begin() as conn:
             if guard is not None:
                 await guard(conn, {rec.pbx for rec in latest.values()})
-            for chunk in _chunks(ids):
+            if conn.dialect.name == "postgresql":  # the ids as one array: no IN list rendered per save
                 for table in CHILD_TABLES:
-                    await conn.execute(delete(table).where(table.c.call_id.in_(chunk)))
+                    await conn.execute(_DELETE_CHILDREN_PG[table], {"ids": ids})
+            else:
+                for chunk in _chunks(ids):
+                    for table in CHILD_TABLES:
+                        await conn.execute(delete(table).where(table.c.call_id.in_(chunk)))
             await self._upsert_calls(conn, [_call_values(rec, now) for rec in latest.values()])
             for table, rows in children.items():
                 if rows:
                     await conn.execute(insert(table), rows)
 
     async def _upsert_calls(self, conn: AsyncConnection, rows: list[dict[str, Any]]) -> None:
-        name = conn.dialect.name
-        if name in ("postgresql", "sqlite"):
-            if name == "postgresql":
-                from sqlalchemy.dialects.postgresql import insert as dialect_insert
-            else:
-                from sqlalchemy.dialects.sqlite import insert as dialect_insert
-            stmt = dialect_insert(CALLS)
-            updates = {c.name: stmt.excluded[c.name] for c in CALLS.columns if c.name != "call_id"}
-            await conn.execute(stmt.on_conflict_do_update(index_elements=["call_id"], set_=updates), rows)
+        upsert = _upsert_statement(conn.dialect.name)
+        if upsert is not None:
+            await conn.execute(upsert, rows)
             return
         # Other databases: plain delete and insert in the same transaction.
         for chunk in _chunks([row["call_id"] for row in rows]):
@@ -311,6 +314,25 @@ class CallLogStore:
             query = query.where(CALLS.c.ended_at.is_(None) if live else CALLS.c.ended_at.is_not(None))
         async with self.engine.connect() as conn:
             return int((await conn.execute(query)).scalar_one())
+
+
+# Built once (not per save: the ON CONFLICT clause alone made 20 column proxies each time).
+_IDS = bindparam("ids", type_=ARRAY(String))
+_DELETE_CHILDREN_PG = {table: delete(table).where(table.c.call_id == any_(_IDS)) for table in CHILD_TABLES}
+
+
+@functools.cache
+def _upsert_statement(dialect: str) -> Any:
+    """INSERT ... ON CONFLICT (call_id) DO UPDATE for PostgreSQL and SQLite, else None."""
+    if dialect == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as dialect_insert
+    elif dialect == "sqlite":
+        from sqlalchemy.dialects.sqlite import insert as dialect_insert
+    else:
+        return None
+    stmt = dialect_insert(CALLS)
+    updates = {c.name: stmt.excluded[c.name] for c in CALLS.columns if c.name != "call_id"}
+    return stmt.on_conflict_do_update(index_elements=["call_id"], set_=updates)
 
 
 def _upgrade_head(connection: Connection) -> None:
