@@ -37,6 +37,7 @@ async def _pbx(path: str, port: int, speed: float, logins: int, conn: Any) -> No
     loop = asyncio.get_running_loop()
     sim = AmiSimulator([path], speed=speed, loop=False, record=False, port=port,
                        now=lambda: time.time() + START_DELAY, shared=True)
+    sim.batch_limit = 1  # each event in its own write, as Asterisk sends them: arrivals are timed
     sim.hold_replay(0)  # every connection waits at event 0 until released
     conn.send(("loaded", len(sim.events)))
     command = await loop.run_in_executor(None, conn.recv)

@@ -29,6 +29,10 @@ class Settings(Protocol):
 
     speed: float | None
     capture_gap: float
+    # Events written at once, at most: 1 writes each on its own, as Asterisk does (manager.c
+    # sends each event of a session's queue with its own write); benches that time the
+    # bridge from an event's arrival want that.
+    batch_limit: int
     stripped: Mapping[str, tuple[str, ...]]
 
 
@@ -106,6 +110,7 @@ class Player:
             self.commit(played)
             taken.append(played)
             said += visible and not played.hidden
-            if (said >= room or len(taken) >= MAX_BATCH or self.session.finished
+            limit = min(MAX_BATCH, self.settings.batch_limit)
+            if (said >= room or len(taken) >= limit or self.session.finished
                     or self.session.state.later or not self.ready()):
                 return taken

@@ -50,7 +50,7 @@ from bridge.simulator.broadcast import Broadcast
 from bridge.simulator.connection import Connection as _Connection
 from bridge.simulator.delivery import EventDelivery
 from bridge.simulator.hooks import action_name
-from bridge.simulator.player import Player
+from bridge.simulator.player import MAX_BATCH, Player
 from bridge.simulator.replay import (
     Boot,
     CaptureEvent,
@@ -110,6 +110,7 @@ class AmiSimulator(EventDelivery):
         self.drop_after_events = drop_after_events  # per connection; read at every event
         self.chunk_size = chunk_size
         self.capture_gap = capture_gap  # recorded seconds between captures
+        self.batch_limit = MAX_BATCH  # paced events due together go in one write (bridge.simulator.player)
         self.resume = resume
         # A looping demo would grow the sent-event lists forever: off by default there.
         self.record = not loop if record is None else record
