@@ -162,7 +162,7 @@ def build_traffic(pbx: str, index: int, calls: int, rate: float, tmp: Path) -> P
 
 
 def node_config(name: str, directory: Path, port: int, redis_url: str, db_url: str,
-                pbx_ports: dict[str, int], log_level: str) -> Path:
+                pbx_ports: dict[str, int], log_level: str, hot_standby: bool = True) -> Path:
     """Product defaults but for where things are (tests/cluster/harness.py's node_config
     shortens the lease and AMI timings for tests; a bench measures the defaults)."""
     directory.mkdir(parents=True, exist_ok=True)
@@ -173,6 +173,7 @@ def node_config(name: str, directory: Path, port: int, redis_url: str, db_url: s
         f'secret_key = "{SECRET_KEY}"',
         "[recordings]", f'directory = "{directory / "recordings"}"',
         "[cluster]", f'node_id = "{name}"', f'redis_url = "{redis_url}"',
+        f"hot_standby = {'true' if hot_standby else 'false'}",
     ]
     for pbx, pbx_port in pbx_ports.items():
         lines += ["[[pbx]]", f'id = "{pbx}"', 'host = "127.0.0.1"', f"port = {pbx_port}"]
@@ -347,8 +348,9 @@ async def run_lab(run: Run, tmp: Path) -> None:
         ports = {pbx: free_port() for pbx in PBXES}
         for pbx in PBXES:  # they load their traffic now, and listen once told to go
             parent, child = ctx.Pipe()
+            logins = 1 if args.no_hot_standby else NODES  # the PBX starts once they are all in
             proc = ctx.Process(target=pbx_main, daemon=True,
-                               args=(str(run.traffic[pbx].path), ports[pbx], 1.0, NODES, child))
+                               args=(str(run.traffic[pbx].path), ports[pbx], 1.0, logins, child))
             proc.start()
             pbx_pipes[pbx], pids[f"pbx {pbx}"] = parent, proc.pid
             procs.append(proc)
@@ -356,7 +358,8 @@ async def run_lab(run: Run, tmp: Path) -> None:
             await receive(pbx_pipes[pbx], 120, f"PBX {pbx} loading its traffic")
         for i in range(1, NODES + 1):
             port = free_port()
-            config = node_config(f"node{i}", tmp / f"node{i}", port, redis.url, db_url, ports, args.log_level)
+            config = node_config(f"node{i}", tmp / f"node{i}", port, redis.url, db_url, ports, args.log_level,
+                                 hot_standby=not args.no_hot_standby)
             nodes.append(Node(f"node{i}", tmp / f"node{i}", config, port))
         first, *others = nodes
         first.start()  # alone: it takes both PBXes' locks (and probes them until they listen)
@@ -735,6 +738,9 @@ def main() -> None:
     parser.add_argument("--clients", type=int, default=len(PBXES) * OPERATORS_PER_PBX,
                         help="operators' browsers, half of them per PBX (default 2000)")
     parser.add_argument("--no-kill", action="store_true", help="leave the owner alive")
+    parser.add_argument("--no-hot-standby", action="store_true",
+                        help="[cluster] hot_standby = false: only the owner logs in to a PBX (what the "
+                             "standbys' sessions cost, and what a takeover loses without them)")
     parser.add_argument("--kill-at", type=float, default=None, metavar="S",
                         help="seconds after the traffic starts (default: half-way through its new calls)")
     parser.add_argument("--db", help="PostgreSQL URL, wiped (default: the cluster tests' callbridge_cluster)")
