@@ -4,9 +4,11 @@ replay, action answers in the captures' shapes, live state, faults, timing, the 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import re
 import sys
 import time
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -687,28 +689,35 @@ async def test_originate_parses_caller_id_as_asterisk_does(sim_factory) -> None:
     assert (await client.next())["CallerIDName"] == "BackSlash Co"  # as the README says Asterisk did
 
 
-async def test_cli_per_connection_serves_a_restart() -> None:
+@contextlib.asynccontextmanager
+async def simulator_cli(*args: str) -> AsyncIterator[tuple[str, int]]:
+    """`python -m bridge.simulator ARGS --port 0 --speed 0`: its address; it must stop cleanly."""
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "bridge.simulator", *map(str, RESTART), "--per-connection",
-        "--port", "0", "--speed", "0", stdout=asyncio.subprocess.PIPE, cwd=Path(__file__).parent.parent)
+        sys.executable, "-m", "bridge.simulator", *args, "--port", "0", "--speed", "0",
+        stdout=asyncio.subprocess.PIPE, cwd=Path(__file__).parent.parent)
     try:
         assert proc.stdout is not None
         first = (await asyncio.wait_for(proc.stdout.readline(), 10)).decode()
-        host, port = re.search(r"listening on (\S+):(\d+)", first).groups()
-        client = Client(*await asyncio.open_connection(host, int(port)))
-        await client.login()
-        assert len(await client.read_to_eof()) == len(expected_blocks("pbx_restart_part1"))
-        client = Client(*await asyncio.open_connection(host, int(port)))
-        _, booted = await client.login()
-        assert booted["Uptime"] == "0"
-        assert (await client.until(lambda m: m.get("CallerIDName") == "Marco Bianchi"))
-        client.close()
+        host, port = re.search(r"listening on (\S+):(\d+)", first).groups()  # type: ignore[union-attr]
+        yield host, int(port)
         proc.terminate()
         assert await asyncio.wait_for(proc.wait(), 10) == 0
     finally:
         if proc.returncode is None:
             proc.kill()
             await proc.wait()
+
+
+async def test_cli_per_connection_serves_a_restart() -> None:
+    async with simulator_cli(*map(str, RESTART), "--per-connection") as (host, port):
+        client = Client(*await asyncio.open_connection(host, port))
+        await client.login()
+        assert len(await client.read_to_eof()) == len(expected_blocks("pbx_restart_part1"))
+        client = Client(*await asyncio.open_connection(host, port))
+        _, booted = await client.login()
+        assert booted["Uptime"] == "0"
+        assert (await client.until(lambda m: m.get("CallerIDName") == "Marco Bianchi"))
+        client.close()
 
 
 # ---- a cheaper replay, the same bytes ----------------------------------------------------

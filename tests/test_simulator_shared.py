@@ -13,8 +13,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
-import sys
-from pathlib import Path
 
 import pytest
 
@@ -22,7 +20,15 @@ from bridge.ami.message import encode_message, iter_capture
 from bridge.simulator.cli import main as cli_main
 from bridge.simulator.server import AmiSimulator
 from tests.capture_facts import FIXTURES
-from tests.test_ami_simulator import BANNER, LIVE_CHANNEL, Client, connect, expected_blocks, synthetic
+from tests.test_ami_simulator import (
+    BANNER,
+    LIVE_CHANNEL,
+    Client,
+    connect,
+    expected_blocks,
+    simulator_cli,
+    synthetic,
+)
 from tests.test_ami_simulator import sim_factory as sim_factory  # noqa: F401  # the fixture
 
 BOOTED = b"Status: Fully Booted\r\n\r\n"
@@ -174,54 +180,30 @@ def test_shared_and_per_connection_do_not_mix(capsys) -> None:
 
 
 async def test_cli_start_after_logins_holds_the_pbx_until_every_node_is_in() -> None:
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "bridge.simulator", str(FIXTURES / "queue_ops.ami"), "--shared",
-        "--start-after-logins", "2", "--port", "0", "--speed", "0", stdout=asyncio.subprocess.PIPE,
-        cwd=Path(__file__).parent.parent)
-    try:
-        assert proc.stdout is not None
-        first = (await asyncio.wait_for(proc.stdout.readline(), 10)).decode()
-        host, port = first.split("listening on ")[1].strip().rsplit(":", 1)
-        one = Client(*await asyncio.open_connection(host, int(port)))
+    held = ("--shared", "--start-after-logins", "2")
+    async with simulator_cli(str(FIXTURES / "queue_ops.ami"), *held) as address:
+        one = Client(*await asyncio.open_connection(*address))
         await one.login()
         ping_id = one.send("Ping")  # held: nothing is said before the second login
         assert (await one.next())["ActionID"] == ping_id
-        two = Client(*await asyncio.open_connection(host, int(port)))
+        two = Client(*await asyncio.open_connection(*address))
         await two.login()
         want = [m.pairs for m in iter_capture(BANNER + b"".join(expected_blocks("queue_ops")))]
         for client in (one, two):  # both from the first event
             assert [(await client.next()).pairs for _ in want] == want
         one.close()
         two.close()
-        proc.terminate()
-        assert await asyncio.wait_for(proc.wait(), 10) == 0
-    finally:
-        if proc.returncode is None:
-            proc.kill()
-            await proc.wait()
 
 
 async def test_cli_shared_is_one_pbx_for_every_login() -> None:
-    proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "bridge.simulator", str(FIXTURES / "queue_ops.ami"), "--shared",
-        "--port", "0", "--speed", "0", stdout=asyncio.subprocess.PIPE, cwd=Path(__file__).parent.parent)
-    try:
-        assert proc.stdout is not None
-        first = (await asyncio.wait_for(proc.stdout.readline(), 10)).decode()
-        address = first.split("listening on ")[1].strip().rsplit(":", 1)
-        one = Client(*await asyncio.open_connection(address[0], int(address[1])))
+    async with simulator_cli(str(FIXTURES / "queue_ops.ami"), "--shared") as address:
+        one = Client(*await asyncio.open_connection(*address))
         await one.login()
         await one.until(lambda m: m.event == "QueueMemberRemoved")  # the capture's last event
-        two = Client(*await asyncio.open_connection(address[0], int(address[1])))
+        two = Client(*await asyncio.open_connection(*address))
         await two.login()
         ping_id = two.send("Ping")  # the PBX has said it all: no replay of its own for two
         assert (await two.next())["ActionID"] == ping_id
         assert bytes(two.raw).startswith(BANNER)
         one.close()
         two.close()
-        proc.terminate()
-        assert await asyncio.wait_for(proc.wait(), 10) == 0
-    finally:
-        if proc.returncode is None:
-            proc.kill()
-            await proc.wait()
