@@ -38,10 +38,10 @@ async def test_a_connection_used_a_moment_ago_is_not_pinged(store: CallLogStore,
     assert pings[0] == 0
 
 
+# The server ending a pooled connection: PostgreSQL only.
+@pytest.mark.parametrize("database", [pytest.param("postgres", marks=pytest.mark.postgres)], indirect=True)
 async def test_an_idle_connection_the_server_dropped_is_replaced_at_checkout(
         database: Database, monkeypatch: pytest.MonkeyPatch) -> None:
-    if database.kind != "postgres":
-        pytest.skip("the server ending a pooled connection: PostgreSQL")
     store = database.store()
     await store.open()
     admin = create_async_engine(database.url, isolation_level="AUTOCOMMIT")
