@@ -9,7 +9,7 @@ so every node holds the same calls, cards and wallboard for its own browsers - a
 that reconnects to another node gets its cards and the live wallboard at once.
 
 Takeover: the lock is released by PostgreSQL when the owner or its connection dies; a
-standby node takes it within `lease_retry_interval`, reads the owner's stream to its end,
+standby node's waiting lock request is granted (cluster.lease), it reads the owner's stream to its end,
 restores the PBX's live calls from the call log, and promotes its hot standby: its own AMI
 session, logged in all along, whose events since the dead owner's last publication it
 feeds first (cluster.standby: what died unpublished with the owner, and what the PBX said
