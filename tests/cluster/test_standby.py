@@ -27,6 +27,14 @@ def published_by_owner(events: list[AmiMessage]) -> list[tuple[str, Any]]:
     return [("event", e) if owner.feed(e) else ("seen", list(touch_of(e))) for e in events]
 
 
+def logging_ends(pipeline: CallPipeline) -> list[str]:
+    """The call log lines of every call `pipeline` ends from now on (replay_dict as JSON)."""
+    ended: list[str] = []
+    pipeline.subscribe(lambda e: ended.append(json.dumps(e.call.replay_dict(), sort_keys=True, default=str))
+                       if isinstance(e, CallEnded) else None)
+    return ended
+
+
 def session_events(name: str) -> list[AmiMessage]:
     """A capture's events as any session hears them (its FullyBooted was the recorder's own)."""
     return [e for e in capture_events(name) if e.event != "FullyBooted"]
@@ -99,9 +107,7 @@ async def test_a_takeover_feeds_and_publishes_what_died_with_the_owner(
     seat, pipeline, _ = seat_of(monkeypatch, Log([]))
     link = seat.link
     link.standing_by = True
-    ended: list[str] = []
-    pipeline.subscribe(lambda e: ended.append(json.dumps(e.call.replay_dict(), sort_keys=True, default=str))
-                       if isinstance(e, CallEnded) else None)
+    ended = logging_ends(pipeline)
     for seq, (kind, payload) in enumerate(published[:cut], 1):
         seat._on_entry(StreamEntry(f"1-{seq}", kind, 1, seq, "n1", payload))
     for event in events:  # our own session heard everything, fed none of it
@@ -117,9 +123,7 @@ async def test_a_takeover_feeds_and_publishes_what_died_with_the_owner(
         p.pairs if k == "event" else p for k, p in published[cut:]]
     # The model holds what one fed every event holds: the same calls, ended the same way.
     offline = CallPipeline()
-    offline_ended: list[str] = []
-    offline.subscribe(lambda e: offline_ended.append(
-        json.dumps(e.call.replay_dict(), sort_keys=True, default=str)) if isinstance(e, CallEnded) else None)
+    offline_ended = logging_ends(offline)
     offline.feed_all(events)
     assert ended == offline_ended and len(ended) >= 1
     assert sorted(c.call_id for c in pipeline.live_calls()) == sorted(c.call_id for c in offline.live_calls())
