@@ -1,7 +1,9 @@
 """A follower's hot standby for one PBX: what the PBX said on the follower's own AMI session,
 kept until the owner's stream shows it was published, so a takeover loses nothing.
 
-Asterisk sends every manager session the same events in the same order. A follower logs in
+Asterisk sends every manager session the same events, in the same order but where threads
+raised events microseconds apart (the lab Asterisk swaps e.g. OriginateResponse and Newstate,
+Cdr and DeviceStateChange between sessions: tests/live/test_standby_sessions.py). A follower logs in
 too (bridge.pbx_link's standby mode) and keeps what it hears without feeding its model, which
 follows the owner's stream. When the owner dies, what it read from the PBX but never
 published died with it, and the PBX goes on talking during the takeover: both are in this
@@ -10,7 +12,8 @@ what came after, then goes on with the same session: no reconnect gap.
 
 Matching is by content, the sessions' positions being unrelated: a published event equals a
 heard one pair for pair; an inert event's trace (`touch_of`) equals the heard event's trace.
-The last `MARKS` publications must match consecutively, so a repeated event cannot mislead.
+The last `MARKS` publications must match consecutively, so a repeated event cannot mislead,
+and a swap among them finds no splice point (the resync alone then, never a wrong splice).
 """
 
 from __future__ import annotations
