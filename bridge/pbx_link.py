@@ -20,7 +20,7 @@ from collections.abc import Callable
 
 from bridge.ami.actions import AmiError
 from bridge.ami.client import AmiClient
-from bridge.ami.message import AmiMessage
+from bridge.ami.message import AmiMessage, RawEvent
 from bridge.calls.inert_rules import Touch, touch_of
 from bridge.calls.pipeline import CallPipeline
 from bridge.settings import PbxSettings
@@ -53,8 +53,9 @@ class PbxLink:
         self.on_resynced: Callable[[list[AmiMessage], list[AmiMessage], float], None] | None = None
         self.on_alive: Callable[[float], None] | None = None
         self.on_lost: Callable[[], None] | None = None
-        # Hot standby: events heard while following, and the loss of that session.
-        self.on_heard: Callable[[AmiMessage], None] | None = None
+        # Hot standby: events heard while following (undecoded as they came, or parsed when
+        # they were queued already), and the loss of that session.
+        self.on_heard: Callable[[AmiMessage | RawEvent], None] | None = None
         self.on_standby_lost: Callable[[], None] | None = None
         self.standing_by = False
         # (PBX timestamp, our clock) of the last event: resync times use the PBX's clock.
@@ -80,6 +81,7 @@ class PbxLink:
 
     async def stop(self) -> None:
         self.running = self.standing_by = False
+        self.client.raw_sink = None
         await self.client.stop()
 
     def stand_by(self) -> None:
@@ -87,6 +89,7 @@ class PbxLink:
         an active link (a fenced owner) the session stays and stops feeding at once."""
         self.running, self.standing_by = False, True
         self._pending_resync = None
+        self.client.raw_sink = self._heard_raw
         self.client.connect()  # idempotent: a running session goes on
 
     def take_over(self, missed: list[AmiMessage]) -> bool:
@@ -94,7 +97,9 @@ class PbxLink:
         last owner never published) is fed first, then every event from now on. True when
         the session is up, so the caller resyncs now; else its login will."""
         self.standing_by, self.running = False, True
+        self.client.raw_sink = None
         for event in missed:
+            event.pbx = self.id
             self._feed(event)
         log.info("PBX %s: standby session taken over (%d events the last owner never published)",
                  self.id, len(missed))
@@ -125,6 +130,11 @@ class PbxLink:
         # (or if) another event arrives.
         if self._pending_resync is not None and self.events_handled >= self._pending_resync[1]:
             self._apply_resync(self._pending_resync[0])
+
+    def _heard_raw(self, arrived: float, block: bytes) -> None:
+        self.events_handled += 1  # the client counted it in its stream positions
+        if self.on_heard is not None:
+            self.on_heard((arrived, block))
 
     def _feed(self, event: AmiMessage) -> None:
         self.note_pbx_time(event)

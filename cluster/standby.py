@@ -10,6 +10,10 @@ published died with it, and the PBX goes on talking during the takeover: both ar
 log. The new owner finds the owner's last publications in it (`missed`) and feeds its model
 what came after, then goes on with the same session: no reconnect gap.
 
+What the session hears is kept as it came off the socket, undecoded (bridge.ami's `raw_sink`):
+parsing every event of a PBX on every follower cost as much as the rest of the standby. Only
+the events a splice search looks at are parsed (and kept parsed), and what a takeover feeds.
+
 Matching is by content, the sessions' positions being unrelated: a published event equals a
 heard one pair for pair; an inert event's trace (`touch_of`) equals the heard event's trace.
 The last `MARKS` publications must match consecutively, so a repeated event cannot mislead,
@@ -23,7 +27,7 @@ from collections import deque
 from collections.abc import Sequence
 from typing import Any
 
-from bridge.ami.message import AmiMessage
+from bridge.ami.message import AmiMessage, RawEvent, parse_block
 from bridge.calls.inert_rules import touch_of
 
 log = logging.getLogger("callbridge.cluster")
@@ -49,9 +53,20 @@ def mark_matches(mark: Mark, event: AmiMessage) -> bool:
     return heard_channel == channel and heard_alive == alive and (not alive or heard_at == at)
 
 
+def _may_match(mark: Mark, block: bytes) -> bool:
+    """A cheap necessary condition for `mark_matches` on an undecoded event: its first line
+    (an event), or its channel's name (an inert event's trace)."""
+    kind, what = mark
+    if kind == "event":
+        key, value = what[0] if what else ("", "")
+        return block.startswith(f"{key}: {value}\r\n".encode())
+    channel = what[2]
+    return channel is None or channel.encode() in block
+
+
 class HotStandby:
     def __init__(self, *, keep: int = KEEP, trim_every: int = 2_000) -> None:
-        self._heard: deque[AmiMessage] = deque(maxlen=keep)
+        self._heard: deque[AmiMessage | RawEvent] = deque(maxlen=keep)
         self._marks: deque[Mark] = deque(maxlen=MARKS)
         self._trim_every = trim_every
         self._since_trim = 0
@@ -61,9 +76,10 @@ class HotStandby:
 
     # -- what comes in ---------------------------------------------------------------------
 
-    def heard(self, event: AmiMessage) -> None:
-        """An event from our own AMI session (not fed to the model)."""
-        if event.event == "FullyBooted":
+    def heard(self, event: AmiMessage | RawEvent) -> None:
+        """An event from our own AMI session (not fed to the model), parsed or undecoded
+        (bridge.ami never hands FullyBooted undecoded)."""
+        if isinstance(event, AmiMessage) and event.event == "FullyBooted":
             return  # each session's own, at its login: the owner never publishes ours
         self._heard.append(event)
         self._since_trim += 1
@@ -99,10 +115,22 @@ class HotStandby:
             return None
         last, depth = marks[-1], len(marks)
         for index in range(len(heard) - 1, depth - 2, -1):  # the latest match wins
-            if mark_matches(last, heard[index]) and all(
-                    mark_matches(marks[-1 - back], heard[index - back]) for back in range(1, depth)):
+            if self._matches(last, index) and all(
+                    self._matches(marks[-1 - back], index - back) for back in range(1, depth)):
                 return index + 1
         return None
+
+    def _matches(self, mark: Mark, index: int) -> bool:
+        item = self._heard[index]
+        if isinstance(item, tuple):
+            if not _may_match(mark, item[1]):
+                return False  # another event: no need to parse it to know
+            item = self._heard[index] = parse_block(item[1], item[0])
+        return mark_matches(mark, item)
+
+    def _event(self, index: int) -> AmiMessage:
+        item = self._heard[index]
+        return item if isinstance(item, AmiMessage) else parse_block(item[1], item[0])
 
     def missed(self) -> list[AmiMessage] | None:
         """What the PBX said after the owner's last publication (to feed, in order), or None
@@ -110,7 +138,7 @@ class HotStandby:
         point = self.splice_point()
         if point is None:
             return None
-        return [self._heard[i] for i in range(point, len(self._heard))]
+        return [self._event(i) for i in range(point, len(self._heard))]
 
     def _trim(self) -> None:
         """Forget what the owner has published, but the events its last marks match."""

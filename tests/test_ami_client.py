@@ -623,3 +623,36 @@ async def test_a_flooding_pbx_is_held_back_by_pausing_the_socket(make_client):
         assert pong["Ping"] == "Pong"
         await until(lambda: len(seen) == count, within=20)
         assert seen == list(range(count))
+
+
+# -- a hot standby's undecoded events ------------------------------------------------------
+async def test_a_raw_sink_gets_events_undecoded_in_order_and_replies_still_work(make_client):
+    async def after_login(server: FakeAmi, writer: Writer) -> None:
+        await booted(server, writer)
+        await asyncio.sleep(0.1)  # the ready marker is consumed: the queue is empty again
+        send(writer, Event="Newchannel", Channel="PJSIP/100-1", Linkedid="1.1")
+        send(writer, Event="OriginateResponse", ActionID="theirs-7", Response="Success")  # another's
+        send(writer, Event="Newstate", Channel="PJSIP/100-1", Linkedid="1.1")
+        await asyncio.sleep(0.1)
+        send(writer, Event="Hangup", Channel="PJSIP/100-1", Linkedid="1.1", CallerIDName="Zoë")
+
+    async with FakeAmi(after_login=after_login) as server:
+        client = make_client(server.port, ping_interval=0.03, ping_timeout=0.5)
+        seen = Recorder(client)
+        raw: list[tuple[float, bytes]] = []
+
+        def sink(arrived: float, block: bytes) -> None:
+            raw.append((arrived, block))
+            seen.seen.append("raw " + block.splitlines()[0].decode())
+
+        client.raw_sink = sink
+        await client.start()
+        await until(lambda: len(seen.seen) == 6)
+        # FullyBooted parsed (it makes the session ready); an event that carries an ActionID
+        # parsed; the one behind it parsed too (it must not overtake it in the queue).
+        assert seen.seen == ["FullyBooted", "READY", "raw Event: Newchannel", "OriginateResponse", "Newstate",
+                             "raw Event: Hangup"]
+        assert raw[-1][1].decode().endswith("CallerIDName: Zoë") and raw[-1][0] > 0
+        await until(lambda: server.pings >= 3)  # Ping replies still reach their actions
+        assert client.ready and server.logins == 1 and client.reconnects == 0
+        assert client._tracker.stream_position == 5  # every event counted, undecoded or not

@@ -144,6 +144,8 @@ class AmiClient(Manager):
         self._ready_cb: ReadyCallback | None = None
         self._disconnect_cb: DisconnectCallback | None = None
         self._alive_cb: Callable[[float], None] | None = None
+        # A hot standby's sink: (arrival time, undecoded event), see `keep_raw`.
+        self.raw_sink: Callable[[float, bytes], None] | None = None
         self._ready = asyncio.Event()
         self._runner: asyncio.Task[None] | None = None
         self._consumer: asyncio.Task[None] | None = None
@@ -375,6 +377,21 @@ class AmiClient(Manager):
             self._booted.set_result(None)
             if self.authenticated:
                 self._mark_ready()  # right behind FullyBooted in the queue
+
+    def keep_raw(self, protocol: AmiProtocol, arrived: float, block: bytes) -> bool:
+        """An event handed undecoded to `raw_sink`, bypassing the queue (a standby parses
+        only what a takeover feeds). Only while the queue is empty, so none overtakes an
+        earlier one; FullyBooted always goes the parsed way (it makes the session ready)."""
+        if protocol is not self.protocol or not self._queue.empty():
+            return False
+        if block.startswith(b"Event: FullyBooted"):
+            return False
+        self._tracker.stream_position += 1
+        try:
+            self.raw_sink(arrived, block)  # type: ignore[misc]  # checked by the protocol
+        except Exception:
+            log.exception("AMI raw event sink failed; continuing")
+        return True
 
     def dispatch(self, event: AmiMessage) -> list[str]:  # type: ignore[override]
         self._tracker.stream_position += 1

@@ -127,6 +127,21 @@ def parse_message(text: str, received_at: float | None = None) -> AmiMessage:
     return AmiMessage(pairs, received_at)
 
 
+# An event kept undecoded as it came (a hot standby's): (arrival time, AmiFramer block).
+RawEvent = tuple[float, bytes]
+
+
+def parse_block(block: bytes, received_at: float | None = None) -> AmiMessage:
+    """Parse one framed message (AmiFramer.blocks); invalid UTF-8 is replaced (U+FFFD)."""
+    return parse_message(block.decode("utf-8", "replace"), received_at)
+
+
+def is_plain_event(block: bytes) -> bool:
+    """A framed message that is an event and answers no action (no list item): what a hot
+    standby may keep undecoded. Asterisk writes `Event:` first in every event."""
+    return block.startswith(b"Event: ") and b"\r\nActionID: " not in block
+
+
 def encode_message(headers: Mapping[str, str] | list[tuple[str, str]]) -> bytes:
     """Serialise headers to the wire: `Key: Value` CRLF lines and a blank line."""
     items = headers.items() if isinstance(headers, Mapping) else headers
@@ -208,13 +223,13 @@ class AmiFramer:
         self._consume(end + 2)
         return True
 
-    def feed(self, data: bytes, received_at: float | None = None) -> list[AmiMessage]:
+    def blocks(self, data: bytes) -> list[bytes]:
+        """The complete messages `data` ends, undecoded (without their blank line)."""
         buffer = self._buffer
         buffer += data
         if self.banner is None and not self._read_banner():
             return []
-        messages: list[AmiMessage] = []
-        arrived: float | None = None
+        blocks: list[bytes] = []
         while True:
             end = self._find(_END)
             if end < 0:
@@ -224,11 +239,9 @@ class AmiFramer:
             elif end > self.max_message_bytes:
                 self._too_long(end)
             else:
-                block = buffer[:end]
+                block = bytes(buffer[:end])
                 if block.strip():
-                    if arrived is None:
-                        arrived = time.time() if received_at is None else received_at
-                    messages.append(parse_message(block.decode("utf-8", "replace"), arrived))
+                    blocks.append(block)
             self._consume(end + 4)
         if len(buffer) > self.max_message_bytes:
             # Unterminated and already too long: drop what we have, keep only the last 3
@@ -238,7 +251,14 @@ class AmiFramer:
                 self._discarding = True
             self._consume(len(buffer) - (len(_END) - 1))
             self._scanned = 0
-        return messages
+        return blocks
+
+    def feed(self, data: bytes, received_at: float | None = None) -> list[AmiMessage]:
+        blocks = self.blocks(data)
+        if not blocks:
+            return []
+        arrived = time.time() if received_at is None else received_at
+        return [parse_block(block, arrived) for block in blocks]
 
     @property
     def pending_bytes(self) -> int:

@@ -9,12 +9,20 @@ reconnects to AmiClient.
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from panoramisk.ami_protocol import AMIProtocol
 
-from bridge.ami.message import DEFAULT_MAX_MESSAGE_BYTES, AmiFramer, AmiMessage, encode_message
+from bridge.ami.message import (
+    DEFAULT_MAX_MESSAGE_BYTES,
+    AmiFramer,
+    AmiMessage,
+    encode_message,
+    is_plain_event,
+    parse_block,
+)
 
 if TYPE_CHECKING:
     from bridge.ami.client import AmiClient
@@ -35,9 +43,17 @@ class AmiProtocol(AMIProtocol):
         self.client._protocol_made(self)
 
     def data_received(self, data: bytes) -> None:
-        # Bytes are buffered until a message is complete, and only then decoded.
-        for message in self.framer.feed(data):
-            self.handle_message(message)
+        # Bytes are buffered until a message is complete, and only then decoded: a hot
+        # standby's events not even then (the client's `keep_raw`), only replies and the rest.
+        blocks = self.framer.blocks(data)
+        if not blocks:
+            return
+        arrived = time.time()
+        raw = self.client.raw_sink is not None
+        for block in blocks:
+            if raw and is_plain_event(block) and self.client.keep_raw(self, arrived, block):
+                continue
+            self.handle_message(parse_block(block, arrived))
         if self.version is None and self.framer.banner is not None:
             self.version = self.framer.banner
 

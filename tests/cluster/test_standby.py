@@ -11,13 +11,13 @@ from typing import Any
 
 import pytest
 
-from bridge.ami.message import AmiMessage
+from bridge.ami.message import AmiFramer, AmiMessage, RawEvent, encode_message, is_plain_event, parse_block
 from bridge.calls.events import CallEnded
 from bridge.calls.inert_rules import touch_of
 from bridge.calls.pipeline import CallPipeline
 from cluster.standby import MARKS, HotStandby
 from cluster.stream_entries import StreamEntry
-from tests.capture_facts import capture_events
+from tests.capture_facts import capture_bytes, capture_events
 from tests.cluster.test_takeover import Log, seat_of
 
 
@@ -40,7 +40,46 @@ def session_events(name: str) -> list[AmiMessage]:
     return [e for e in capture_events(name) if e.event != "FullyBooted"]
 
 
-def standby_of(heard: list[AmiMessage], published: list[tuple[str, Any]], **kw: Any) -> HotStandby:
+def session_blocks(name: str) -> list[AmiMessage | RawEvent]:
+    """The same events as a standby session keeps them (bridge.ami's raw_sink): undecoded,
+    but those that carry an ActionID (an OriginateResponse), which the client parses."""
+    blocks = [block for block in AmiFramer().blocks(capture_bytes(name))
+              if block.startswith(b"Event: ") and not block.startswith(b"Event: FullyBooted")]
+    return [(0.0, block) if is_plain_event(block) else parse_block(block, 0.0) for block in blocks]
+
+
+def test_a_standby_keeps_what_it_hears_undecoded_and_parses_only_what_it_looks_at() -> None:
+    events, blocks = session_events("burst_20_calls"), session_blocks("burst_20_calls")
+    assert [b if isinstance(b, AmiMessage) else parse_block(b[1], b[0]) for b in blocks] == events
+    assert sum(isinstance(b, tuple) for b in blocks) > len(blocks) * 9 // 10
+    published = published_by_owner(events)
+    for cut in (1, 40, len(events) // 2, len(events) - 1):
+        standby = standby_of(blocks, published[:cut])
+        missed = standby.missed()
+        assert missed == events[cut:] and all(isinstance(e, AmiMessage) for e in missed)
+        # The search parsed some of the events from the log's end back to the splice point
+        # (the ones its marks could be) and those that came parsed, not the rest.
+        parsed = sum(isinstance(item, AmiMessage) for item in standby._heard)
+        came_parsed = sum(isinstance(b, AmiMessage) for b in blocks)
+        assert MARKS <= parsed <= came_parsed + MARKS + len(events) - cut
+        assert parsed < len(events) // 4 or cut < len(events) // 2
+    assert standby_of(blocks, published).missed() == []
+
+
+def test_trimming_an_undecoded_log_keeps_the_splice_right() -> None:
+    events, blocks = session_events("burst_20_calls"), session_blocks("burst_20_calls")
+    published = published_by_owner(events)
+    standby = HotStandby(trim_every=50)
+    for index, block in enumerate(blocks):  # the stream runs 3 events behind our session
+        standby.heard(block)
+        if index >= 3:
+            standby.published(*published[index - 3])
+    assert len(standby) <= 50 + MARKS + 3
+    assert standby.missed() == events[-3:]
+
+
+def standby_of(heard: list[AmiMessage] | list[AmiMessage | RawEvent], published: list[tuple[str, Any]],
+               **kw: Any) -> HotStandby:
     standby = HotStandby(**kw)
     for event in heard:
         standby.heard(event)
@@ -110,8 +149,10 @@ async def test_a_takeover_feeds_and_publishes_what_died_with_the_owner(
     ended = logging_ends(pipeline)
     for seq, (kind, payload) in enumerate(published[:cut], 1):
         seat._on_entry(StreamEntry(f"1-{seq}", kind, 1, seq, "n1", payload))
-    for event in events:  # our own session heard everything, fed none of it
-        link._on_event(AmiMessage(event.pairs, event.received_at + 0.001))
+    for event in events[:cut + 2]:  # our own session heard everything, fed none of it: some
+        link._on_event(AmiMessage(event.pairs, event.received_at + 0.001))  # parsed (queued)
+    for event in events[cut + 2:]:  # and the rest undecoded, as a standby keeps them
+        link._heard_raw(event.received_at + 0.001, encode_message(event.pairs)[:-4])
     assert pipeline.events_in == cut
 
     await seat._acquired(2)
