@@ -18,6 +18,7 @@ import pytest
 
 from bridge.ami.message import encode_message, iter_capture
 from bridge.simulator.cli import main as cli_main
+from bridge.simulator.connection import Connection
 from bridge.simulator.server import AmiSimulator
 from tests.capture_facts import FIXTURES
 from tests.test_ami_simulator import (
@@ -207,3 +208,44 @@ async def test_cli_shared_is_one_pbx_for_every_login() -> None:
         assert bytes(two.raw).startswith(BANNER)
         one.close()
         two.close()
+
+
+class HeldWriter:
+    """A StreamWriter whose drain waits until `release`: a client that reads slowly."""
+
+    def __init__(self) -> None:
+        self.written: list[bytes] = []
+        self.released = asyncio.Event()
+        self.transport = self  # what `Connection.backlog` asks: nothing left unsent here
+
+    def get_write_buffer_size(self) -> int:
+        return 0
+
+    def write(self, data: bytes) -> None:
+        self.written.append(data)
+
+    def is_closing(self) -> bool:
+        return False
+
+    async def drain(self) -> None:
+        await self.released.wait()
+
+
+async def test_an_answer_made_before_posted_events_is_written_before_them() -> None:
+    # Asterisk writes an action's reply in the session's thread as it makes it; events raised
+    # meanwhile are queued and written after it. A CoreShowChannels list must never reach
+    # the client behind events newer than it: the client would apply a snapshot older than
+    # what it has already seen (and end a call that had just begun).
+    writer = HeldWriter()
+    conn = Connection(asyncio.StreamReader(), writer)  # type: ignore[arg-type]
+    first = asyncio.create_task(conn.send(b"ping reply;", None))  # holds the lock in drain
+    await asyncio.sleep(0)
+    conn.post(b"older event;", None)  # posted before the answer was made
+    answer = asyncio.create_task(conn.send(b"snapshot;", None))  # made now, waits for the lock
+    await asyncio.sleep(0)
+    conn.post(b"newer event;", None)  # posted after it was made
+    writer.released.set()
+    await asyncio.gather(first, answer)
+    await asyncio.gather(*conn.tasks)
+    assert b"".join(writer.written) == b"ping reply;older event;snapshot;newer event;"
+    assert conn.outbox == [] and conn.backlog == 0
