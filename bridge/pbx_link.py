@@ -146,7 +146,7 @@ class PbxLink:
 
     async def _on_ready(self) -> None:
         if not self.standing_by:  # a standby's model follows the owner's stream
-            await self.resync()
+            await self.resync_now()
 
     def pbx_now(self) -> float:
         """Resync time in the PBX's clock: its last Timestamp moved on by our elapsed time."""
@@ -155,7 +155,15 @@ class PbxLink:
         pbx_at, our_at = self._last_event
         return pbx_at + (time.time() - our_at)
 
-    async def resync(self) -> None:
+    async def resync(self) -> bool:
+        """A resync asked for from outside the event stream (a takeover, a follower's request):
+        run in the client's event consumer, as after a login, so no event read after the
+        snapshot reaches the model before it (the snapshot would undo it: a call that had just
+        begun ended as lost). False if the session ended first (its next login resyncs)."""
+        return await self.client.in_order(self.resync_now)
+
+    async def resync_now(self) -> None:
+        """Resync from the PBX's lists; run in the event consumer (`_on_ready`, `resync`)."""
         try:
             channels = await self.client.send_list_action({"Action": "CoreShowChannels"})
             self.queue_status = list(await self.client.send_list_action({"Action": "QueueStatus"}))

@@ -10,7 +10,7 @@ import logging
 from pathlib import Path
 
 from bridge.ami.actions import AmiEventList
-from bridge.ami.message import parse_message
+from bridge.ami.message import encode_message, parse_message
 from bridge.calls.events import CallEnded
 from bridge.calls.replay import capture_events, replay_bytes
 from bridge.service import BridgeService
@@ -142,7 +142,7 @@ async def test_resync_is_applied_once_the_events_before_it_are_handled(tmp_path:
             return AmiEventList([], None, None, stream_position=position)
 
     link.client = Reconnected()  # type: ignore[assignment]
-    await link.resync()
+    await link.resync_now()  # as the consumer runs it after a login
     stamp = events[connect_at].get("Timestamp")
     queued = [parse_message(f"Event: PeerStatus\r\nPeer: PJSIP/10{i}\r\nPeerStatus: Reachable\r\n"
                             f"Timestamp: {stamp}\r\n", 0.0) for i in (2, 3)]
@@ -164,3 +164,44 @@ async def test_ping_replies_reach_the_model_as_proof_of_life(tmp_path: Path) -> 
         finally:
             await service.stop()
     assert all(isinstance(at, float) and at > 0 for at in alive)
+
+
+async def test_a_resync_asked_for_outside_the_event_stream_is_ordered_with_it(tmp_path: Path) -> None:
+    """A takeover's (or a follower's) resync runs beside the event consumer. Events read right
+    after the CoreShowChannels list are newer than it: the model must get them after the
+    snapshot, not before (the snapshot would then end the call they began)."""
+    from tests.test_ami_client import FakeAmi, Writer, send  # a scripted AMI over real TCP
+
+    call = [m for m in capture_events(capture_bytes("queue_answered")) if m.is_event and "ActionID" not in m]
+    call = call[:next(i for i, m in enumerate(call) if m.event == "QueueCallerJoin") + 1]
+    lists = 0
+
+    async def channels(server: FakeAmi, writer: Writer, msg) -> None:
+        nonlocal lists
+        lists += 1
+        send(writer, Response="Success", ActionID=msg["ActionID"], EventList="start")
+        send(writer, Event="CoreShowChannelsComplete", ActionID=msg["ActionID"], ListItems="0")
+        if lists == 2:  # the call begins right after the PBX made the (empty) list
+            writer.write(b"".join(encode_message(m.pairs) for m in call))
+
+    async def queues(server: FakeAmi, writer: Writer, msg) -> None:
+        await asyncio.sleep(0.1)  # the events above are handled meanwhile
+        send(writer, Response="Success", ActionID=msg["ActionID"], EventList="start")
+        send(writer, Event="QueueStatusComplete", ActionID=msg["ActionID"], ListItems="0")
+
+    async with FakeAmi(replies={"CoreShowChannels": channels, "QueueStatus": queues}) as server:
+        service = BridgeService(settings_for("127.0.0.1", server.port, tmp_path / "log.sqlite3", "s3cret"))
+        link = service.main
+        link.client.username = "callbridge"
+        await link.start()
+        try:
+            assert await link.client.wait_ready(3.0)  # the login's resync is done
+            assert await link.resync()
+            assert lists == 2
+            for _ in range(100):  # the events are handled (in order, after the snapshot)
+                if link.events_handled >= len(call) + 1:
+                    break
+                await asyncio.sleep(0.01)
+            assert [c.call_id for c in service.pipeline.tracker.live_calls()] == ["1795508277.0"]
+        finally:
+            await link.stop()

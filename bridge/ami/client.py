@@ -90,9 +90,11 @@ DisconnectCallback = Callable[[str], Awaitable[None] | None]
 
 @dataclass(frozen=True)
 class _Marker:
-    kind: str  # "ready" | "disconnect"
+    kind: str  # "ready" | "disconnect" | "call"
     session: int
     reason: str = ""
+    call: Callable[[], Awaitable[None]] | None = None  # "call": run in order (`in_order`)
+    done: asyncio.Future[bool] | None = None
 
 
 _STOP = object()
@@ -230,6 +232,16 @@ class AmiClient(Manager):
                     await asyncio.wait_for(consumer, drain_timeout)
                 except TimeoutError:
                     log.warning("AMI event handler still busy after %g s; stopped", drain_timeout)
+
+    async def in_order(self, call: Callable[[], Awaitable[None]]) -> bool:
+        """Await `call` in the event consumer, between the events queued before and those
+        after (as `on_ready` runs): events it awaits replies for wait behind it. False when
+        the session ended first (its next `on_ready` does it) or the client stopped."""
+        if self._consumer is None or self._consumer.done() or not self.authenticated:
+            return False
+        done: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        self._queue.put_nowait(_Marker("call", self._session, call=call, done=done))
+        return await done
 
     # -- actions ----------------------------------------------------------------------
     # `timeout=` per call (ASYNC109): the action's own bound, reported in AmiActionTimeout.
@@ -432,6 +444,7 @@ class AmiClient(Manager):
             self._gate.after_get(self._queue.qsize())
             since_yield += 1
             if item is _STOP:
+                self._drop_calls()
                 return
             if isinstance(item, AmiMessage):
                 if self._handler is not None:
@@ -440,6 +453,12 @@ class AmiClient(Manager):
                     if regexp.match(item.event or ""):
                         for callback in self.callbacks[pattern]:
                             await self._guarded(f"callback for {pattern}", callback, self, item)
+            elif item.kind == "call":
+                current = item.session == self._session and self.authenticated
+                if current and item.call is not None:
+                    await self._guarded("in-order call", item.call)
+                if item.done is not None and not item.done.done():
+                    item.done.set_result(current)
             elif item.kind == "ready":
                 if item.session != self._session or not self.authenticated:
                     continue  # that session is already gone
@@ -449,6 +468,13 @@ class AmiClient(Manager):
                     self._ready.set()
             elif self._disconnect_cb is not None:
                 await self._guarded("on_disconnect callback", self._disconnect_cb, item.reason)
+
+    def _drop_calls(self) -> None:
+        """At stop: in-order calls still queued will not run."""
+        while not self._queue.empty():
+            item = self._queue.get_nowait()
+            if isinstance(item, _Marker) and item.done is not None and not item.done.done():
+                item.done.set_result(False)
 
     @staticmethod
     async def _guarded(what: str, fn: Callable[..., Any], *args: Any) -> None:
