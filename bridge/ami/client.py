@@ -14,10 +14,13 @@ Public API::
     response = await client.send_action({"Action": "Originate", ...}, timeout=None, check=False)
     items = await client.send_list_action({"Action": "CoreShowChannels"}, timeout=None)
     await client.stop()
+    await client.in_order(coro_fn)  # run in the consumer, in order with the events
+    client.raw_sink = fn            # (arrived, bytes): a hot standby's events, undecoded
     client.connected / logged_in / ready / reconnects / last_error / status()
 
-Ordering: every event, the `on_ready` call and the `on_disconnect` call go through ONE
-queue drained by ONE task, awaited one after another. The handler therefore sees
+Ordering (bridge.ami.consumer): every event, the `on_ready` call, the `on_disconnect` call
+and each `in_order(call)` go through ONE queue drained by ONE task, awaited one after
+another. The handler therefore sees
 `..., FullyBooted, <on_ready runs>, ...events..., <on_disconnect runs>, ...` exactly in
 arrival order. `on_ready` may send actions (replies are routed straight from the socket,
 not through the queue); events that arrive meanwhile wait in the queue, so a resync
@@ -51,11 +54,9 @@ What of panoramisk this replaces, and why: the bridge.ami package docstring.
 from __future__ import annotations
 
 import asyncio
-import inspect
 import logging
 from collections.abc import Awaitable, Callable, Mapping
 from contextlib import suppress
-from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
@@ -72,6 +73,7 @@ from bridge.ami.actions import (
     PendingAction,
     action_name,
 )
+from bridge.ami.consumer import _STOP, EventConsumer, _Marker
 from bridge.ami.message import AmiMessage
 from bridge.ami.outage_log import OutageLog, Unreachable, os_reason
 from bridge.ami.protocol import AmiProtocol, ReadGate
@@ -88,24 +90,11 @@ ReadyCallback = Callable[[], Awaitable[None]]
 DisconnectCallback = Callable[[str], Awaitable[None] | None]
 
 
-@dataclass(frozen=True)
-class _Marker:
-    kind: str  # "ready" | "disconnect" | "call"
-    session: int
-    reason: str = ""
-    call: Callable[[], Awaitable[None]] | None = None  # "call": run in order (`in_order`)
-    done: asyncio.Future[bool] | None = None
-
-
-_STOP = object()
-_YIELD_EVERY = 32  # events handled before the consumer lets other tasks run
-
-
 class _LoginFailed(AmiError):
     pass
 
 
-class AmiClient(Manager):
+class AmiClient(EventConsumer, Manager):
     """See the module docstring."""
 
     def __init__(self, host: str, port: int, username: str, secret: str, *,
@@ -232,16 +221,6 @@ class AmiClient(Manager):
                     await asyncio.wait_for(consumer, drain_timeout)
                 except TimeoutError:
                     log.warning("AMI event handler still busy after %g s; stopped", drain_timeout)
-
-    async def in_order(self, call: Callable[[], Awaitable[None]]) -> bool:
-        """Await `call` in the event consumer, between the events queued before and those
-        after (as `on_ready` runs): events it awaits replies for wait behind it. False when
-        the session ended first (its next `on_ready` does it) or the client stopped."""
-        if self._consumer is None or self._consumer.done() or not self.authenticated:
-            return False
-        done: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
-        self._queue.put_nowait(_Marker("call", self._session, call=call, done=done))
-        return await done
 
     # -- actions ----------------------------------------------------------------------
     # `timeout=` per call (ASYNC109): the action's own bound, reported in AmiActionTimeout.
@@ -390,27 +369,6 @@ class AmiClient(Manager):
             if self.authenticated:
                 self._mark_ready()  # right behind FullyBooted in the queue
 
-    def keep_raw(self, protocol: AmiProtocol, arrived: float, block: bytes) -> bool:
-        """An event handed undecoded to `raw_sink`, bypassing the queue (a standby parses
-        only what a takeover feeds). Only while the queue is empty, so none overtakes an
-        earlier one; FullyBooted always goes the parsed way (it makes the session ready)."""
-        if protocol is not self.protocol or not self._queue.empty():
-            return False
-        if block.startswith(b"Event: FullyBooted"):
-            return False
-        self._tracker.stream_position += 1
-        try:
-            self.raw_sink(arrived, block)  # type: ignore[misc]  # checked by the protocol
-        except Exception:
-            log.exception("AMI raw event sink failed; continuing")
-        return True
-
-    def dispatch(self, event: AmiMessage) -> list[str]:  # type: ignore[override]
-        self._tracker.stream_position += 1
-        self._queue.put_nowait(event)
-        self._gate.after_put(self.protocol, self._queue.qsize(), len(self._tracker))
-        return []
-
     def connection_lost(self, exc: Exception | None) -> None:
         reason = self._drop_reason or (f"{exc}" if exc else "connection closed by the PBX")
         was_logged_in = self.authenticated
@@ -423,64 +381,3 @@ class AmiClient(Manager):
             self._queue.put_nowait(_Marker("disconnect", self._session, reason))
         if self._lost is not None and not self._lost.done():
             self._lost.set_result(reason)
-
-    def _mark_ready(self) -> None:
-        if self._ready_marked != self._session:
-            self._ready_marked = self._session
-            self._queue.put_nowait(_Marker("ready", self._session))
-
-    # -- the one consumer -------------------------------------------------------------
-    async def _consume(self) -> None:
-        since_yield = 0
-        while True:
-            if self._queue.empty():
-                since_yield = 0  # the get below waits: other tasks run then
-            elif since_yield >= _YIELD_EVERY:
-                # A read of a busy socket brings hundreds of events: let what the first ones
-                # made (a card, a published entry) leave before handling the rest.
-                since_yield = 0
-                await asyncio.sleep(0)
-            item = await self._queue.get()
-            self._gate.after_get(self._queue.qsize())
-            since_yield += 1
-            if item is _STOP:
-                self._drop_calls()
-                return
-            if isinstance(item, AmiMessage):
-                if self._handler is not None:
-                    await self._guarded("event handler", self._handler, item)
-                for pattern, regexp in self.patterns:
-                    if regexp.match(item.event or ""):
-                        for callback in self.callbacks[pattern]:
-                            await self._guarded(f"callback for {pattern}", callback, self, item)
-            elif item.kind == "call":
-                current = item.session == self._session and self.authenticated
-                if current and item.call is not None:
-                    await self._guarded("in-order call", item.call)
-                if item.done is not None and not item.done.done():
-                    item.done.set_result(current)
-            elif item.kind == "ready":
-                if item.session != self._session or not self.authenticated:
-                    continue  # that session is already gone
-                if self._ready_cb is not None:
-                    await self._guarded("on_ready callback", self._ready_cb)
-                if item.session == self._session and self.authenticated:
-                    self._ready.set()
-            elif self._disconnect_cb is not None:
-                await self._guarded("on_disconnect callback", self._disconnect_cb, item.reason)
-
-    def _drop_calls(self) -> None:
-        """At stop: in-order calls still queued will not run."""
-        while not self._queue.empty():
-            item = self._queue.get_nowait()
-            if isinstance(item, _Marker) and item.done is not None and not item.done.done():
-                item.done.set_result(False)
-
-    @staticmethod
-    async def _guarded(what: str, fn: Callable[..., Any], *args: Any) -> None:
-        try:
-            result = fn(*args)  # sync or async, awaited before the next item either way
-            if inspect.isawaitable(result):
-                await result
-        except Exception:  # one failing callback must not stop the event stream
-            log.exception("AMI %s failed; continuing", what)
