@@ -165,11 +165,14 @@ class PbxSeat:
         self.publisher = PbxStreamPublisher(node.redis, self.pbx, node=node.settings.node_id)
         await self.publisher.start()
         publish = self.publisher.publish
-        self.link.on_fed = lambda event: publish("event", event, epoch=epoch)
-        self.link.on_touched = lambda touch: publish("seen", touch, epoch=epoch)
+        # What changed nothing a follower shows (an inert event's trace, an event that only
+        # moved the model's inner state, a proof of life) may wait a moment for company.
+        pipeline = node.pipeline
+        self.link.on_fed = lambda event: publish("event", event, epoch=epoch, urgent=pipeline.last_heeded)
+        self.link.on_touched = lambda touch: publish("seen", touch, epoch=epoch, urgent=False)
         self.link.on_resynced = lambda ch, qs, at: publish(
             "resync", {"channels": ch, "queue_status": qs, "at": at}, epoch=epoch)
-        self.link.on_alive = lambda at: publish("alive", at, epoch=epoch)
+        self.link.on_alive = lambda at: publish("alive", at, epoch=epoch, urgent=False)
         self.link.on_lost = lambda: publish("link_lost", None, epoch=epoch)
         self.server = ActionServer(node.redis, self.pbx, self._serve)
         await self.server.start()

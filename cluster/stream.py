@@ -5,6 +5,7 @@ Public API::
     publisher = PbxStreamPublisher(redis, pbx, node="n1", namespace="callbridge", maxlen=50_000)
     await publisher.start()
     publisher.publish("event", ami_message, epoch=7)   # sync, never blocks: from the AMI callback
+    publisher.publish("seen", touch, epoch=7, urgent=False)  # may wait `linger` s for company
     publisher.publish("resync", {"at": t, "channels": [msg, ...]}, epoch=7)
     await publisher.flush(within=None) -> bool         # all queued entries are in Redis
     await publisher.stop(flush_timeout=2.0)
@@ -17,7 +18,10 @@ An entry (cluster.stream_entries) is `kind`, `epoch` (the owner's fencing epoch)
 (1, 2, 3, ... within one epoch), `node` and its payload. The publisher writes what queued
 up during one round trip as ONE Redis entry: one XADD, one field parse and one JSON decode
 per burst instead of per AMI event, which under load was a fifth of every node's CPU
-(bench/cluster.py); readers unpack it into the same entries, in order.
+(bench/cluster.py); readers unpack it into the same entries, in order. Entries nobody waits
+for (`urgent=False`: an inert event's trace, a proof of life) wait up to `linger` seconds for
+an urgent one to go with: each round trip costs the owner, Redis and every reader a socket
+write and a wake-up, the largest single cost of a node in the cluster bench's profiles.
 
 Continuity is proved by (epoch, seq), not by Redis: the reader calls `on_gap(reason)` before
 the first entry that follows a hole in the seq of an epoch, whatever made the hole (the
@@ -76,7 +80,7 @@ class PbxStreamPublisher:
 
     def __init__(self, redis: Redis, pbx: str, *, node: str | None = None,
                  namespace: str = DEFAULT_NAMESPACE, maxlen: int = 50_000, max_queue: int = 100_000,
-                 batch_max: int = 500, heartbeat_interval: float | None = 5.0,
+                 batch_max: int = 500, heartbeat_interval: float | None = 5.0, linger: float = 0.01,
                  backoff_initial: float = 0.1, backoff_max: float = 5.0) -> None:
         self._redis = redis
         self.pbx = pbx
@@ -96,6 +100,10 @@ class PbxStreamPublisher:
         self._epoch: int | None = None
         self._seq = 0
         self._wake = asyncio.Event()
+        self.linger = linger
+        self._hurry = asyncio.Event()  # an urgent entry waits
+        self._urgent_through = 0  # the publish index of the last urgent entry
+        self.round_trips = 0
         self._written = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
@@ -111,8 +119,9 @@ class PbxStreamPublisher:
     def redis_down(self) -> bool:
         return self._outage.down
 
-    def publish(self, kind: str, payload: Any, *, epoch: int) -> int:
-        """Queue one entry; returns its seq. Encoded now: the payload may change afterwards."""
+    def publish(self, kind: str, payload: Any, *, epoch: int, urgent: bool = True) -> int:
+        """Queue one entry; returns its seq. Encoded now: the payload may change afterwards.
+        Not `urgent`: it may wait up to `linger` s, to go with the next urgent one."""
         seq = 1 if epoch != self._epoch else self._seq + 1
         encoding, body = pack_payload(payload)  # raises before any state changes
         self._epoch, self._seq = epoch, seq
@@ -126,6 +135,9 @@ class PbxStreamPublisher:
         self._index += 1
         self._queue.append((self._index, epoch, seq, kind, encoding, body))
         self._wake.set()
+        if urgent:
+            self._urgent_through = self._index
+            self._hurry.set()
         return seq
 
     async def start(self) -> None:
@@ -135,6 +147,9 @@ class PbxStreamPublisher:
 
     async def flush(self, within: float | None = None) -> bool:
         """Wait until the queue is empty (in Redis); False if `within` seconds passed first."""
+        self._urgent_through = self._index  # nothing lingers now
+        self._hurry.set()
+
         async def drained() -> None:
             while True:
                 self._written.clear()
@@ -166,6 +181,7 @@ class PbxStreamPublisher:
                     if self._epoch is not None:  # idle: let readers see the tail is complete
                         self.publish(HEARTBEAT, None, epoch=self._epoch)
                 continue
+            await self._linger()
             batch = list(islice(self._queue, self.batch_max))
             runs = _runs(batch)  # one Redis entry per epoch's run of seqs
             try:
@@ -177,6 +193,7 @@ class PbxStreamPublisher:
                         pipe.xadd(self.key, batch_fields(epoch, seq, self.node, [r[3:] for r in run]),
                                   minid=self._trim_id, approximate=True)
                     ids = await pipe.execute()
+                self.round_trips += 1
             except (RedisError, OSError) as exc:
                 # The whole batch goes again: what Redis may have taken before the break comes
                 # twice, and readers drop the repeats by seq.
@@ -193,6 +210,15 @@ class PbxStreamPublisher:
                 self._drop_warned = False
             self._written.set()
 
+
+    async def _linger(self) -> None:
+        """While only entries nobody waits for are queued, let others join them, up to `linger`."""
+        urgent_queued = self._queue[0][0] <= self._urgent_through
+        if self.linger <= 0 or urgent_queued or len(self._queue) >= self.batch_max:
+            return
+        self._hurry.clear()
+        with suppress(TimeoutError):
+            await asyncio.wait_for(self._hurry.wait(), self.linger)
 
     def _note_written(self, ids: list[Any], runs: list[list[_Queued]]) -> None:
         for entry_id, run in zip(ids, runs, strict=True):

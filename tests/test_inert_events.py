@@ -97,3 +97,20 @@ def test_a_follower_fed_what_the_owner_publishes_holds_the_owners_state(name: st
     # /metrics counts the same events on both (a trace stands for its event).
     assert (follower.events_in, follower.events_inert, follower.events_by_pbx) == (
         owner.events_in, owner.events_inert, owner.events_by_pbx)
+
+
+@pytest.mark.parametrize("name", CAPTURES)
+def test_an_event_is_heeded_when_it_made_a_domain_event_or_a_raw_subscriber_reads_it(name: str) -> None:
+    pipeline = CallPipeline()
+    produced: list[DomainEvent] = []
+    pipeline.subscribe(produced.append)
+    pipeline.subscribe_raw(lambda event: None, ["QueueMember*"])  # it reads those (gets every fed one)
+    heeded = quiet = 0
+    for event in capture_events(name):
+        before = len(produced)
+        pipeline.feed(event)
+        reads = (event.event or "").startswith("QueueMember")
+        assert pipeline.last_heeded == (len(produced) > before or reads), event
+        heeded += pipeline.last_heeded
+        quiet += not pipeline.last_heeded
+    assert heeded and quiet  # both kinds in every capture

@@ -42,6 +42,9 @@ class CallPipeline:
         self._raw_prefixes: tuple[str, ...] = ()
         self.events_by_pbx: dict[str, int] = {}  # for /metrics
         self.current: AmiMessage | None = None  # the event being fed (subscribers may read it)
+        # Whether the last event fed reached a subscriber (made a domain event, or a raw
+        # subscriber reads it): a cluster's owner publishes those at once, the rest may wait.
+        self.last_heeded = False
 
     def subscribe(self, subscriber: Subscriber) -> None:
         self._subscribers.append(subscriber)
@@ -69,8 +72,10 @@ class CallPipeline:
         self.events_in += 1
         tracker = self.trackers.get(event.pbx, self.tracker) if event.pbx else self.tracker
         self.events_by_pbx[tracker.pbx] = self.events_by_pbx.get(tracker.pbx, 0) + 1
-        if not self._raw_all and tracker.is_inert(event) and not self._raw_reads(event.event or ""):
+        raw_reads = self._raw_all or self._raw_reads(event.event or "")
+        if not raw_reads and tracker.is_inert(event):
             self.events_inert += 1
+            self.last_heeded = False
             tracker.touch(*touch_of(event))
             return False
         self.current = event
@@ -78,7 +83,9 @@ class CallPipeline:
             produced = tracker.handle(event)
         except Exception:  # one malformed event must never stop the bridge
             log.exception("call-state model failed on %r; event skipped", event)
+            self.last_heeded = True
             return True
+        self.last_heeded = bool(produced) or raw_reads
         self._publish(produced)
         for subscriber in self._raw_subscribers:
             try:

@@ -318,3 +318,30 @@ async def test_the_stream_keeps_about_maxlen_entries_however_they_are_bunched(re
     kept = [e for entry_id, fields in await redis.xrange(key) for e in parse_entries(entry_id, fields)]
     assert 200 <= len(kept) <= 200 + 10 * 10 + 10
     assert [e.seq for e in kept] == list(range(1001 - len(kept), 1001))  # the newest, in order
+
+
+async def test_entries_nobody_waits_for_go_with_the_next_urgent_one(redis: Redis) -> None:
+    # A long linger: what is not urgent stays queued until an urgent entry (or a flush)
+    # takes it along, in one round trip and in publish order.
+    publisher = PbxStreamPublisher(redis, PBX, node="n1", linger=600.0)
+    await publisher.start()
+    seen = Collector()
+    reader = seen.reader(redis)
+    await reader.start()
+    events = numbered(6)
+    for event in events[:3]:
+        publisher.publish("event", event, epoch=1, urgent=False)
+    for _ in range(5):  # the writer runs, and keeps them
+        await asyncio.sleep(0.01)
+    assert publisher.pending == 3 and publisher.round_trips == 0
+    publisher.publish("event", events[3], epoch=1)  # urgent: it goes, and they with it
+    await until(lambda: len(seen.entries) == 4)
+    assert publisher.round_trips == 1 and publisher.pending == 0
+    publisher.publish("event", events[4], epoch=1, urgent=False)
+    publisher.publish("event", events[5], epoch=1, urgent=False)
+    assert await publisher.flush(5)  # a flush (the owner stepping down) takes what waits
+    await until(lambda: len(seen.entries) == 6)
+    assert seen.indexes == list(range(6)) and seen.gaps == []
+    assert publisher.round_trips == 2
+    await reader.stop()
+    await publisher.stop()

@@ -26,13 +26,15 @@ from tests.capture_facts import capture_bytes
 class Stub:
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         self.published: list[tuple[str, Any]] = []
+        self.urgent: list[bool] = []  # per published entry: to go at once, or may wait
 
     async def start(self) -> None: ...
 
     async def stop(self, *args: Any, **kwargs: Any) -> None: ...
 
-    def publish(self, kind: str, payload: Any, *, epoch: int) -> int:
+    def publish(self, kind: str, payload: Any, *, epoch: int, urgent: bool = True) -> int:
         self.published.append((kind, payload))
+        self.urgent.append(urgent)
         return len(self.published)
 
 
