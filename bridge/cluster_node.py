@@ -86,7 +86,7 @@ class PbxSeat:
     async def follow(self) -> None:
         self.standby.following_anew()
         if self.node.settings.hot_standby:
-            self.link.stand_by()
+            self.link.stand_by(self.node.settings.standby_read_interval)
         self.reader = PbxStreamReader(self.node.redis, self.pbx, on_entry=self._on_entry, on_gap=self._on_gap)
         await self.reader.start()
         self.node.background(self.ask_resync("joined"))
@@ -146,6 +146,7 @@ class PbxSeat:
 
     async def _acquired(self, epoch: int) -> None:
         node = self.node
+        self.link.client.read_promptly()  # what the standby heard must be in before the splice
         await self._drain()
         # Calls the last owner logged as live: those our model ended are written as it saw
         # them; the others (our model may have missed entries) are restored, and the resync
@@ -202,7 +203,8 @@ class PbxSeat:
         self.link.on_fed = self.link.on_touched = self.link.on_resynced = None
         self.link.on_alive = self.link.on_lost = None
         if self.node.settings.hot_standby and not self.node.stopping:
-            self.link.stand_by()  # the same session goes on, feeding nothing
+            # The same session goes on, feeding nothing.
+            self.link.stand_by(self.node.settings.standby_read_interval)
         (log.info if reason == "stopped" else log.warning)(
             "pbx %s: no longer its owner (epoch %s): %s", self.pbx, was, reason)
         self.node.background(self._step_down())

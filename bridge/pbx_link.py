@@ -82,14 +82,17 @@ class PbxLink:
     async def stop(self) -> None:
         self.running = self.standing_by = False
         self.client.raw_sink = None
+        self.client.read_promptly()
         await self.client.stop()
 
-    def stand_by(self) -> None:
+    def stand_by(self, read_every: float = 0.0) -> None:
         """Logged in but not feeding the model: every event heard goes to `on_heard`. From
-        an active link (a fenced owner) the session stays and stops feeding at once."""
+        an active link (a fenced owner) the session stays and stops feeding at once.
+        `read_every` > 0: the socket is read that often only (bridge.ami.protocol)."""
         self.running, self.standing_by = False, True
         self._pending_resync = None
         self.client.raw_sink = self._heard_raw
+        self.client.lazy_reads = read_every
         self.client.connect()  # idempotent: a running session goes on
 
     def take_over(self, missed: list[AmiMessage]) -> bool:
@@ -98,6 +101,7 @@ class PbxLink:
         the session is up, so the caller resyncs now; else its login will."""
         self.standing_by, self.running = False, True
         self.client.raw_sink = None
+        self.client.read_promptly()
         for event in missed:
             event.pbx = self.id
             self._feed(event)

@@ -27,3 +27,7 @@ class ClusterSettings(BaseModel):
     # Followers keep their own AMI session to each PBX (cluster.standby): a takeover then
     # loses none of what the PBX said. Costs a manager session per node and PBX.
     hot_standby: bool = True
+    # A standby reads its AMI socket that often (seconds; 0: at every event), not at every
+    # event: the kernel's socket buffers hold what the PBX says meanwhile (keep Asterisk's
+    # manager.conf writetimeout at its default 100 ms or above). A takeover reads at once.
+    standby_read_interval: float = Field(default=0.05, ge=0, le=1)

@@ -656,3 +656,39 @@ async def test_a_raw_sink_gets_events_undecoded_in_order_and_replies_still_work(
         await until(lambda: server.pings >= 3)  # Ping replies still reach their actions
         assert client.ready and server.logins == 1 and client.reconnects == 0
         assert client._tracker.stream_position == 5  # every event counted, undecoded or not
+
+
+async def test_a_lazy_reader_takes_what_came_meanwhile_in_one_read(make_client, monkeypatch):
+    reads: list[int] = []
+    plain = AmiProtocol.data_received
+
+    def counted(self: AmiProtocol, data: bytes) -> None:
+        reads.append(data.count(b"Event: Newexten"))
+        plain(self, data)
+
+    monkeypatch.setattr(AmiProtocol, "data_received", counted)
+    go = asyncio.Event()
+
+    async def after_login(server: FakeAmi, writer: Writer) -> None:
+        await booted(server, writer)
+        await go.wait()
+        for step in range(20):  # one event a write, 5 ms apart: 20 reads for an eager reader
+            send(writer, Event="Newexten", Channel="PJSIP/100-1", Priority=str(step))
+            await writer.drain()
+            await asyncio.sleep(0.005)
+
+    async with FakeAmi(after_login=after_login) as server:
+        client = make_client(server.port)
+        raw: list[bytes] = []
+        client.raw_sink = lambda arrived, block: raw.append(block)
+        client.lazy_reads = 0.5
+        await client.start()
+        assert await client.wait_ready(2.0)
+        await asyncio.sleep(0.6)  # the lazy read after FullyBooted's has passed
+        go.set()
+        await until(lambda: len(raw) == 20)
+        assert [b.split(b"Priority: ")[1] for b in raw] == [str(i).encode() for i in range(20)]
+        assert len([r for r in reads if r]) <= 3  # what came meanwhile, read at once
+        client.read_promptly()  # a takeover: read at once, from now on every event
+        assert client.protocol is not None and client.protocol.transport.is_reading()
+        assert client.protocol._resume is None

@@ -137,6 +137,8 @@ class AmiClient(EventConsumer, Manager):
         self._alive_cb: Callable[[float], None] | None = None
         # A hot standby's sink: (arrival time, undecoded event), see `keep_raw`.
         self.raw_sink: Callable[[float, bytes], None] | None = None
+        # > 0: the socket is read every `lazy_reads` s only (AmiProtocol._read_later).
+        self.lazy_reads = 0.0
         self._ready = asyncio.Event()
         self._runner: asyncio.Task[None] | None = None
         self._consumer: asyncio.Task[None] | None = None
@@ -221,6 +223,16 @@ class AmiClient(EventConsumer, Manager):
                     await asyncio.wait_for(consumer, drain_timeout)
                 except TimeoutError:
                     log.warning("AMI event handler still busy after %g s; stopped", drain_timeout)
+
+    def read_promptly(self) -> None:
+        """End lazy reading: what the kernel holds is read now, and every event as it comes."""
+        self.lazy_reads = 0.0
+        if self.protocol is not None:
+            self.protocol.read_now()
+
+    def read_gate_holds(self) -> AmiProtocol | None:
+        """The connection the back-pressure gate paused, if any (it resumes it itself)."""
+        return self._gate.paused_on
 
     # -- actions ----------------------------------------------------------------------
     # `timeout=` per call (ASYNC109): the action's own bound, reported in AmiActionTimeout.
