@@ -75,6 +75,7 @@ class PbxSeat:
         self.ended: OrderedDict[str, CallRecord] = OrderedDict()
         self.standby = HotStandby()
         link.on_heard = self.standby.heard
+        link.on_heard_raw = self.standby.heard_raw
         link.on_standby_lost = self.standby.session_lost
 
     @property

@@ -20,7 +20,7 @@ from collections.abc import Callable
 
 from bridge.ami.actions import AmiError
 from bridge.ami.client import AmiClient
-from bridge.ami.message import AmiMessage, RawEvent
+from bridge.ami.message import AmiMessage
 from bridge.calls.inert_rules import Touch, touch_of
 from bridge.calls.pipeline import CallPipeline
 from bridge.settings import PbxSettings
@@ -55,7 +55,8 @@ class PbxLink:
         self.on_lost: Callable[[], None] | None = None
         # Hot standby: events heard while following (undecoded as they came, or parsed when
         # they were queued already), and the loss of that session.
-        self.on_heard: Callable[[AmiMessage | RawEvent], None] | None = None
+        self.on_heard: Callable[[AmiMessage], None] | None = None
+        self.on_heard_raw: Callable[[float, list[bytes]], None] | None = None
         self.on_standby_lost: Callable[[], None] | None = None
         self.standing_by = False
         # (PBX timestamp, our clock) of the last event: resync times use the PBX's clock.
@@ -135,10 +136,10 @@ class PbxLink:
         if self._pending_resync is not None and self.events_handled >= self._pending_resync[1]:
             self._apply_resync(self._pending_resync[0])
 
-    def _heard_raw(self, arrived: float, block: bytes) -> None:
-        self.events_handled += 1  # the client counted it in its stream positions
-        if self.on_heard is not None:
-            self.on_heard((arrived, block))
+    def _heard_raw(self, arrived: float, blocks: list[bytes]) -> None:
+        self.events_handled += len(blocks)  # the client counted them in its stream positions
+        if self.on_heard_raw is not None:
+            self.on_heard_raw(arrived, blocks)
 
     def _feed(self, event: AmiMessage) -> None:
         self.note_pbx_time(event)

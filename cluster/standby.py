@@ -76,10 +76,10 @@ class HotStandby:
 
     # -- what comes in ---------------------------------------------------------------------
 
-    def heard(self, event: AmiMessage | RawEvent) -> None:
-        """An event from our own AMI session (not fed to the model), parsed or undecoded
-        (bridge.ami never hands FullyBooted undecoded)."""
-        if isinstance(event, AmiMessage) and event.event == "FullyBooted":
+    def heard(self, event: AmiMessage) -> None:
+        """An event from our own AMI session (not fed to the model) that came parsed: it
+        was queued in the client behind one that must be (see `heard_raw`)."""
+        if event.event == "FullyBooted":
             return  # each session's own, at its login: the owner never publishes ours
         self._heard.append(event)
         self._since_trim += 1
@@ -97,6 +97,17 @@ class HotStandby:
             at, alive, channel = payload
             self._marks.append(("seen", (float(at), bool(alive), channel)))
 
+    def heard_raw(self, arrived: float, blocks: list[bytes]) -> None:
+        """A read's run of undecoded events from our own AMI session (bridge.ami's raw_sink):
+        kept as they came; the log is trimmed after the whole run, its end then as new as
+        our session's (a trim mid-run would look for the owner's latest publications among
+        events older than them)."""
+        self._heard.extend((arrived, block) for block in blocks)
+        self._since_trim += len(blocks)
+        if self._since_trim >= self._trim_every:
+            self._since_trim = 0
+            self._trim()
+
     def session_lost(self) -> None:
         """Our AMI session dropped: what we heard no longer runs on from what comes next."""
         self._heard.clear()
@@ -107,14 +118,16 @@ class HotStandby:
 
     # -- a takeover ------------------------------------------------------------------------
 
-    def splice_point(self) -> int | None:
-        """Index in the log right after the owner's last publications; None if not there."""
+    def splice_point(self, within: int | None = None) -> int | None:
+        """Index in the log right after the owner's last publications; None if not there
+        (among the last `within` events heard, when given)."""
         marks: Sequence[Mark] = list(self._marks)
         heard = self._heard
         if not marks or len(heard) < len(marks):
             return None
         last, depth = marks[-1], len(marks)
-        for index in range(len(heard) - 1, depth - 2, -1):  # the latest match wins
+        stop = depth - 2 if within is None else max(depth - 2, len(heard) - 1 - within)
+        for index in range(len(heard) - 1, stop, -1):  # the latest match wins
             if self._matches(last, index) and all(
                     self._matches(marks[-1 - back], index - back) for back in range(1, depth)):
                 return index + 1
@@ -141,8 +154,10 @@ class HotStandby:
         return [self._event(i) for i in range(point, len(self._heard))]
 
     def _trim(self) -> None:
-        """Forget what the owner has published, but the events its last marks match."""
-        point = self.splice_point()
+        """Forget what the owner has published, but the events its last marks match. Looked
+        for near the end only: a trim is a saving, and a log that lags the owner's stream
+        would otherwise be searched whole at every one."""
+        point = self.splice_point(within=2 * self._trim_every)
         if point is None:
             return
         for _ in range(max(0, point - len(self._marks))):

@@ -641,9 +641,10 @@ async def test_a_raw_sink_gets_events_undecoded_in_order_and_replies_still_work(
         seen = Recorder(client)
         raw: list[tuple[float, bytes]] = []
 
-        def sink(arrived: float, block: bytes) -> None:
-            raw.append((arrived, block))
-            seen.seen.append("raw " + block.splitlines()[0].decode())
+        def sink(arrived: float, blocks: list[bytes]) -> None:
+            for block in blocks:
+                raw.append((arrived, block))
+                seen.seen.append("raw " + block.splitlines()[0].decode())
 
         client.raw_sink = sink
         await client.start()
@@ -680,7 +681,7 @@ async def test_a_lazy_reader_takes_what_came_meanwhile_in_one_read(make_client, 
     async with FakeAmi(after_login=after_login) as server:
         client = make_client(server.port)
         raw: list[bytes] = []
-        client.raw_sink = lambda arrived, block: raw.append(block)
+        client.raw_sink = lambda arrived, blocks: raw.extend(blocks)
         client.lazy_reads = 0.5
         await client.start()
         assert await client.wait_ready(2.0)

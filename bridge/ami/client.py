@@ -15,7 +15,7 @@ Public API::
     items = await client.send_list_action({"Action": "CoreShowChannels"}, timeout=None)
     await client.stop()
     await client.in_order(coro_fn)  # run in the consumer, in order with the events
-    client.raw_sink = fn            # (arrived, bytes): a hot standby's events, undecoded
+    client.raw_sink = fn            # (arrived, [bytes]): a hot standby's events, undecoded
     client.connected / logged_in / ready / reconnects / last_error / status()
 
 Ordering (bridge.ami.consumer): every event, the `on_ready` call, the `on_disconnect` call
@@ -135,8 +135,8 @@ class AmiClient(EventConsumer, Manager):
         self._ready_cb: ReadyCallback | None = None
         self._disconnect_cb: DisconnectCallback | None = None
         self._alive_cb: Callable[[float], None] | None = None
-        # A hot standby's sink: (arrival time, undecoded event), see `keep_raw`.
-        self.raw_sink: Callable[[float, bytes], None] | None = None
+        # A hot standby's sink: (arrival time, a read's undecoded events), see `keep_raw`.
+        self.raw_sink: Callable[[float, list[bytes]], None] | None = None
         # > 0: the socket is read every `lazy_reads` s only (AmiProtocol._read_later).
         self.lazy_reads = 0.0
         self._ready = asyncio.Event()

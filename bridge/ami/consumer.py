@@ -50,20 +50,22 @@ class EventConsumer:
         self._queue.put_nowait(_Marker("call", self._session, call=call, done=done))
         return await done
 
-    def keep_raw(self: AmiClient, protocol: AmiProtocol, arrived: float, block: bytes) -> bool:
-        """An event handed undecoded to `raw_sink`, bypassing the queue (a standby parses
-        only what a takeover feeds). Only while the queue is empty, so none overtakes an
+    def may_keep_raw(self: AmiClient, protocol: AmiProtocol, block: bytes) -> bool:
+        """May this event go to `raw_sink` undecoded, bypassing the queue (a standby parses
+        only what a takeover feeds)? Only while the queue is empty, so none overtakes an
         earlier one; FullyBooted always goes the parsed way (it makes the session ready)."""
-        if protocol is not self.protocol or not self._queue.empty():
-            return False
-        if block.startswith(b"Event: FullyBooted"):
-            return False
-        self._tracker.stream_position += 1
+        return (protocol is self.protocol and self._queue.empty()
+                and not block.startswith(b"Event: FullyBooted"))
+
+    def keep_raw(self: AmiClient, arrived: float, blocks: list[bytes]) -> None:
+        """Hand a read's run of undecoded events (`may_keep_raw`) to `raw_sink`, in order."""
+        self._tracker.stream_position += len(blocks)
+        if self.raw_sink is None:
+            return
         try:
-            self.raw_sink(arrived, block)  # type: ignore[misc]  # checked by the protocol
+            self.raw_sink(arrived, blocks)
         except Exception:
             log.exception("AMI raw event sink failed; continuing")
-        return True
 
     def dispatch(self: AmiClient, event: AmiMessage) -> list[str]:  # type: ignore[override]
         self._tracker.stream_position += 1

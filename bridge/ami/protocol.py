@@ -52,11 +52,18 @@ class AmiProtocol(AMIProtocol):
         if not blocks:
             return
         arrived = time.time()
-        raw = self.client.raw_sink is not None
+        client = self.client
+        kept: list[bytes] = []  # undecoded events for the raw sink, handed over per run
         for block in blocks:
-            if raw and is_plain_event(block) and self.client.keep_raw(self, arrived, block):
+            if client.raw_sink is not None and is_plain_event(block) and client.may_keep_raw(self, block):
+                kept.append(block)
                 continue
+            if kept:  # they go first: they came first
+                client.keep_raw(arrived, kept)
+                kept = []
             self.handle_message(parse_block(block, arrived))
+        if kept:
+            client.keep_raw(arrived, kept)
         if self.version is None and self.framer.banner is not None:
             self.version = self.framer.banner
 

@@ -71,7 +71,10 @@ def test_trimming_an_undecoded_log_keeps_the_splice_right() -> None:
     published = published_by_owner(events)
     standby = HotStandby(trim_every=50)
     for index, block in enumerate(blocks):  # the stream runs 3 events behind our session
-        standby.heard(block)
+        if isinstance(block, AmiMessage):
+            standby.heard(block)
+        else:
+            standby.heard_raw(block[0], [block[1]])
         if index >= 3:
             standby.published(*published[index - 3])
     assert len(standby) <= 50 + MARKS + 3
@@ -82,7 +85,10 @@ def standby_of(heard: list[AmiMessage] | list[AmiMessage | RawEvent], published:
                **kw: Any) -> HotStandby:
     standby = HotStandby(**kw)
     for event in heard:
-        standby.heard(event)
+        if isinstance(event, AmiMessage):
+            standby.heard(event)
+        else:
+            standby.heard_raw(event[0], [event[1]])
     for kind, payload in published:
         standby.published(kind, payload)
     return standby
@@ -152,7 +158,7 @@ async def test_a_takeover_feeds_and_publishes_what_died_with_the_owner(
     for event in events[:cut + 2]:  # our own session heard everything, fed none of it: some
         link._on_event(AmiMessage(event.pairs, event.received_at + 0.001))  # parsed (queued)
     for event in events[cut + 2:]:  # and the rest undecoded, as a standby keeps them
-        link._heard_raw(event.received_at + 0.001, encode_message(event.pairs)[:-4])
+        link._heard_raw(event.received_at + 0.001, [encode_message(event.pairs)[:-4]])
     assert pipeline.events_in == cut
 
     await seat._acquired(2)
@@ -172,3 +178,32 @@ async def test_a_takeover_feeds_and_publishes_what_died_with_the_owner(
     offline.feed_all(events)
     assert ended == offline_ended and len(ended) >= 1
     assert sorted(c.call_id for c in pipeline.live_calls()) == sorted(c.call_id for c in offline.live_calls())
+
+
+def test_a_log_behind_the_owners_stream_is_not_searched_whole_at_every_trim(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # A standby that reads its socket every 50 ms hears events after the owner published
+    # them: the marks are not in the log yet, and a trim that searched the whole log for them
+    # each time made the follower's loop stall (O(n^2) over the log).
+    events, blocks = session_events("burst_20_calls"), session_blocks("burst_20_calls")
+    published = published_by_owner(events)
+    standby = HotStandby(trim_every=50)
+    for kind, payload in published[-MARKS:]:  # the owner is far ahead
+        standby.published(kind, payload)
+    looked = 0
+    plain = HotStandby._matches
+
+    def counted(self: HotStandby, mark: Any, index: int) -> bool:
+        nonlocal looked
+        looked += 1
+        return plain(self, mark, index)
+
+    monkeypatch.setattr(HotStandby, "_matches", counted)
+    for block in blocks[:-MARKS]:
+        if isinstance(block, AmiMessage):
+            standby.heard(block)
+        else:
+            standby.heard_raw(block[0], [block[1]])
+    assert looked <= 3 * len(blocks)  # each trim looks at its last 2 x 50 events at most
+    standby.heard_raw(0.0, [b for _, b in blocks[-MARKS:]])  # our session catches up
+    assert standby.missed() == []
