@@ -57,7 +57,9 @@ async def _browsers(conn: Any) -> None:
     gc.freeze()
     gc.disable()
     lag: list[float] = []
-    lag_task = asyncio.create_task(loop_lag(lag))
+    # Every 20 ms: 1,000 sockets' process woken 200 times a second to measure itself took
+    # a CPU from the nodes it measures.
+    lag_task = asyncio.create_task(loop_lag(lag, period=0.02))
     cpu0 = time.process_time()
     conn.send(("connected", len(sockets), wrong_pbx, wrong_user))
     await loop.run_in_executor(None, conn.recv)  # "stop"

@@ -660,7 +660,7 @@ def analyse(run: Run) -> tuple[list[str], dict[str, Any], list[Pop]]:
         stats["pop_in_takeover"].row("rings during the takeover (no owner; popped after it)"),
         stats["every_event_owner_leg"].row("every AMI event: owner's read -> XADD in Redis (ms)"),
         stats["pbx_clock_behind"].row("every AMI event: owner's read - its Timestamp (PBX clock)"),
-        stats["browser_loop_lag"].row("browsers' processes: event loop lag (5 ms timer)"),
+        stats["browser_loop_lag"].row("browsers' processes: event loop lag (20 ms timer)"),
         *(stats[f"healthz_{n}"].row(f"{n}: /healthz round trip (its loop's responsiveness)")
           for n in sorted(run.healthz)),
         f"  target p99 <= {TARGET_P99_MS:g} ms across nodes: "
