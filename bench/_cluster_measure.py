@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import bisect
 import contextlib
+import math
 import os
 import time
 from collections.abc import Iterable
@@ -98,8 +99,9 @@ class Ring:
     arrived: float  # the ring event's received_at at its owner
     added: float  # when Redis took its XADD: the stream id's milliseconds (Redis's clock is ours)
     owner: str  # node id of the owner that published it
-    # Rang while no node owned its PBX (the old one dead, the new one not yet up): heard by
-    # the new owner's standby session, published by it after the takeover.
+    # Reached its PBX's new owner before that owner had resynced (the takeover is over once
+    # it has): heard by its standby session while no node owned the PBX, or held behind the
+    # resync, which the new owner's AMI consumer applies before the events that follow it.
     in_takeover: bool = False
 
 
@@ -150,6 +152,11 @@ def ring_causes(rows: list[TapRow], pbxes: list[str], operator_pattern: str) -> 
             facts.rings[key] = facts.rings.get(key, 0) + 1
 
     pipeline.subscribe(on_domain)
+    resynced: dict[tuple[str, int], float] = {}  # (pbx, epoch) -> when Redis took its first resync
+    for pbx, entry_id, fields in rows:
+        for entry in parse_entries(entry_id, fields):
+            if entry.kind == "resync":
+                resynced.setdefault((pbx, entry.epoch), int(text(entry_id).split("-", 1)[0]) / 1000)
     seen: dict[str, tuple[int, int]] = {}  # pbx -> (epoch, seq) last applied
     entries = ((pbx, entry_id, entry) for pbx, entry_id, fields in rows
                for entry in parse_entries(entry_id, fields))
@@ -178,7 +185,8 @@ def ring_causes(rows: list[TapRow], pbxes: list[str], operator_pattern: str) -> 
                 run.last_pbx_time = payload.timestamp
                 facts.pbx_behind.append(arrived - payload.timestamp)
             facts.owner_leg.append(added - arrived)
-            current[0] = Ring(arrived, added, entry.node, len(epochs) > 1 and arrived < run.first_added)
+            taking_over = len(epochs) > 1 and arrived < resynced.get((pbx, entry.epoch), math.inf)
+            current[0] = Ring(arrived, added, entry.node, taking_over)
             try:
                 pipeline.feed(payload)
             finally:

@@ -46,9 +46,10 @@ published stream (a model fed with every entry, as a follower that missed none):
 means the new owner lost it, wrong there that its events died with the old owner. The
 simulated PBXes go on talking while the owner is dead, as a real Asterisk does: what they
 say then reaches only the standbys' own AMI sessions (cluster.standby), and the new owner
-publishes it after the takeover. Rings of those seconds pop once it is up: they have a row
+publishes it after the takeover, then resyncs (in its AMI consumer: the events read meanwhile
+wait for the snapshot). Rings that reached the new owner before it had resynced have a row
 of their own ("rings during the takeover"), apart from the across-nodes target row, whose
-rings reached an owner.
+rings reached an owner that was up.
 
 CPU: per process, seconds on a CPU and seconds runnable but waiting for one (its main
 thread's /proc/PID/schedstat), PostgreSQL's CPU, and what the rest of the machine used (the
@@ -657,7 +658,7 @@ def analyse(run: Run) -> tuple[list[str], dict[str, Any], list[Pop]]:
         stats["pop_before_kill"].row("  rings while node1 owned both PBXes"),
         stats["pop_after_takeover_cross"].row("  rings after the takeover"),
         stats["pop_after_takeover_same_node"].row("card pop on the new owner's own browsers"),
-        stats["pop_in_takeover"].row("rings during the takeover (no owner; popped after it)"),
+        stats["pop_in_takeover"].row("rings during the takeover (until the new owner resynced)"),
         stats["every_event_owner_leg"].row("every AMI event: owner's read -> XADD in Redis (ms)"),
         stats["pbx_clock_behind"].row("every AMI event: owner's read - its Timestamp (PBX clock)"),
         stats["browser_loop_lag"].row("browsers' processes: event loop lag (20 ms timer)"),
