@@ -33,6 +33,8 @@ from bridge.calls.inert_rules import touch_of
 log = logging.getLogger("callbridge.cluster")
 
 MARKS = 8  # the owner's last publications a splice point must match, in order
+EARLIER = 8  # publications before those, kept to tell a swapped-in published event (`_despite_swaps`)
+SWAP_REACH = 2  # events a swap may bring into the last publications' run
 # Events kept at most: a bound on memory if the owner's stream stalls (then a takeover that
 # cannot find its splice point falls back to the resync alone). Normally the log is trimmed
 # to the owner's last publications every `trim_every` events.
@@ -67,7 +69,8 @@ def _may_match(mark: Mark, block: bytes) -> bool:
 class HotStandby:
     def __init__(self, *, keep: int = KEEP, trim_every: int = 2_000) -> None:
         self._heard: deque[AmiMessage | RawEvent] = deque(maxlen=keep)
-        self._marks: deque[Mark] = deque(maxlen=MARKS)
+        self._marks: deque[Mark] = deque(maxlen=MARKS + EARLIER)
+        self.swapped_splices = 0  # takeovers spliced past a swap among the last publications
         self._trim_every = trim_every
         self._since_trim = 0
 
@@ -121,7 +124,7 @@ class HotStandby:
     def splice_point(self, within: int | None = None) -> int | None:
         """Index in the log right after the owner's last publications; None if not there
         (among the last `within` events heard, when given)."""
-        marks: Sequence[Mark] = list(self._marks)
+        marks: Sequence[Mark] = list(self._marks)[-MARKS:]
         heard = self._heard
         if not marks or len(heard) < len(marks):
             return None
@@ -150,8 +153,43 @@ class HotStandby:
         when that publication is not in the log (too old, or not heard yet)."""
         point = self.splice_point()
         if point is None:
-            return None
+            return self._despite_swaps()
         return [self._event(i) for i in range(point, len(self._heard))]
+
+    def _despite_swaps(self, within: int = 5_000) -> list[AmiMessage] | None:
+        """`missed` where the last publications' run in our log has a swap (two sessions may
+        get events raised microseconds apart in either order): each of the last `MARKS`
+        publications matched to its own heard event, none moved by more than one place, at
+        most `SWAP_REACH` other events among them. Those others are what the owner never
+        published (swapped in from after its last publication), unless they match one of
+        the `EARLIER` publications (swapped in from before)."""
+        marks = list(self._marks)
+        last, earlier = marks[-MARKS:], marks[:-MARKS]
+        heard, depth = self._heard, len(marks[-MARKS:])
+        if not last or len(heard) < depth:
+            return None
+        for end in range(len(heard) - 1, max(depth - 2, len(heard) - 1 - within), -1):
+            if not any(self._matches(mark, end) for mark in last[-2:]):
+                continue  # the run ends on the last publication, or the one before it
+            start = max(0, end - depth - SWAP_REACH + 1)
+            taken: list[int] = []
+            for mark in last:  # in publication order, each to the first free event it matches
+                free = (i for i in range(start, end + 1) if i not in taken)
+                index = next((i for i in free if self._matches(mark, i)), None)
+                if index is None:
+                    break
+                taken.append(index)
+            else:
+                order = sorted(taken)
+                if end not in taken or any(abs(order.index(at) - k) > 1 for k, at in enumerate(taken)):
+                    continue
+                others = [i for i in range(order[0], end + 1) if i not in taken
+                          and not any(self._matches(mark, i) for mark in earlier)]
+                self.swapped_splices += 1
+                log.info("standby: spliced past a swap among the last owner's last publications "
+                         "(%d events it never published among them)", len(others))
+                return [self._event(i) for i in (*others, *range(end + 1, len(heard)))]
+        return None
 
     def _trim(self) -> None:
         """Forget what the owner has published, but the events its last marks match. Looked
@@ -160,5 +198,5 @@ class HotStandby:
         point = self.splice_point(within=2 * self._trim_every)
         if point is None:
             return
-        for _ in range(max(0, point - len(self._marks))):
+        for _ in range(max(0, point - len(self._marks) - SWAP_REACH)):
             self._heard.popleft()

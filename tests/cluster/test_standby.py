@@ -15,7 +15,7 @@ from bridge.ami.message import AmiFramer, AmiMessage, RawEvent, encode_message, 
 from bridge.calls.events import CallEnded
 from bridge.calls.inert_rules import touch_of
 from bridge.calls.pipeline import CallPipeline
-from cluster.standby import MARKS, HotStandby
+from cluster.standby import EARLIER, MARKS, SWAP_REACH, HotStandby
 from cluster.stream_entries import StreamEntry
 from tests.capture_facts import capture_bytes, capture_events
 from tests.cluster.test_takeover import Log, seat_of
@@ -77,7 +77,7 @@ def test_trimming_an_undecoded_log_keeps_the_splice_right() -> None:
             standby.heard_raw(block[0], [block[1]])
         if index >= 3:
             standby.published(*published[index - 3])
-    assert len(standby) <= 50 + MARKS + 3
+    assert len(standby) <= 50 + MARKS + EARLIER + SWAP_REACH + 3
     assert standby.missed() == events[-3:]
 
 
@@ -139,7 +139,7 @@ def test_trimming_keeps_the_log_short_and_the_splice_right() -> None:
         standby.heard(event)
         if index >= 3:
             standby.published(*published[index - 3])
-    assert len(standby) <= 50 + MARKS + 3
+    assert len(standby) <= 50 + MARKS + EARLIER + SWAP_REACH + 3
     assert standby.missed() == events[-3:]
 
 
@@ -207,3 +207,41 @@ def test_a_log_behind_the_owners_stream_is_not_searched_whole_at_every_trim(
     assert looked <= 3 * len(blocks)  # each trim looks at its last 2 x 50 events at most
     standby.heard_raw(0.0, [b for _, b in blocks[-MARKS:]])  # our session catches up
     assert standby.missed() == []
+
+
+def swapped(events: list[AmiMessage], at: int) -> list[AmiMessage]:
+    """`events` as a session that got events `at` and `at + 1` the other way round."""
+    return [*events[:at], events[at + 1], events[at], *events[at + 2:]]
+
+
+@pytest.mark.parametrize("back", range(1, MARKS - 1))
+def test_a_swap_among_the_last_publications_still_splices(back: int) -> None:
+    # The owner published up to `cut`; our session got two of its last publications swapped.
+    events = session_events("burst_20_calls")
+    published, cut = published_by_owner(events), 600
+    heard = swapped(events, cut - 1 - back)
+    standby = standby_of(heard, published[:cut])
+    assert standby.splice_point() is None  # no exact run of the last 8
+    assert standby.missed() == events[cut:] and standby.swapped_splices == 1
+
+
+def test_an_unpublished_event_swapped_before_the_last_publication_is_fed() -> None:
+    events = session_events("burst_20_calls")
+    published, cut = published_by_owner(events), 600
+    heard = swapped(events, cut - 1)  # the owner's next event (never published) came first here
+    assert standby_of(heard, published[:cut]).missed() == events[cut:]
+
+
+def test_a_published_event_swapped_after_the_first_of_the_last_publications_is_not_fed_again() -> None:
+    events = session_events("burst_20_calls")
+    published, cut = published_by_owner(events), 600
+    heard = swapped(events, cut - MARKS - 1)  # published before the last 8, came among them here
+    assert standby_of(heard, published[:cut]).missed() == events[cut:]
+
+
+def test_a_reordering_beyond_a_swap_finds_no_splice() -> None:
+    events = session_events("burst_20_calls")
+    published, cut = published_by_owner(events), 600
+    heard = [*events[:cut - 6], events[cut - 2], *events[cut - 6:cut - 2], events[cut - 1], *events[cut:]]
+    standby = standby_of(heard, published[:cut])
+    assert standby.missed() is None and standby.swapped_splices == 0
