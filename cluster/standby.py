@@ -16,8 +16,10 @@ the events a splice search looks at are parsed (and kept parsed), and what a tak
 
 Matching is by content, the sessions' positions being unrelated: a published event equals a
 heard one pair for pair; an inert event's trace (`touch_of`) equals the heard event's trace.
-The last `MARKS` publications must match consecutively, so a repeated event cannot mislead,
-and a swap among them finds no splice point (the resync alone then, never a wrong splice).
+The last `MARKS` publications must match consecutively, so a repeated event cannot mislead;
+failing that, `_despite_swaps` allows swaps of neighbours among them (no further moves: the
+resync alone then). An event the owner never published that is identical to one of its
+`EARLIER` publications, swapped in among the last ones, would not be fed (rare, not seen).
 """
 
 from __future__ import annotations
