@@ -87,10 +87,7 @@ class HotStandby:
         if event.event == "FullyBooted":
             return  # each session's own, at its login: the owner never publishes ours
         self._heard.append(event)
-        self._since_trim += 1
-        if self._since_trim >= self._trim_every:
-            self._since_trim = 0
-            self._trim()
+        self._kept(1)
 
     def published(self, kind: str, payload: Any) -> None:
         """An entry of the owner's stream: an event it fed its model or an inert one's trace."""
@@ -108,7 +105,10 @@ class HotStandby:
         our session's (a trim mid-run would look for the owner's latest publications among
         events older than them)."""
         self._heard.extend((arrived, block) for block in blocks)
-        self._since_trim += len(blocks)
+        self._kept(len(blocks))
+
+    def _kept(self, count: int) -> None:
+        self._since_trim += count
         if self._since_trim >= self._trim_every:
             self._since_trim = 0
             self._trim()
@@ -167,7 +167,7 @@ class HotStandby:
         the `EARLIER` publications (swapped in from before)."""
         marks = list(self._marks)
         last, earlier = marks[-MARKS:], marks[:-MARKS]
-        heard, depth = self._heard, len(marks[-MARKS:])
+        heard, depth = self._heard, len(last)
         if not last or len(heard) < depth:
             return None
         for end in range(len(heard) - 1, max(depth - 2, len(heard) - 1 - within), -1):

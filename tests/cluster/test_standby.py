@@ -71,24 +71,26 @@ def test_trimming_an_undecoded_log_keeps_the_splice_right() -> None:
     published = published_by_owner(events)
     standby = HotStandby(trim_every=50)
     for index, block in enumerate(blocks):  # the stream runs 3 events behind our session
-        if isinstance(block, AmiMessage):
-            standby.heard(block)
-        else:
-            standby.heard_raw(block[0], [block[1]])
+        hear(standby, block)
         if index >= 3:
             standby.published(*published[index - 3])
     assert len(standby) <= 50 + MARKS + EARLIER + SWAP_REACH + 3
     assert standby.missed() == events[-3:]
 
 
+def hear(standby: HotStandby, item: AmiMessage | RawEvent) -> None:
+    """What our session heard, as the client hands it: parsed, or undecoded (a run of one)."""
+    if isinstance(item, AmiMessage):
+        standby.heard(item)
+    else:
+        standby.heard_raw(item[0], [item[1]])
+
+
 def standby_of(heard: list[AmiMessage] | list[AmiMessage | RawEvent], published: list[tuple[str, Any]],
                **kw: Any) -> HotStandby:
     standby = HotStandby(**kw)
     for event in heard:
-        if isinstance(event, AmiMessage):
-            standby.heard(event)
-        else:
-            standby.heard_raw(event[0], [event[1]])
+        hear(standby, event)
     for kind, payload in published:
         standby.published(kind, payload)
     return standby
@@ -200,10 +202,7 @@ def test_a_log_behind_the_owners_stream_is_not_searched_whole_at_every_trim(
 
     monkeypatch.setattr(HotStandby, "_matches", counted)
     for block in blocks[:-MARKS]:
-        if isinstance(block, AmiMessage):
-            standby.heard(block)
-        else:
-            standby.heard_raw(block[0], [block[1]])
+        hear(standby, block)
     assert looked <= 3 * len(blocks)  # each trim looks at its last 2 x 50 events at most
     standby.heard_raw(0.0, [b for _, b in blocks[-MARKS:]])  # our session catches up
     assert standby.missed() == []
