@@ -693,3 +693,22 @@ async def test_a_lazy_reader_takes_what_came_meanwhile_in_one_read(make_client, 
         client.read_promptly()  # a takeover: read at once, from now on every event
         assert client.protocol is not None and client.protocol.transport.is_reading()
         assert client.protocol._resume is None
+
+
+async def test_in_order_from_the_consumer_itself_runs_at_once(make_client):
+    async with FakeAmi() as server:
+        client = make_client(server.port)
+        ran: list[str] = []
+
+        async def inner() -> None:
+            ran.append("inner")
+
+        async def on_ready() -> None:  # runs in the consumer: waiting behind itself would hang
+            ran.append("ready")
+            assert await client.in_order(inner)
+
+        client.on_ready(on_ready)
+        await client.start()
+        assert await client.wait_ready(2.0)
+        assert ran == ["ready", "inner"]
+        assert await client.in_order(inner) and ran == ["ready", "inner", "inner"]

@@ -46,6 +46,9 @@ class EventConsumer:
         the session ended first (its next `on_ready` does it) or the client stopped."""
         if self._consumer is None or self._consumer.done() or not self.authenticated:
             return False
+        if asyncio.current_task() is self._consumer:  # from a handler: it is in order already
+            await call()
+            return True
         done: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
         self._queue.put_nowait(_Marker("call", self._session, call=call, done=done))
         return await done
