@@ -77,12 +77,16 @@ class AmiProtocol(AMIProtocol):
 
     def read_now(self) -> None:
         """Read again at once (the next lazy read, or the end of lazy reading)."""
-        resume, self._resume = self._resume, None
-        if resume is None:
+        if self._resume is None:
             return
-        resume.cancel()
+        self._forget_lazy_read()
         if not self.closed and self.client.read_gate_holds() is not self:
             self.transport.resume_reading()
+
+    def _forget_lazy_read(self) -> None:
+        resume, self._resume = self._resume, None
+        if resume is not None:
+            resume.cancel()
 
     def handle_message(self, message: AmiMessage) -> None:  # type: ignore[override]
         self.client._message_received(self, message)
@@ -91,9 +95,7 @@ class AmiProtocol(AMIProtocol):
         self.transport.write(encode_message(data))
 
     def close(self) -> None:
-        if self._resume is not None:
-            self._resume.cancel()
-            self._resume = None
+        self._forget_lazy_read()
         # No re-queueing of unanswered actions (panoramisk's awaiting_actions).
         if not self.closed:
             self.closed = True
@@ -102,9 +104,7 @@ class AmiProtocol(AMIProtocol):
     def connection_lost(self, exc: Exception | None) -> None:
         # Always report, even after our own close() (panoramisk stays silent then).
         self.closed = True
-        if self._resume is not None:
-            self._resume.cancel()
-            self._resume = None
+        self._forget_lazy_read()
         if not self._lost_reported:
             self._lost_reported = True
             self.client.connection_lost(exc)
