@@ -82,8 +82,7 @@ class PbxLink:
 
     async def stop(self) -> None:
         self.running = self.standing_by = False
-        self.client.raw_sink = None
-        self.client.read_promptly()
+        self._read_every_event()
         await self.client.stop()
 
     def stand_by(self, read_every: float = 0.0) -> None:
@@ -96,13 +95,17 @@ class PbxLink:
         self.client.lazy_reads = read_every
         self.client.connect()  # idempotent: a running session goes on
 
+    def _read_every_event(self) -> None:
+        """Undo `stand_by`'s reading: every event parsed and queued, read as it comes."""
+        self.client.raw_sink = None
+        self.client.read_promptly()
+
     def take_over(self, missed: list[AmiMessage]) -> bool:
         """From standby to active on the same session: `missed` (what the PBX said that the
         last owner never published) is fed first, then every event from now on. True when
         the session is up, so the caller resyncs now; else its login will."""
         self.standing_by, self.running = False, True
-        self.client.raw_sink = None
-        self.client.read_promptly()
+        self._read_every_event()
         for event in missed:
             event.pbx = self.id
             self._feed(event)
