@@ -94,8 +94,14 @@ async def _attended(ami: AmiDriver, bridge: LiveBridge, *, blonde: bool) -> tupl
     call = await call_queue(ami, "support", "+4915112345678", "Jürgen Weiß", talk=12 if blonde else 8)
     agent = await _answered(call)
     assert ext_of(agent) == "101"
+    before_atxfer = len(ami.events)
     reply = await ami.action("Atxfer", Channel=agent, Context="direct", Exten="103")
     assert reply["Response"] == "Success", dict(reply)
+    # Asterisk dials the target before it moves the transferer into the consultation bridge, and
+    # only there does a hang-up complete the transfer (bridge_basic.c: ast_call, then the monitor
+    # thread's calling_target_enter). A hang-up between the two would just end the transferer's leg.
+    await ami.wait_for(where("BridgeEnter", Channel=agent), since=before_atxfer,
+                       what="the transferer entering the consultation bridge")
     target_leg = lambda c: c.startswith("Local/103@agents-")  # noqa: E731
     if blonde:  # hang the transferer up while 103 still rings
         await ami.wait_for(where("DialBegin", DestChannel=target_leg), what="the consultation ringing 103")
