@@ -57,6 +57,20 @@ _FOLLOWER_STALE = 15.0  # seconds without a word from the owner's stream: the PB
 _SPLICE_WAIT = 1.0
 
 
+class _Steps:
+    """When each step of a takeover was done, in ms from its start (for its log line)."""
+
+    def __init__(self) -> None:
+        self._start = time.perf_counter()
+        self._done: list[tuple[str, float]] = []
+
+    def done(self, step: str) -> None:
+        self._done.append((step, (time.perf_counter() - self._start) * 1000))
+
+    def __str__(self) -> str:
+        return ", ".join(f"{step} at {ms:.0f} ms" for step, ms in self._done) or "no step"
+
+
 class PbxSeat:
     """One PBX as this node sees it: owned (link running, publishing) or followed."""
 
@@ -147,8 +161,10 @@ class PbxSeat:
 
     async def _acquired(self, epoch: int) -> None:
         node = self.node
+        steps = _Steps()  # the takeover's steps, timed for its log line
         self.link.client.read_promptly()  # what the standby heard must be in before the splice
         await self._drain()
+        steps.done("stream drained")
         # Calls the last owner logged as live: those our model ended are written as it saw
         # them; the others (our model may have missed entries) are restored, and the resync
         # after our connect keeps or ends each.
@@ -156,6 +172,7 @@ class PbxSeat:
         for record in await node.store.live_calls(self.pbx):
             (finished if record.call_id in self.ended else restored).append(record)
         node.pipeline.trackers[self.pbx].restore(restored)
+        steps.done(f"{len(restored)} live calls restored")
         self.epoch = epoch
         for record in finished:
             node.writer.submit(self.ended[record.call_id])
@@ -164,6 +181,7 @@ class PbxSeat:
                 await listener(self.pbx)
             except Exception:
                 log.exception("pbx %s: taking over with %r failed", self.pbx, listener)
+        steps.done("features")
         self.publisher = PbxStreamPublisher(node.redis, self.pbx, node=node.settings.node_id)
         await self.publisher.start()
         publish = self.publisher.publish
@@ -179,11 +197,16 @@ class PbxSeat:
         self.server = ActionServer(node.redis, self.pbx, self._serve)
         await self.server.start()
         if self.link.standing_by:
-            if self.link.take_over(await self._missed()):
+            missed = await self._missed()
+            steps.done("spliced")
+            if self.link.take_over(missed):
+                steps.done(f"{len(missed)} missed events fed")
                 await self.link.resync()  # else its login does
+                steps.done("resynced")
         else:
             await self.link.start()
-        log.info("pbx %s: this node (%s) owns it now (epoch %d)", self.pbx, node.settings.node_id, epoch)
+        log.info("pbx %s: this node (%s) owns it now (epoch %d); took over in %s", self.pbx,
+                 node.settings.node_id, epoch, steps)
 
     async def _missed(self) -> list[AmiMessage]:
         """What our standby session heard after the last owner's last publication."""

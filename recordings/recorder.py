@@ -111,11 +111,13 @@ class Recorder(RecordingPauses):
                 if not any(r.seq == rec.seq for r in recs):
                     recs.append(rec)
                     taken.append(rec.call_id)
+            # One query for all their calls: a takeover holds the PBX's events meanwhile.
+            calls = await self._store.store.get_many(taken)
             for call_id in dict.fromkeys(taken):
                 recs = self._calls[call_id]
                 # The call log may know the call ended (we died before checking its files);
                 # calls still live are settled by the resync's CallEnded or by their hang-ups.
-                call = await self._store.store.get(call_id)
+                call = calls.get(call_id)
                 if call is not None and call.ended_at is not None:
                     for rec in recs:
                         mark_stopped(rec, call.ended_at)

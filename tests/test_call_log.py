@@ -165,6 +165,19 @@ async def test_round_trip_is_exact(store: CallLogStore) -> None:
     assert [c.replay_dict() for c in await store.export()] == [c.replay_dict() for c in calls]
 
 
+async def test_get_many_finds_the_logged_calls_among_many_ids_in_chunks(
+        store: CallLogStore, monkeypatch: pytest.MonkeyPatch) -> None:
+    import bridge.call_log.store as store_module
+
+    monkeypatch.setattr(store_module, "_IN_CHUNK", 2)  # several chunks from a few ids
+    calls = [minimal_call(f"1795509000.{n}", ts(n)) for n in range(5)]
+    await store.save([answered_call(), *calls])
+    wanted = [c.call_id for c in calls[1:]] + ["no-such-call", calls[1].call_id]
+    found = await store.get_many(wanted)
+    assert found == {c.call_id: c for c in calls[1:]}
+    assert await store.get_many([]) == {}
+
+
 async def test_times_keep_their_microseconds(store: CallLogStore) -> None:
     # AMI Timestamps come back bit for bit; a time.time() value (finer than a microsecond)
     # comes back within half a microsecond, its wait and talk seconds unchanged.

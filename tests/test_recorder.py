@@ -254,3 +254,35 @@ async def test_a_restarted_recorder_takes_its_running_recordings_back(store: Cal
     assert rec.status == "stopped" and rec.stopped_at == 1795508284.5
     assert rec.paused[-1].start == pytest.approx(3.0, abs=0.5)  # the PBX's clock, from its last event
     assert rec.paused[-1].end == 4.5  # the pause ends with the recording
+
+
+async def test_recordings_of_calls_the_log_has_ended_are_taken_back_stopped_at_the_calls_end(
+        store: CallLogStore, tmp_path: Path) -> None:
+    """A takeover (or restart) adopts unfinished rows; the call log tells, in one query for all,
+    which of their calls ended meanwhile: those recordings stop at the call's end."""
+    from bridge.calls.record import CallRecord
+
+    await store.save([CallRecord(call_id="1795508277.0", entered_at=1795508278.0, ended_at=1795508290.25),
+                      CallRecord(call_id="1795508277.9", entered_at=1795508279.0)])
+    recordings = RecordingStore(store)
+    for seq, call_id in enumerate(("1795508277.0", "1795508277.9"), start=1):
+        await recordings.save(RecordingInfo(
+            call_id=call_id, seq=seq, source="bridge", operator="101", channel=f"Local/10{seq}@agents-1;1",
+            file=f"{PBX_DIR}/{seq}.wav", path=f"{seq}.wav", format="wav", started_at=1795508280.0,
+            offset_seconds=2.0, status="recording"))
+
+    async def send(action: dict[str, str], pbx: str | None = None) -> AmiMessage:
+        return AmiMessage([("Response", "Success")])
+
+    recorder = Recorder(settings_for(tmp_path), send, recordings)
+    await recorder.start()
+    try:
+        await recorder.flush()
+        assert [r.seq for r in recorder.active("1795508277.9")] == [2]  # its call is still live
+        assert recorder.active("1795508277.0") == []
+    finally:
+        await recorder.stop()
+    (ended_rec,) = await recordings.for_call("1795508277.0")
+    assert ended_rec.stopped_at == 1795508290.25
+    (live_rec,) = await recordings.for_call("1795508277.9")
+    assert (live_rec.status, live_rec.stopped_at) == ("recording", None)

@@ -288,6 +288,14 @@ class CallLogStore:
         found = await self._select(CallRow.call_id == call_id)
         return found[0] if found else None
 
+    async def get_many(self, call_ids: Sequence[str]) -> dict[str, CallRecord]:
+        """The logged calls among `call_ids`, by id: a query per chunk, not per call."""
+        found: dict[str, CallRecord] = {}
+        for chunk in _chunks(list(dict.fromkeys(call_ids))):
+            records = await self._select(CallRow.call_id.in_(chunk))
+            found.update((record.call_id, record) for record in records)
+        return found
+
     async def export(self, since: datetime | None = None, until: datetime | None = None, *,
                      pbx: str | None = None) -> list[CallRecord]:
         """Calls that entered in [since, until) (on one PBX if given), oldest first (ties by call_id)."""
