@@ -93,9 +93,9 @@ class LabPbx:
         self.running = True
 
     async def stop(self, crash: bool = False) -> None:
-        if crash:
-            self.killed_at = time.time()
         await self._script(str(LAB_DIR / "stop.sh"), str(self.rundir), *(["--crash"] if crash else []))
+        if crash:  # dead by now (stamped before, a slow script start would let it live past it)
+            self.killed_at = time.time()
         self.running = False
 
     def console_log(self) -> str:
@@ -176,7 +176,8 @@ async def until(predicate: Any, limit: float = 20.0, what: str = "the condition"
 
 def settings_for(pbx: LabPbx, tmp: Path, **overrides: Any) -> dict[str, Any]:
     """The bridge's settings for this lab PBX (as keyword arguments of load_settings)."""
-    recordings = {"policy": "none", "directory": str(pbx.rundir / "recordings"), "check_delay_seconds": 1.0}
+    # Asterisk closes a recording file on its own thread after the hang-up: the check waits.
+    recordings = {"policy": "none", "directory": str(pbx.rundir / "recordings"), "check_delay_seconds": 3.0}
     recordings.update(overrides.pop("recordings", {}))
     values: dict[str, Any] = {
         "database_url": f"sqlite+aiosqlite:///{tmp / 'callbridge.sqlite3'}",

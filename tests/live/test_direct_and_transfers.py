@@ -47,17 +47,24 @@ async def test_direct_call_busy_and_no_answer_are_unanswered_with_the_phone_stat
     near(silent["wait_seconds"], 20.0, STATED_TOLERANCE, "no-answer wait vs the dialplan's 20 s Dial")
 
 
-async def _answered(call: Call) -> str:
-    """The operator's member channel (;1) that the queue bridged with the caller."""
+async def _answered(ami: AmiDriver, call: Call) -> tuple[str, str]:
+    """The operator's member channel (;1) that the queue bridged with the caller, and that
+    bridge's id, once both are in it: app_queue sends AgentConnect before it bridges them, and
+    a transfer needs the transferer in a bridge with someone to transfer."""
     connect = await call.wait("AgentConnect")
-    return connect["DestChannel"]
+    agent = connect["DestChannel"]
+    entered = await ami.wait_for(where("BridgeEnter", Channel=agent), what="the operator entering the bridge")
+    bridge_id = entered["BridgeUniqueid"]
+    await ami.wait_for(where("BridgeEnter", BridgeUniqueid=bridge_id, BridgeNumChannels="2"),
+                       what="the caller and the operator in one bridge")
+    return agent, bridge_id
 
 
 async def test_blind_transfer_card_follows_with_the_note(ami: AmiDriver, bridge: LiveBridge) -> None:
     await phone(ami, "103", ring=1)
     anna, clara = await bridge.console("anna"), await bridge.console("clara")
     call = await call_queue(ami, "support", "+74951112233", "Пётр Сидоров", talk=6)
-    agent = await _answered(call)
+    agent, _ = await _answered(ami, call)
     await anna.wait_state(call.linkedid, "live")
     status, body = await anna.tab.post("/api/notes", {"call_id": call.linkedid, "text": "Wants a refund"})
     assert status == 200, body
@@ -92,15 +99,14 @@ async def test_blind_transfer_card_follows_with_the_note(ami: AmiDriver, bridge:
 async def _attended(ami: AmiDriver, bridge: LiveBridge, *, blonde: bool) -> tuple[Call, dict, LiveBridge]:
     await phone(ami, "103", ring=4 if blonde else 1)
     call = await call_queue(ami, "support", "+4915112345678", "Jürgen Weiß", talk=12 if blonde else 8)
-    agent = await _answered(call)
+    agent, queue_bridge = await _answered(ami, call)
     assert ext_of(agent) == "101"
-    before_atxfer = len(ami.events)
     reply = await ami.action("Atxfer", Channel=agent, Context="direct", Exten="103")
     assert reply["Response"] == "Success", dict(reply)
     # Asterisk dials the target before it moves the transferer into the consultation bridge, and
     # only there does a hang-up complete the transfer (bridge_basic.c: ast_call, then the monitor
     # thread's calling_target_enter). A hang-up between the two would just end the transferer's leg.
-    await ami.wait_for(where("BridgeEnter", Channel=agent), since=before_atxfer,
+    await ami.wait_for(where("BridgeEnter", Channel=agent, BridgeUniqueid=lambda b: b != queue_bridge),
                        what="the transferer entering the consultation bridge")
     target_leg = lambda c: c.startswith("Local/103@agents-")  # noqa: E731
     if blonde:  # hang the transferer up while 103 still rings

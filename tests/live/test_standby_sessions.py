@@ -61,9 +61,12 @@ async def test_two_sessions_hear_one_sequence_and_a_standby_splices_after_the_ow
     assert len(owner_events) > 40
     position = {tuple(p): i for i, p in enumerate(standby_events)}
     stamp = [float(dict(p)["Timestamp"]) for p in owner_events]
-    for i, pairs in enumerate(owner_events):  # what it changed places with was said within 5 ms
+    # What it changed places with was said at about the same instant: microseconds apart on
+    # an idle machine, but Asterisk stamps an event before it appends it to each session's
+    # queue (manager.c), and a loaded machine may pause a thread in between for a while.
+    for i, pairs in enumerate(owner_events):
         j = position[tuple(pairs)]
-        assert all(abs(stamp[k] - stamp[i]) < 0.005 for k in range(min(i, j), max(i, j) + 1))
+        assert all(abs(stamp[k] - stamp[i]) < 0.1 for k in range(min(i, j), max(i, j) + 1))
 
     # The owner dies mid-call, having published up to the answer (or the first event after
     # it where the two sessions' last 8 agree: a swap there makes the standby fall back to
