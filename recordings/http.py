@@ -34,8 +34,8 @@ from recordings.recorder import NoActiveRecording, Recorder, RecordingControlErr
 from recordings.review_store import ReviewError, ReviewStore
 from recordings.settings import RecordingSettings
 from recordings.store import RecordingInfo, RecordingStore
+from web.access import error_response, require_role
 from web.audit_log import AuditLog
-from web.auth import error_response, require_role
 from web.users import ROLES, User, resolve_pbx
 
 _STATUSES = ("starting", "recording", "stopped", "ok", "missing", "empty", "failed", "external", "purged")

@@ -25,7 +25,7 @@ from pathlib import Path
 
 from aiohttp import web
 
-from web.auth import require_role
+from web.access import require_role
 from web.pages import STATIC_DIR
 from web.users import ROLES
 

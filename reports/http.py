@@ -11,7 +11,7 @@
   in that PBX's zone);
   `GET /api/reports/staffing.csv?(same query)`: its rows as CSV, audited `report.export`.
 
-Supervisors and admins only (`web.auth.require_role`); a refusal is a 403 and an audit-log row
+Supervisors and admins only (`web.access.require_role`); a refusal is a 403 and an audit-log row
 (`report.denied`). A bad query is a 400 `{"error": "<what is wrong>"}`.
 """
 

@@ -38,7 +38,7 @@ from web.users import SignedInUser
 from web.ws_tasks import activity_listener, sockets_of
 
 try:  # the auth module is optional at import time (tests may stand in for it)
-    from web.auth import require_role
+    from web.access import require_role
     from web.users import ROLES
 except ImportError:  # pragma: no cover - only before auth is installed
     require_role = None  # type: ignore[assignment]

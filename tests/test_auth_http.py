@@ -16,7 +16,8 @@ from argon2 import PasswordHasher
 from sqlalchemy import func, select
 
 from tests.db_fixtures import Database, database_fixture  # noqa: F401  # fixture
-from web.auth import AUTH_KEY, require_role, revalidate, unguarded_routes
+from web.access import require_role
+from web.auth import AUTH_KEY, revalidate, unguarded_routes
 from web.auth_http import setup_auth
 from web.users import SESSIONS, UserStore
 

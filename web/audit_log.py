@@ -21,7 +21,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from bridge.call_log.store import CallLogStore
 from bridge.call_log.tables import Base, UtcDateTime
-from web.auth import require_role
+from web.access import require_role
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 

@@ -26,48 +26,37 @@ notice, `touch`) move `last_seen_at`, not an open tab or its pings.
 
 from __future__ import annotations
 
-import base64
-import functools
 import hashlib
 import hmac
-import html
 import itertools
 import logging
 import re
 import secrets
 import time
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
 from urllib.parse import quote, urlsplit
 
 from aiohttp import web
 from sqlalchemy import delete, or_, select, update
 
 from bridge.calls.record import DEFAULT_PBX
+from web.access import AUDIT, NO_STORE, ROLES_ATTR, Handler, error_response, is_api, where, who
 from web.login_throttle import Network, client_address
 from web.session_sweep import SessionSweep
-from web.users import EXTENSIONS, ROLES, SESSIONS, USERS, Role, User, UserStore
+from web.users import EXTENSIONS, SESSIONS, USERS, User, UserStore
 
-__all__ = ["AUTH_KEY", "Auth", "AuthSession", "ROLE_HOME", "User", "auth_middleware", "check_role",
-           "require_role", "revalidate", "safe_next", "unguarded_routes"]
+__all__ = ["AUTH_KEY", "Auth", "AuthSession", "User", "auth_middleware", "revalidate", "safe_next",
+           "unguarded_routes"]
 
 log = logging.getLogger(__name__)
-AUDIT = logging.getLogger("callbridge.audit")
 
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE"})
 CSRF_HEADER, CSRF_FIELD = "X-CSRF-Token", "csrf_token"
-# Each role's own page: where a login lands and where a refusal's "back" link leads. An
-# admin answers no calls (his console would be empty): his is the user administration.
-ROLE_HOME: dict[str, str] = {"operator": "/console", "supervisor": "/wallboard", "trainer": "/reviews",
-                             "admin": "/admin/users"}
 DEFAULT_PUBLIC = frozenset({"/login", "/login.css", "/favicon.ico"})
 _TOKEN = re.compile(r"[A-Za-z0-9_-]{32,64}")
-_ROLES_ATTR = "__callbridge_roles__"
-NO_STORE = {"Cache-Control": "no-store"}
 
-Handler = Callable[..., Awaitable[web.StreamResponse]]
 
 
 @dataclass(frozen=True)
@@ -95,9 +84,6 @@ def _origin(url: str) -> str | None:
     return f"{parts.scheme}://{parts.netloc}".lower() if parts.scheme and parts.netloc else None
 
 
-def is_api(path: str) -> bool:
-    """JSON answers (401/403) rather than pages and redirects."""
-    return path == "/api" or path.startswith("/api/") or path.startswith("/ws")
 
 
 def safe_next(value: str | None) -> str | None:
@@ -286,90 +272,20 @@ class Auth:
 AUTH_KEY = web.AppKey("callbridge_auth", Auth)
 
 
-def _who(request: web.Request) -> tuple[str, str]:
-    user: User | None = request.get("user")
-    return (user.username, user.role) if user else ("-", "-")
 
 
-def _where(request: web.Request) -> str:
-    # The raw (percent-encoded) path: a %0A in the URL cannot forge a log line.
-    return f"{request.method} {request.rel_url.raw_path}"
 
 
-_ROLE_REFUSED = "Your role may not do this."
-_TITLES = {401: "Sign-in needed", 403: "Not for your role", 429: "Too many attempts"}
-_HOME_LABELS = {"/console": "Back to your console", "/wallboard": "Back to the wallboard",
-                "/reviews": "Back to the review room"}
 
 
-@functools.cache
-def _error_page_parts() -> tuple[str, str, str]:
-    """web/static/forbidden.html, its style inlined, and the CSP that allows only that style."""
-    from web.pages import STATIC_DIR
-
-    style = (STATIC_DIR / "forbidden.css").read_text(encoding="utf-8")
-    digest = base64.b64encode(hashlib.sha256(style.encode()).digest()).decode()
-    csp = (f"default-src 'none'; style-src 'sha256-{digest}'; img-src 'self'; base-uri 'none'; "
-           "form-action 'self'; frame-ancestors 'none'")
-    return (STATIC_DIR / "forbidden.html").read_text(encoding="utf-8"), style, csp
 
 
-def error_page(request: web.Request, status: int, message: str) -> tuple[str, dict[str, str]]:
-    """The page a browser gets for a refusal: what happened, and a link back to the user's
-    own page (every text escaped: a path or name is never markup)."""
-    template, style, csp = _error_page_parts()
-    user: User | None = request.get("user")
-    home = ROLE_HOME.get(user.role, "/") if user else "/"
-    if status == 403 and user is not None and message == _ROLE_REFUSED:
-        message = f"Your role ({user.role}) may not open {request.path}. Ask an admin if you need it."
-    body = template.format(title=_TITLES.get(status, "Error"), style=style, message=html.escape(message),
-                           home=html.escape(home), home_label=_HOME_LABELS.get(home, "Home"))
-    headers = {**NO_STORE, "Content-Security-Policy": csp, "X-Content-Type-Options": "nosniff",
-               "Referrer-Policy": "same-origin", "X-Frame-Options": "DENY"}
-    return body, headers
 
 
-def error_response(request: web.Request, status: int, error: str, message: str,
-                   exc: type[web.HTTPException] | None = None) -> web.Response:
-    """JSON for /api and /ws, a styled page otherwise; an HTTPException instance if `exc` is given."""
-    cls = exc or web.Response
-    if is_api(request.path):
-        body, ctype = web.json_response({"error": error, "message": message}).text, "application/json"
-        headers = NO_STORE
-    else:
-        (body, headers), ctype = error_page(request, status, message), "text/html"
-    kwargs: dict[str, Any] = {"text": body, "content_type": ctype, "headers": headers}
-    return cls(**kwargs) if exc else web.Response(status=status, **kwargs)
 
 
-def check_role(request: web.Request, *roles: Role) -> User:
-    """The user if his role is one of `roles`; else raises 401 (no user) or 403 (audited)."""
-    user: User | None = request.get("user")
-    if user is None:
-        raise error_response(request, 401, "unauthenticated", "Please sign in.", web.HTTPUnauthorized)
-    if user.role not in roles:
-        AUDIT.warning("audit: user=%s role=%s denied %s", user.username, user.role, _where(request))
-        raise error_response(request, 403, "forbidden", _ROLE_REFUSED, web.HTTPForbidden)
-    return user
 
 
-def require_role(*roles: Role) -> Callable[[Handler], Handler]:
-    """Decorator for a handler (function, or method of a class-based view): `@require_role("operator")`."""
-    unknown = set(roles) - set(ROLES)
-    if not roles or unknown:
-        raise ValueError(f"require_role needs roles among {ROLES}, got {roles}")
-
-    def decorate(handler: Handler) -> Handler:
-        @functools.wraps(handler)
-        async def guarded(*args: Any) -> web.StreamResponse:
-            target = args[-1]
-            check_role(target if isinstance(target, web.Request) else target.request, *roles)
-            return await handler(*args)
-
-        setattr(guarded, _ROLES_ATTR, frozenset(roles))
-        return guarded
-
-    return decorate
 
 
 def unguarded_routes(app: web.Application) -> list[str]:
@@ -381,7 +297,7 @@ def unguarded_routes(app: web.Application) -> list[str]:
         path = info.get("path") or info.get("formatter") or info.get("prefix") or "?"
         if auth.is_public(path) or route.method == "HEAD":
             continue
-        if not hasattr(route.handler, _ROLES_ATTR):
+        if not hasattr(route.handler, ROLES_ATTR):
             found.append(f"{route.method} {path}")
     return found
 
@@ -414,7 +330,7 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
     websocket = request.headers.get("Upgrade", "").lower() == "websocket"
     if (unsafe or websocket) and not auth.same_origin(request):
         origin = request.headers.get("Origin") or request.headers.get("Referer") or ""
-        AUDIT.warning("audit: cross-origin %s refused (origin %r)", _where(request), origin[:200])
+        AUDIT.warning("audit: cross-origin %s refused (origin %r)", where(request), origin[:200])
         return error_response(request, 403, "cross_origin", "Cross-origin request refused.")
 
     token = request.cookies.get(auth.cookie_name)
@@ -434,6 +350,6 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
             auth.clear_session_cookie(response)  # expired or ended: stop sending it
         return response
     if unsafe and not await _csrf_ok(request, session):
-        AUDIT.warning("audit: user=%s role=%s csrf refused %s", *_who(request), _where(request))
+        AUDIT.warning("audit: user=%s role=%s csrf refused %s", *who(request), where(request))
         return error_response(request, 403, "csrf", "Missing or wrong CSRF token: reload the page.")
     return await handler(request)

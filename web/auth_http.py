@@ -26,16 +26,8 @@ from typing import TYPE_CHECKING
 
 from aiohttp import web
 
-from web.auth import (
-    AUDIT,
-    AUTH_KEY,
-    NO_STORE,
-    ROLE_HOME,
-    Auth,
-    auth_middleware,
-    require_role,
-    safe_next,
-)
+from web.access import AUDIT, NO_STORE, ROLE_HOME, require_role
+from web.auth import AUTH_KEY, Auth, auth_middleware, safe_next
 from web.login_throttle import LoginThrottle, address_key, parse_networks, seconds
 from web.shared_state import RedisCounters
 from web.users import ROLES, UserStore, normalize_username
