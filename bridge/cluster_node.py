@@ -44,9 +44,8 @@ from cluster.lease import Fenced, PbxLease, require_epoch
 from cluster.redis_link import connect
 from cluster.settings import ClusterSettings
 from cluster.standby import HotStandby
-from cluster.stream import PbxStreamPublisher
+from cluster.stream import PbxStreamPublisher, PbxStreamReader
 from cluster.stream_entries import StreamEntry
-from cluster.stream_reader import PbxStreamReader, StreamFeed
 
 log = logging.getLogger("callbridge.cluster")
 
@@ -103,8 +102,7 @@ class PbxSeat:
         self.standby.following_anew()
         if self.node.settings.hot_standby:
             self.link.stand_by(self.node.settings.standby_read_interval)
-        self.reader = PbxStreamReader(self.node.redis, self.pbx, on_entry=self._on_entry, on_gap=self._on_gap,
-                                      feed=self.node.feed)
+        self.reader = PbxStreamReader(self.node.redis, self.pbx, on_entry=self._on_entry, on_gap=self._on_gap)
         await self.reader.start()
         self.node.background(self.ask_resync("joined"))
 
@@ -269,7 +267,6 @@ class ClusterNode:
         self.redis = connect(settings.redis_url,
                              client_name="callbridge-" + re.sub(r"[^A-Za-z0-9_.-]", "_", settings.node_id))
         self.actions = ActionClient(self.redis, settings.node_id)
-        self.feed = StreamFeed(self.redis)  # one XREAD for every PBX this node follows
         self.seats = {pbx: PbxSeat(self, link) for pbx, link in links.items()}
         self.writer = writer
         pipeline.subscribe(self._on_call_event)

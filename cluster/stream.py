@@ -10,8 +10,9 @@ Public API::
     await publisher.flush(within=None) -> bool         # all queued entries are in Redis
     await publisher.stop(flush_timeout=2.0)
 
-    # the reading side: cluster.stream_reader (PbxStreamReader, and StreamFeed: one XREAD
-    # for every stream a node follows)
+    reader = PbxStreamReader(redis, pbx, on_entry=fn, on_gap=fn, start_at="$")
+    await reader.start()    # positioned at the live end when Redis answers, else once it does
+    await reader.stop()
 
 An entry (cluster.stream_entries) is `kind`, `epoch` (the owner's fencing epoch), `seq`
 (1, 2, 3, ... within one epoch), `node` and its payload. The publisher writes what queued
@@ -43,7 +44,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections import deque
+from collections.abc import Callable, Mapping
 from contextlib import suppress
 from itertools import islice
 from typing import Any
@@ -53,13 +56,19 @@ from redis.exceptions import RedisError
 
 from cluster.redis_link import DEFAULT_NAMESPACE, Outage, end_loop, events_key, text
 from cluster.settings import default_node_id
-from cluster.stream_entries import batch_fields, pack_payload
+from cluster.stream_entries import StreamEntry, batch_fields, pack_payload, parse_entries, parse_entry
 
 log = logging.getLogger("callbridge.cluster")
 
 HEARTBEAT = "heartbeat"
 # A queued entry: (publish index, epoch, seq, kind, encoding, encoded payload).
 _Queued = tuple[int, int, int, str, str, str]
+_YIELD_EVERY = 64  # entries a reader hands on before it lets other tasks run
+
+
+def _id_key(entry_id: str) -> tuple[int, int]:
+    ms, _, seq = entry_id.partition("-")
+    return int(ms), int(seq or 0)
 
 
 class PbxStreamPublisher:
@@ -221,6 +230,161 @@ class PbxStreamPublisher:
             self._trim_id = self._kept[0][0]
 
 
+class PbxStreamReader:
+    """A node's side: one task reading the stream (XREAD BLOCK, `count` at a time) and handing
+    every entry, in order, to `on_entry` (sync). `start_at`: "$" the live end, "0" everything
+    the stream still holds, or a stream id to read after."""
+
+    def __init__(self, redis: Redis, pbx: str, *, on_entry: Callable[[StreamEntry], None],
+                 on_gap: Callable[[str], None], start_at: str = "$", namespace: str = DEFAULT_NAMESPACE,
+                 count: int = 500, block: float = 1.0, backoff_initial: float = 0.1,
+                 backoff_max: float = 5.0, clock: Callable[[], float] = time.monotonic) -> None:
+        self._redis = redis
+        self.pbx = pbx
+        self.key = events_key(namespace, pbx)
+        self._on_entry = on_entry
+        self._on_gap = on_gap
+        self.start_at = start_at
+        self.count = count
+        self.block_ms = max(1, int(block * 1000))
+        self._clock = clock
+        self._outage = Outage(f"event stream reader for PBX {pbx}", backoff_initial=backoff_initial,
+                              backoff_max=backoff_max)
+        self._task: asyncio.Task[None] | None = None
+        self._stopping = False
+        self.last_id: str | None = None if start_at == "$" else start_at
+        self.epoch: int | None = None  # newest epoch seen
+        self.seq: int | None = None  # last seq of that epoch
+        self.last_entry_at: float | None = None  # clock() of the last entry of the newest epoch
+        self.delivered = self.gaps = self.stale = self.duplicates = self.damaged = 0
+
+    @property
+    def redis_down(self) -> bool:
+        return self._outage.down
+
+    async def start(self) -> None:
+        if self._task is not None:
+            return
+        if self.last_id is None:
+            try:  # positioned now, so whatever is published after start() returns is read
+                await self._position_at_end()
+            except (RedisError, OSError) as exc:
+                log.warning("event stream reader for PBX %s: Redis unavailable at start (%s); "
+                            "will start at the live end once it answers", self.pbx, exc)
+        self._stopping = False
+        self._task = asyncio.create_task(self._run(), name=f"stream-reader-{self.pbx}")
+
+    async def stop(self) -> None:
+        if self._task is None:
+            return
+        self._stopping = True
+        await end_loop(self._task)
+        self._task = None
+
+    async def _position_at_end(self) -> None:
+        """The live end, and its (epoch, seq) as the baseline, so even the first entry read
+        after it is checked for continuity. Resolving "$" once (rather than passing "$" to each
+        XREAD) loses nothing published between two reads."""
+        rows = await self._redis.xrevrange(self.key, "+", "-", count=1)
+        if not rows:
+            self.last_id = "0-0"
+            return
+        top_id, fields = rows[0]
+        self.last_id = text(top_id)
+        with suppress(KeyError, ValueError, TypeError):
+            top = parse_entry(top_id, fields)
+            self.epoch, self.seq = top.epoch, top.seq
+
+    async def _check_position(self) -> None:
+        """After an outage, and whenever a read comes back empty: has the stream gone back
+        behind us? Redis restarted without it (missing), or with a clock behind ours (its new
+        ids are below the last one read, so XREAD after that id would never see them). Then
+        the new stream is read from its start; seq tells whether anything was lost."""
+        if self.last_id in (None, "0-0"):
+            return
+        rows = await self._redis.xrevrange(self.key, "+", "-", count=1)
+        if rows and _id_key(text(rows[0][0])) >= _id_key(self.last_id):
+            return
+        log.warning("event stream of PBX %s went back (%s; last read %s): reading it from its start",
+                    self.pbx, f"now ends at {text(rows[0][0])}" if rows else "missing", self.last_id)
+        self.last_id = "0-0"
+
+    async def _run(self) -> None:
+        while not self._stopping:
+            try:
+                if self.last_id is None:
+                    await self._position_at_end()
+                elif self._outage.down:
+                    await self._check_position()
+                reply = await self._redis.xread({self.key: self.last_id}, count=self.count,
+                                                block=self.block_ms)
+                rows = _rows_of(reply)
+                if not rows:
+                    await self._check_position()
+            except (RedisError, OSError) as exc:
+                await asyncio.sleep(self._outage.failed(exc))
+                continue
+            if self._stopping:  # not delivered, so not read: a restarted reader reads them again
+                return
+            self._outage.recovered()
+            since_yield = 0
+            for entry_id, fields in rows:
+                since_yield += self.take(entry_id, fields)
+                if since_yield >= _YIELD_EVERY:
+                    # Let the sockets take what these entries made (cards) before the next ones.
+                    since_yield = 0
+                    await asyncio.sleep(0)
+                    if self._stopping:
+                        return
+
+    def take(self, entry_id: bytes | str, fields: Mapping[bytes | str, bytes | str]) -> int:
+        """Apply one Redis entry (what XREAD or XRANGE gave); how many entries it held."""
+        self.last_id = text(entry_id)
+        try:
+            entries = parse_entries(entry_id, fields)
+        except (KeyError, ValueError, TypeError) as exc:
+            # Skipped without moving seq on: the next entry shows the hole as a gap.
+            self.damaged += 1
+            log.warning("event stream of PBX %s: entry %s unreadable (%s: %s); skipped",
+                        self.pbx, self.last_id, type(exc).__name__, exc)
+            return 0
+        for entry in entries:
+            self._apply(entry)
+        return len(entries)
+
+    def _apply(self, entry: StreamEntry) -> None:
+        if self.epoch is not None and entry.epoch < self.epoch:
+            self.stale += 1  # a fenced ex-owner's straggler
+            return
+        if self.epoch is None or entry.epoch > self.epoch:
+            if self.epoch is not None and entry.seq != 1:
+                self._gap(f"epoch {entry.epoch} began before seq {entry.seq} (entry {entry.id})")
+            self.epoch = entry.epoch
+        elif self.seq is not None and entry.seq <= self.seq:
+            self.duplicates += 1  # a batch re-sent after a broken pipeline
+            return
+        elif self.seq is not None and entry.seq != self.seq + 1:
+            self._gap(f"seq {self.seq + 1}..{entry.seq - 1} of epoch {entry.epoch} missing "
+                      f"(next entry {entry.id})")
+        self.seq = entry.seq
+        self.last_entry_at = self._clock()
+        if entry.kind == HEARTBEAT:
+            return
+        self.delivered += 1
+        try:
+            self._on_entry(entry)
+        except Exception:
+            log.exception("event stream of PBX %s: on_entry failed on entry %s", self.pbx, entry.id)
+
+    def _gap(self, reason: str) -> None:
+        self.gaps += 1
+        log.warning("event stream of PBX %s: gap: %s", self.pbx, reason)
+        try:
+            self._on_gap(reason)
+        except Exception:
+            log.exception("event stream of PBX %s: on_gap failed", self.pbx)
+
+
 def _runs(batch: list[_Queued]) -> list[list[_Queued]]:
     """The batch cut where seqs do not follow on (a new epoch, or the queue overflowed)."""
     runs: list[list[_Queued]] = []
@@ -231,3 +395,12 @@ def _runs(batch: list[_Queued]) -> list[list[_Queued]]:
         else:
             runs.append([item])
     return runs
+
+
+def _rows_of(reply: Any) -> list[Any]:
+    """XREAD's rows of our one stream: a list of [name, rows] (RESP2) or a dict (RESP3)."""
+    if not reply:
+        return []
+    if isinstance(reply, dict):
+        return [row for rows in reply.values() for row in rows]
+    return [row for _name, rows in reply for row in rows]

@@ -11,7 +11,7 @@ from redis.asyncio import Redis
 
 from bridge.ami.message import AmiMessage, iter_capture
 from cluster.redis_link import events_key
-from cluster.stream import PbxStreamPublisher
+from cluster.stream import PbxStreamPublisher, PbxStreamReader
 from cluster.stream_entries import (
     StreamEntry,
     batch_fields,
@@ -20,7 +20,6 @@ from cluster.stream_entries import (
     parse_entries,
     unpack_payload,
 )
-from cluster.stream_reader import PbxStreamReader
 from tests.cluster.redis_server import RedisServer, redis_fixture, redis_server_fixture, until  # noqa: F401
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
