@@ -24,6 +24,7 @@ from recordings.plugin import attach_recordings
 from screenpop.app import create_web_app
 from screenpop.console_http import SCREENPOP_KEY
 from screenpop.messages import Card
+from web.access import USER_KEY
 
 EXT_HEADER = "X-Bench-Ext"  # the operator's extension: what the bench's browsers send instead of a login
 
@@ -148,7 +149,7 @@ class BenchBridge(BridgeService):
 
         @web.middleware
         async def stand_in_auth(request: web.Request, handler: Callable) -> web.StreamResponse:
-            request["user"] = users.get(request.headers.get(EXT_HEADER, ""))
+            request[USER_KEY] = users.get(request.headers.get(EXT_HEADER, ""))
             return await handler(request)
 
         app = create_web_app(self.pipeline, self.lookup, middlewares=[stand_in_auth])

@@ -60,12 +60,9 @@ import os
 import sys
 import tempfile
 import time
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-
-from aiohttp import web
 
 # `python bench/screenpop_latency.py` puts bench/ on sys.path, not the repository root that
 # holds the bench package with the browsers' traffic process.
@@ -383,7 +380,6 @@ def main() -> None:
     errors.setLevel(logging.ERROR)  # a failure is printed whole; warnings are counted
     logging.getLogger().addHandler(errors)
     logging.getLogger().setLevel(logging.WARNING)
-    warnings.filterwarnings("ignore", category=web.NotAppKeyWarning)
 
     started = time.perf_counter()
     traffic = traffic_mod.build(args.calls, spacing_per_call=1 / args.rate)

@@ -3,7 +3,7 @@ Range), review comments and QA scores, an operator's own reviews, pause/resume.
 
     api = RecordingsApi(settings.recordings, RecordingStore(store), ReviewStore(store, criteria),
                         AuditLog(store), store, recorder)
-    setup_recordings(app, api)      # after setup_auth (its middleware sets request["user"])
+    setup_recordings(app, api)      # after setup_auth (its middleware sets request[USER_KEY])
 
 Who sees what (recordings.access): trainers, supervisors and admins every recording; an
 operator only those made on his own extensions of his own PBX. Every recording
@@ -34,7 +34,7 @@ from recordings.recorder import NoActiveRecording, Recorder, RecordingControlErr
 from recordings.review_store import ReviewError, ReviewStore
 from recordings.settings import RecordingSettings
 from recordings.store import RecordingInfo, RecordingStore
-from web.access import error_response, require_role
+from web.access import USER_KEY, error_response, require_role
 from web.audit_log import AuditLog
 from web.users import ROLES, User, resolve_pbx
 
@@ -84,7 +84,7 @@ def _api(request: web.Request) -> RecordingsApi:
 
 
 def _user(request: web.Request) -> User:
-    return request["user"]
+    return request[USER_KEY]
 
 
 async def _audit(request: web.Request, action: str, target: str | None, result: str = "ok",

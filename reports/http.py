@@ -28,6 +28,7 @@ from aiohttp import web
 from reports.forecast import StaffingPlan, staffing_plan
 from reports.models import Report, ReportError
 from reports.service import ReportService
+from web.access import USER_KEY
 from web.audit_log import AuditLog, require_role_audited
 from web.pages import PAGE_HEADERS, STATIC_DIR
 
@@ -137,7 +138,7 @@ async def staffing_plan_csv(request: web.Request) -> web.StreamResponse:
 async def _exported(request: web.Request, target: str, keys: Iterable[str], text: str,
                     name: str) -> web.Response:
     """A CSV download, audited as `report.export` with the query that made it."""
-    user, query = request["user"], request.query
+    user, query = request[USER_KEY], request.query
     await request.app[API_KEY].audit.record(
         user.username, "report.export", role=str(user.role), target=target, remote=request.remote,
         detail={k: query[k][:64] for k in sorted(keys) if k in query})

@@ -75,7 +75,7 @@ def create_web_app(pipeline: CallPipeline | None, lookup: LookupService | None =
     """The console app. Give `lookup` (a ScreenPopService is made around it) or a ready
     `screenpop`; `pipeline` (if given) gets it as a subscriber. With `user_store`, the auth
     of web.auth_http is installed (`auth_options` go to `setup_auth`); without it,
-    `middlewares` must set `request["user"]`, or every console request is a 401.
+    `middlewares` must set `request[USER_KEY]` (web.access), or every console request is a 401.
     `send_action` lets operators pause themselves and click-to-dial (audited in `store`);
     `console` is the `[console]` settings."""
     directory = OperatorDirectory(user_store) if user_store is not None else None

@@ -14,7 +14,7 @@
   database or the PBX link failed.
 - `GET /static/<file>`: the console's assets.
 
-Who the user is comes from `request["user"]` (set by the auth middleware, web.auth);
+Who the user is comes from `request[USER_KEY]` (web.access) (set by the auth middleware, web.auth);
 every route is under `require_role` when that module is present. CSRF checks of the POSTs
 are the middleware's too.
 """
@@ -33,6 +33,8 @@ from pydantic import BaseModel, ValidationError
 from screenpop.console_actions import ACTIONS_KEY, ConsoleActions
 from screenpop.messages import DialRequest, DismissRequest, NewContactRequest, NoteRequest, PauseRequest
 from screenpop.screenpop_service import ScreenPopError, ScreenPopService
+from web.access import USER_KEY
+from web.auth import SESSION_KEY
 from web.pages import PAGE_HEADERS, STATIC_DIR
 from web.users import SignedInUser
 from web.ws_tasks import activity_listener, sockets_of
@@ -72,7 +74,7 @@ def error(status: int, message: str) -> web.Response:
 
 
 def _user(request: web.Request) -> SignedInUser | None:
-    return request.get("user")
+    return request.get(USER_KEY)
 
 
 async def _body(request: web.Request, model: type[Model]) -> Model:
@@ -171,7 +173,7 @@ async def console_ws(request: web.Request) -> web.StreamResponse:
     service = request.app[SCREENPOP_KEY]
     ws = web.WebSocketResponse(heartbeat=service.hub.heartbeat, max_msg_size=4096)
     await ws.prepare(request)
-    session = request.get("session")
+    session = request.get(SESSION_KEY)
     pbx = service.pbxes.of_user(user)
     extensions = (pbx, sorted(user.extensions))
     # The session's end (logout, expiry, disabled) closes it; a change of the user's

@@ -44,7 +44,9 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, Validation
 from supervision.models import WallboardSnapshot
 from supervision.pbx_actions import SpyMode
 from supervision.wallboard_service import ActionResult, SupervisorError, WallboardService
+from web.access import USER_KEY
 from web.audit_log import require_role_audited
+from web.auth import SESSION_KEY
 from web.pages import PAGE_HEADERS, STATIC_DIR
 from web.ws_tasks import activity_listener, beside, read_until_closed, sockets_of
 
@@ -247,7 +249,7 @@ def _action(model: type[BaseModel], run: Run) -> Handler:
                                  for e in exc.errors())
             return _json_error(400, "bad_request", f"Invalid request: {problems}")
         try:
-            result = await run(request.app[SERVICE_KEY], request["user"], body, request.remote)
+            result = await run(request.app[SERVICE_KEY], request[USER_KEY], body, request.remote)
         except SupervisorError as exc:
             return _json_error(exc.status, "refused", exc.message)
         status = {"Timeout": 504, "Unavailable": 503}.get(result.response, 200)
@@ -307,7 +309,7 @@ async def wallboard_ws(request: web.Request) -> web.StreamResponse:
         return _json_error(exc.status, "bad_request", exc.message)
     ws = web.WebSocketResponse(heartbeat=hub.heartbeat, max_msg_size=4096)
     await ws.prepare(request)
-    user, session = request["user"], request.get("session")
+    user, session = request[USER_KEY], request.get(SESSION_KEY)
     # Closed when the session ends or the user is no longer a supervisor (web.ws_tasks);
     # the oldest of too many pages of one session or user is closed.
     entry = await sockets_of(request.app).add(

@@ -9,7 +9,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 from argon2 import PasswordHasher
@@ -17,11 +16,10 @@ from argon2 import PasswordHasher
 from bridge.call_log.store import CallLogStore
 from tests.test_wallboard_http import Tab
 from tests.test_wallboard_service import WallboardStack
+from web.access import USER_KEY
 from web.admin_http import add_admin_routes
 from web.audit_log import AuditLog
 from web.users import UserStore
-
-pytestmark = pytest.mark.filterwarnings("ignore::aiohttp.web_exceptions.NotAppKeyWarning")
 
 
 async def test_only_admins_with_the_csrf_token_change_users_and_all_is_audited(tmp_path: Path) -> None:
@@ -82,7 +80,7 @@ async def test_with_several_pbxes_an_operators_extensions_are_on_a_configured_on
 
     @web.middleware
     async def as_root(request: web.Request, handler: Callable) -> web.StreamResponse:
-        request["user"] = await users.get("root")
+        request[USER_KEY] = await users.get("root")
         return await handler(request)
 
     app = web.Application(middlewares=[as_root])
@@ -126,7 +124,7 @@ async def test_an_extension_must_match_the_operator_pattern_of_its_pbx(tmp_path:
 
     @web.middleware
     async def as_root(request: web.Request, handler: Callable) -> web.StreamResponse:
-        request["user"] = await users.get("root")
+        request[USER_KEY] = await users.get("root")
         return await handler(request)
 
     app = web.Application(middlewares=[as_root])

@@ -16,7 +16,7 @@ from argon2 import PasswordHasher
 from sqlalchemy import func, select
 
 from tests.db_fixtures import Database, database_fixture  # noqa: F401  # fixture
-from web.access import require_role
+from web.access import USER_KEY, require_role
 from web.auth import AUTH_KEY, revalidate, unguarded_routes
 from web.auth_http import setup_auth
 from web.users import SESSIONS, UserStore
@@ -80,7 +80,7 @@ class Browser:
 
 @require_role("operator", "admin")
 async def console(request: web.Request) -> web.Response:
-    return web.Response(text=f"console of {request['user'].username}")
+    return web.Response(text=f"console of {request[USER_KEY].username}")
 
 
 @require_role("supervisor", "admin")
@@ -104,7 +104,7 @@ async def api_note(request: web.Request) -> web.Response:
 async def websocket(request: web.Request) -> web.WebSocketResponse:
     ws = web.WebSocketResponse()
     await ws.prepare(request)
-    user = request["user"]
+    user = request[USER_KEY]
     await ws.send_json({"user": user.username, "extensions": user.extensions})
     async for msg in ws:
         if msg.data == "check":

@@ -26,6 +26,7 @@ from recordings.settings import Criterion, RecordingSettings
 from recordings.store import PausedSpan, RecordingInfo, RecordingStore
 from tests.test_auth_http import Browser
 from tests.test_recorder import write_wav
+from web.access import USER_KEY
 from web.audit_log import AuditEntry, AuditLog
 from web.auth import unguarded_routes
 from web.auth_http import setup_auth
@@ -44,7 +45,7 @@ USERS = {
 @web.middleware
 async def stand_in_auth(request: web.Request, handler):  # noqa: ANN001, ANN201
     """Tests only: the user named in X-Test-User (web.auth's middleware in the bridge)."""
-    request["user"] = USERS.get(request.headers.get("X-Test-User", ""))
+    request[USER_KEY] = USERS.get(request.headers.get("X-Test-User", ""))
     return await handler(request)
 
 

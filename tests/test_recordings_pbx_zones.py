@@ -8,7 +8,6 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from pathlib import Path
 
-import pytest
 from aiohttp import web
 
 from bridge.call_log.store import CallLogStore
@@ -24,8 +23,6 @@ from tests.db_fixtures import database_fixture, store_fixture  # noqa: F401  # f
 from tests.test_recorder import PBX_DIR, settings_for
 from tests.test_recordings_pbxes import Pbxes
 from web.features import BridgeParts, PbxFacts
-
-pytestmark = pytest.mark.filterwarnings("ignore::aiohttp.web_exceptions.NotAppKeyWarning")
 
 ZONES = {"a": "UTC", "b": "Asia/Tokyo"}
 AT = datetime(2026, 11, 24, 15, 10, tzinfo=UTC).timestamp()

@@ -34,8 +34,6 @@ from tests.test_reports_figures import at, call, member_event
 from tests.test_reports_http import get, reports_site
 from web.audit_log import AuditLog
 
-pytestmark = pytest.mark.filterwarnings("ignore::aiohttp.web_exceptions.NotAppKeyWarning")
-
 NOW = at(date(2026, 12, 2), 12, 0)  # Wednesday 2 December 2026, 12:00 MSK
 MONDAYS = [date(2026, 11, 2) + timedelta(weeks=k) for k in range(5)]  # 2, 9, 16, 23, 30 Nov
 TUESDAY = date(2026, 11, 24)

@@ -25,10 +25,10 @@ from reports.http import ReportsApi, add_report_routes
 from reports.service import ReportService
 from reports.settings import ReportSettings
 from tests.test_reports_figures import DAY, at, call, hand_made_day
+from web.access import USER_KEY
 from web.audit_log import AuditLog
 from web.users import User
 
-pytestmark = pytest.mark.filterwarnings("ignore::aiohttp.web_exceptions.NotAppKeyWarning")
 NOW = at(DAY, 20, 0)
 ROLES = (("sam", "supervisor"), ("ada", "admin"), ("anna", "operator"), ("tina", "trainer"))
 USERS = {name: User(username=name, display_name=name.title(), role=role, extensions=[])
@@ -37,7 +37,7 @@ USERS = {name: User(username=name, display_name=name.title(), role=role, extensi
 
 @web.middleware
 async def stand_in_auth(request: web.Request, handler):  # noqa: ANN001, ANN201
-    request["user"] = USERS.get(request.headers.get("X-Test-User", ""))
+    request[USER_KEY] = USERS.get(request.headers.get("X-Test-User", ""))
     return await handler(request)
 
 

@@ -33,8 +33,6 @@ from tests.test_reports_http import run_cli
 from tests.test_reports_pbxes import on_b
 from web.features import BridgeParts, PbxFacts
 
-pytestmark = pytest.mark.filterwarnings("ignore::aiohttp.web_exceptions.NotAppKeyWarning")
-
 FACTS = {"a": PbxFacts(operator_pattern=r"^1\d{2}$", timezone="UTC"),
          "b": PbxFacts(operator_pattern=r"^2\d{2}$", timezone="Asia/Tokyo")}
 NOW = datetime(2026, 11, 25, 3, 0, tzinfo=UTC).timestamp()

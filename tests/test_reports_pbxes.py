@@ -24,8 +24,6 @@ from tests.db_fixtures import database_fixture, store_fixture  # noqa: F401  # f
 from tests.test_reports_figures import DAY, at, call, hand_made_day, member_event
 from tests.test_reports_http import NOW, get, reports_site, run_cli
 
-pytestmark = pytest.mark.filterwarnings("ignore::aiohttp.web_exceptions.NotAppKeyWarning")
-
 
 def on_b(record: CallRecord) -> CallRecord:
     """The same call on PBX b: its id prefixed, as the bridge names the second PBX's calls."""

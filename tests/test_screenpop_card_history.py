@@ -25,8 +25,6 @@ from tests.capture_facts import capture_bytes
 from tests.test_screenpop_pbxes import browser
 from tests.test_screenpop_server import USERS, call_id_of, stand_in_auth, until
 
-pytestmark = pytest.mark.filterwarnings("ignore::aiohttp.web_exceptions.NotAppKeyWarning")
-
 
 class SpyCrm(CrmAdapter):
     """Knows every caller; counts lookups and history fetches. Each can be held back."""

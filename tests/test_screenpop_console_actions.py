@@ -30,7 +30,6 @@ from tests.capture_facts import capture_bytes
 from tests.test_screenpop_server import USERS, call_id_of, stand_in_auth
 from web.audit_log import AuditLog
 
-pytestmark = pytest.mark.filterwarnings("ignore::aiohttp.web_exceptions.NotAppKeyWarning")
 ANNA = {"X-Test-User": "anna"}
 
 

@@ -30,10 +30,9 @@ from screenpop.screenpop_service import ScreenPopService
 from tests.capture_facts import capture_bytes
 from tests.test_screenpop_console_actions import FakePbx
 from tests.test_screenpop_server import Browser, StuckSocket, call_id_of, until
+from web.access import USER_KEY
 from web.audit_log import AuditLog
 from web.users import User
-
-pytestmark = pytest.mark.filterwarnings("ignore::aiohttp.web_exceptions.NotAppKeyWarning")
 
 USERS = {u.username: u for u in [
     User(username="ann", display_name="Ann on A", role="operator", extensions=["101"], pbx="a"),
@@ -46,7 +45,7 @@ USERS = {u.username: u for u in [
 
 @web.middleware
 async def stand_in_auth(request: web.Request, handler: Callable) -> web.StreamResponse:
-    request["user"] = USERS.get(request.headers.get("X-Test-User", ""))
+    request[USER_KEY] = USERS.get(request.headers.get("X-Test-User", ""))
     return await handler(request)
 
 

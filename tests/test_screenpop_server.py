@@ -11,7 +11,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import pytest
 from aiohttp import WSMsgType, web
 from aiohttp.test_utils import TestClient, TestServer
 from pydantic import BaseModel
@@ -30,9 +29,9 @@ from screenpop.app import create_web_app
 from screenpop.hub import Hub
 from screenpop.messages import CallerView, Card, CardRemoved, Hello
 from tests.capture_facts import FIXTURES, capture_bytes
+from web.access import USER_KEY
 
-# The auth contract keeps the user under the plain key "user" (request["user"]).
-pytestmark = pytest.mark.filterwarnings("ignore::aiohttp.web_exceptions.NotAppKeyWarning")
+# The auth contract keeps the user under the plain key "user" (request[USER_KEY]).
 
 
 class TestUser(BaseModel):  # the shape of web.users.User
@@ -57,7 +56,7 @@ USERS = {u.username: u for u in [
 @web.middleware
 async def stand_in_auth(request: web.Request, handler: Callable) -> web.StreamResponse:
     """Stands in for web.auth: the user named in a test header."""
-    request["user"] = USERS.get(request.headers.get("X-Test-User", ""))
+    request[USER_KEY] = USERS.get(request.headers.get("X-Test-User", ""))
     return await handler(request)
 
 

@@ -7,8 +7,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
-
 from bridge.ami.message import AmiMessage
 from supervision.pbx_actions import SupervisionSettings, spy_action
 from tests.capture_facts import FIXTURES, capture_events
@@ -17,7 +15,6 @@ from tests.test_ami_simulator import sim_factory as sim_factory  # noqa: F401  #
 from tests.test_wallboard_http import Site
 from tests.test_wallboard_service import until
 
-pytestmark = pytest.mark.filterwarnings("ignore::aiohttp.web_exceptions.NotAppKeyWarning")
 CAPTURE = "queue_answered"  # Anna (101) answers a support call, the caller hangs up
 
 

@@ -27,8 +27,6 @@ from web.audit_log import AuditLog
 from web.auth import unguarded_routes
 
 SUPERVISION = SupervisionSettings()
-# The auth contract keeps the user under the plain key "user" (request["user"]).
-pytestmark = pytest.mark.filterwarnings("ignore::aiohttp.web_exceptions.NotAppKeyWarning")
 
 
 class Tab:

@@ -8,7 +8,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import pytest
 from argon2 import PasswordHasher
 
 from bridge.call_log.store import CallLogStore
@@ -20,8 +19,6 @@ from tests.test_wallboard_http import Tab
 from tests.test_wallboard_service import PASSWORD, USERS, recorded_clock, until
 from web.audit_log import AuditLog
 from web.users import UserStore
-
-pytestmark = pytest.mark.filterwarnings("ignore::aiohttp.web_exceptions.NotAppKeyWarning")
 
 
 class TwoPbxes:

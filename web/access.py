@@ -1,7 +1,7 @@
 """Who may do what over HTTP: role checks on handlers (`require_role`), and the refusals
 (401, 403) as JSON for the API and WebSockets or as a page for a browser, each 403 audited.
 
-The sign-in itself (sessions, cookies, CSRF, the middleware that sets `request["user"]`) is
+The sign-in itself (sessions, cookies, CSRF, the middleware that sets `request[USER_KEY]`) is
 web.auth's; this module only reads what it set.
 """
 
@@ -18,6 +18,10 @@ from typing import Any
 from aiohttp import web
 
 from web.users import ROLES, Role, User
+
+# Who the request is from: set by the sign-in middleware (web.auth) when a session is valid,
+# absent otherwise (`request.get(USER_KEY)` is then None).
+USER_KEY = web.RequestKey("callbridge_user", User)
 
 AUDIT = logging.getLogger("callbridge.audit")
 
@@ -39,7 +43,7 @@ def is_api(path: str) -> bool:
 
 
 def who(request: web.Request) -> tuple[str, str]:
-    user: User | None = request.get("user")
+    user: User | None = request.get(USER_KEY)
     return (user.username, user.role) if user else ("-", "-")
 
 
@@ -71,7 +75,7 @@ def error_page(request: web.Request, status: int, message: str) -> tuple[str, di
     """The page a browser gets for a refusal: what happened, and a link back to the user's
     own page (every text escaped: a path or name is never markup)."""
     template, style, csp = _error_page_parts()
-    user: User | None = request.get("user")
+    user: User | None = request.get(USER_KEY)
     home = ROLE_HOME.get(user.role, "/") if user else "/"
     if status == 403 and user is not None and message == _ROLE_REFUSED:
         message = f"Your role ({user.role}) may not open {request.path}. Ask an admin if you need it."
@@ -97,7 +101,7 @@ def error_response(request: web.Request, status: int, error: str, message: str,
 
 def check_role(request: web.Request, *roles: Role) -> User:
     """The user if his role is one of `roles`; else raises 401 (no user) or 403 (audited)."""
-    user: User | None = request.get("user")
+    user: User | None = request.get(USER_KEY)
     if user is None:
         raise error_response(request, 401, "unauthenticated", "Please sign in.", web.HTTPUnauthorized)
     if user.role not in roles:

@@ -32,6 +32,7 @@ from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, ValidationError
 
 from bridge.calls.record import DEFAULT_PBX
+from web.access import USER_KEY
 from web.audit_log import AuditLog, require_role_audited
 from web.features import BridgeParts
 from web.pages import PAGE_HEADERS, STATIC_DIR
@@ -109,7 +110,7 @@ class AdminApi:
 
     async def log(self, request: web.Request, action: str, target: str | None, result: str,
                   detail: dict[str, Any] | None = None) -> None:
-        user = request.get("user")
+        user = request.get(USER_KEY)
         await self.audit.record(user.username if user else "-", action, role=str(user.role) if user else None,
                                 target=target, result=result, detail=detail or {}, remote=request.remote)
 
@@ -133,7 +134,7 @@ class AdminApi:
         current = await self.users.get(name)
         if current is None:
             raise UnknownUser(f"no such user: {name!r}")
-        me = request["user"].username
+        me = request[USER_KEY].username
         if current.username == me and (body.active is False or (body.role not in (None, "admin"))):
             raise Refused(400, "You cannot disable yourself or take away your own admin role.")
         role = body.role or current.role

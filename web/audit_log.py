@@ -21,7 +21,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from bridge.call_log.store import CallLogStore
 from bridge.call_log.tables import Base, UtcDateTime
-from web.access import require_role
+from web.access import USER_KEY, require_role
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -103,7 +103,7 @@ def require_role_audited(*roles: str, action: str,
             try:
                 return await guarded(request)
             except web.HTTPForbidden:
-                user, log = request.get("user"), audit(request)
+                user, log = request.get(USER_KEY), audit(request)
                 if user is not None and log is not None:
                     await log.record(user.username, action, role=str(user.role), target=request.path,
                                      result="denied", detail={"method": request.method},

@@ -42,7 +42,7 @@ from aiohttp import web
 from sqlalchemy import delete, or_, select, update
 
 from bridge.calls.record import DEFAULT_PBX
-from web.access import AUDIT, NO_STORE, ROLES_ATTR, Handler, error_response, is_api, where, who
+from web.access import AUDIT, NO_STORE, ROLES_ATTR, USER_KEY, Handler, error_response, is_api, where, who
 from web.login_throttle import Network, client_address
 from web.session_sweep import SessionSweep
 from web.users import EXTENSIONS, SESSIONS, USERS, User, UserStore
@@ -68,6 +68,8 @@ class AuthSession:
     expires_at: float  # the absolute end; idle expiry may come first
     last_seen_at: float = 0.0  # epoch seconds of the last activity (the idle timer's start)
 
+
+SESSION_KEY = web.RequestKey("callbridge_session", AuthSession)  # set with USER_KEY, or absent
 
 _SWEEP_STEP = 200  # sessions per query of the open pages' sweep
 
@@ -304,7 +306,7 @@ def unguarded_routes(app: web.Application) -> list[str]:
 
 async def revalidate(request: web.Request) -> User | None:
     """Re-read the request's session (e.g. from a WebSocket loop): the user, or None if it ended."""
-    session: AuthSession | None = request.get("session")
+    session: AuthSession | None = request.get(SESSION_KEY)
     if session is None:
         return None
     fresh = await request.app[AUTH_KEY].load_session(session.token_hash, touch=False)  # not activity
@@ -335,8 +337,9 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
 
     token = request.cookies.get(auth.cookie_name)
     session = await auth.session_for_token(token)
-    request["session"] = session
-    request["user"] = session.user if session else None
+    if session is not None:
+        request[SESSION_KEY] = session
+        request[USER_KEY] = session.user
     if auth.is_public(request.path):
         return await handler(request)
     if session is None:

@@ -26,8 +26,8 @@ from typing import TYPE_CHECKING
 
 from aiohttp import web
 
-from web.access import AUDIT, NO_STORE, ROLE_HOME, require_role
-from web.auth import AUTH_KEY, Auth, auth_middleware, safe_next
+from web.access import AUDIT, NO_STORE, ROLE_HOME, USER_KEY, require_role
+from web.auth import AUTH_KEY, SESSION_KEY, Auth, auth_middleware, safe_next
 from web.login_throttle import LoginThrottle, address_key, parse_networks, seconds
 from web.shared_state import RedisCounters
 from web.users import ROLES, UserStore, normalize_username
@@ -90,7 +90,7 @@ def _home(role: str, next_path: str | None) -> str:
 async def login_page(request: web.Request) -> web.StreamResponse:
     auth = request.app[AUTH_KEY]
     next_path = safe_next(request.query.get("next")) or ""
-    user = request.get("user")
+    user = request.get(USER_KEY)
     if user is not None:
         return web.Response(status=302, headers={"Location": _home(user.role, next_path), **NO_STORE})
     return _login_page(auth, next_path=next_path)
@@ -126,7 +126,7 @@ async def login_submit(request: web.Request) -> web.StreamResponse:
         return _login_page(auth, status=401, username=shown, next_path=next_path,
                            error="Wrong username or password.")
     await throttle.succeeded(name, device)
-    old = request.get("session")
+    old = request.get(SESSION_KEY)
     if old is not None:  # rotation: the session presented before this login ends here
         await auth.end_session(old.token_hash)
         await sockets_of(request.app).close_session(old.token_hash, CloseCode.SESSION_ENDED,
@@ -147,7 +147,7 @@ async def login_submit(request: web.Request) -> web.StreamResponse:
 @require_role(*ROLES)
 async def logout(request: web.Request) -> web.StreamResponse:
     auth = request.app[AUTH_KEY]
-    session = request["session"]
+    session = request[SESSION_KEY]
     await auth.end_session(session.token_hash)
     # Its open pages stop at once (a logged-out console must not keep receiving callers' names).
     await sockets_of(request.app).close_session(session.token_hash, CloseCode.SESSION_ENDED, "logged out")
@@ -164,7 +164,7 @@ async def logout(request: web.Request) -> web.StreamResponse:
 
 @require_role(*ROLES)
 async def session_info(request: web.Request) -> web.StreamResponse:
-    session = request["session"]
+    session = request[SESSION_KEY]
     user = session.user
     return web.json_response({"user": user.username, "display_name": user.display_name, "role": user.role,
                               "extensions": user.extensions, "csrf_token": session.csrf_token,

@@ -116,7 +116,7 @@ class SignedInUser(Protocol):
 
 
 class User(BaseModel):
-    """Who is logged in: what `request["user"]` holds."""
+    """Who is logged in: what `request[USER_KEY]` holds (web.access)."""
 
     model_config = ConfigDict(frozen=True)
 

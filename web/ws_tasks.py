@@ -24,7 +24,7 @@ from typing import Any, TypeVar
 
 from aiohttp import WSMsgType, web
 
-from web.auth import AUTH_KEY, AuthSession
+from web.auth import AUTH_KEY, SESSION_KEY, AuthSession
 
 log = logging.getLogger(__name__)
 
@@ -172,7 +172,7 @@ def activity_listener(request: web.Request) -> Callable[[str], Awaitable[None]] 
     """For a socket's text frames: `{"type": "activity"}` (the person typed or clicked)
     renews the session's idle timer like a request does, at most every `touch_interval`.
     Anything else, pings and the open socket itself renew nothing."""
-    session: AuthSession | None = request.get("session")
+    session: AuthSession | None = request.get(SESSION_KEY)
     auth = request.app.get(AUTH_KEY)
     if session is None or auth is None:
         return None

@@ -18,8 +18,6 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if here in Path(str(item.fspath)).parents:
             item.add_marker(pytest.mark.live)
-            # The auth contract keeps the user under the plain key "user" (request["user"]).
-            item.add_marker(pytest.mark.filterwarnings("ignore::aiohttp.web_exceptions.NotAppKeyWarning"))
 
 
 @pytest.fixture(name="pbx")

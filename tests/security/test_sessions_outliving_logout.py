@@ -18,7 +18,6 @@ from tests.security.console_site import console_app
 from tests.security.test_websocket_flood import SESSION_ENDED, close_code, open_console, signed_in
 from tests.test_auth_http import Clock
 
-pytestmark = pytest.mark.filterwarnings("ignore::aiohttp.web_exceptions.NotAppKeyWarning")
 IDLE = 600
 
 

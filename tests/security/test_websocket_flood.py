@@ -23,7 +23,6 @@ ROOT = Path(__file__).resolve().parents[2]
 # web.ws_tasks.CloseCode's values (what the pages see; literals so the test runs on any version)
 TOO_MANY, SESSION_ENDED = 4008, 4401
 
-pytestmark = pytest.mark.filterwarnings("ignore::aiohttp.web_exceptions.NotAppKeyWarning")
 
 
 @pytest.fixture(name="client")
