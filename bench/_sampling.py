@@ -47,3 +47,16 @@ async def read_frames(index: int, ws: aiohttp.ClientWebSocketResponse, frames: l
             append((t, index, msg.data))
         elif msg.type in _ENDED:
             return
+
+
+async def close_browsers(readers: list[asyncio.Task[None]], sockets: list[aiohttp.ClientWebSocketResponse],
+                         session: aiohttp.ClientSession) -> int:
+    """End a browsers' process: its readers stopped, its sockets and session closed. How many
+    readers had ended before (their socket closed early)."""
+    closed_early = sum(r.done() for r in readers)
+    for reader in readers:
+        reader.cancel()
+    await asyncio.gather(*readers, return_exceptions=True)
+    await asyncio.gather(*(ws.close() for ws in sockets), return_exceptions=True)
+    await session.close()
+    return closed_early

@@ -13,7 +13,7 @@ from typing import Any
 
 import aiohttp
 
-from bench._sampling import Frame, loop_lag, read_frames
+from bench._sampling import Frame, close_browsers, loop_lag, read_frames
 from bench._screenpop_bridge import EXT_HEADER
 from bridge.simulator.server import AmiSimulator
 
@@ -93,12 +93,7 @@ async def _clients(conn: Any) -> None:
     await loop.run_in_executor(None, conn.recv)  # "stop"
     lag_task.cancel()
     cpu = time.process_time() - cpu0
-    closed_early = sum(r.done() for r in readers)
-    for reader in readers:
-        reader.cancel()
-    await asyncio.gather(*readers, return_exceptions=True)
-    await asyncio.gather(*(ws.close() for ws in sockets), return_exceptions=True)
-    await session.close()
+    closed_early = await close_browsers(readers, sockets, session)
     rows: list[FrameRow] = []
     hellos = 0
     for t, index, text in frames:
