@@ -14,8 +14,11 @@ no lease times need to agree between machines.
   derived from those two and last at least two seconds longer, so a cut-off owner has
   stopped before the server lets the next one in. A stalled connection is `terminate()`d,
   never waited on.
-- Whatever slips through that window (a whole VM paused mid-write, say) is caught by the
-  fencing epoch: every takeover bumps `pbx_owners.epoch`, and a writer calls `check_epoch`
+- A session killed on the server (pg_terminate_backend, a restart) frees the lock at once,
+  and the owner learns of it from the same kill: the next owner may be granted the lock a
+  moment before the old one has fenced itself.
+- Whatever slips through such a window (that moment, a whole VM paused mid-write) is caught
+  by the fencing epoch: every takeover bumps `pbx_owners.epoch`, and a writer calls `check_epoch`
   inside its write transaction. Its `FOR SHARE` row lock makes a concurrent takeover's bump
   wait for the writer's commit, so a write is either before the takeover or refused.
 
