@@ -14,9 +14,9 @@
   database or the PBX link failed.
 - `GET /static/<file>`: the console's assets.
 
-Who the user is comes from `request[USER_KEY]` (web.access) (set by the auth middleware, web.auth);
-every route is under `require_role` when that module is present. CSRF checks of the POSTs
-are the middleware's too.
+Who the user is comes from `request[USER_KEY]` (web.access; set by the auth middleware,
+web.auth); every route is under `require_role`. CSRF checks of the POSTs are the
+middleware's too.
 """
 
 from __future__ import annotations
@@ -33,18 +33,11 @@ from pydantic import BaseModel, ValidationError
 from screenpop.console_actions import ACTIONS_KEY, ConsoleActions
 from screenpop.messages import DialRequest, DismissRequest, NewContactRequest, NoteRequest, PauseRequest
 from screenpop.screenpop_service import ScreenPopError, ScreenPopService
-from web.access import USER_KEY
+from web.access import USER_KEY, require_role
 from web.auth import SESSION_KEY
 from web.pages import PAGE_HEADERS, STATIC_DIR
-from web.users import SignedInUser
+from web.users import ROLES, SignedInUser
 from web.ws_tasks import activity_listener, sockets_of
-
-try:  # the auth module is optional at import time (tests may stand in for it)
-    from web.access import require_role
-    from web.users import ROLES
-except ImportError:  # pragma: no cover - only before auth is installed
-    require_role = None  # type: ignore[assignment]
-    ROLES = ("operator", "supervisor", "trainer", "admin")  # type: ignore[assignment]
 
 log = logging.getLogger(__name__)
 
@@ -65,7 +58,7 @@ _ERRORS = {400: "bad_request", 401: "unauthenticated", 403: "forbidden", 404: "n
 
 def _any_role(handler: Handler) -> Handler:
     """Every signed-in role may use the console; what he sees depends on his extensions."""
-    return require_role(*ROLES)(handler) if require_role is not None else handler
+    return require_role(*ROLES)(handler)
 
 
 def error(status: int, message: str) -> web.Response:
