@@ -28,7 +28,9 @@ def metric(text: str, name: str) -> float:
 
 
 async def test_ready_metrics_and_health_follow_the_pbx(tmp_path: Path) -> None:
-    async with AmiSimulator([FIXTURES / "queue_answered.ami"], speed=None) as sim:
+    # Paced (the 2 s ring lasts 0.4 s): unpaced, the whole call can end before the caller's
+    # lookup answers, and a card never shown is rightly no pop.
+    async with AmiSimulator([FIXTURES / "queue_answered.ami"], speed=5) as sim:
         service = BridgeService(settings_for(*sim.address, tmp_path / "log.sqlite3"))
         await service.start()
         base = "http://{}:{}".format(*service.web_address)
