@@ -179,7 +179,8 @@ def analyse(run: Run) -> tuple[list[str], dict[str, Any], list[Pop]]:
             "calls_wrong_timing_skew_s": round(calls["timing_skew"], 3),
             "wrong_fields": calls["wrong_fields"], "wrong_examples": calls["examples"]}
     figures: dict[str, Any] = {
-        "machine": machine(), "date": datetime.now(UTC).strftime("%Y-%m-%d"),
+        "machine": machine(), "date": datetime.now(UTC).strftime("%Y-%m-%d"), "priority": run.priority,
+        "bursts": args.bursts,
         "calls": sum(t.traffic.calls for t in run.traffic.values()),
         "events": sum(t.traffic.events for t in run.traffic.values()),
         "offered_calls_per_s": args.rate, "achieved_calls_per_s": round(achieved, 1),
@@ -200,7 +201,7 @@ def analyse(run: Run) -> tuple[list[str], dict[str, Any], list[Pop]]:
     }
     shown = ", ".join(f"{c[1]:,} on {n}" for c, n in zip(run.connected, run.browser_nodes, strict=True))
     lines = [
-        f"machine: {figures['machine']}",
+        f"machine: {figures['machine']}; priority: {run.priority}",
         f"traffic: {figures['calls']:,} calls ({figures['events']:,} AMI events) on {len(PBXES)} PBXes: "
         f"{args.rate:g} new calls/s offered in all for {steady:.0f} s, {achieved:.1f}/s achieved (new calls "
         f"at the owners in those first s); calls last up to ~67 s, the replay took "

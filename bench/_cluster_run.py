@@ -74,3 +74,4 @@ class Run:
     cpu: dict[str, Any] = field(default_factory=dict)  # CpuLedger.finish() over the traffic
     node_logs: dict[str, str] = field(default_factory=dict)
     healthz: dict[str, list[tuple[float, float]]] = field(default_factory=dict)  # node -> (at, round trip)
+    priority: str = ""  # what --priority did, as the report says it

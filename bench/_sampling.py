@@ -17,6 +17,13 @@ _ENDED = (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSING, aiohttp.WSMsgType.
           aiohttp.WSMsgType.ERROR)
 
 
+def renice(pid: int, nice: int) -> None:
+    """Set the nice value of every thread of a process (Linux schedules threads: setting it
+    on the pid alone leaves the others where they were). OSError when not allowed."""
+    for tid in os.listdir(f"/proc/{pid}/task"):
+        os.setpriority(os.PRIO_PROCESS, int(tid), nice)
+
+
 def machine_busy() -> float:
     """CPU seconds the whole machine has been busy (all processes, /proc/stat)."""
     try:

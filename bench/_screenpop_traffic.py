@@ -12,8 +12,9 @@ takes one capture and rewrites, in the raw bytes only (no event is invented or r
   (`rewritten_headers()` lists every header the rewrite touches);
 - each external caller number -> a number of its own for that pass (same prefix, valid),
   so a CRM lookup is a new caller every call (no lucky cache hits in the 50 ms run);
-- timestamps: pass k starts `spacing` recorded seconds after pass k-1, and the passes
-  are merged in timestamp order, so calls overlap as they would on a busy PBX.
+- timestamps: pass k starts `spacing` recorded seconds after pass k-1 (or, with
+  `poisson`, after a random gap of that mean: calls arriving independently, as callers do),
+  and the passes are merged in timestamp order, so calls overlap as they would on a busy PBX.
 """
 
 from __future__ import annotations
@@ -97,10 +98,12 @@ def _caller_for(number: bytes, pass_no: int, index: int) -> bytes:
 
 
 def build(calls: int, *, spacing_per_call: float = 0.05, seed: int = 5,
-          captures: list[str] | None = None) -> Traffic:
+          captures: list[str] | None = None, poisson: bool = False) -> Traffic:
     """At least `calls` calls; each pass starts `spacing_per_call` x (its calls) recorded
-    seconds after the previous one (0.05 s per call: 20 calls per recorded second)."""
+    seconds after the previous one (0.05 s per call: 20 calls per recorded second); with
+    `poisson`, each of its calls adds an exponential gap of that mean instead."""
     rng = random.Random(seed)
+    gaps = random.Random(seed + 1_000)  # its own: the same passes either way
     templates = [load_template(n) for n in (captures or CALL_CAPTURES)]
     merged: list[tuple[float, int, int, bytes]] = []
     callers: list[str] = []
@@ -126,7 +129,8 @@ def build(calls: int, *, spacing_per_call: float = 0.05, seed: int = 5,
                 out = out.replace(old, new)
             merged.append((stamp + offset, pass_no, index, out))
         total_calls += template.calls
-        at += spacing_per_call * template.calls
+        at += (sum(gaps.expovariate(1 / spacing_per_call) for _ in range(template.calls)) if poisson
+               else spacing_per_call * template.calls)
     merged.sort(key=lambda e: (e[0], e[1], e[2]))
     bad = [n for n in callers if normalize(n, "RU") is None]
     if bad:
