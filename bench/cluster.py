@@ -53,9 +53,10 @@ wait for the snapshot). Rings that reached the new owner before it had resynced 
 of their own ("rings during the takeover"), apart from the across-nodes target row, whose
 rings reached an owner that was up.
 
-Priority (`--priority`, default -5): the nodes, Redis and the browsers run at that nice
-value, the PBXes at +10 and the bench's own tap and PostgreSQL at 0. Ten processes share two
-cores here; the load generators would have hosts of their own. `--priority 0` runs all alike.
+Priority: the PBXes run at nice +10 (load generators, with hosts of their own in real
+life); `--priority N` puts the nodes, Redis and the browsers at nice N (default 0: the bench's
+tap and PostgreSQL stay at 0). Measured at -5 against 0, it made no difference beyond the
+spread between runs (README).
 
 CPU: per process, seconds on a CPU and seconds runnable but waiting for one (its main
 thread's /proc/PID/schedstat), PostgreSQL's CPU, and what the rest of the machine used (the
@@ -146,9 +147,9 @@ def build_traffic(pbx: str, index: int, calls: int, rate: float, tmp: Path,
 
 
 def prioritise(pids: dict[str, int], nice: int) -> str:
-    """The system under test (nodes, Redis) and the browsers that time it at `nice`; the
-    load generators (the PBXes, at +10 of their own) and this process's tap stay below. On
-    their own hosts nothing would share their CPUs; here one CPU's queue decides who waits."""
+    """The system under test (nodes, Redis) and the browsers that time it at `nice`, the load
+    generators (the PBXes) staying at +10, this process's tap at 0. On hosts of their own
+    nothing would share their CPUs; here a CPU's run queue decides who waits."""
     if nice == 0:
         return "every process at nice 0 but the PBXes (+10)"
     chosen = [n for n in pids if n.startswith(("node", "browsers")) or n == "redis-server"]
@@ -156,7 +157,7 @@ def prioritise(pids: dict[str, int], nice: int) -> str:
         for name in chosen:
             renice(pids[name], nice)
     except OSError as exc:  # negative nice values need root (CAP_SYS_NICE)
-        return f"NOT set ({exc.strerror}: run as root for --priority {nice}); every process at nice 0"
+        return f"NOT set for all ({exc.strerror}: run as root for --priority {nice})"
     return (f"nodes, Redis and browsers at nice {nice}; the PBXes at +10, the bench's tap and "
             "PostgreSQL at 0")
 
@@ -436,9 +437,9 @@ def main() -> None:
     parser.add_argument("--bursts", action="store_true",
                         help="also the lab's burst capture (20 calls within 8 ms; 63%% of the calls come "
                              "in such clumps), passes evenly spaced: a stress run, not a call rate")
-    parser.add_argument("--priority", type=int, default=-5, metavar="NICE",
-                        help="nice value of the nodes, Redis and the browsers (default -5, needs root; "
-                             "0: all equal): the load generators give way to what is measured")
+    parser.add_argument("--priority", type=int, default=0, metavar="NICE",
+                        help="nice value of the nodes, Redis and the browsers (default 0; below 0 needs "
+                             "root), so that the load generators give way to what is measured")
     parser.add_argument("--no-kill", action="store_true", help="leave the owner alive")
     parser.add_argument("--no-hot-standby", action="store_true",
                         help="[cluster] hot_standby = false: only the owner logs in to a PBX (what the "
