@@ -197,17 +197,19 @@ class PbxLink:
 
     def apply_snapshot(self, channels: list[AmiMessage], queue_status: list[AmiMessage], at: float) -> None:
         """The PBX's live picture (ours after a connect, or the owner's in a cluster)."""
-        before = len(self.pipeline.trackers[self.id].live_calls())
+        tracker = self.pipeline.trackers[self.id]
+        before = len(tracker.live_calls())
         self.pipeline.resync(channels, at, self.id)
-        after = len(self.pipeline.trackers[self.id].live_calls())
+        after = len(tracker.live_calls()) - tracker.held_lost
         self.queue_status = queue_status
         for listener in self.resync_listeners:
             try:
                 listener(channels, queue_status, at, self.id)
             except Exception:
                 log.exception("resync listener %r failed", listener)
-        log.info("PBX %s: resynced: %d live channels, %d live calls (was %d), %d queue entries",
-                 self.id, len(channels), after, before, len(queue_status))
+        log.info("PBX %s: resynced: %d live channels, %d live calls (was %d; %d gone, closed at the "
+                 "PBX's next word unless their Hangup follows), %d queue entries",
+                 self.id, len(channels), after, before, tracker.held_lost, len(queue_status))
 
     def _alive(self, at: float) -> None:
         if self.standing_by:

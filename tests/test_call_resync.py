@@ -57,6 +57,8 @@ def test_call_that_ended_while_we_were_away_is_closed_with_known_outcome() -> No
     assert [c.answered_by for c in pipeline.tracker.live_calls()] == ["101"]
     pipeline.link_lost()  # the link drops right after the last event we saw ...
     pipeline.resync([], at=after[-1].timestamp)  # ... and on reconnect the PBX has no channels
+    assert finished.calls == []  # held: a Hangup raised just before the list may follow it
+    pipeline.note_alive(after[-1].timestamp + 1)  # the PBX's next word is after the snapshot
     (done,) = finished.calls
     assert done.outcome == "answered" and done.ended_by == "pbx_lost"
     # It ends at the PBX's last proof of life, not at the resync: the outage is not talk.
@@ -73,6 +75,7 @@ def test_unanswered_call_gone_while_away_is_incomplete() -> None:
     pipeline, finished = pipeline_with_log()
     pipeline.feed_all(events[: join + 1])
     pipeline.resync([], at=events[join].timestamp + 30)
+    pipeline.note_alive(events[join].timestamp + 31)
     (done,) = finished.calls
     assert done.outcome == "incomplete"  # we cannot know whether anybody answered
 
@@ -98,6 +101,7 @@ def test_restored_calls_from_the_log_are_continued_or_closed() -> None:
     third, third_log = pipeline_with_log()
     third.tracker.restore([live_record])
     third.resync([], at=after[-1].timestamp + 5)
+    third.note_alive(after[-1].timestamp + 6)
     (closed,) = third_log.calls
     assert closed.call_id == live_record.call_id and closed.outcome == "answered"
     # The bridge was down: the call ends where the log last saw it, not at the restart.
@@ -111,5 +115,44 @@ def test_resync_events_reach_subscribers() -> None:
     pipeline.subscribe(seen.append)
     pipeline.resync(channels, at=1.0)
     pipeline.resync([], at=2.0)
+    pipeline.touch((3.0, True, None))  # an inert event's trace, dated after the snapshot
     assert [type(e).__name__ for e in seen][0] == "CallStarted"
     assert isinstance(seen[-1], CallEnded)
+
+
+def test_a_hangup_that_follows_the_list_ends_the_call_as_a_hang_up_at_its_time() -> None:
+    """Asterisk writes an action's answer as it runs and the events raised meanwhile after
+    it: the Hangups of a call gone just before the CoreShowChannels list can follow the
+    list. Such a call is held, not closed as lost, until the PBX speaks of a later moment."""
+    events = [m for m in iter_capture(capture_bytes("queue_answered")) if m.is_event and "ActionID" not in m]
+    first_hangup = next(i for i, m in enumerate(events) if m.event in ("SoftHangupRequest", "Hangup"))
+    whole, whole_log = pipeline_with_log()
+    whole.feed_all(events)
+    (expected,) = whole_log.calls
+
+    pipeline, finished = pipeline_with_log()
+    pipeline.feed_all(events[:first_hangup])
+    snapshot_at = events[-1].timestamp + 0.001  # the list: every channel already gone
+    pipeline.resync([], at=snapshot_at)
+    assert finished.calls == [] and len(pipeline.tracker.live_calls()) == 1
+    pipeline.feed_all(events[first_hangup:])  # the Hangups, written after the list
+    (done,) = finished.calls
+    assert done.ended_by == "hangup" and done.ended_at == expected.ended_at
+    assert done.replay_dict() == expected.replay_dict()
+    pipeline.note_alive(snapshot_at + 1)  # settles nothing more: the call is logged once
+    assert len(finished.calls) == 1
+
+
+def test_a_held_call_whose_hangup_never_comes_ends_lost_at_the_first_later_event() -> None:
+    events = [m for m in iter_capture(capture_bytes("queue_answered")) if m.is_event and "ActionID" not in m]
+    connect = next(i for i, m in enumerate(events) if m.event == "AgentConnect")
+    pipeline, finished = pipeline_with_log()
+    pipeline.feed_all(events[:connect + 1])
+    pipeline.link_lost()
+    snapshot_at = events[connect].timestamp + 20
+    pipeline.resync([], at=snapshot_at)
+    pipeline.note_alive(snapshot_at)  # the snapshot's own moment settles nothing yet
+    assert finished.calls == []
+    pipeline.touch((snapshot_at + 0.5, True, None))  # an inert event, dated after it
+    (done,) = finished.calls
+    assert (done.ended_by, done.ended_at) == ("pbx_lost", events[connect].timestamp)

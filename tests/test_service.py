@@ -124,7 +124,8 @@ async def test_wrong_secret_is_one_clear_line_and_retries(tmp_path: Path, caplog
 
 async def test_resync_is_applied_once_the_events_before_it_are_handled(tmp_path: Path) -> None:
     """A reconnect where no event follows the CoreShowChannels snapshot: the snapshot waits
-    only for the events queued before it, then applies at once (the call ended meanwhile)."""
+    only for the events queued before it, then applies at once (the call ended meanwhile,
+    and ends at the PBX's next proof of life)."""
     service = BridgeService(settings_for("127.0.0.1", 1, tmp_path / "log.sqlite3"))
     link = service.main
     published: list = []
@@ -148,7 +149,11 @@ async def test_resync_is_applied_once_the_events_before_it_are_handled(tmp_path:
                             f"Timestamp: {stamp}\r\n", 0.0) for i in (2, 3)]
     link._on_event(queued[0])
     assert service.pipeline.tracker.live_calls(), "applied before the events queued ahead of it"
-    link._on_event(queued[1])  # the last one before the snapshot; nothing follows it
+    link._on_event(queued[1])  # the last one before the snapshot; no event follows it
+    # Applied: the call is held for a Hangup that may follow the list, until the PBX
+    # speaks of a later moment (here the next Ping reply).
+    assert [c.call_id for c in service.pipeline.tracker.live_calls()] == ["1795508277.0"]
+    link._alive(float(stamp) + 10.0)
     assert service.pipeline.tracker.live_calls() == []
     assert any(isinstance(e, CallEnded) and e.call_id == "1795508277.0" for e in published)
 

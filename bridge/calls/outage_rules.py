@@ -50,6 +50,28 @@ class OutageRules:
         """The PBX's live picture is applied: the gap is closed."""
         self._gap_from = None
 
+    def hold_lost(self: CallTracker, call: Call, snapshot_at: float) -> None:
+        """Resync: nothing of `call` is live, but its last events may still be on the wire.
+        Asterisk writes an action's answer as it runs and the events raised meanwhile after
+        it (`process_message`, main/manager.c), so the Hangup of a channel gone just before
+        the CoreShowChannels list can follow the list. The call keeps its channels until the
+        first event or proof of life dated after the snapshot (`settle_lost`): a late Hangup
+        ends it as a hang-up, at its time; else it ends lost, where `end_lost` would have
+        ended it at the resync."""
+        self._held_lost.setdefault(call.call_id, (snapshot_at, self._gap_from))
+
+    def settle_lost(self: CallTracker, at: float) -> None:
+        """The PBX spoke at `at` (its clock): held calls whose snapshot is older have had
+        every late event they could get; those still live ended out of our sight."""
+        for call_id, (snapshot_at, gap_from) in list(self._held_lost.items()):
+            if at <= snapshot_at:
+                continue
+            del self._held_lost[call_id]
+            call = self.calls.get(call_id)
+            if call is not None and call.ended_at is None:
+                end = max(call.last_seen_at, gap_from or 0.0)
+                self.end_call(call, max(end, call.entered_at), incomplete=True, lost=True)
+
     def end_lost(self: CallTracker, call: Call) -> None:
         """A call that ended out of our sight: at its last proof of life, never later."""
         at = max(call.last_seen_at, self._gap_from or 0.0) if self._gap_from else call.last_seen_at

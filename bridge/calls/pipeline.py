@@ -77,6 +77,8 @@ class CallPipeline:
             self.events_inert += 1
             self.last_heeded = False
             tracker.touch(*touch_of(event))
+            if settled := tracker.take_events():  # a dated touch may settle calls a resync held
+                self._publish(settled)
             return False
         self.current = event
         try:
@@ -123,10 +125,13 @@ class CallPipeline:
         self.events_inert += 1
         self.events_by_pbx[tracker.pbx] = self.events_by_pbx.get(tracker.pbx, 0) + 1
         tracker.touch(*touch)
+        self._publish(tracker.take_events())
 
     def note_alive(self, at: float, pbx: str | None = None) -> None:
         """A Ping reply's PBX time (see CallTracker.note_alive)."""
-        self._of(pbx).note_alive(at)
+        tracker = self._of(pbx)
+        tracker.note_alive(at)
+        self._publish(tracker.take_events())  # calls a resync held end here, if any
 
     def link_lost(self, pbx: str | None = None) -> None:
         """The AMI connection dropped: live calls stay open until the PBX says (resync,

@@ -24,8 +24,13 @@ def _duration_seconds(value: str | None) -> float:
 def resync_calls(tracker: CallTracker, channels: list[AmiMessage], at: float) -> None:
     live = {ch["Channel"]: ch for ch in channels if ch.get("Channel")}
 
+    gone: set[str] = set()  # calls none of whose channels is live: held, their channels kept
     for call in list(tracker.live_calls()):
-        for name in [n for n in call.channels if n not in live]:
+        dead = [n for n in call.channels if n not in live]
+        if dead and len(dead) == len(call.channels):
+            gone.add(call.call_id)
+            continue
+        for name in dead:
             call.channels.discard(name)
             tracker.forget_channel(name, call.call_id)
 
@@ -53,8 +58,9 @@ def resync_calls(tracker: CallTracker, channels: list[AmiMessage], at: float) ->
             tracker.attach_answered(call, name, operator, started)
 
     # Last: whatever has no live channel now ended while we were away (restored calls
-    # from the log included, once the live channels had their chance to claim them).
+    # from the log included, once the live channels had their chance to claim them). Its
+    # Hangup may still be on its way: held until an event dated after the snapshot.
     for call in list(tracker.live_calls()):
-        if not call.channels:
-            tracker.end_lost(call)
+        if not call.channels or call.call_id in gone:
+            tracker.hold_lost(call, at)
     tracker.link_resynced()

@@ -61,6 +61,9 @@ class CallTracker(QueueRules, TransferRules, RecordingRules, OutageRules, InertR
         self._out: list[DomainEvent] = []
         self.last_alive_at: float | None = None  # the PBX's last proof of life (its clock)
         self._gap_from: float | None = None  # last proof of life before the link was lost
+        # Calls a resync found with no live channel: call id -> (snapshot time, the gap's
+        # start then), until an event dated after the snapshot settles them (hold_lost).
+        self._held_lost: dict[str, tuple[float, float | None]] = {}
         self.booted_at: float | None = None  # when the PBX we talk to started (its clock)
         self._boot_uptime: float | None = None  # FullyBooted's Uptime, until a Timestamp dates it
         self._handlers: dict[str, Callable[[AmiMessage, float], None]] = {
@@ -100,6 +103,11 @@ class CallTracker(QueueRules, TransferRules, RecordingRules, OutageRules, InertR
             return self._flush() if self._out else []
         handler(event, event.timestamp)
         return self._flush()
+
+    @property
+    def held_lost(self) -> int:
+        """Calls a resync found gone, waiting for a late Hangup (OutageRules.hold_lost)."""
+        return len(self._held_lost)
 
     def live_calls(self) -> list[Call]:
         return [c for c in self.calls.values() if c.ended_at is None]
@@ -160,6 +168,8 @@ class CallTracker(QueueRules, TransferRules, RecordingRules, OutageRules, InertR
         cut by a crash or a lost link ends here, never later: an outage is not talk."""
         if self.last_alive_at is None or at > self.last_alive_at:
             self.last_alive_at = at
+        if self._held_lost:
+            self.settle_lost(at)
 
     def take_events(self) -> list[DomainEvent]:
         """Domain events produced outside `handle` (by resync)."""
