@@ -73,7 +73,7 @@ def test_ping_replies_prove_the_pbx_alive_and_bound_the_cut_call() -> None:
     pipeline.link_lost()
     pipeline.note_alive(last + 60.0)  # the new connection's replies must not count
     pipeline.resync([], at=last + 61.0)
-    pipeline.note_alive(last + 62.0)  # the first word after the snapshot settles the held call
+    pipeline.note_alive(last + 64.0)  # the first word well after the snapshot settles the held call
     (giulia,) = finished.calls
     assert giulia.ended_at == last + 3.0
     assert giulia.ended_by == "pbx_lost"

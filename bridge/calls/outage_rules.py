@@ -22,6 +22,11 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+# How long after a resync's snapshot a Hangup it missed may still come: Asterisk drops a
+# channel from its cache before the stasis thread queues its Hangup event (dated then), and
+# writes an action's answer before the events queued while it ran. Milliseconds, normally.
+LATE_EVENT_MARGIN = 2.0
+
 # FullyBooted's Uptime is whole seconds and its time is the next event's: boots closer
 # than this are the same boot.
 BOOT_TOLERANCE = 2.0
@@ -54,17 +59,17 @@ class OutageRules:
         """Resync: nothing of `call` is live, but its last events may still be on the wire.
         Asterisk writes an action's answer as it runs and the events raised meanwhile after
         it (`process_message`, main/manager.c), so the Hangup of a channel gone just before
-        the CoreShowChannels list can follow the list. The call keeps its channels until the
-        first event or proof of life dated after the snapshot (`settle_lost`): a late Hangup
-        ends it as a hang-up, at its time; else it ends lost, where `end_lost` would have
-        ended it at the resync."""
+        the CoreShowChannels list can follow the list, dated a little after it. The call
+        keeps its channels until the first event or proof of life dated LATE_EVENT_MARGIN
+        after the snapshot (`settle_lost`): a late Hangup ends it as a hang-up, at its time;
+        else it ends lost, where `end_lost` would have ended it at the resync."""
         self._held_lost.setdefault(call.call_id, (snapshot_at, self._gap_from))
 
     def settle_lost(self: CallTracker, at: float) -> None:
-        """The PBX spoke at `at` (its clock): held calls whose snapshot is older have had
-        every late event they could get; those still live ended out of our sight."""
+        """The PBX spoke at `at` (its clock): held calls whose snapshot is older by the margin
+        have had every late event they could get; those still live ended out of our sight."""
         for call_id, (snapshot_at, gap_from) in list(self._held_lost.items()):
-            if at <= snapshot_at:
+            if at <= snapshot_at + LATE_EVENT_MARGIN:
                 continue
             del self._held_lost[call_id]
             call = self.calls.get(call_id)
