@@ -210,6 +210,9 @@ class PbxLease:
             return
         task, self._task = self._task, None
         task.cancel()
+        while not task.done():  # a cancel swallowed inside (a library's wait_for): ask again
+            await asyncio.wait({task}, timeout=1.0)
+            task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await task
         self._fence("stopped")
@@ -257,8 +260,8 @@ class PbxLease:
         await self._ask(conn.execute(f"SET lock_timeout = {int(self._standby_wait * 1000)}"))
         while True:
             try:
-                await asyncio.wait_for(conn.execute("SELECT pg_advisory_lock($1)", self.key),
-                                       self._standby_wait + self._check_timeout)
+                async with asyncio.timeout(self._standby_wait + self._check_timeout):
+                    await conn.execute("SELECT pg_advisory_lock($1)", self.key)
                 break
             except asyncpg.exceptions.LockNotAvailableError:  # still owned by another node: ask again
                 self._problem = None
@@ -295,11 +298,15 @@ class PbxLease:
         return _LeaseProblem(f"on_acquired failed: {type(exc).__name__}: {exc}")
 
     async def _ask(self, query: Awaitable[object]) -> object:
-        return await asyncio.wait_for(query, self._check_timeout)
+        # asyncio.timeout, not wait_for: on Python 3.11 wait_for can swallow a cancel that
+        # comes as its query completes, and stop() then waits for a task that never ends.
+        async with asyncio.timeout(self._check_timeout):
+            return await query
 
     async def _pause(self, seconds: float) -> None:
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._closed.wait(), seconds)
+            async with asyncio.timeout(seconds):
+                await self._closed.wait()
         if self._closed.is_set():
             raise _LeaseProblem("the connection to PostgreSQL closed")
 

@@ -290,3 +290,31 @@ async def test_check_epoch_fences_a_writer_and_holds_a_takeover_until_its_commit
             await require_epoch(conn, pbx, first)
     async with db.engine.begin() as conn:
         assert not await check_epoch(conn, "no-such-pbx", 1)
+
+
+async def test_stop_asks_again_when_the_lease_task_swallowed_the_cancel() -> None:
+    """Python 3.11's wait_for can swallow a cancel that comes as its awaitable completes (the
+    lease uses asyncio.timeout for that reason); stop() must end the task all the same."""
+    lease = PbxLease("postgresql://127.0.0.1:1/none", new_pbx(), "n1", on_acquired=lambda epoch: None,
+                     on_lost=lambda reason: None, clock=clock, **FAST)
+    swallowed: list[int] = []
+
+    async def stubborn() -> None:
+        for _ in range(2):  # swallows two cancels, as an unlucky wait_for would, then ends on one
+            try:
+                await asyncio.sleep(3600)
+            except asyncio.CancelledError:
+                swallowed.append(1)
+        await asyncio.sleep(3600)
+
+    task = lease._task = asyncio.create_task(stubborn())
+    await asyncio.sleep(0)
+    stopping = asyncio.ensure_future(lease.stop())
+    try:
+        done, _ = await asyncio.wait({stopping}, timeout=10)  # wait() cancels nothing on time-out
+        assert stopping in done, "stop() never returned: it waited for a task that swallowed its cancel"
+        assert task.done() and swallowed == [1, 1] and lease.state == "stopped"
+    finally:
+        for _ in range(3):  # a failed run leaves no task behind that the loop's close waits for
+            task.cancel()
+            await asyncio.sleep(0)
