@@ -211,7 +211,7 @@ def analyse(run: Run) -> tuple[list[str], dict[str, Any], list[Pop]]:
         f"cards: {rings:,} rings of the browsers' phones, {len(pops.pops):,} pops ({len(cross):,} across "
         f"nodes), {pops.frames:,} card frames, {pops.misrouted} misrouted, {pops.unexplained} pops without "
         f"a ring in the stream; other frames {json.dumps(other, sort_keys=True)}",
-        f"  {'latency (ms)':<58} {'n':>7} {'p50':>9} {'p99':>9} {'max':>9}",
+        Stats.header(),
         stats["pop_cross_node"].row("card pop across nodes: ring at the owner -> browser"),
         stats["pop_cross_node_stream_leg"].row("  of which: owner's AMI read -> XADD in Redis (ms)"),
         stats["pop_cross_node_rest"].row("  of which: XADD in Redis -> browser on another node"),

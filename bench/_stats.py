@@ -28,6 +28,11 @@ class Stats:
         ms = sorted(s * 1000 for s in seconds)
         return cls(len(ms), percentile(ms, 50), percentile(ms, 99), ms[-1] if ms else math.nan)
 
+    @classmethod
+    def header(cls, title: str = "latency (ms)") -> str:
+        """The column heads over `row`s, in their widths."""
+        return f"  {title:<{cls.label_width}} {'n':>7} {'p50':>9} {'p99':>9} {'max':>9}"
+
     def row(self, label: str) -> str:
         figures = f"{self.n:>7,} {self.p50:>9.2f} {self.p99:>9.2f} {self.max:>9.2f}"
         return f"  {label:<{self.label_width}} {figures}"

@@ -253,7 +253,7 @@ def analyse(run: str, args: argparse.Namespace, traffic: traffic_mod.Traffic, br
         f"{len(rows):,} frames received of {len(pushed_ours):,} card versions pushed "
         f"(a browser gets only the newest of a card's waiting versions); hub drops "
         f"{info['hub_dropped']}; sockets closed early {clients['closed_early']}",
-        f"  {'latency (ms)':<44} {'n':>7} {'p50':>9} {'p99':>9} {'max':>9}",
+        Stats.header(),
         stats["pop"].row("card pop: ring's AMI arrival -> frame"),
         stats["pop_in_bridge"].row("  of which in the bridge (-> Hub.push)"),
         stats["pop_out"].row("  of which out (Hub.push -> client)"),
