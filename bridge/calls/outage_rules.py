@@ -74,12 +74,14 @@ class OutageRules:
             del self._held_lost[call_id]
             call = self.calls.get(call_id)
             if call is not None and call.ended_at is None:
-                end = max(call.last_seen_at, gap_from or 0.0)
-                self.end_call(call, max(end, call.entered_at), incomplete=True, lost=True)
+                self._end_unseen(call, gap_from)  # the gap open when the resync held it
 
     def end_lost(self: CallTracker, call: Call) -> None:
         """A call that ended out of our sight: at its last proof of life, never later."""
-        at = max(call.last_seen_at, self._gap_from or 0.0) if self._gap_from else call.last_seen_at
+        self._end_unseen(call, self._gap_from)
+
+    def _end_unseen(self: CallTracker, call: Call, gap_from: float | None) -> None:
+        at = max(call.last_seen_at, gap_from) if gap_from else call.last_seen_at
         self.end_call(call, max(at, call.entered_at), incomplete=True, lost=True)
 
     def _on_fully_booted(self: CallTracker, ev: AmiMessage, at: float) -> None:
