@@ -185,10 +185,12 @@ class PbxSeat:
         self.publisher = PbxStreamPublisher(node.redis, self.pbx, node=node.settings.node_id)
         await self.publisher.start()
         publish = self.publisher.publish
-        # What changed nothing a follower shows (an inert event's trace, an event that only
-        # moved the model's inner state, a proof of life) may wait a moment for company.
+        # Only a ring goes at once (a card pops on a follower's page); the rest (an inert
+        # event's trace, a wallboard figure, a card's later state, a proof of life) may wait
+        # `linger` for company: each round trip wakes Redis and every follower, and on a busy
+        # machine those wake-ups were what made a ring wait (bench/cluster.py).
         pipeline = node.pipeline
-        self.link.on_fed = lambda event: publish("event", event, epoch=epoch, urgent=pipeline.last_heeded)
+        self.link.on_fed = lambda event: publish("event", event, epoch=epoch, urgent=pipeline.last_rang)
         self.link.on_touched = lambda touch: publish("seen", touch, epoch=epoch, urgent=False)
         self.link.on_resynced = lambda ch, qs, at: publish(
             "resync", {"channels": ch, "queue_status": qs, "at": at}, epoch=epoch)

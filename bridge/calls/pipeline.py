@@ -11,7 +11,7 @@ import logging
 from collections.abc import Callable, Iterable
 
 from bridge.ami.message import AmiMessage
-from bridge.calls.events import DomainEvent
+from bridge.calls.events import CallRinging, DomainEvent
 from bridge.calls.inert_rules import Touch, touch_of
 from bridge.calls.resync import resync_calls
 from bridge.calls.tracker import CallTracker
@@ -42,9 +42,9 @@ class CallPipeline:
         self._raw_prefixes: tuple[str, ...] = ()
         self.events_by_pbx: dict[str, int] = {}  # for /metrics
         self.current: AmiMessage | None = None  # the event being fed (subscribers may read it)
-        # Whether the last event fed reached a subscriber (made a domain event, or a raw
-        # subscriber reads it): a cluster's owner publishes those at once, the rest may wait.
-        self.last_heeded = False
+        # Whether the last event fed rang an operator's phone (a card pops): a cluster's
+        # owner publishes those at once; the rest may wait a few ms to go with company.
+        self.last_rang = False
 
     def subscribe(self, subscriber: Subscriber) -> None:
         self._subscribers.append(subscriber)
@@ -75,7 +75,7 @@ class CallPipeline:
         raw_reads = self._raw_all or self._raw_reads(event.event or "")
         if not raw_reads and tracker.is_inert(event):
             self.events_inert += 1
-            self.last_heeded = False
+            self.last_rang = False
             tracker.touch(*touch_of(event))
             if settled := tracker.take_events():  # a dated touch may settle calls a resync held
                 self._publish(settled)
@@ -85,9 +85,9 @@ class CallPipeline:
             produced = tracker.handle(event)
         except Exception:  # one malformed event must never stop the bridge
             log.exception("call-state model failed on %r; event skipped", event)
-            self.last_heeded = True
+            self.last_rang = False
             return True
-        self.last_heeded = bool(produced) or raw_reads
+        self.last_rang = any(isinstance(e, CallRinging) for e in produced)
         self._publish(produced)
         for subscriber in self._raw_subscribers:
             try:
