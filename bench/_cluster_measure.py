@@ -75,6 +75,12 @@ class StreamTap:
             if not any(len(rows) == 5000 for _name, rows in reply or []):
                 return
 
+    async def stream_commands(self) -> dict[str, int]:
+        """XADDs and XREADs Redis has served so far: each XADD is an owner's round trip, and
+        wakes Redis and every follower blocked in XREAD (this tap's own reads: one a second)."""
+        stats = await self.redis.info("commandstats")
+        return {name: int(stats.get(f"cmdstat_{name}", {}).get("calls", 0)) for name in ("xadd", "xread")}
+
     @property
     def events(self) -> int:
         """AMI events tapped so far (roughly: a burst's item count, read off its JSON)."""

@@ -179,7 +179,8 @@ def analyse(run: Run) -> tuple[list[str], dict[str, Any], list[Pop]]:
             "calls_wrong_timing_skew_s": round(calls["timing_skew"], 3),
             "wrong_fields": calls["wrong_fields"], "wrong_examples": calls["examples"]}
     figures: dict[str, Any] = {
-        "machine": machine(), "date": datetime.now(UTC).strftime("%Y-%m-%d"), "priority": run.priority,
+        "machine": machine(), "pace_ms": round(run.pace_ms, 1),
+        "date": datetime.now(UTC).strftime("%Y-%m-%d"), "priority": run.priority,
         "bursts": args.bursts,
         "calls": sum(t.traffic.calls for t in run.traffic.values()),
         "events": sum(t.traffic.events for t in run.traffic.values()),
@@ -201,7 +202,8 @@ def analyse(run: Run) -> tuple[list[str], dict[str, Any], list[Pop]]:
     }
     shown = ", ".join(f"{c[1]:,} on {n}" for c, n in zip(run.connected, run.browser_nodes, strict=True))
     lines = [
-        f"machine: {figures['machine']}; priority: {run.priority}",
+        f"machine: {figures['machine']}; pace: a fixed Python task in {run.pace_ms:.1f} CPU ms (its "
+        f"pace drifts between hours: compare runs at a like pace); priority: {run.priority}",
         f"traffic: {figures['calls']:,} calls ({figures['events']:,} AMI events) on {len(PBXES)} PBXes: "
         f"{args.rate:g} new calls/s offered in all for {steady:.0f} s, {achieved:.1f}/s achieved (new calls "
         f"at the owners in those first s); calls last up to ~67 s, the replay took "
@@ -288,6 +290,9 @@ def cpu_lines(cpu: dict[str, Any]) -> list[str]:
     lines = [f"CPU over the {seconds:.0f} s of traffic ({cores} cores: {seconds * cores:.0f} CPU s), CPU s / "
              f"s waiting for a CPU (main thread): {each}; PostgreSQL {cpu['postgresql']:.1f}; the kernel and "
              f"other work {other:.1f}; the machine in all {cpu['machine']:.1f}"]
+    if commands := cpu.get("redis_commands"):
+        lines.append(f"Redis served {commands['xadd']:,} XADD (the owners' round trips, each waking "
+                     f"Redis and every follower) and {commands['xread']:,} XREAD")
     if other > 0.25 * seconds:
         lines.append(f"  NOTE: the kernel and other work used {other / seconds:.0%} of a core meanwhile: if "
                      "other work ran, the figures are disturbed; run again on a quiet machine")

@@ -75,3 +75,4 @@ class Run:
     node_logs: dict[str, str] = field(default_factory=dict)
     healthz: dict[str, list[tuple[float, float]]] = field(default_factory=dict)  # node -> (at, round trip)
     priority: str = ""  # what --priority did, as the report says it
+    pace_ms: float = 0.0  # bench._sampling.machine_pace() before the run

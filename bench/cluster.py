@@ -53,10 +53,13 @@ wait for the snapshot). Rings that reached the new owner before it had resynced 
 of their own ("rings during the takeover"), apart from the across-nodes target row, whose
 rings reached an owner that was up.
 
-Priority: the PBXes run at nice +10 (load generators, with hosts of their own in real
-life); `--priority N` puts the nodes, Redis and the browsers at nice N (default 0: the bench's
-tap and PostgreSQL stay at 0). Measured at -5 against 0, it made no difference beyond the
-spread between runs (README).
+Priority: the PBXes are load generators, with hosts of their own in real life: they run
+under SCHED_IDLE, on whatever CPU time the rest leaves (`--pbx-nice`: at nice +10, as the
+earlier sessions measured; a PBX woken by its timer then still took the CPU from a node
+mid-ring, and p50 doubled). `--priority N` puts the nodes, Redis and the browsers at nice N
+(default 0: the bench's tap and PostgreSQL stay at 0). Measured at -5 against 0, it made
+no difference beyond the spread between runs (README). Whether the PBXes kept up shows in
+the calls/s achieved.
 
 CPU: per process, seconds on a CPU and seconds runnable but waiting for one (its main
 thread's /proc/PID/schedstat), PostgreSQL's CPU, and what the rest of the machine used (the
@@ -107,7 +110,7 @@ from bench._cluster_measure import (  # noqa: E402
 from bench._cluster_pbx import pbx_main  # noqa: E402
 from bench._cluster_report import analyse  # noqa: E402
 from bench._cluster_run import NODES, OPERATORS_PER_PBX, PBXES, PbxTraffic, Run, Takeover  # noqa: E402
-from bench._sampling import renice  # noqa: E402
+from bench._sampling import machine_pace, renice  # noqa: E402
 from bridge.call_log.store import CallLogStore  # noqa: E402
 from tests.cluster.harness import Node, cluster_db_url, free_port, wipe_database  # noqa: E402
 from tests.cluster.redis_server import RedisServer  # noqa: E402
@@ -146,19 +149,20 @@ def build_traffic(pbx: str, index: int, calls: int, rate: float, tmp: Path,
 # -- the lab ---------------------------------------------------------------------------------
 
 
-def prioritise(pids: dict[str, int], nice: int) -> str:
+def prioritise(pids: dict[str, int], nice: int, pbxes: str) -> str:
     """The system under test (nodes, Redis) and the browsers that time it at `nice`, the load
-    generators (the PBXes) staying at +10, this process's tap at 0. On hosts of their own
-    nothing would share their CPUs; here a CPU's run queue decides who waits."""
+    generators (the PBXes) staying where they put themselves (`pbxes` says how), this
+    process's tap at 0. On hosts of their own nothing would share their CPUs; here a CPU's
+    run queue decides who waits."""
     if nice == 0:
-        return "every process at nice 0 but the PBXes (+10)"
+        return f"every process at nice 0 but the PBXes ({pbxes})"
     chosen = [n for n in pids if n.startswith(("node", "browsers")) or n == "redis-server"]
     try:
         for name in chosen:
             renice(pids[name], nice)
     except OSError as exc:  # negative nice values need root (CAP_SYS_NICE)
         return f"NOT set for all ({exc.strerror}: run as root for --priority {nice})"
-    return (f"nodes, Redis and browsers at nice {nice}; the PBXes at +10, the bench's tap and "
+    return (f"nodes, Redis and browsers at nice {nice}; the PBXes {pbxes}, the bench's tap and "
             "PostgreSQL at 0")
 
 
@@ -298,7 +302,8 @@ async def run_lab(run: Run, tmp: Path) -> None:
             parent, child = ctx.Pipe()
             logins = 1 if args.no_hot_standby else NODES  # the PBX starts once they are all in
             proc = ctx.Process(target=pbx_main, daemon=True,
-                               args=(str(run.traffic[pbx].path), ports[pbx], 1.0, logins, child))
+                               args=(str(run.traffic[pbx].path), ports[pbx], 1.0, logins, child,
+                                     not args.pbx_nice))
             proc.start()
             pbx_pipes[pbx], pids[f"pbx {pbx}"] = parent, proc.pid
             procs.append(proc)
@@ -343,7 +348,9 @@ async def run_lab(run: Run, tmp: Path) -> None:
         pids["redis-server"] = int((await tap.redis.info("server"))["process_id"])
         pids["bench (stream tap, probes)"] = os.getpid()
         ledger = CpuLedger(pids)
-        run.priority = prioritise(pids, run.args.priority)
+        commands_before = await tap.stream_commands()
+        run.priority = prioritise(pids, run.args.priority,
+                                  "at nice +10" if run.args.pbx_nice else "under SCHED_IDLE")
         print(f"  priority: {run.priority}", flush=True)
         probe = asyncio.create_task(probe_nodes(http, nodes, run.healthz))
 
@@ -376,6 +383,8 @@ async def run_lab(run: Run, tmp: Path) -> None:
         await asyncio.sleep(2.0)  # the last frames reach the browsers
         probe.cancel()
         run.cpu = ledger.finish()
+        commands = await tap.stream_commands()
+        run.cpu["redis_commands"] = {k: n - commands_before[k] for k, n in commands.items()}
         for parent in browser_pipes:
             parent.send("stop")
         for parent in browser_pipes:
@@ -440,6 +449,8 @@ def main() -> None:
     parser.add_argument("--priority", type=int, default=0, metavar="NICE",
                         help="nice value of the nodes, Redis and the browsers (default 0; below 0 needs "
                              "root), so that the load generators give way to what is measured")
+    parser.add_argument("--pbx-nice", action="store_true",
+                        help="the PBXes at nice +10, not under SCHED_IDLE (the earlier sessions' setting)")
     parser.add_argument("--no-kill", action="store_true", help="leave the owner alive")
     parser.add_argument("--no-hot-standby", action="store_true",
                         help="[cluster] hot_standby = false: only the owner logs in to a PBX (what the "
@@ -467,7 +478,7 @@ def main() -> None:
         print(f"traffic built in {time.perf_counter() - started:.1f} s: "
               + "; ".join(f"{p}: {t.traffic.calls:,} calls, {t.traffic.events:,} events, "
                           f"{len(t.traffic.stream) / 1e6:.0f} MB" for p, t in traffic.items()), flush=True)
-        run = Run(args, traffic)
+        run = Run(args, traffic, pace_ms=machine_pace())
         try:
             asyncio.run(run_lab(run, tmp))
         finally:
