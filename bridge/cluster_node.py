@@ -40,6 +40,7 @@ from bridge.calls.pipeline import CallPipeline
 from bridge.calls.record import CallRecord
 from bridge.pbx_link import PbxLink
 from cluster.actions import ActionClient, ActionFailed, ActionServer, OwnerUnavailable
+from cluster.balance import LeaseGroup
 from cluster.lease import Fenced, PbxLease, require_epoch
 from cluster.redis_link import connect
 from cluster.settings import ClusterSettings
@@ -79,7 +80,7 @@ class PbxSeat:
         s = node.settings
         self.lease = PbxLease(node.dsn, self.pbx, s.node_id, check_interval=s.lease_check_interval,
                               check_timeout=s.lease_check_timeout, retry_interval=s.lease_retry_interval,
-                              on_acquired=self._acquired, on_lost=self._lost)
+                              on_acquired=self._acquired, on_lost=self._lost, group=node.leases)
         self.epoch: int | None = None  # while owner: what our writes must still match
         self.publisher: PbxStreamPublisher | None = None
         self.server: ActionServer | None = None
@@ -269,6 +270,7 @@ class ClusterNode:
         self.redis = connect(settings.redis_url,
                              client_name="callbridge-" + re.sub(r"[^A-Za-z0-9_.-]", "_", settings.node_id))
         self.actions = ActionClient(self.redis, settings.node_id)
+        self.leases = LeaseGroup(settings.node_id)  # a grant may go on to a node owning fewer PBXes
         self.seats = {pbx: PbxSeat(self, link) for pbx, link in links.items()}
         self.writer = writer
         pipeline.subscribe(self._on_call_event)

@@ -37,7 +37,7 @@ import math
 import time
 from collections.abc import Awaitable, Callable
 from datetime import datetime
-from typing import Literal, cast
+from typing import Any, Literal, cast
 
 import asyncpg
 from sqlalchemy import BigInteger, String, select
@@ -46,6 +46,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from sqlalchemy.orm import Mapped, mapped_column
 
 from bridge.call_log.tables import Base, UtcDateTime
+from cluster.balance import HOLDERS, LeaseGroup, application_name, heir
 
 log = logging.getLogger("callbridge.cluster")
 
@@ -155,7 +156,8 @@ class PbxLease:
                  check_timeout: float = 1.0, retry_interval: float = 1.0,
                  on_acquired: Callable[[int], Awaitable[None] | None],
                  on_lost: Callable[[str], None], clock: Callable[[], float] = time.monotonic,
-                 connect_timeout: float = 5.0, standby_wait: float = 10.0) -> None:
+                 connect_timeout: float = 5.0, standby_wait: float = 10.0,
+                 group: LeaseGroup | None = None) -> None:
         if min(check_interval, check_timeout, retry_interval, connect_timeout, standby_wait) <= 0:
             raise ValueError("lease intervals and time-outs must be positive")
         self.pbx, self.node = pbx, node
@@ -165,8 +167,9 @@ class PbxLease:
         self._retry_interval, self._connect_timeout = retry_interval, connect_timeout
         self._standby_wait = standby_wait  # one lock request's wait, at most, while another node owns it
         self._on_acquired, self._on_lost, self._clock = on_acquired, on_lost, clock
+        self._group = group  # the node's other leases: a grant may be handed on (cluster.balance)
         self._settings = {**keepalive_settings(check_interval, check_timeout),
-                          "application_name": f"callbridge lease {pbx} {node}"[:63]}
+                          "application_name": application_name(pbx, node)}
         self._state: LeaseState = "stopped"
         self._since = clock()
         self._epoch: int | None = None
@@ -259,13 +262,11 @@ class PbxLease:
         # bounds each request, so that it doubles as the connection's health check.
         await self._ask(conn.execute(f"SET lock_timeout = {int(self._standby_wait * 1000)}"))
         while True:
-            try:
-                async with asyncio.timeout(self._standby_wait + self._check_timeout):
-                    await conn.execute("SELECT pg_advisory_lock($1)", self.key)
+            await self._wait_in_line(conn)
+            self._locked = True
+            if not await self._handed_on(conn):
                 break
-            except asyncpg.exceptions.LockNotAvailableError:  # still owned by another node: ask again
-                self._problem = None
-        self._locked = True
+            self._locked = False
         await self._ask(conn.execute("RESET lock_timeout"))  # an owner's writes may wait on rows
         # Still not the owner: an error here (table missing, time-out) drops the connection,
         # and the lock with it.
@@ -292,6 +293,29 @@ class PbxLease:
                 if failure is not None:
                     raise self._acquire_failed(failure) from failure
             await self._ask(conn.fetchval("SELECT 1"))
+
+    async def _wait_in_line(self, conn: asyncpg.Connection) -> None:
+        while True:
+            try:
+                async with asyncio.timeout(self._standby_wait + self._check_timeout):
+                    await conn.execute("SELECT pg_advisory_lock($1)", self.key)
+                return
+            except asyncpg.exceptions.LockNotAvailableError:  # still owned by another node: ask again
+                self._problem = None
+
+    async def _handed_on(self, conn: asyncpg.Connection) -> bool:
+        """Just granted: hand the lock on to a waiting node that owns fewer PBXes (unlocked,
+        True), or keep it (False). See cluster.balance."""
+        if self._group is None:
+            return False
+        async with self._group.deciding:
+            to = heir(cast(list[Any], await self._ask(conn.fetch(HOLDERS))), self.key, self._group.tag)
+            if to is None:
+                return False
+            await self._ask(conn.execute("SELECT pg_advisory_unlock($1)", self.key))
+        log.info("pbx %s: node %s handed the lock on to a waiting node that owns fewer PBXes (lease tag %s); "
+                 "waiting in line again", self.pbx, self.node, to)
+        return True
 
     def _acquire_failed(self, exc: BaseException) -> _LeaseProblem:
         log.error("pbx %s: on_acquired failed", self.pbx, exc_info=exc)

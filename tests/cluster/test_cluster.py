@@ -165,6 +165,8 @@ async def test_cards_follow_operators_across_nodes_and_survive_the_owner_dying(l
         owners = await lab.wait_owned({"main", "lyon"}, limit=TAKEOVER_LIMIT + 5, among={"node2", "node3"})
         takeover = time.monotonic() - killed_at
         assert takeover <= TAKEOVER_LIMIT, f"takeover took {takeover:.1f} s"
+        # The dead node's PBXes split among the survivors (cluster.balance), one each.
+        assert sorted(owners.values()) == ["node2", "node3"], owners
         # The calls go on to their end at the new owner; the cards follow them.
         after_anna = await anna.wait_for_card(main_call, "after_call")
         await boris.wait_for_card(lyon_call, "after_call")

@@ -16,6 +16,7 @@ from sqlalchemy import select
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
 
+from cluster.balance import LeaseGroup
 from cluster.lease import (
     PBX_OWNERS,
     Fenced,
@@ -67,10 +68,10 @@ async def nodes_fixture() -> AsyncIterator[Callable[..., Node]]:
     made: list[Node] = []
 
     def make(dsn: str, pbx: str, name: str, *, on_acquired: Callable[[int], Awaitable[None]] | None = None,
-             **options: float) -> Node:
+             group: LeaseGroup | None = None, **options: float) -> Node:
         node = Node(lease=None)  # type: ignore[arg-type]  # set just below: the callbacks need the node
         node.lease = PbxLease(dsn, pbx, name, on_acquired=on_acquired or node.acquired.append,
-                              on_lost=node.lost.append, clock=clock, **{**FAST, **options})
+                              on_lost=node.lost.append, clock=clock, group=group, **{**FAST, **options})
         made.append(node)
         return node
 
@@ -184,6 +185,64 @@ async def wait_for_pid(node: Node) -> int:
     await asyncio.sleep(0.2)  # its lock request is on its way
     assert node.lease.backend_pid is not None
     return node.lease.backend_pid
+
+
+async def start_node(db: Db, nodes: Callable[..., Node], name: str, pbxes: list[str]) -> list[Node]:
+    """A node's leases on `pbxes`, one group (as a cluster node has), started."""
+    group = LeaseGroup(name)
+    leases = [nodes(db.dsn, pbx, name, group=group) for pbx in pbxes]
+    for node in leases:
+        await node.lease.start()
+    return leases
+
+
+def owners_of(*node_leases: list[Node]) -> list[int]:
+    """How many PBXes each node owns."""
+    return [sum(n.lease.owned for n in leases) for leases in node_leases]
+
+
+@ON_PG
+@pytest.mark.parametrize("count", [2, 3])
+async def test_a_dead_owners_pbxes_split_among_the_survivors(
+        db: Db, nodes: Callable[..., Node], count: int) -> None:
+    pbxes = [new_pbx() for _ in range(count)]
+    a = await start_node(db, nodes, "node-a", pbxes)
+    await wait_until(lambda: all(n.lease.owned for n in a), 3)  # alone: it takes them all
+    b = await start_node(db, nodes, "node-b", pbxes)
+    c = await start_node(db, nodes, "node-c", pbxes)
+    for n in (*b, *c):
+        await wait_for_pid(n)  # both in line for every PBX
+    assert owners_of(a, b, c) == [count, 0, 0]  # a grant is balanced, not a standing owner
+
+    for n in a:  # node A dies: its sessions end, every lock at once
+        assert await db.admin.fetchval("SELECT pg_terminate_backend($1)", n.lease.backend_pid)
+    await wait_until(lambda: sum(owners_of(b, c)) == count, 5)
+    await asyncio.sleep(0.5)  # any handover has settled
+    assert sum(owners_of(b, c)) == count and max(owners_of(b, c)) - min(owners_of(b, c)) <= 1
+    assert max(owners_of(b, c)) == count // 2 + count % 2  # 1 and 1, or 2 and 1
+    for pbx, leases in zip(pbxes, zip(b, c, strict=True), strict=True):
+        owner = next(n for n in leases if n.lease.owned)
+        assert await lock_holders(db.admin, pbx) == [owner.lease.backend_pid]
+        # Acquired once: a lock handed on never made its node the owner.
+        assert [len(n.acquired) for n in leases] == [int(n.lease.owned) for n in leases]
+
+
+@ON_PG
+async def test_a_grant_nobody_else_waits_for_is_kept(db: Db, nodes: Callable[..., Node]) -> None:
+    one, two = new_pbx(), new_pbx()
+    group = LeaseGroup("node-a")
+    a1, a2 = nodes(db.dsn, one, "node-a", group=group), nodes(db.dsn, two, "node-a", group=group)
+    await a1.lease.start()
+    await wait_until(lambda: a1.lease.owned, 3)
+    b2 = nodes(db.dsn, two, "node-b")
+    await b2.lease.start()
+    await wait_until(lambda: b2.lease.owned, 3)
+    await a2.lease.start()  # A, owning one PBX already, waits for B's
+    await wait_for_pid(a2)
+    assert await db.admin.fetchval("SELECT pg_terminate_backend($1)", b2.lease.backend_pid)
+    await wait_until(lambda: a2.lease.owned, 5)  # B is gone: nobody to hand it to
+    await asyncio.sleep(0.5)
+    assert (a1.lease.owned, a2.lease.owned) == (True, True) and a2.acquired == [a2.lease.epoch]
 
 
 @ON_PG
