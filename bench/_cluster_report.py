@@ -246,8 +246,9 @@ def takeover_lines(took: Takeover, facts: Any, unpublished: dict[str, int]) -> l
                         f"s, /readyz owner {took.owner.get(p, math.nan):.2f} s"
                         for p, n in sorted(took.by.items()))
     met = "met" if took.seconds <= TARGET_TAKEOVER_S else "NOT met"
-    lines = [f"owner killed (SIGKILL node1): takeover {took.seconds:.2f} s until /readyz of a survivor said "
-             f"owner of every PBX (target <= {TARGET_TAKEOVER_S:g} s: {met}); by the logs: {per_pbx}"]
+    lines = [f"owner killed (SIGKILL node1): takeover {took.seconds:.2f} s until every PBX had an owner "
+             f"among the survivors (/readyz; target <= {TARGET_TAKEOVER_S:g} s: {met}); "
+             f"by the logs: {per_pbx}"]
     for pbx, epochs in sorted(facts.epochs.items()):
         if len(epochs) < 2:
             continue
