@@ -160,6 +160,8 @@ class PbxLease:
                  group: LeaseGroup | None = None) -> None:
         if min(check_interval, check_timeout, retry_interval, connect_timeout, standby_wait) <= 0:
             raise ValueError("lease intervals and time-outs must be positive")
+        if group is not None and group.node != node:
+            raise ValueError(f"a lease of node {node} in the lease group of node {group.node}")
         self.pbx, self.node = pbx, node
         self.key = lock_key(pbx)
         self._dsn = asyncpg_dsn(dsn)

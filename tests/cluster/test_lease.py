@@ -126,6 +126,12 @@ def test_dsn_and_keepalives() -> None:
     assert dropped_after <= 5  # and still within a few seconds
 
 
+def test_a_lease_belongs_to_its_own_nodes_group() -> None:
+    with pytest.raises(ValueError, match="lease group of node b"):
+        PbxLease("postgresql://127.0.0.1/x", "main", "a", on_acquired=lambda epoch: None,
+                 on_lost=lambda reason: None, group=LeaseGroup("b"))
+
+
 # -- on PostgreSQL ----------------------------------------------------------------------------
 
 
