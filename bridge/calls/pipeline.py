@@ -74,11 +74,8 @@ class CallPipeline:
         self.events_by_pbx[tracker.pbx] = self.events_by_pbx.get(tracker.pbx, 0) + 1
         raw_reads = self._raw_all or self._raw_reads(event.event or "")
         if not raw_reads and tracker.is_inert(event):
-            self.events_inert += 1
             self.last_rang = False
-            tracker.touch(*touch_of(event))
-            if settled := tracker.take_events():  # a dated touch may settle calls a resync held
-                self._publish(settled)
+            self._touched(tracker, touch_of(event))
             return False
         self.current = event
         try:
@@ -122,8 +119,12 @@ class CallPipeline:
         event it stands for, as the owner counted it)."""
         tracker = self._of(pbx)
         self.events_in += 1
-        self.events_inert += 1
         self.events_by_pbx[tracker.pbx] = self.events_by_pbx.get(tracker.pbx, 0) + 1
+        self._touched(tracker, touch)
+
+    def _touched(self, tracker: CallTracker, touch: Touch) -> None:
+        """An inert event, or its trace: counted, and its time may settle calls a resync held."""
+        self.events_inert += 1
         tracker.touch(*touch)
         self._publish(tracker.take_events())
 
