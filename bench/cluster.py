@@ -67,7 +67,7 @@ kernel's networking, and whatever else runs there: figures from a busy machine a
 
     python bench/cluster.py            # 2,000 calls at 50/s, 2,000 browsers, node1 killed: ~3 min
     python bench/cluster.py --calls 3000 --rate 50 --clients 2000 --no-kill --json out.json
-    options: --bursts  --priority NICE  --kill-at S  --db URL  --log-level LEVEL
+    options: --bursts  --priority NICE  --pbx-nice  --kill-at S  --db URL  --log-level LEVEL
              --keep DIR (node logs)  --dump FILE (pops)
 
 Prints p50/p99/max, takeover, calls lost, offered and achieved call rate, the number of
