@@ -7,6 +7,7 @@ notes and logged calls, merged with the calls in the call log from any of its nu
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import re
 from collections.abc import Iterable, Sequence
@@ -22,6 +23,7 @@ from bridge.call_log.tables import CallRow
 from crm_adapters.builtin_queries import (
     BY_ID,
     BY_NUMBER,
+    NUMBERS_SINCE,
     ContactRow,
     LoggedCallRow,
     NoteRow,
@@ -34,6 +36,7 @@ from crm_adapters.builtin_queries import (
 from crm_adapters.builtin_tables import COMPANIES, CONTACTS, INTERACTIONS, PHONES
 from crm_adapters.contract import Contact, CrmAdapter, FinishedCall, Interaction, NewContact, utc_now
 from crm_adapters.errors import CrmRejected, CrmUnavailable
+from crm_adapters.known_numbers import KnownNumbers
 from crm_adapters.phone_numbers import national_variants, normalize
 from crm_adapters.raw_reads import RawReads, utc
 
@@ -111,7 +114,8 @@ class BuiltinCrm(CrmAdapter):
     open call log's engine."""
 
     def __init__(self, database: str | CallLogStore, *, name: str = "builtin", default_region: str = "RU",
-                 url_template: str | None = None, **engine_options: Any) -> None:
+                 url_template: str | None = None, known_refresh_seconds: float = 10.0,
+                 **engine_options: Any) -> None:
         self.name = name
         self.default_region = default_region
         self.url_template = url_template  # e.g. "https://intranet/crm/contacts/{id}"
@@ -120,6 +124,9 @@ class BuiltinCrm(CrmAdapter):
         self._call_log: CallLogHistory | None = None
         self._lookups: RawReads | None = None  # the callers' lookups: never behind a history
         self._histories: RawReads | None = None
+        # Its numbers in memory: an unknown caller's card pops without a query (`knows_not`).
+        self.known = KnownNumbers(refresh_every=known_refresh_seconds)
+        self._reading_known: asyncio.Task[None] | None = None
 
     @property
     def engine(self) -> AsyncEngine:
@@ -144,6 +151,10 @@ class BuiltinCrm(CrmAdapter):
         await self.find_contact("+0")
 
     async def close(self) -> None:
+        if self._reading_known is not None:
+            self._reading_known.cancel()
+            await asyncio.gather(self._reading_known, return_exceptions=True)
+            self._reading_known = None
         for reads in (self._lookups, self._histories):
             if reads is not None:
                 await reads.close()
@@ -174,12 +185,39 @@ class BuiltinCrm(CrmAdapter):
         if self._lookups is None:
             self._lookups = RawReads(self.engine)
         if not self._lookups.fast:
-            return self._contact(await self._run(BY_NUMBER, {"number": number}))
+            found = self._contact(await self._run(BY_NUMBER, {"number": number}))
+        else:
+            try:
+                rows = await self._lookups.fetch(BY_NUMBER, {"number": number})
+            except Exception as exc:  # sqlite3.Error, asyncpg errors, OSError, SQLAlchemyError
+                raise CrmUnavailable(f"database error: {exc}", adapter=self.name) from exc
+            found = self._contact([decode_contact(r) for r in rows])
+        if found is not None:
+            self.known.add(found.phones)  # added elsewhere since the last read, maybe
+        return found
+
+    def knows_not(self, number: str) -> bool:
+        """Surely no contact's number, by the numbers in memory (read again when due, in the
+        background: this answer never waits)."""
+        if self.known.due() and self._reading_known is None:
+            self.known.reading()
+            self._reading_known = asyncio.get_running_loop().create_task(
+                self._read_known(), name=f"crm {self.name}: known numbers")
+        return self.known.surely_unknown(number)
+
+    async def _read_known(self) -> None:
         try:
-            rows = await self._lookups.fetch(BY_NUMBER, {"number": number})
-            return self._contact([decode_contact(r) for r in rows])
-        except Exception as exc:  # sqlite3.Error, asyncpg errors, OSError, SQLAlchemyError
-            raise CrmUnavailable(f"database error: {exc}", adapter=self.name) from exc
+            rows = await self._run(NUMBERS_SINCE, {"after": self.known.last_id})
+            first = not self.known.ready
+            self.known.absorb((row.id, row.e164) for row in rows)
+            if first:
+                log.info("CRM %s: %d numbers in memory (callers without one pop at once)",
+                         self.name, len(self.known))
+        except CrmUnavailable as exc:
+            log.warning("CRM %s: could not read its numbers (lookups wait for the database): %s",
+                        self.name, exc)
+        finally:
+            self._reading_known = None
 
     async def get_contact(self, contact_id: str | int) -> Contact | None:
         try:
@@ -298,6 +336,7 @@ class BuiltinCrm(CrmAdapter):
                         "contact_id": cid, "kind": "note", "at": now, "summary": new.note})
         except (OSError, SQLAlchemyError) as exc:
             raise CrmUnavailable(f"database error: {exc}", adapter=self.name) from exc
+        self.known.add(phones)
         created = await self.get_contact(cid)
         assert created is not None
         return created

@@ -28,6 +28,10 @@ _best = (
 _CONTACT_COLUMNS = (CONTACTS.c.id, CONTACTS.c.display_name, CONTACTS.c.email, CONTACTS.c.tags,
                     CONTACTS.c.updated_at, COMPANIES.c.name.label("company"))
 
+# Numbers added since the last read (crm_adapters.known_numbers), in id order.
+NUMBERS_SINCE = (select(PHONES.c.id, PHONES.c.e164).where(PHONES.c.id > bindparam("after"))
+                 .order_by(PHONES.c.id))
+
 
 def contact_query(where: Any) -> Any:
     """One row per phone of the contact: contact, company and all its numbers in one round trip."""

@@ -123,6 +123,12 @@ class CrmAdapter(ABC):
         recently updated); the card shows one contact.
         """
 
+    def knows_not(self, number: str) -> bool:
+        """True only when the adapter is sure, without asking its CRM, that no contact has this
+        E.164 number (the built-in CRM keeps its numbers in memory): the card then pops at
+        once, and `find_contact` still runs behind it. Optional: never sure by default."""
+        return False
+
     @abstractmethod
     async def history(self, contact: Contact, limit: int = 20) -> list[Interaction]:
         """The contact's last `limit` interactions here (calls, notes, tickets, deals), newest first."""

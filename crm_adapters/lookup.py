@@ -126,17 +126,11 @@ class LookupService:
         """The caller's card within the budget (or, with `wait`, the final answer however long)."""
         s = self.settings
         lookup_id = next(self._ids)
-        caller = classify(number, s.default_region, min_extension_digits=s.min_extension_digits,
-                          max_extension_digits=s.max_extension_digits)
-        if not caller.matchable:
-            return CallerCard(lookup_id=lookup_id, number=number, status=caller.kind,  # type: ignore[arg-type]
-                              extension=caller.extension)
-        e164 = caller.e164
+        known, e164 = self._without_asking(number, lookup_id)
+        if known is not None:
+            return known
         assert e164 is not None
         labels = {"lookup_id": lookup_id, "number": number}
-        cached = self.cache.get(e164)
-        if cached is not None:
-            return cached.model_copy(update=labels)
         task = self._inflight.get(e164)
         if task is None:
             task = asyncio.get_running_loop().create_task(self._resolve(e164), name=f"crm-lookup {e164}")
@@ -152,6 +146,32 @@ class LookupService:
         if stale is not None:
             return stale.model_copy(update={**labels, "stale": True, "final": False})
         return CallerCard(**labels, e164=e164, status="pending", final=False)
+
+    def answer_at_once(self, number: str | None) -> CallerCard | None:
+        """The card `lookup` would give, when no CRM need be asked: a number that is nobody's
+        customer (an extension, anonymous, invalid), a cached answer, or "not found" when every
+        adapter is sure of it from memory (`CrmAdapter.knows_not`) and none is failing. None:
+        only a lookup can tell."""
+        lookup_id = next(self._ids)
+        known, e164 = self._without_asking(number, lookup_id)
+        if known is not None or e164 is None or not self.adapters:
+            return known
+        if all(self.breakers[a.name].state == "closed" and a.knows_not(e164) for a in self.adapters):
+            return CallerCard(lookup_id=lookup_id, number=number, e164=e164, status="not_found")
+        return None
+
+    def _without_asking(self, number: str | None, lookup_id: int) -> tuple[CallerCard | None, str | None]:
+        """(the card, if classification or the cache tell it; the number in E.164, if any)."""
+        s = self.settings
+        caller = classify(number, s.default_region, min_extension_digits=s.min_extension_digits,
+                          max_extension_digits=s.max_extension_digits)
+        if not caller.matchable:
+            return CallerCard(lookup_id=lookup_id, number=number, status=caller.kind,  # type: ignore[arg-type]
+                              extension=caller.extension), None
+        cached = self.cache.get(caller.e164) if caller.e164 is not None else None
+        if cached is not None:
+            return cached.model_copy(update={"lookup_id": lookup_id, "number": number}), caller.e164
+        return None, caller.e164
 
     def subscribe(self) -> AsyncIterator[CallerCard]:
         """Every late (final) card, for any lookup that answered `final=False` first."""

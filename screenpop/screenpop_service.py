@@ -5,7 +5,9 @@
 - One CRM lookup per call, started as soon as the caller's number is known (usually
   before any phone rings) and shared by every operator it rings. While that lookup is
   within its time budget the call's first cards are held back, so the card normally pops
-  with the caller's name; a later (final) answer updates the cards in place. A found
+  with the caller's name; a later (final) answer updates the cards in place. An answer
+  known without asking (an extension, a cached answer, a number the built-in CRM surely
+  does not hold: crm_adapters.known_numbers) goes on the cards at once, nothing held. A found
   caller's history follows as another in-place update, but only on a node where a page
   shows a card of the call (every node of a cluster runs these rules for every call, and
   the history's queries are costly): screenpop.card_history.CardHistory says when.
@@ -163,8 +165,8 @@ class ScreenPopService:
             for message in messages:
                 if arrival is not None and isinstance(message, Card) and message.state == "ringing":
                     self._ring_arrival.setdefault(message.card_id, arrival)
-        self._start_lookup(event)  # before the push: a new call's first cards wait for the lookup
-        self._push(messages)
+        # Before the push: a new call's first cards wait for the lookup, or carry its instant answer.
+        self._push(_superseded(messages, self._start_lookup(event)))
         if clock_moved:
             # To that PBX's operators only: their cards' times are in its clock. After the
             # cards: this frame goes to every page of the PBX (1,000 sockets on a busy node),
@@ -178,17 +180,26 @@ class ScreenPopService:
             for card_id in [k for k in self._ring_arrival if call_of(k) == call_id]:
                 del self._ring_arrival[card_id]  # rung, but never shown
 
-    def _start_lookup(self, event: DomainEvent) -> None:
+    def _start_lookup(self, event: DomainEvent) -> list[Outgoing]:
+        """Ask about the caller once his number is known. An answer known without asking
+        (`LookupService.answer_at_once`) goes on the call's cards at once (returned: the cards
+        it changed); otherwise its first cards wait for the lookup. The lookup runs either
+        way: a contact added since the built-in CRM's numbers were read updates the card."""
         call = event.call
         if not call.live:
-            return
+            return []
         number = call.caller_number
         asked = self._looked_up.get(call.call_id, "")  # "" = not asked yet (None is "anonymous")
         if asked == number or (number is None and not call.rung):
-            return  # asked already; or wait for the number, unless a phone rings without one
+            return []  # asked already; or wait for the number, unless a phone rings without one
         self._looked_up[call.call_id] = number
-        if self._loop_task(self._lookup(call.call_id, number), f"lookup {call.call_id}") and asked == "":
+        at_once = self.lookup.answer_at_once(number)
+        started = self._loop_task(self._lookup(call.call_id, number), f"lookup {call.call_id}")
+        if at_once is not None:
+            return self.book.on_caller(call.call_id, at_once)
+        if started and asked == "":
             self._held[call.call_id] = set()  # only the call's first cards wait, never shown ones
+        return []
 
     async def _lookup(self, call_id: str, number: str | None) -> None:
         try:
@@ -379,3 +390,11 @@ class ScreenPopService:
                 if record is not None and not record.live:
                     await self.call_notes.log_finished(record, notes, found)
         return removed is not None
+
+
+def _superseded(messages: list[Outgoing], newer: list[Outgoing]) -> list[Outgoing]:
+    """`messages`, with the cards that `newer` sends again left to `newer`."""
+    if not newer:
+        return messages
+    again = {m.card_id for m in newer}
+    return [*(m for m in messages if m.card_id not in again), *newer]
