@@ -274,7 +274,7 @@ class QueueBoard:
                         self.alerts[key] = Alert(queue=queue.name, pbx=self.pbx, kind=kind, value=value,
                                                  limit=limit, since=now)
                         raised.append(self.alerts[key])
-                    else:
+                    elif self.alerts[key].value != value:  # every queue event asks: copy on change only
                         self.alerts[key] = self.alerts[key].model_copy(update={"value": value})
                 elif key in self.alerts:
                     cleared.append(self.alerts.pop(key))
