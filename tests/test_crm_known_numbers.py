@@ -14,7 +14,7 @@ from bridge.call_log.store import CallLogStore
 from bridge.calls.pipeline import CallPipeline
 from bridge.calls.replay import capture_events
 from crm_adapters.builtin import BuiltinCrm
-from crm_adapters.contract import Contact, CrmAdapter, FinishedCall, Interaction, NewContact
+from crm_adapters.contract import NewContact
 from crm_adapters.known_numbers import KnownNumbers
 from crm_adapters.lookup import LookupService
 from crm_adapters.settings import CrmSettings
@@ -22,6 +22,7 @@ from screenpop.messages import Card
 from screenpop.screenpop_service import ScreenPopService
 from tests.capture_facts import capture_bytes
 from tests.db_fixtures import Database, database_fixture, store_fixture  # noqa: F401  # fixtures
+from tests.test_screenpop_console_actions import Silent
 
 CALLER = "+74951234567"  # queue_answered's caller: Anna's phone (101) rings for him
 
@@ -39,22 +40,6 @@ async def read_numbers(crm: BuiltinCrm) -> None:
     crm.knows_not("+0")
     if crm._reading_known is not None:
         await crm._reading_known
-
-
-class Plain(CrmAdapter):  # an adapter with no numbers in memory: never sure
-    name = "plain"
-
-    async def find_contact(self, number: str) -> Contact | None:
-        return None
-
-    async def history(self, contact: Contact, limit: int = 20) -> list[Interaction]:
-        return []
-
-    async def create_contact(self, new: NewContact) -> Contact:
-        raise NotImplementedError
-
-    async def log_call(self, call: FinishedCall) -> str | None:
-        return None
 
 
 def test_the_set_is_sure_only_once_read_and_reads_again_when_due() -> None:
@@ -129,7 +114,7 @@ async def test_the_lookup_answers_at_once_only_what_needs_no_request(store: Call
     assert lookup.answer_at_once("+79990000000") is None
     await lookup.close()
 
-    with_plain = LookupService([Plain(), BuiltinCrm(store)])
+    with_plain = LookupService([Silent(), BuiltinCrm(store)])  # Silent: no numbers in memory
     await with_plain.open()
     await read_numbers(with_plain.adapters[1])  # type: ignore[arg-type]
     assert with_plain.answer_at_once("+79990000000") is None  # one adapter cannot be sure
