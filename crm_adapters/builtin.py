@@ -200,9 +200,12 @@ class BuiltinCrm(CrmAdapter):
         """Surely no contact's number, by the numbers in memory (read again when due, in the
         background: this answer never waits)."""
         if self.known.due() and self._reading_known is None:
+            try:
+                loop = asyncio.get_running_loop()
+            except RuntimeError:  # no loop (an offline replay): nothing is read
+                return self.known.surely_unknown(number)
             self.known.reading()
-            self._reading_known = asyncio.get_running_loop().create_task(
-                self._read_known(), name=f"crm {self.name}: known numbers")
+            self._reading_known = loop.create_task(self._read_known(), name=f"crm {self.name}: known numbers")
         return self.known.surely_unknown(number)
 
     async def _read_known(self) -> None:

@@ -85,6 +85,12 @@ async def test_numbers_are_read_then_grown_by_writes_lookups_and_refreshes(store
     await elsewhere.close()
 
 
+def test_asked_with_no_event_loop_it_is_never_sure(tmp_path: Any) -> None:
+    crm = BuiltinCrm(f"sqlite+aiosqlite:///{tmp_path / 'offline.sqlite3'}")
+    assert crm.knows_not("+79990000000") is False  # an offline replay: no read, no error
+    assert crm.known.due()
+
+
 async def test_a_database_that_fails_the_read_leaves_every_lookup_to_the_database(tmp_path: Any) -> None:
     crm = BuiltinCrm(CallLogStore(f"sqlite+aiosqlite:///{tmp_path / 'never-opened.sqlite3'}"))
     await read_numbers(crm)  # the store is not open: logged, nothing known
