@@ -89,6 +89,8 @@ def test_asked_with_no_event_loop_it_is_never_sure(tmp_path: Any) -> None:
     crm = BuiltinCrm(f"sqlite+aiosqlite:///{tmp_path / 'offline.sqlite3'}")
     assert crm.knows_not("+79990000000") is False  # an offline replay: no read, no error
     assert crm.known.due()
+    with pytest.raises(ValueError, match="known_refresh_seconds must be a positive number of seconds, not 0"):
+        BuiltinCrm(f"sqlite+aiosqlite:///{tmp_path / 'offline.sqlite3'}", known_refresh_seconds=0)
 
 
 async def test_a_database_that_fails_the_read_leaves_every_lookup_to_the_database(tmp_path: Any) -> None:
