@@ -33,13 +33,9 @@ class KnownNumbers:
         self._clock = clock
         self._numbers: set[str] = set()
         self.last_id = 0  # the highest crm_phones.id read
-        self._read_at: float | None = None  # when the database was last read (None: never)
+        # Read from the database at least once: until then nothing is surely unknown.
+        self.ready = False
         self._asked_at: float | None = None  # when a read last began (a failed one waits too)
-
-    @property
-    def ready(self) -> bool:
-        """Read from the database at least once: until then nothing is surely unknown."""
-        return self._read_at is not None
 
     def __len__(self) -> int:
         return len(self._numbers)
@@ -49,14 +45,14 @@ class KnownNumbers:
         for row_id, e164 in rows:
             self._numbers.add(e164)
             self.last_id = max(self.last_id, row_id)
-        self._read_at = self._clock()
+        self.ready = True
 
     def add(self, numbers: Iterable[str]) -> None:
         """Numbers seen on a contact (created here, or found by a lookup)."""
         self._numbers.update(numbers)
 
     def surely_unknown(self, e164: str) -> bool:
-        return self._read_at is not None and e164 not in self._numbers
+        return self.ready and e164 not in self._numbers
 
     def reading(self) -> None:
         """A read of the database begins (`due` counts from here: a failing one is not retried
