@@ -125,10 +125,10 @@ class BuiltinCrm(CrmAdapter):
         self._lookups: RawReads | None = None  # the callers' lookups: never behind a history
         self._histories: RawReads | None = None
         # Its numbers in memory: an unknown caller's card pops without a query (`knows_not`).
-        if not known_refresh_seconds > 0:
-            raise ValueError(f"CRM {name}: known_refresh_seconds must be a positive number of seconds, "
-                             f"not {known_refresh_seconds!r}")
-        self.known = KnownNumbers(refresh_every=known_refresh_seconds)
+        try:
+            self.known = KnownNumbers(refresh_every=known_refresh_seconds)
+        except ValueError as exc:  # the option's name, for the admin who set it
+            raise ValueError(f"CRM {name}: known_refresh_seconds {exc}") from None
         self._reading_known: asyncio.Task[None] | None = None
 
     @property

@@ -27,8 +27,8 @@ from collections.abc import Callable, Iterable
 
 class KnownNumbers:
     def __init__(self, *, refresh_every: float = 10.0, clock: Callable[[], float] = time.monotonic) -> None:
-        if refresh_every <= 0:
-            raise ValueError("refresh_every must be positive")
+        if not refresh_every > 0:
+            raise ValueError(f"must be a positive number of seconds, not {refresh_every!r}")
         self.refresh_every = refresh_every
         self._clock = clock
         self._numbers: set[str] = set()
