@@ -128,6 +128,8 @@ class PbxSeat:
             self.link.note_alive_at(float(payload))
         elif kind == "link_lost":
             self.node.pipeline.link_lost(self.pbx)
+        elif kind == "shared":  # what the owner alone learnt (ClusterNode.share)
+            self.node.told(self.pbx, payload)
 
     def _on_gap(self, reason: str) -> None:
         log.warning("pbx %s: the event stream has a gap (%s): asking the owner for the PBX's picture",
@@ -275,6 +277,7 @@ class ClusterNode:
         self.writer = writer
         pipeline.subscribe(self._on_call_event)
         self.owned_listeners = owned_listeners if owned_listeners is not None else []
+        self._shared_handlers: dict[str, Callable[[str, Any], None]] = {}
         self.stopping = False
         self._tasks: set[asyncio.Task[Any]] = set()
         writer.accepts = self.owns
@@ -290,6 +293,29 @@ class ClusterNode:
     def owns(self, pbx: str) -> bool:
         seat = self.seats.get(pbx)
         return seat is not None and seat.owned
+
+    def share(self, pbx: str, topic: str, data: Any, urgent: bool) -> None:
+        """Publish what this node, the PBX's owner, alone learnt (web.features.BridgeParts.share)
+        to the nodes that follow the PBX; not the owner (fenced, or not yet publishing): nothing."""
+        seat = self.seats.get(pbx)
+        if seat is None or seat.epoch is None or seat.publisher is None:
+            return
+        seat.publisher.publish("shared", {"topic": topic, "data": data}, epoch=seat.epoch, urgent=urgent)
+
+    def on_shared(self, topic: str, handler: Callable[[str, Any], None]) -> None:
+        self._shared_handlers[topic] = handler
+
+    def told(self, pbx: str, payload: Any) -> None:
+        """A follower reads what a PBX's owner shared."""
+        topic = payload.get("topic") if isinstance(payload, dict) else None
+        handler = self._shared_handlers.get(topic) if isinstance(topic, str) else None
+        if handler is None:  # a newer owner's topic this node does not know: nothing to show
+            log.debug("pbx %s: shared entry on an unknown topic %r ignored", pbx, topic)
+            return
+        try:
+            handler(pbx, payload.get("data"))
+        except Exception:  # one bad entry must not stop the stream
+            log.exception("pbx %s: the %s handler failed on a shared entry", pbx, topic)
 
     async def guard(self, conn: AsyncConnection, pbxes: set[str]) -> None:
         """In the call log's write transaction: every PBX of the batch is still ours."""

@@ -39,7 +39,7 @@ from bridge.settings import CallbridgeSettings, ConfigError
 from crm_adapters.lookup import LookupService
 from recordings.plugin import attach_recordings
 from reports.plugin import attach_reports
-from screenpop.app import console_names, console_resync, create_web_app
+from screenpop.app import console_cluster, console_names, console_resync, create_web_app
 from screenpop.console_http import SCREENPOP_KEY
 from supervision.plugin import attach_wallboard
 from web.admin_http import attach_admin
@@ -134,6 +134,7 @@ class BridgeService:
         parts = self.parts(app)
         caller_names, operator_names = console_names(app)
         parts.on_resync(console_resync(app))  # the operators' own states after every connect
+        console_cluster(app, parts)  # a PBX's owner asks the CRM for every node
         # Every feature attaches the same way (web.features): subscribed to the model, its
         # routes on the app, its start and stop with the app's.
         self.recorder = attach_recordings(parts, self.settings.recordings)
@@ -233,6 +234,7 @@ class BridgeService:
             operator_pattern=self.settings.operator_pattern, timezone=self.settings.timezone,
             clock=self.clock, pbxes=tuple(self.links), owns=self.owns,
             on_owned=self.owned_listeners.append,
+            **({"share": self.cluster.share, "on_shared": self.cluster.on_shared} if self.cluster else {}),
             pbx_settings={p.id: PbxFacts(p.operator_pattern or self.settings.operator_pattern,
                                          p.timezone or self.settings.timezone)
                           for p in self.settings.pbxes()})  # pbxes(): the defaults filled in

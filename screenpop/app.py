@@ -22,12 +22,14 @@ from aiohttp import web
 from bridge.call_log.store import CallLogStore
 from bridge.calls.pipeline import CallPipeline
 from crm_adapters.lookup import LookupService
+from screenpop.caller_answers import TOPIC
 from screenpop.console_actions import ConsoleActions, SendAction
 from screenpop.console_http import SCREENPOP_KEY, add_console_routes
 from screenpop.operator_state import PbxScope
 from screenpop.screenpop_service import ScreenPopService, ScreenPopSettings
 from screenpop.settings import ConsoleSettings
 from web.audit_log import AuditLog
+from web.features import BridgeParts
 from web.pages import STATIC_DIR
 
 log = logging.getLogger(__name__)
@@ -131,6 +133,16 @@ def console_names(app: web.Application) -> tuple[Callable[[str], str | None],
         return found.contact.display_name if found is not None and found.contact is not None else None
 
     return caller_name, screenpop.book.operator_names
+
+
+def console_cluster(app: web.Application, parts: BridgeParts) -> None:
+    """Only a PBX's owner asks the CRM about its callers; its answers reach every node's
+    cards (screenpop.caller_answers). One process owns every PBX: nothing changes there."""
+    answers = app[SCREENPOP_KEY].answers
+    answers.asks_crm = parts.owns
+    answers.share = lambda pbx, data, urgent: parts.share(pbx, TOPIC, data, urgent)
+    parts.on_shared(TOPIC, answers.told)
+    parts.on_owned(answers.take_over)
 
 
 def console_resync(app: web.Application) -> Callable[[list[Any], list[Any], float, str], None]:

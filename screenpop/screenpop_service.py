@@ -3,11 +3,13 @@
 - A pipeline subscriber (synchronous, never waits) feeds the CardBook and pushes the
   cards it returns to the hub.
 - One CRM lookup per call, started as soon as the caller's number is known (usually
-  before any phone rings) and shared by every operator it rings. While that lookup is
-  within its time budget the call's first cards are held back, so the card normally pops
-  with the caller's name; a later (final) answer updates the cards in place. An answer
-  known without asking (an extension, a cached answer, a number the built-in CRM surely
-  does not hold: crm_adapters.known_numbers) goes on the cards at once, nothing held. A found
+  before any phone rings) and shared by every operator it rings; in a cluster, by the
+  PBX's owner only, whose answers every node puts on its cards (screenpop.caller_answers).
+  While that lookup is within its time budget the call's first cards are held back, so
+  the card normally pops with the caller's name; a later (final) answer updates the cards
+  in place. An answer known without asking (an extension, a cached answer, a number the
+  built-in CRM surely does not hold: crm_adapters.known_numbers) goes on the cards at
+  once, nothing held. A found
   caller's history follows as another in-place update, but only on a node where a page
   shows a card of the call (every node of a cluster runs these rules for every call, and
   the history's queries are costly): screenpop.card_history.CardHistory says when.
@@ -40,6 +42,7 @@ from crm_adapters.errors import CrmError, CrmNotSupported, CrmRejected
 from crm_adapters.lookup import CallerCard, LogResult, LookupService
 from crm_adapters.phone_numbers import normalize
 from screenpop.call_notes import CallNotes, NoteNotSaved
+from screenpop.caller_answers import CallerAnswers
 from screenpop.card_history import CardHistory
 from screenpop.cards import CardBook, Outgoing, call_of, operator_of
 from screenpop.history_calls import call_transfers
@@ -50,6 +53,10 @@ from screenpop.settings import ConsoleSettings
 from web.users import SignedInUser
 
 log = logging.getLogger(__name__)
+
+# A follower asks the CRM itself when its PBX's owner has not answered within the lookup's
+# budget and this (it joined after the call began, or the owner died).
+OWNER_ANSWER_GRACE = 1.0
 
 
 class ScreenPopSettings(BaseModel):
@@ -100,6 +107,9 @@ class ScreenPopService:
         self.card_history = CardHistory(self.book, self.hub, self._fetch_history)
         self.hub.on_attach = lambda hello: self.card_history.opened(hello.cards)
         self._looked_up: dict[str, str | None] = {}  # call id -> number asked about
+        # Who asks the CRM (a cluster: the PBX's owner); a follower waits this long for its answer.
+        self.answers = CallerAnswers(self._ask_here, self._owner_answered,
+                                     wait=lookup.settings.budget_seconds + OWNER_ANSWER_GRACE)
         self._held: dict[str, set[str]] = {}  # call id -> card ids waiting for the first lookup
         # /metrics: a ring's card pop, from the ring's AMI arrival (at the PBX's owner: the
         # stream keeps received_at) to its hand-over to the hub. card id -> that arrival.
@@ -175,6 +185,7 @@ class ScreenPopService:
             self.hub.send("\0clock", frame.model_dump_json(), pbx=pbx if self.pbxes.several else None)
         if isinstance(event, CallEnded):
             self._looked_up.pop(call_id, None)
+            self.answers.forget(call_id)
             if not self.book.knows(call_id):
                 self.card_history.forget(call_id)
             for card_id in [k for k in self._ring_arrival if call_of(k) == call_id]:
@@ -183,8 +194,9 @@ class ScreenPopService:
     def _start_lookup(self, event: DomainEvent) -> list[Outgoing]:
         """Ask about the caller once his number is known. An answer known without asking
         (`LookupService.answer_at_once`) goes on the call's cards at once (returned: the cards
-        it changed); otherwise its first cards wait for the lookup. The lookup runs either
-        way: a contact added since the built-in CRM's numbers were read updates the card."""
+        it changed); otherwise its first cards wait for the lookup. The lookup (here, or at the
+        PBX's owner) runs either way: a contact added since the built-in CRM's numbers were
+        read updates the card."""
         call = event.call
         if not call.live:
             return []
@@ -194,29 +206,46 @@ class ScreenPopService:
             return []  # asked already; or wait for the number, unless a phone rings without one
         self._looked_up[call.call_id] = number
         at_once = self.lookup.answer_at_once(number)
-        started = self._loop_task(self._lookup(call.call_id, number), f"lookup {call.call_id}")
+        if self.answers.asks_crm(call.pbx):
+            # Shared at once unless a follower can answer too: then its cards hold nothing.
+            started = self._ask_here(call.pbx, call.call_id, number, urgent=at_once is None)
+        else:
+            started = self.answers.wait_for_owner(call.pbx, call.call_id, number)
         if at_once is not None:
             return self.book.on_caller(call.call_id, at_once)
         if started and asked == "":
             self._held[call.call_id] = set()  # only the call's first cards wait, never shown ones
         return []
 
-    async def _lookup(self, call_id: str, number: str | None) -> None:
+    def _ask_here(self, pbx: str, call_id: str, number: str | None, urgent: bool = True) -> bool:
+        return self._loop_task(self._lookup(pbx, call_id, number, urgent), f"lookup {call_id}")
+
+    async def _lookup(self, pbx: str, call_id: str, number: str | None, urgent: bool) -> None:
+        def update(found: CallerCard) -> None:  # a later, final answer
+            self._put_answer(call_id, found, set())
+            self.answers.shared(pbx, call_id, number, found, urgent=True)
+
         try:
-            found = await self.lookup.lookup(number, on_update=lambda c: self._on_caller(call_id, c))
+            found = await self.lookup.lookup(number, on_update=update)
         except Exception:  # the lookup service answers errors as cards; this is a bug
             log.exception("caller lookup for call %s failed", call_id)
             found = CallerCard(number=number, status="unavailable")
         finally:
             held = self._held.pop(call_id, set())
-        changed = self.book.on_caller(call_id, found)
-        # The held cards as they are now (a ring that ended meanwhile shows nothing).
-        waiting = held - {m.card_id for m in changed}
-        self._to_hub([*changed, *(c for cid in waiting if (c := self.book.card(call_id, operator_of(cid))))])
-        self._follow_up(call_id, found)
+        self._put_answer(call_id, found, held)
+        self.answers.shared(pbx, call_id, number, found, urgent)
 
-    def _on_caller(self, call_id: str, found: CallerCard) -> None:
-        self._push(self.book.on_caller(call_id, found))
+    def _owner_answered(self, call_id: str, number: str | None, found: CallerCard) -> None:
+        if self._looked_up.get(call_id, number) != number:
+            return  # about a number the call no longer has; the owner answers the new one too
+        self._put_answer(call_id, found, self._held.pop(call_id, set()))
+
+    def _put_answer(self, call_id: str, found: CallerCard, held: set[str]) -> None:
+        """An answer on the call's cards; the `held` ones go out as they are now (a ring that
+        ended meanwhile shows nothing)."""
+        changed = self.book.on_caller(call_id, found)
+        waiting = held - {m.card_id for m in changed}
+        self._push([*changed, *(c for cid in waiting if (c := self.book.card(call_id, operator_of(cid))))])
         self._follow_up(call_id, found)
 
     def _follow_up(self, call_id: str, found: CallerCard) -> None:
@@ -361,7 +390,8 @@ class ScreenPopService:
             raise ScreenPopError(f"the CRM did not create the contact: {exc}", 503) from exc
         card = CallerCard(number=record.caller_number, e164=e164, status="found", contact=contact,
                           source=contact.source)
-        self._on_caller(call_id, card)
+        self._put_answer(call_id, card, set())
+        self.answers.shared(record.pbx, call_id, record.caller_number, card, urgent=True)
         return {"contact": contact, "card": self.book.card(call_id, ext)}
 
     async def dismiss(self, user: SignedInUser, call_id: str, wrapup_code: str | None = None) -> bool:

@@ -23,6 +23,10 @@ from bridge.calls.record import DEFAULT_PBX
 ResyncListener = Callable[[list[AmiMessage], list[AmiMessage], float, str], None]
 # send_action(action, timeout=None, pbx=None) -> the reply of that PBX (the first unless named)
 SendAction = Callable[..., Awaitable[AmiMessage]]
+# share(pbx, topic, data, urgent): JSON data for the other nodes following the PBX
+Share = Callable[[str, str, Any, bool], None]
+# handler(pbx, data): what a PBX's owner shared on a topic
+SharedHandler = Callable[[str, Any], None]
 
 
 @dataclass(frozen=True)
@@ -52,6 +56,10 @@ class BridgeParts:
     # Be told (await listener(pbx)) when this node has just become a PBX's owner in a cluster,
     # before it connects: take over what the last owner left unfinished.
     on_owned: Callable[[Callable[[str], Awaitable[Any]]], Any] = lambda listener: None
+    # A PBX's owner tells the cluster's other nodes what it alone learnt (a CRM answer), in
+    # order with the PBX's events; `on_shared(topic, handler)`: be told. One process: nobody.
+    share: Share = lambda pbx, topic, data, urgent: None
+    on_shared: Callable[[str, SharedHandler], Any] = lambda topic, handler: None
     # Each PBX's own pattern and zone; a PBX not in it (all of them when empty: one PBX, tests)
     # uses the top-level `operator_pattern` and `timezone`.
     pbx_settings: Mapping[str, PbxFacts] = field(default_factory=dict)

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 from redis.asyncio import Redis
 from sqlalchemy import text
@@ -24,6 +25,8 @@ from bridge.calls.replay import replay_bytes
 from bridge.simulator.replay import is_unsolicited
 from cluster.redis_link import DEFAULT_NAMESPACE, events_key
 from cluster.stream_entries import parse_entries
+from crm_adapters.builtin import BuiltinCrm
+from crm_adapters.contract import NewContact
 from tests.capture_facts import FIXTURES, capture_bytes, capture_events
 from tests.cluster.harness import (
     PASSWORD,
@@ -40,6 +43,16 @@ from web.users import UserStore
 pytestmark = pytest.mark.postgres
 TAKEOVER_LIMIT = 5.0  # the issue's promise, seconds from the owner's death to a new owner
 TALK_LEFT = 5.0  # seconds from a queue_answered call's live card to past its hang-up (4.4 s talk)
+CALLER = "+74951234567"  # queue_answered's caller, a contact of the built-in CRM here
+
+
+async def crm_lookups(node: Node) -> float:
+    """How many times this node asked the CRM about a caller (its /metrics)."""
+    async with aiohttp.ClientSession() as http, http.get(node.base + "/metrics") as resp:
+        assert resp.status == 200
+        body = await resp.text()
+    return sum(float(line.rsplit(" ", 1)[1]) for line in body.splitlines()
+               if line.startswith("callbridge_crm_request_seconds_count{") and 'what="lookup"' in line)
 
 
 async def published_events(redis_url: str, pbx: str) -> list[tuple[str, Any]]:
@@ -140,6 +153,9 @@ async def test_cards_follow_operators_across_nodes_and_survive_the_owner_dying(l
     await users.add("anna", PASSWORD, role="operator", extensions=["101"], pbx="main")
     await users.add("boris", PASSWORD, role="operator", extensions=["101"], pbx="lyon")
     await users.add("sue", PASSWORD, role="supervisor")
+    crm = BuiltinCrm(lab.store)
+    await crm.create_contact(NewContact(display_name="Ivan Petrov", company="Romashka", phones=[CALLER]))
+    await crm.close()
     # Anna (101 on main) on node3, Boris (101 on lyon) on node2: neither on the owner.
     anna, boris = Operator(third, "anna"), Operator(second, "boris")
     try:
@@ -154,6 +170,13 @@ async def test_cards_follow_operators_across_nodes_and_survive_the_owner_dying(l
         # Same extension, two PBXes: each operator saw only his own PBX's call.
         assert {c["call_id"] for c in anna.cards.values()} == {main_call}
         assert {c["call_id"] for c in boris.cards.values()} == {lyon_call}
+        # The caller's name on both, though only the PBXes' owner asked the CRM about him
+        # (screenpop.caller_answers): its answers came to node2 and node3 through the streams.
+        for op in (anna, boris):
+            [card] = op.cards.values()
+            assert (card["caller"]["lookup"], card["caller"]["name"]) == ("found", "Ivan Petrov")
+        assert [await crm_lookups(n) for n in (second, third)] == [0, 0]
+        assert await crm_lookups(first) >= 1
 
         # The owner hangs mid-call (both calls in talk) and the calls end at the PBXes while
         # it is hung: what they said then reached only the standbys' own sessions. Then it
