@@ -26,8 +26,8 @@ from screenpop.caller_answers import TOPIC
 from screenpop.console_actions import ConsoleActions, SendAction
 from screenpop.console_http import SCREENPOP_KEY, add_console_routes
 from screenpop.operator_state import PbxScope
-from screenpop.screenpop_service import ScreenPopService, ScreenPopSettings
-from screenpop.settings import ConsoleSettings
+from screenpop.screenpop_service import ScreenPopService
+from screenpop.settings import ConsoleSettings, ScreenPopSettings
 from web.audit_log import AuditLog
 from web.features import BridgeParts
 from web.pages import STATIC_DIR

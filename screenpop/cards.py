@@ -389,3 +389,11 @@ class CardBook:
     def _forget_if_done(self, call: _Call) -> None:
         if not call.record.live and not call.slots:
             self._calls.pop(call.record.call_id, None)
+
+
+def superseded(messages: list[Outgoing], newer: list[Outgoing]) -> list[Outgoing]:
+    """`messages`, with the cards that `newer` sends again left to `newer`."""
+    if not newer:
+        return messages
+    again = {m.card_id for m in newer}
+    return [*(m for m in messages if m.card_id not in again), *newer]

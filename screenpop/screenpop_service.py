@@ -31,8 +31,6 @@ import time
 from collections.abc import Callable, Coroutine
 from typing import Any
 
-from pydantic import BaseModel, Field
-
 from bridge.ami.message import AmiMessage
 from bridge.calls.events import CallAnswered, CallEnded, CallRinging, DomainEvent
 from bridge.calls.pipeline import CallPipeline
@@ -44,12 +42,12 @@ from crm_adapters.phone_numbers import normalize
 from screenpop.call_notes import CallNotes, NoteNotSaved
 from screenpop.caller_answers import CallerAnswers
 from screenpop.card_history import CardHistory
-from screenpop.cards import CardBook, Outgoing, call_of, operator_of
+from screenpop.cards import CardBook, Outgoing, call_of, operator_of, superseded
 from screenpop.history_calls import call_transfers
 from screenpop.hub import Hub
 from screenpop.messages import AgentState, Card, CardRemoved, Clock, ConsoleInfo, Hello
 from screenpop.operator_state import MEMBER_EVENTS, AgentStates, PbxClock, PbxScope
-from screenpop.settings import ConsoleSettings
+from screenpop.settings import ConsoleSettings, ScreenPopSettings
 from web.users import SignedInUser
 
 log = logging.getLogger(__name__)
@@ -57,15 +55,6 @@ log = logging.getLogger(__name__)
 # A follower asks the CRM itself when its PBX's owner has not answered within the lookup's
 # budget and this (it joined after the call began, or the owner died).
 OWNER_ANSWER_GRACE = 1.0
-
-
-class ScreenPopSettings(BaseModel):
-    after_call_seconds: float = Field(1800.0, gt=0, description="an after-call card left open closes itself")
-    history_items: int = Field(10, ge=0, le=100, description="interactions shown on a card")
-    queue_size: int = Field(256, ge=8, description="cards waiting per browser before it counts as dead")
-    heartbeat_seconds: float = Field(20.0, gt=0, description="WebSocket ping interval")
-    send_timeout_seconds: float = Field(10.0, gt=0, description="a socket that takes no frame this long "
-                                        "is dropped")
 
 
 class ScreenPopError(Exception):
@@ -176,7 +165,7 @@ class ScreenPopService:
                 if arrival is not None and isinstance(message, Card) and message.state == "ringing":
                     self._ring_arrival.setdefault(message.card_id, arrival)
         # Before the push: a new call's first cards wait for the lookup, or carry its instant answer.
-        self._push(_superseded(messages, self._start_lookup(event)))
+        self._push(superseded(messages, self._start_lookup(event)))
         if clock_moved:
             # To that PBX's operators only: their cards' times are in its clock. After the
             # cards: this frame goes to every page of the PBX (1,000 sockets on a busy node),
@@ -420,11 +409,3 @@ class ScreenPopService:
                 if record is not None and not record.live:
                     await self.call_notes.log_finished(record, notes, found)
         return removed is not None
-
-
-def _superseded(messages: list[Outgoing], newer: list[Outgoing]) -> list[Outgoing]:
-    """`messages`, with the cards that `newer` sends again left to `newer`."""
-    if not newer:
-        return messages
-    again = {m.card_id for m in newer}
-    return [*(m for m in messages if m.card_id not in again), *newer]

@@ -54,3 +54,14 @@ class ConsoleSettings(BaseModel):
         if "{ext}" not in value:
             raise ValueError("must contain {ext} (the operator's extension)")
         return value
+
+
+class ScreenPopSettings(BaseModel):
+    """The cards' timing and the hub's limits (from [console]'s wrap-up time, unless given)."""
+
+    after_call_seconds: float = Field(1800.0, gt=0, description="an after-call card left open closes itself")
+    history_items: int = Field(10, ge=0, le=100, description="interactions shown on a card")
+    queue_size: int = Field(256, ge=8, description="cards waiting per browser before it counts as dead")
+    heartbeat_seconds: float = Field(20.0, gt=0, description="WebSocket ping interval")
+    send_timeout_seconds: float = Field(10.0, gt=0, description="a socket that takes no frame this long "
+                                        "is dropped")
