@@ -69,6 +69,17 @@ def test_payloads_round_trip_exactly() -> None:
     assert [m.pairs for m in back["channels"]] == [tricky.pairs] * 2
     assert all(m.received_at == tricky.received_at for m in back["channels"])
 
+    # A burst in one Redis entry: events, and JSON payloads with AmiMessages at any depth.
+    items = [("event", *pack_payload(tricky)), ("resync", *pack_payload({"channels": [tricky], "at": 2.5})),
+             ("shared", *pack_payload({"topic": "caller", "data": {"card": {"n": [1, {"k": None}]}}}))]
+    fields = {k.encode(): v.encode() for k, v in batch_fields(4, 10, "n1", items).items()}
+    event, resync, shared = parse_entries(b"1-1", fields)
+    assert [(e.kind, e.epoch, e.seq, e.node) for e in (event, resync, shared)] == [
+        ("event", 4, 10, "n1"), ("resync", 4, 11, "n1"), ("shared", 4, 12, "n1")]
+    assert event.payload.pairs == tricky.pairs and event.payload.received_at == tricky.received_at
+    assert resync.payload["at"] == 2.5 and [m.pairs for m in resync.payload["channels"]] == [tricky.pairs]
+    assert shared.payload == {"topic": "caller", "data": {"card": {"n": [1, {"k": None}]}}}
+
 
 async def test_ten_thousand_events_arrive_in_order_and_exact_at_two_readers(redis: Redis) -> None:
     events = numbered(10_000)
