@@ -259,10 +259,12 @@ class QueueBoard:
 
     # -- alerts --------------------------------------------------------------------------
 
-    def evaluate_alerts(self, now: float) -> tuple[list[Alert], list[Alert]]:
-        """(raised, cleared) since the last evaluation."""
+    def evaluate_alerts(self, now: float, queue_name: str | None = None) -> tuple[list[Alert], list[Alert]]:
+        """(raised, cleared) since the last evaluation, of every queue or of one."""
         raised, cleared = [], []
-        for queue in self.queues.values():
+        queues = self.queues.values() if queue_name is None else [
+            q for q in (self.queues.get(queue_name),) if q is not None]
+        for queue in queues:
             limits = self.thresholds.get(queue.name, self.default_thresholds)
             longest = max((now - joined for joined, _, _ in queue.waiting.values()), default=0.0)
             checks = (("callers_waiting", len(queue.waiting), limits.callers_waiting),

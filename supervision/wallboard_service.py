@@ -226,7 +226,9 @@ class WallboardService(SpyTracking, SupervisorActions):
         name = ev.event or ""
         if name.startswith(("Queue", "Agent")):
             site.board.handle(ev)
-            self._check_alerts(site, self.now(site.id))  # at once, not at the next tick
+            if name.startswith("QueueCaller"):  # a caller came or went: that queue's alerts at once
+                self._check_alerts(site, self.now(site.id), ev.get("Queue"))
+            # (a wait grows with time alone: the tick checks every queue each second)
         elif name.startswith("ChanSpy"):
             self._on_spy_event(site, ev)
         elif name == "OriginateResponse" and ev.action_id in site.pending:
@@ -272,8 +274,8 @@ class WallboardService(SpyTracking, SupervisorActions):
 
     # -- alerts, the picture -----------------------------------------------------------------
 
-    def _check_alerts(self, site: PbxSite, now: float) -> None:
-        raised, cleared = site.board.evaluate_alerts(now)
+    def _check_alerts(self, site: PbxSite, now: float, queue: str | None = None) -> None:
+        raised, cleared = site.board.evaluate_alerts(now, queue)
         for alert, state in [*((a, "raised") for a in raised), *((a, "cleared") for a in cleared)]:
             text = self._where(site) + _alert_text(alert, state)
             (log.warning if state == "raised" else log.info)("wallboard alert %s", text)

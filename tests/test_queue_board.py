@@ -22,6 +22,18 @@ def play(name: str, board: QueueBoard, on_event=None) -> None:
             on_event(ev)
 
 
+def test_alerts_of_one_queue_are_evaluated_alone_when_named() -> None:
+    board = QueueBoard(default_thresholds=AlertThresholds(callers_waiting=1, longest_wait_seconds=None))
+    for queue in ("support", "sales"):
+        board.handle(AmiMessage([("Event", "QueueCallerJoin"), ("Queue", queue),
+                                 ("Channel", f"SIP/{queue}-1"), ("Timestamp", "100.0")]))
+    raised, _ = board.evaluate_alerts(100.0, "sales")
+    assert [a.queue for a in raised] == ["sales"]
+    assert board.evaluate_alerts(100.0, "nowhere") == ([], [])
+    raised, _ = board.evaluate_alerts(100.0)
+    assert [a.queue for a in raised] == ["support"]  # sales' is up already
+
+
 def test_burst_waiting_rises_to_twenty_and_alert_raises_then_clears() -> None:
     board = QueueBoard(default_thresholds=AlertThresholds(callers_waiting=5, longest_wait_seconds=None))
     waiting, raised, cleared = [], [], []
