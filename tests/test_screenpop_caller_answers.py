@@ -14,20 +14,20 @@ import pytest
 
 from bridge.calls.pipeline import CallPipeline
 from bridge.calls.replay import capture_events
-from crm_adapters.contract import Contact, CrmAdapter, FinishedCall, Interaction, NewContact
+from crm_adapters.contract import Contact
 from crm_adapters.lookup import LookupService
 from screenpop.messages import Card
 from screenpop.screenpop_service import ScreenPopService
 from tests.capture_facts import capture_bytes
+from tests.test_screenpop_console_actions import Silent
 
 MAIN_CALL = "1795508277.0"
 
 
-class Directory(CrmAdapter):
+class Directory(Silent):
     """Knows every caller as Ivan Petrov; counts the questions."""
 
     name = "directory"
-    can_create_contacts = False
 
     def __init__(self) -> None:
         self.asked: list[str] = []
@@ -36,15 +36,6 @@ class Directory(CrmAdapter):
         self.asked.append(number)
         return Contact(id="7", display_name="Ivan Petrov", company="Romashka", phones=[number],
                        source=self.name)
-
-    async def history(self, contact: Contact, limit: int = 20) -> list[Interaction]:
-        return []
-
-    async def create_contact(self, new: NewContact) -> Contact:
-        raise NotImplementedError
-
-    async def log_call(self, call: FinishedCall) -> str | None:
-        return None
 
 
 class Node:
