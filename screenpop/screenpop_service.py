@@ -9,10 +9,10 @@
   the card normally pops with the caller's name; a later (final) answer updates the cards
   in place. An answer known without asking (an extension, a cached answer, a number the
   built-in CRM surely does not hold: crm_adapters.known_numbers) goes on the cards at
-  once, nothing held. A found
-  caller's history follows as another in-place update, but only on a node where a page
-  shows a card of the call (every node of a cluster runs these rules for every call, and
-  the history's queries are costly): screenpop.card_history.CardHistory says when.
+  once, nothing held. A found caller's history follows as another in-place update, but
+  only on a node where a page shows a card of the call (every node of a cluster runs these
+  rules for every call, and the history's queries are costly): screenpop.card_history.
+  CardHistory says when.
 - Notes: kept on the card (and carried to the next operator on a transfer), stored in the
   built-in CRM as a note interaction (by contact, or by number for an unknown caller) and,
   once the call has ended, logged to the CRM with the call (`LookupService.log_call`).
@@ -211,8 +211,7 @@ class ScreenPopService:
 
     async def _lookup(self, pbx: str, call_id: str, number: str | None, urgent: bool) -> None:
         def update(found: CallerCard) -> None:  # a later, final answer
-            self._put_answer(call_id, found, set())
-            self.answers.shared(pbx, call_id, number, found, urgent=True)
+            self._answered_here(pbx, call_id, number, found)
 
         try:
             found = await self.lookup.lookup(number, on_update=update)
@@ -221,7 +220,12 @@ class ScreenPopService:
             found = CallerCard(number=number, status="unavailable")
         finally:
             held = self._held.pop(call_id, set())
-        self._put_answer(call_id, found, held)
+        self._answered_here(pbx, call_id, number, found, held, urgent)
+
+    def _answered_here(self, pbx: str, call_id: str, number: str | None, found: CallerCard,
+                       held: set[str] | None = None, urgent: bool = True) -> None:
+        """This node's own answer: on its cards, and (the PBX's owner) on every node's."""
+        self._put_answer(call_id, found, held or set())
         self.answers.shared(pbx, call_id, number, found, urgent)
 
     def _owner_answered(self, call_id: str, number: str | None, found: CallerCard) -> None:
@@ -379,8 +383,7 @@ class ScreenPopService:
             raise ScreenPopError(f"the CRM did not create the contact: {exc}", 503) from exc
         card = CallerCard(number=record.caller_number, e164=e164, status="found", contact=contact,
                           source=contact.source)
-        self._put_answer(call_id, card, set())
-        self.answers.shared(record.pbx, call_id, record.caller_number, card, urgent=True)
+        self._answered_here(record.pbx, call_id, record.caller_number, card)
         return {"contact": contact, "card": self.book.card(call_id, ext)}
 
     async def dismiss(self, user: SignedInUser, call_id: str, wrapup_code: str | None = None) -> bool:
