@@ -27,6 +27,7 @@ from __future__ import annotations
 import logging
 from collections import deque
 from collections.abc import Sequence
+from itertools import islice, repeat
 from typing import Any
 
 from bridge.ami.message import AmiMessage, RawEvent, parse_block
@@ -42,15 +43,16 @@ SWAP_REACH = 2  # events a swap may bring into the last publications' run
 # to the owner's last publications every `trim_every` events.
 KEEP = 30_000
 
-# ("event", pairs) for an event the owner fed its model; ("seen", (at, alive, channel)) for
-# the trace of an inert one.
+# ("event", the event) for an event the owner fed its model (kept, not copied: an entry per
+# event, matched only at a trim or a takeover); ("seen", (at, alive, channel)) for the trace
+# of an inert one.
 Mark = tuple[str, Any]
 
 
 def mark_matches(mark: Mark, event: AmiMessage) -> bool:
     kind, what = mark
     if kind == "event":
-        return event.pairs == what
+        return event.pairs == what.pairs
     at, alive, channel = what
     heard_at, heard_alive, heard_channel = touch_of(event)
     # An undated event's time is when each session read it: only the channel can match then.
@@ -62,7 +64,7 @@ def _may_match(mark: Mark, block: bytes) -> bool:
     (an event), or its channel's name (an inert event's trace)."""
     kind, what = mark
     if kind == "event":
-        key, value = what[0] if what else ("", "")
+        key, value = next(iter(what.items()), ("", ""))  # its first pair
         return block.startswith(f"{key}: {value}\r\n".encode())
     channel = what[2]
     return channel is None or channel.encode() in block
@@ -94,7 +96,7 @@ class HotStandby:
         if kind == "event":
             if payload.event == "FullyBooted":
                 return  # the owner's session's own (see `heard`)
-            self._marks.append(("event", payload.pairs))
+            self._marks.append(("event", payload))
         elif kind == "seen":
             at, alive, channel = payload
             self._marks.append(("seen", (float(at), bool(alive), channel)))
@@ -104,7 +106,7 @@ class HotStandby:
         kept as they came; the log is trimmed after the whole run, its end then as new as
         our session's (a trim mid-run would look for the owner's latest publications among
         events older than them)."""
-        self._heard.extend((arrived, block) for block in blocks)
+        self._heard.extend(zip(repeat(arrived), blocks))
         self._kept(len(blocks))
 
     def _kept(self, count: int) -> None:
@@ -200,5 +202,6 @@ class HotStandby:
         point = self.splice_point(within=2 * self._trim_every)
         if point is None:
             return
-        for _ in range(max(0, point - len(self._marks) - SWAP_REACH)):
-            self._heard.popleft()
+        drop = max(0, point - len(self._marks) - SWAP_REACH)
+        if drop:  # the few kept are copied, rather than the many dropped popped one by one
+            self._heard = deque(islice(self._heard, drop, None), maxlen=self._heard.maxlen)
