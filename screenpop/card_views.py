@@ -25,7 +25,6 @@ _ECHO_WINDOW = timedelta(days=1)  # a note is saved during or shortly after its 
 
 
 @functools.lru_cache(maxsize=4096)  # every card of a call, every update: the same few numbers
-@functools.lru_cache(maxsize=4096)  # every render of every card of a call formats its number
 def format_number(raw: str | None, region: str = "RU") -> str:
     """"+7 495 123-45-67" for a phone number, the raw text for anything else (an extension)."""
     if raw is None or is_anonymous(raw):
