@@ -86,6 +86,8 @@ class WallboardService(SpyTracking, SupervisorActions):
         self.activity: deque[dict[str, Any]] = deque(maxlen=40)  # alerts and actions, newest last
         self.listeners: list[Callable[[float], None]] = []  # told at each refresh (PBX time)
         self._audits: list[tuple[str, dict[str, Any]]] = []  # (action, record kwargs) to write
+        # One writer at a time: a flush returns once the lines another flush took are written too.
+        self._audit_writing = asyncio.Lock()
         self.owns: Callable[[str], bool] = lambda pbx: True  # this node writes for the PBX (BridgeParts)
         self._dirty = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -322,12 +324,13 @@ class WallboardService(SpyTracking, SupervisorActions):
             listener(now)
 
     async def _write_audits(self) -> None:
-        audits, self._audits = self._audits, []
-        for action, fields in audits if self.audit is not None else ():
-            try:
-                await self.audit.record(action=action, **fields)
-            except Exception:
-                log.exception("audit line %s not written", action)
+        async with self._audit_writing:
+            audits, self._audits = self._audits, []
+            for action, fields in audits if self.audit is not None else ():
+                try:
+                    await self.audit.record(action=action, **fields)
+                except Exception:
+                    log.exception("audit line %s not written", action)
 
     def snapshot(self, now: float | None = None, pbx: str | None = None) -> WallboardSnapshot:
         """The boards of every PBX (or of `pbx` only) side by side, with the CRM's caller names,

@@ -293,6 +293,35 @@ async def test_longest_wait_threshold_per_queue_raises_with_time_and_clears_when
         ("alert.raised", "system", "support"), ("alert.cleared", "system", "support")]
 
 
+async def test_a_flush_returns_once_the_audit_lines_another_flush_took_are_written() -> None:
+    class SlowAudit(FakeAudit):  # the database takes its time over the first line
+        def __init__(self) -> None:
+            super().__init__()
+            self.go_on = asyncio.Event()
+
+        async def record(self, username: str, action: str, **fields: Any) -> None:
+            await self.go_on.wait()
+            await super().record(username, action, **fields)
+
+    audit = SlowAudit()
+    limits = AlertThresholds(callers_waiting=1, longest_wait_seconds=None)
+    service = WallboardService(WallboardSettings(default_thresholds=limits), send_action=mock.AsyncMock(),
+                               audit=audit, clock=lambda: 1000.0)
+    pipeline = CallPipeline()
+    service.attach(pipeline)
+    events = capture_events("queue_abandoned")
+    join = next(i for i, ev in enumerate(events) if ev.event == "QueueCallerJoin")
+    pipeline.feed_all(events[: join + 1])  # raised: its audit line waits to be written
+    ticking = asyncio.create_task(service.flush())  # the tick takes it and waits on the database
+    await asyncio.sleep(0)
+    asked = asyncio.create_task(service.flush())  # a reader of the audit log flushes too
+    await asyncio.sleep(0.05)
+    assert not asked.done()  # not before the line the tick took is written
+    audit.go_on.set()
+    await asyncio.wait_for(asyncio.gather(ticking, asked), 5)
+    assert [(a["action"], a["target"]) for a in audit.lines] == [("alert.raised", "support")]
+
+
 async def test_a_reconnect_replaces_queue_calls_and_spy_sessions_by_what_the_pbx_says(tmp_path: Path) -> None:
     async with WallboardStack(tmp_path, ["supervisor_spy"], speed=2) as stack:
         service = stack.wallboard
