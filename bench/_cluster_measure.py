@@ -39,7 +39,7 @@ from bridge.calls.tracker import CallTracker
 from cluster.redis_link import DEFAULT_NAMESPACE, events_key, text
 from cluster.stream import HEARTBEAT
 from cluster.stream_entries import parse_entries
-from screenpop.cards import card_id
+from screenpop.card_ids import card_id
 
 # (pbx, entry id, fields) as XREAD gave them
 TapRow = tuple[str, bytes, dict[bytes, bytes]]

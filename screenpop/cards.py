@@ -20,6 +20,8 @@ Withdrawn cards are sent once and forgotten; after-call cards stay until dismiss
 
 from __future__ import annotations
 
+import heapq
+import itertools
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -35,6 +37,7 @@ from bridge.calls.events import (
 from bridge.calls.record import CallRecord, TransferKind
 from crm_adapters.contract import Interaction
 from crm_adapters.lookup import CallerCard
+from screenpop.card_ids import card_id
 from screenpop.card_views import (  # noqa: F401  # re-exported: the card's views live there
     UNKNOWN_NUMBER,
     OperatorNames,
@@ -64,18 +67,6 @@ RING_END_REASONS = {
     "DONTCALL": "refused",
     "TORTURE": "refused",
 }
-
-
-def card_id(call_id: str, operator: str) -> str:
-    return f"{call_id}:{operator}"
-
-
-def operator_of(card_id_: str) -> str:
-    return card_id_.rsplit(":", 1)[1]
-
-
-def call_of(card_id_: str) -> str:
-    return card_id_.rsplit(":", 1)[0]
 
 
 @dataclass
@@ -124,6 +115,10 @@ class CardBook:
         self.operator_names = operator_names  # extension -> display name (may be set later)
         self._clock = clock
         self._calls: dict[str, _Call] = {}
+        # (since, n, call id, slot) of every after-call card by its start: `expire` looks at the
+        # due ones only, not at every card of the last `after_call_seconds` (thousands, busy)
+        self._closing: list[tuple[float, int, str, _Slot]] = []
+        self._closing_n = itertools.count()
         # (pbx, extension) -> queue member name seen on a ring
         self._member_names: dict[tuple[str, str], str] = {}
 
@@ -214,12 +209,14 @@ class CardBook:
         """After-call cards left open longer than `after_call_seconds` close themselves."""
         now = self._clock()
         out: list[CardRemoved] = []
-        for call in list(self._calls.values()):
-            for op, slot in list(call.slots.items()):
-                since = slot.after_call_since
-                if since is not None and now - since >= self.after_call_seconds:
-                    del call.slots[op]
-                    out.append(CardRemoved(card_id=card_id(call.record.call_id, op), pbx=call.record.pbx))
+        while self._closing and now - self._closing[0][0] >= self.after_call_seconds:
+            since, _, call_id, slot = heapq.heappop(self._closing)
+            call = self._calls.get(call_id)
+            # Dismissed, answered again or after-call anew since: not this entry's to close.
+            if call is None or call.slots.get(slot.operator) is not slot or slot.after_call_since != since:
+                continue
+            del call.slots[slot.operator]
+            out.append(CardRemoved(card_id=card_id(call_id, slot.operator), pbx=call.record.pbx))
             self._forget_if_done(call)
         return out
 
@@ -313,7 +310,7 @@ class CardBook:
         t = ev.transfer
         source = call.slots.get(t.from_operator or "")
         if source is not None and source.state == "live":
-            self._after_call(source, t.at, f"transferred to {self._label(call.record, t.to_operator)}")
+            self._after_call(call, source, t.at, f"transferred to {self._label(call.record, t.to_operator)}")
         target = call.slots.get(t.to_operator or "")
         if target is not None and target.state in ("ringing", "live"):
             target.transfer = (t.kind, t.from_operator)
@@ -326,11 +323,12 @@ class CardBook:
                 slot.state = "withdrawn"
                 slot.reason = "caller hung up" if call.record.answered_at is None else "call ended"
             elif slot.state == "live":
-                self._after_call(slot, ev.at, None)
+                self._after_call(call, slot, ev.at, None)
 
-    def _after_call(self, slot: _Slot, at: float, reason: str | None) -> None:
+    def _after_call(self, call: _Call, slot: _Slot, at: float, reason: str | None) -> None:
         slot.state, slot.reason, slot.ended_at = "after_call", reason, at
-        slot.after_call_since = self._clock()
+        slot.after_call_since = since = self._clock()
+        heapq.heappush(self._closing, (since, next(self._closing_n), call.record.call_id, slot))
 
     # -- rendering ----------------------------------------------------------------------------
 

@@ -27,7 +27,7 @@ from collections.abc import Awaitable, Callable, Iterable
 from aiohttp import WSCloseCode, web
 
 from bridge.calls.record import DEFAULT_PBX
-from screenpop.cards import operator_of
+from screenpop.card_ids import operator_of
 from screenpop.messages import Card, CardRemoved, Hello
 from web.users import SignedInUser, pbx_of
 from web.ws_tasks import beside, read_until_closed

@@ -42,7 +42,8 @@ from crm_adapters.phone_numbers import normalize
 from screenpop.call_notes import CallNotes, NoteNotSaved
 from screenpop.caller_answers import CallerAnswers
 from screenpop.card_history import CardHistory
-from screenpop.cards import CardBook, Outgoing, call_of, operator_of, superseded
+from screenpop.card_ids import call_of, operator_of
+from screenpop.cards import CardBook, Outgoing, superseded
 from screenpop.history_calls import call_transfers
 from screenpop.hub import Hub
 from screenpop.messages import AgentState, Card, CardRemoved, Clock, ConsoleInfo, Hello

@@ -13,7 +13,8 @@ from bridge.calls.pipeline import CallPipeline
 from bridge.calls.replay import capture_events
 from crm_adapters.contract import Contact, Interaction
 from crm_adapters.lookup import CallerCard
-from screenpop.cards import CardBook, format_number, operator_of
+from screenpop.card_ids import operator_of
+from screenpop.cards import CardBook, format_number
 from screenpop.messages import Card, CardRemoved
 from tests.capture_facts import CAPTURES, capture_bytes
 
@@ -360,3 +361,33 @@ def test_after_call_cards_say_when_they_close_themselves() -> None:
     assert after.state == "after_call" and after.ended_at is not None
     assert after.closes_at == pytest.approx(after.ended_at + 90)
     assert all(f.closes_at is None for f in frames[:-1])
+
+
+def test_expiry_closes_the_due_after_call_cards_of_many_calls_in_the_order_they_began() -> None:
+    clock = Clock()
+    book = CardBook(after_call_seconds=60, clock=clock)
+
+    def after_call_cards(name: str) -> list[CardRemoved]:
+        last: dict[str, str] = {}
+        for frame in replay(name, book)[0]:
+            if isinstance(frame, Card):
+                last[frame.card_id] = frame.state
+        return [CardRemoved(card_id=c) for c, state in last.items() if state == "after_call"]
+
+    first = after_call_cards("ringall_two_agents")  # at 100
+    clock.now = 130.0
+    dismissed = after_call_cards("queue_answered")
+    clock.now = 150.0
+    transferred = after_call_cards("blind_transfer")  # the transferer's and the target's
+    assert len(first) == 1 and len(dismissed) == 1 and len(transferred) == 2
+    assert book.dismiss(*dismissed[0].card_id.rsplit(":", 1)) == dismissed[0]
+
+    clock.now = 159.9
+    assert book.expire() == []
+    clock.now = 160.0
+    assert book.expire() == first
+    clock.now = 209.9  # the dismissed card's time passes: nothing left of it to close
+    assert book.expire() == []
+    clock.now = 210.0
+    assert sorted(book.expire(), key=lambda r: r.card_id) == sorted(transferred, key=lambda r: r.card_id)
+    assert book.open_calls == 0 and book.expire() == []
