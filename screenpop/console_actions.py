@@ -23,8 +23,9 @@ from aiohttp import web
 
 from bridge.ami.message import AmiMessage
 from crm_adapters.errors import CrmError, CrmNotSupported
+from screenpop.card_actions import ScreenPopError
 from screenpop.card_views import format_number
-from screenpop.screenpop_service import ScreenPopError, ScreenPopService
+from screenpop.screenpop_service import ScreenPopService
 from web.users import SignedInUser
 
 log = logging.getLogger(__name__)

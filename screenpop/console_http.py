@@ -30,9 +30,10 @@ from typing import Any, TypeVar
 from aiohttp import web
 from pydantic import BaseModel, ValidationError
 
+from screenpop.card_actions import ScreenPopError
 from screenpop.console_actions import ACTIONS_KEY, ConsoleActions
 from screenpop.messages import DialRequest, DismissRequest, NewContactRequest, NoteRequest, PauseRequest
-from screenpop.screenpop_service import ScreenPopError, ScreenPopService
+from screenpop.screenpop_service import ScreenPopService
 from web.access import USER_KEY, require_role
 from web.auth import SESSION_KEY
 from web.pages import PAGE_HEADERS, STATIC_DIR

@@ -23,8 +23,9 @@ from crm_adapters.builtin_tables import INTERACTIONS
 from crm_adapters.contract import Contact, CrmAdapter, FinishedCall, Interaction, NewContact
 from crm_adapters.lookup import LookupService
 from screenpop.app import create_web_app
+from screenpop.card_actions import ScreenPopError
 from screenpop.console_http import SCREENPOP_KEY
-from screenpop.screenpop_service import ScreenPopError, ScreenPopService
+from screenpop.screenpop_service import ScreenPopService
 from screenpop.settings import ConsoleSettings
 from tests.capture_facts import capture_bytes
 from tests.test_screenpop_server import USERS, call_id_of, stand_in_auth
