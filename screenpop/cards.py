@@ -115,9 +115,9 @@ class CardBook:
         self.operator_names = operator_names  # extension -> display name (may be set later)
         self._clock = clock
         self._calls: dict[str, _Call] = {}
-        # (since, n, call id, slot) of every after-call card by its start: `expire` looks at the
-        # due ones only, not at every card of the last `after_call_seconds` (thousands, busy)
-        self._closing: list[tuple[float, int, str, _Slot]] = []
+        # (since, n, call id, operator) of every after-call card by its start: `expire` looks at
+        # the due ones only, not at every card of the last `after_call_seconds` (thousands, busy)
+        self._closing: list[tuple[float, int, str, str]] = []
         self._closing_n = itertools.count()
         # (pbx, extension) -> queue member name seen on a ring
         self._member_names: dict[tuple[str, str], str] = {}
@@ -210,13 +210,14 @@ class CardBook:
         now = self._clock()
         out: list[CardRemoved] = []
         while self._closing and now - self._closing[0][0] >= self.after_call_seconds:
-            since, _, call_id, slot = heapq.heappop(self._closing)
+            since, _, call_id, operator = heapq.heappop(self._closing)
             call = self._calls.get(call_id)
+            slot = call.slots.get(operator) if call is not None else None
             # Dismissed, answered again or after-call anew since: not this entry's to close.
-            if call is None or call.slots.get(slot.operator) is not slot or slot.after_call_since != since:
+            if call is None or slot is None or slot.state != "after_call" or slot.after_call_since != since:
                 continue
-            del call.slots[slot.operator]
-            out.append(CardRemoved(card_id=card_id(call_id, slot.operator), pbx=call.record.pbx))
+            del call.slots[operator]
+            out.append(CardRemoved(card_id=card_id(call_id, operator), pbx=call.record.pbx))
             self._forget_if_done(call)
         return out
 
@@ -328,7 +329,7 @@ class CardBook:
     def _after_call(self, call: _Call, slot: _Slot, at: float, reason: str | None) -> None:
         slot.state, slot.reason, slot.ended_at = "after_call", reason, at
         slot.after_call_since = since = self._clock()
-        heapq.heappush(self._closing, (since, next(self._closing_n), call.record.call_id, slot))
+        heapq.heappush(self._closing, (since, next(self._closing_n), call.record.call_id, slot.operator))
 
     # -- rendering ----------------------------------------------------------------------------
 
