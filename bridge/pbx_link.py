@@ -47,7 +47,8 @@ class PbxLink:
         self.queue_status: list[AmiMessage] = []
         self.resync_listeners: list[ResyncListener] = []
         # What the owner fed its model, for the cluster's followers (bridge.cluster_node):
-        # each event the model took, and the trace of each inert one.
+        # each event the model took (before the pipeline's subscribers see it), and the
+        # trace of each inert one.
         self.on_fed: Callable[[AmiMessage], None] | None = None
         self.on_touched: Callable[[Touch], None] | None = None
         self.on_resynced: Callable[[list[AmiMessage], list[AmiMessage], float], None] | None = None
@@ -146,11 +147,9 @@ class PbxLink:
 
     def _feed(self, event: AmiMessage) -> None:
         self.note_pbx_time(event)
-        if self.pipeline.feed(event):
-            if self.on_fed is not None:
-                self.on_fed(event)
-        elif self.on_touched is not None:  # inert: followers need only its trace
-            self.on_touched(touch_of(event))
+        # An owner publishes an event once its model took it, before its subscribers run.
+        if not self.pipeline.feed(event, self.on_fed) and self.on_touched is not None:
+            self.on_touched(touch_of(event))  # inert: followers need only its trace
 
     async def _on_ready(self) -> None:
         if not self.standing_by:  # a standby's model follows the owner's stream

@@ -112,3 +112,29 @@ def test_an_event_is_urgent_for_a_cluster_when_it_rang_an_operators_phone() -> N
             rang += pipeline.last_rang
             quiet += not pipeline.last_rang
     assert rang and quiet > rang
+
+
+def test_the_owner_publishes_an_event_once_its_model_took_it_before_any_subscriber() -> None:
+    pipeline = CallPipeline()
+    order: list[tuple[str, object]] = []
+    pipeline.subscribe(lambda e: order.append(("domain", type(e).__name__)))
+    pipeline.subscribe_raw(lambda ev: order.append(("raw", ev.event)), ["QueueCallerJoin"])
+
+    def taken(event: AmiMessage) -> None:  # what bridge.cluster_node publishes, and how urgently
+        order.append(("taken", (event.event, pipeline.last_rang)))
+
+    taken_count = inert = rings = 0
+    for event in capture_events("queue_answered"):
+        start = len(order)
+        if not pipeline.feed(event, taken):
+            inert += 1
+            assert order[start:] == []  # an inert event: only its trace goes (PbxLink.on_touched)
+            continue
+        taken_count += 1
+        assert order[start] == ("taken", (event.event, pipeline.last_rang))
+        assert all(kind != "taken" for kind, _ in order[start + 1:])
+        rings += ("domain", "CallRinging") in order[start:]
+        if pipeline.last_rang:
+            assert ("domain", "CallRinging") in order[start + 1:]
+    assert taken_count and inert and rings
+    assert ("raw", "QueueCallerJoin") in order

@@ -65,10 +65,12 @@ class CallPipeline:
             else:
                 self._raw_names.add(name)
 
-    def feed(self, event: AmiMessage) -> bool:
+    def feed(self, event: AmiMessage, taken: Callable[[AmiMessage], None] | None = None) -> bool:
         """Feed one event; False if it was inert (CallTracker.is_inert) and no raw subscriber
         reads it: then only its trace (`touch_of`) was kept, and that is all a cluster's owner
-        publishes of it (followers `touch`)."""
+        publishes of it (followers `touch`). Else `taken(event)` runs once the model has it,
+        before any subscriber: a cluster's owner publishes it then, so a ring reaches the
+        other nodes' pages without waiting for this node's cards, call log and wallboard."""
         self.events_in += 1
         tracker = self.trackers.get(event.pbx, self.tracker) if event.pbx else self.tracker
         self.events_by_pbx[tracker.pbx] = self.events_by_pbx.get(tracker.pbx, 0) + 1
@@ -83,8 +85,12 @@ class CallPipeline:
         except Exception:  # one malformed event must never stop the bridge
             log.exception("call-state model failed on %r; event skipped", event)
             self.last_rang = False
+            if taken is not None:
+                taken(event)
             return True
         self.last_rang = any(isinstance(e, CallRinging) for e in produced)
+        if taken is not None:
+            taken(event)
         self._publish(produced)
         for subscriber in self._raw_subscribers:
             try:
