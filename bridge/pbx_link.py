@@ -14,6 +14,7 @@ session, after feeding what the last owner never published (cluster.standby).
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import Callable
@@ -26,6 +27,10 @@ from bridge.calls.pipeline import CallPipeline
 from bridge.settings import PbxSettings
 
 log = logging.getLogger("callbridge")
+
+# The most events whose subscribers a cluster's owner holds back while it works through a
+# backlog (bridge.calls.pipeline's `holding`): a bound on their delay and on memory.
+HELD_MAX = 2_000
 
 # (CoreShowChannels items, QueueStatus items, PBX time, PBX id), after every (re)connect;
 # every item carries `.pbx` too (the id says whose lists they are when both are empty).
@@ -54,6 +59,7 @@ class PbxLink:
         self.on_resynced: Callable[[list[AmiMessage], list[AmiMessage], float], None] | None = None
         self.on_alive: Callable[[float], None] | None = None
         self.on_lost: Callable[[], None] | None = None
+        self._release_due = False  # a `_release` of the subscribers held back is scheduled
         # Hot standby: events heard while following (undecoded as they came, or parsed when
         # they were queued already), and the loss of that session.
         self.on_heard: Callable[[AmiMessage], None] | None = None
@@ -85,6 +91,7 @@ class PbxLink:
         self.running = self.standing_by = False
         self._read_every_event()
         await self.client.stop()
+        self.pipeline.release()
 
     def stand_by(self, read_every: float = 0.0) -> None:
         """Logged in but not feeding the model: every event heard goes to `on_heard`. From
@@ -92,6 +99,7 @@ class PbxLink:
         `read_every` > 0: the socket is read that often only (bridge.ami.protocol)."""
         self.running, self.standing_by = False, True
         self._pending_resync = None
+        self.pipeline.release()  # what it fed as the owner, its subscribers' part too
         self.client.raw_sink = self._heard_raw
         self.client.lazy_reads = read_every
         self.client.connect()  # idempotent: a running session goes on
@@ -147,9 +155,30 @@ class PbxLink:
 
     def _feed(self, event: AmiMessage) -> None:
         self.note_pbx_time(event)
-        # An owner publishes an event once its model took it, before its subscribers run.
-        if not self.pipeline.feed(event, self.on_fed) and self.on_touched is not None:
-            self.on_touched(touch_of(event))  # inert: followers need only its trace
+        pipeline = self.pipeline
+        # A cluster's owner publishes an event once its model took it (`on_fed`), before its
+        # subscribers run. With more events read behind it (a clump of callers, a takeover's
+        # catch-up) those subscribers wait until the backlog is through (`_release`): the
+        # rings in it reach the other nodes after the model's work, not after the cards, call
+        # log and wallboard of every event ahead of them. Bounded by HELD_MAX.
+        pipeline.holding = (self.on_fed is not None and len(pipeline.held) < HELD_MAX
+                            and (self.client.backlog > 0 or bool(pipeline.held)))
+        try:
+            if not pipeline.feed(event, self.on_fed) and self.on_touched is not None:
+                self.on_touched(touch_of(event))  # inert: followers need only its trace
+        finally:
+            pipeline.holding = False
+        if pipeline.held and not self._release_due:
+            self._release_due = True
+            # After the callbacks already due, the stream's writer among them (its XADD first).
+            asyncio.get_running_loop().call_soon(self._release)
+
+    def _release(self) -> None:
+        if self.client.backlog and len(self.pipeline.held) < HELD_MAX:
+            asyncio.get_running_loop().call_soon(self._release)  # the backlog is not through yet
+            return
+        self._release_due = False
+        self.pipeline.release()
 
     async def _on_ready(self) -> None:
         if not self.standing_by:  # a standby's model follows the owner's stream

@@ -180,6 +180,11 @@ class AmiClient(EventConsumer, Manager):
     def ready(self) -> bool:
         return self._ready.is_set()
 
+    @property
+    def backlog(self) -> int:
+        """Events (and markers) read but not handled yet."""
+        return self._queue.qsize()
+
     def status(self) -> dict[str, Any]:
         return {"connected": self.connected, "logged_in": self.logged_in, "ready": self.ready,
                 "reconnects": self.reconnects, "last_error": self.last_error,

@@ -45,6 +45,11 @@ class CallPipeline:
         # Whether the last event fed rang an operator's phone (a card pops): a cluster's
         # owner publishes those at once; the rest may wait a few ms to go with company.
         self.last_rang = False
+        # While `holding`, the subscribers' part of each event waits here, in order: a
+        # cluster's owner working through a backlog publishes every event as its model takes
+        # it, and lets its own subscribers (four times the model's work) run after (PbxLink).
+        self.holding = False
+        self.held: list[tuple[AmiMessage | None, list[DomainEvent], bool]] = []
 
     def subscribe(self, subscriber: Subscriber) -> None:
         self._subscribers.append(subscriber)
@@ -91,13 +96,38 @@ class CallPipeline:
         self.last_rang = any(isinstance(e, CallRinging) for e in produced)
         if taken is not None:
             taken(event)
+        self._deliver(event, produced, raw=True)
+        return True
+
+    def _deliver(self, event: AmiMessage | None, produced: list[DomainEvent], raw: bool) -> None:
+        """The subscribers' part of an event (raw: the raw subscribers see it too): now, or
+        once `holding` ends; never before what was held ahead of it."""
+        if self.holding:
+            if produced or raw:
+                self.held.append((event, produced, raw))
+            return
+        self.release()
+        self._run_subscribers(event, produced, raw)
+
+    def release(self) -> None:
+        """Run the subscribers on what `holding` kept back, in order. Before anything that
+        reads their state from outside (a resync, a lost link, the end)."""
+        while self.held:
+            held, self.held = self.held, []
+            for item in held:
+                self._run_subscribers(*item)
+
+    def _run_subscribers(self, event: AmiMessage | None, produced: list[DomainEvent], raw: bool) -> None:
+        if event is not None:
+            self.current = event
         self._publish(produced)
+        if not raw or event is None:
+            return
         for subscriber in self._raw_subscribers:
             try:
                 subscriber(event)
             except Exception:
                 log.exception("raw subscriber %r failed on %s", subscriber, event.event)
-        return True
 
     def _raw_reads(self, name: str) -> bool:
         return name in self._raw_names or name.startswith(self._raw_prefixes)
@@ -116,6 +146,7 @@ class CallPipeline:
 
     def resync(self, channels: list[AmiMessage], at: float, pbx: str | None = None) -> None:
         """Align a PBX's model with its live channels (after every (re)connect)."""
+        self.release()
         tracker = self._of(pbx)
         resync_calls(tracker, channels, at)
         self._publish(tracker.take_events())
@@ -132,23 +163,25 @@ class CallPipeline:
         """An inert event, or its trace: counted, and its time may settle calls a resync held."""
         self.events_inert += 1
         tracker.touch(*touch)
-        self._publish(tracker.take_events())
+        self._deliver(None, tracker.take_events(), raw=False)
 
     def note_alive(self, at: float, pbx: str | None = None) -> None:
         """A Ping reply's PBX time (see CallTracker.note_alive)."""
         tracker = self._of(pbx)
         tracker.note_alive(at)
-        self._publish(tracker.take_events())  # calls a resync held end here, if any
+        self._deliver(None, tracker.take_events(), raw=False)  # calls a resync held end here, if any
 
     def link_lost(self, pbx: str | None = None) -> None:
         """The AMI connection dropped: live calls stay open until the PBX says (resync,
         or a restart seen in FullyBooted); whatever ended meanwhile ends at the last proof
         of life before this moment."""
+        self.release()
         self._of(pbx).link_lost()
 
     def close_all(self) -> None:
         """We lost sight of the PBXes for good (end of a replay): close what is still live,
         each at its last proof of life."""
+        self.release()
         for tracker in self.trackers.values():
             tracker.link_lost()
             for call in list(tracker.live_calls()):
