@@ -174,7 +174,8 @@ class PbxLink:
             asyncio.get_running_loop().call_soon(self._release)
 
     def _release(self) -> None:
-        if self.client.backlog and len(self.pipeline.held) < HELD_MAX:
+        held = self.pipeline.held
+        if held and self.client.backlog and len(held) < HELD_MAX:
             asyncio.get_running_loop().call_soon(self._release)  # the backlog is not through yet
             return
         self._release_due = False

@@ -108,3 +108,20 @@ def test_an_owner_holds_at_most_held_max_events_then_catches_up() -> None:
         assert len(pipeline.held) <= HELD_MAX and len(ran) + len(pipeline.held) == fed and ran
 
     asyncio.run(scenario())
+
+
+def test_nothing_held_means_no_more_release_rounds_even_with_a_backlog_left() -> None:
+    async def scenario() -> None:
+        pipeline = CallPipeline(trackers=[CallTracker(pbx="main")])
+        link = PbxLink(PbxSettings(id="main"), pipeline)
+        link.on_fed = lambda ev: None
+        link.client._queue.put_nowait("read, never handled: the link stopped")
+        for event in [e for e in capture_events("queue_answered") if e.is_event]:
+            event.pbx = "main"
+            link._feed(event)
+        assert pipeline.held
+        pipeline.release()  # as PbxLink.stop and stand_by do
+        await asyncio.sleep(0)
+        assert not link._release_due  # the scheduled round ended: no call_soon every turn
+
+    asyncio.run(scenario())
